@@ -1,0 +1,308 @@
+//! Runs one flow: the scenario's steps in order, with a per-flow variable table.
+//!
+//! Each request is timed from just before it is handed to the HTTP client until the last
+//! byte of its body has arrived. A step that fails ends its flow. The result of every
+//! step and of the flow goes out as a [`Sample`]; nothing here prints or stores samples.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use reqwest::header::{HeaderMap, HeaderValue};
+use tokio::sync::mpsc::Sender;
+
+use crate::scenario::{
+    Expectation, ExtractSource, Scenario, Step, SLOT_API_KEY, SLOT_RANDOM, SLOT_RUN_ID, SLOT_SEQ,
+    SLOT_UUID,
+};
+use crate::stats::{FailureKind, Sample};
+
+/// What every flow of a run shares.
+pub struct FlowContext {
+    pub scenario: Arc<Scenario>,
+    pub client: reqwest::Client,
+    /// Target URL without a trailing slash; step paths start with `/`.
+    pub base_url: String,
+    pub api_key: String,
+    pub run_id: String,
+}
+
+/// A step's outcome before it becomes a sample.
+struct StepOutcome {
+    responded: bool,
+    failure: Option<FailureKind>,
+}
+
+impl FlowContext {
+    /// The per-flow variable table with the built-ins and `[vars]` filled in.
+    fn new_vars(&self, seq: u64) -> Vec<String> {
+        let mut vars = vec![String::new(); self.scenario.slot_count];
+        vars[SLOT_API_KEY] = self.api_key.clone();
+        vars[SLOT_SEQ] = seq.to_string();
+        vars[SLOT_RUN_ID] = self.run_id.clone();
+        vars[SLOT_UUID] = uuid_v4(rand::random());
+        vars[SLOT_RANDOM] = random_alnum(16);
+        for (slot, t) in &self.scenario.vars {
+            vars[*slot] = t.render(&vars);
+        }
+        vars
+    }
+
+    /// Runs flow number `seq` and sends its samples. Returns whether it succeeded, or `None`
+    /// when the collector has gone away (the run is being torn down).
+    pub async fn run_flow(&self, seq: u64, tx: &Sender<Sample>) -> Option<bool> {
+        let mut vars = self.new_vars(seq);
+        let mut body = Vec::new();
+        let mut scratch = String::new();
+        let flow_start = Instant::now();
+        let mut failed_step = None;
+        for (i, step) in self.scenario.steps.iter().enumerate() {
+            let (elapsed_us, outcome) = self
+                .run_step(step, &mut vars, &mut body, &mut scratch)
+                .await;
+            let failed = outcome.failure.is_some();
+            tx.send(Sample::Step {
+                step: i,
+                elapsed_us,
+                responded: outcome.responded,
+                failure: outcome.failure,
+            })
+            .await
+            .ok()?;
+            if failed {
+                failed_step = Some(i);
+                break;
+            }
+        }
+        let elapsed_us = micros(flow_start.elapsed());
+        tx.send(Sample::Flow {
+            elapsed_us,
+            failed_step,
+        })
+        .await
+        .ok()?;
+        Some(failed_step.is_none())
+    }
+
+    async fn run_step(
+        &self,
+        step: &Step,
+        vars: &mut [String],
+        body: &mut Vec<u8>,
+        scratch: &mut String,
+    ) -> (u64, StepOutcome) {
+        // Build everything before the clock starts: templates, headers and body are the
+        // harness's work, not the server's.
+        let request = match self.build_request(step, vars, body, scratch) {
+            Ok(r) => r,
+            Err(k) => {
+                return (
+                    0,
+                    StepOutcome {
+                        responded: false,
+                        failure: Some(k),
+                    },
+                )
+            }
+        };
+        let start = Instant::now();
+        let keep_headers = step.needs_headers();
+        let result = async {
+            let resp = self.client.execute(request).await?;
+            let status = resp.status().as_u16();
+            let headers = if keep_headers {
+                resp.headers().clone()
+            } else {
+                HeaderMap::new()
+            };
+            let bytes = resp.bytes().await?;
+            Ok::<_, reqwest::Error>((status, headers, bytes))
+        }
+        .await;
+        let elapsed_us = micros(start.elapsed());
+        let (status, headers, bytes) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                return (
+                    elapsed_us,
+                    StepOutcome {
+                        responded: false,
+                        failure: Some(classify(&e)),
+                    },
+                )
+            }
+        };
+        let failure = check_response(step, status, &headers, &bytes, vars).err();
+        (
+            elapsed_us,
+            StepOutcome {
+                responded: true,
+                failure,
+            },
+        )
+    }
+
+    fn build_request(
+        &self,
+        step: &Step,
+        vars: &[String],
+        body: &mut Vec<u8>,
+        scratch: &mut String,
+    ) -> Result<reqwest::Request, FailureKind> {
+        let mut url = String::with_capacity(self.base_url.len() + 32);
+        url.push_str(&self.base_url);
+        step.path.render_into(vars, &mut url);
+        let url = reqwest::Url::parse(&url).map_err(|_| FailureKind::Request)?;
+        let mut req = reqwest::Request::new(step.method.clone(), url);
+        let headers: &mut HeaderMap = req.headers_mut();
+        for (name, t) in &step.headers {
+            scratch.clear();
+            t.render_into(vars, scratch);
+            let v = HeaderValue::from_str(scratch).map_err(|_| FailureKind::Request)?;
+            headers.insert(name.clone(), v);
+        }
+        if let Some(b) = &step.body {
+            body.clear();
+            b.render_into(vars, body, scratch);
+            *req.body_mut() = Some(body.clone().into());
+        }
+        Ok(req)
+    }
+}
+
+/// Checks status, extracts values and runs the step's checks.
+fn check_response(
+    step: &Step,
+    status: u16,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    vars: &mut [String],
+) -> Result<(), FailureKind> {
+    if !step.expect.contains(status) {
+        return Err(FailureKind::Status(status));
+    }
+    let json: Option<serde_json::Value> = if step.needs_json() {
+        Some(serde_json::from_slice(bytes).map_err(|_| FailureKind::NotJson)?)
+    } else {
+        None
+    };
+    for ex in &step.extract {
+        let value = match &ex.source {
+            ExtractSource::Pointer(p) => json
+                .as_ref()
+                .and_then(|j| j.pointer(p))
+                .and_then(scalar_string)
+                .ok_or_else(|| FailureKind::Missing(p.clone()))?,
+            ExtractSource::Header(h) => headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .ok_or_else(|| FailureKind::Missing(format!("header {h}").into()))?,
+        };
+        if let Some(slot) = vars.get_mut(ex.slot) {
+            *slot = value;
+        }
+    }
+    for c in &step.checks {
+        let found = json.as_ref().and_then(|j| j.pointer(&c.pointer));
+        let pass = match (&c.expect, found) {
+            (_, None) => return Err(FailureKind::Missing(c.pointer.clone())),
+            (Expectation::Exists, Some(_)) => true,
+            (Expectation::EqualsJson(want), Some(v)) => v == want,
+            (Expectation::EqualsStr(t), Some(v)) => v.as_str() == Some(t.render(vars).as_str()),
+        };
+        if !pass {
+            return Err(FailureKind::Check(c.pointer.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// The text of a JSON scalar (strings without quotes); objects, arrays and null are not
+/// values a later request can use.
+fn scalar_string(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Maps a client error to a failure kind. Timeouts first: a connect attempt that timed out
+/// is a timeout, a refused one is a connect failure.
+pub fn classify(e: &reqwest::Error) -> FailureKind {
+    if e.is_timeout() {
+        FailureKind::Timeout
+    } else if e.is_connect() {
+        FailureKind::Connect
+    } else if e.is_builder() || e.is_request() && e.url().is_none() {
+        FailureKind::Request
+    } else {
+        FailureKind::Transport
+    }
+}
+
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn uuid_v4(r: u128) -> String {
+    let b = (r & !(0xF000u128 << 64) | (0x4000u128 << 64)) & !(0xC000u128 << 48)
+        | (0x8000u128 << 48);
+    let h = format!("{b:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn random_alnum(n: usize) -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    Alphanumeric.sample_string(&mut rand::thread_rng(), n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_has_version_and_variant() {
+        for r in [0u128, u128::MAX, 0x1234_5678_9abc_def0_1234_5678_9abc_def0] {
+            let u = uuid_v4(r);
+            assert_eq!(u.len(), 36);
+            assert_eq!(&u[14..15], "4", "{u}");
+            assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"), "{u}");
+        }
+    }
+
+    #[test]
+    fn checks_status_fields_and_extracts() {
+        let s = Scenario::builtin();
+        let login = &s.steps[1];
+        let mut vars = vec![String::new(); s.slot_count];
+        let h = HeaderMap::new();
+        assert_eq!(
+            check_response(login, 500, &h, b"{}", &mut vars),
+            Err(FailureKind::Status(500))
+        );
+        assert_eq!(
+            check_response(login, 200, &h, b"<html>", &mut vars),
+            Err(FailureKind::NotJson)
+        );
+        assert_eq!(
+            check_response(login, 200, &h, b"{\"token\":\"x\"}", &mut vars),
+            Err(FailureKind::Missing("/access_token".into()))
+        );
+        check_response(login, 200, &h, b"{\"access_token\":\"abc\"}", &mut vars).unwrap();
+        assert!(vars.contains(&"abc".to_string()));
+        let verify = &s.steps[2];
+        assert_eq!(
+            check_response(verify, 200, &h, b"{\"valid\":false}", &mut vars),
+            Err(FailureKind::Check("/valid".into()))
+        );
+    }
+}

@@ -1,0 +1,43 @@
+//! Errors of a run, typed by how the CLI must answer them (each maps to an exit code).
+
+use crate::scenario::ScenarioErrors;
+
+/// Exit codes, stable and documented in the README.
+pub mod exit {
+    /// The run completed (failed flows are reported, not fatal).
+    pub const OK: u8 = 0;
+    /// Something else went wrong (I/O writing reports, the in-process server failed).
+    pub const FAILURE: u8 = 1;
+    /// Usage or configuration error: bad flags, a malformed scenario.
+    pub const USAGE: u8 = 2;
+    /// The target could not be reached at all.
+    pub const UNREACHABLE: u8 = 3;
+    /// Interrupted (Ctrl-C); a partial report was written.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// An impossible or invalid combination of options.
+    #[error("{0}")]
+    Config(String),
+    #[error("invalid scenario:\n{0}")]
+    Scenario(#[from] ScenarioErrors),
+    #[error("cannot reach the target {target}: {cause}")]
+    Unreachable { target: String, cause: String },
+    #[error("could not start the in-process reference server: {0}")]
+    Server(#[from] crate::server::ServerError),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Config(_) | RunError::Scenario(_) => exit::USAGE,
+            RunError::Unreachable { .. } => exit::UNREACHABLE,
+            RunError::Server(crate::server::ServerError::InvalidCost(_)) => exit::USAGE,
+            RunError::Server(_) | RunError::Other(_) => exit::FAILURE,
+        }
+    }
+}

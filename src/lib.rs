@@ -1,0 +1,201 @@
+//! authbench: load-test and benchmark authentication services.
+//!
+//! The library does all the work so tests can drive the whole tool in-process;
+//! `main.rs` only calls [`cli::main_with_args`] and exits with its code.
+//!
+//! The pipeline of `authbench run`: [`options::RunOptions`] → load the
+//! [`scenario::Scenario`] → start the in-process [`server`] when there is no target →
+//! check the target is reachable → [`engine::run`] (workers send samples to a collector
+//! that builds [`stats::Stats`]) → [`report::Report`] → exporters.
+
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod options;
+pub mod report;
+pub mod scenario;
+pub mod server;
+pub mod stats;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use error::RunError;
+use options::{RunOptions, ScenarioSource};
+use report::{Report, ReportInput, RunConfig};
+use scenario::Scenario;
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunResult {
+    pub report: Report,
+    /// Report files written, if any.
+    pub files: Vec<PathBuf>,
+}
+
+/// Loads the scenario an options struct names.
+pub fn load_scenario(src: &ScenarioSource) -> Result<Scenario, RunError> {
+    Ok(match src {
+        ScenarioSource::Builtin => Scenario::builtin(),
+        ScenarioSource::File(p) => Scenario::load(p)?,
+    })
+}
+
+/// Runs flows as `opts` says and writes the reports. `stop` resolving interrupts the run:
+/// no new flow starts, in-flight ones get `opts.grace`, and the report is marked partial.
+pub async fn run(opts: &RunOptions, stop: impl Future<Output = ()>) -> Result<RunResult, RunError> {
+    if opts.flows == 0 {
+        return Err(RunError::Config("--flows must be at least 1".into()));
+    }
+    if opts.concurrency == 0 {
+        return Err(RunError::Config("--concurrency must be at least 1".into()));
+    }
+    let scenario = Arc::new(load_scenario(&opts.scenario)?);
+
+    // The in-process server runs on its own OS thread and tokio runtime with its own
+    // bounded hashing pool, so it and the load generator cannot starve each other's executor.
+    let (server, base_url, api_key) = match &opts.target {
+        None => {
+            let key = opts.api_key.clone().unwrap_or_else(random_key);
+            let cfg = server::ServerConfig::new(opts.cost, key.clone());
+            let handle = server::spawn(cfg, ([127, 0, 0, 1], 0).into())?;
+            let url = handle.base_url();
+            (Some(handle), url, key)
+        }
+        Some(t) => {
+            let url = check_target_url(t)?;
+            let key = match &opts.api_key {
+                Some(k) => k.clone(),
+                None if scenario.uses_api_key => {
+                    return Err(RunError::Config(format!(
+                        "the scenario '{}' sends {{{{api_key}}}}: pass --api-key KEY or set AUTHBENCH_API_KEY",
+                        scenario.name
+                    )))
+                }
+                None => String::new(),
+            };
+            (None, url, key)
+        }
+    };
+    preflight(&base_url, opts.connect_timeout).await?;
+
+    let concurrency = opts
+        .concurrency
+        .min(usize::try_from(opts.flows).unwrap_or(usize::MAX));
+    let client = reqwest::Client::builder()
+        .timeout(opts.timeout)
+        .connect_timeout(opts.connect_timeout)
+        .tcp_nodelay(true)
+        .no_proxy()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .map_err(|e| RunError::Other(anyhow::anyhow!("could not build the HTTP client: {e}")))?;
+
+    let outcome = engine::run(
+        engine::EngineConfig {
+            scenario: scenario.clone(),
+            client,
+            base_url: base_url.clone(),
+            api_key,
+            flows: opts.flows,
+            concurrency,
+            progress: opts.progress,
+            grace: opts.grace,
+        },
+        stop,
+    )
+    .await;
+    let bcrypt_cost = server.as_ref().map(|_| opts.cost);
+    if let Some(s) = server {
+        s.shutdown();
+    }
+
+    let report = Report::build(ReportInput {
+        stats: &outcome.stats,
+        config: RunConfig {
+            target: base_url,
+            in_process_server: opts.target.is_none(),
+            scenario: scenario.name.clone(),
+            scenario_source: scenario.source.clone(),
+            flows_planned: opts.flows,
+            concurrency,
+            load_model: "closed".into(),
+            timeout_ms: millis(opts.timeout),
+            connect_timeout_ms: millis(opts.connect_timeout),
+            bcrypt_cost,
+            cores: cores(),
+        },
+        wall: outcome.wall,
+        partial: outcome.interrupted,
+        abandoned: outcome.abandoned,
+        generated_at: chrono::Utc::now(),
+    });
+    let files = match &opts.out_dir {
+        Some(dir) => report::write_reports(&report, dir)?,
+        None => Vec::new(),
+    };
+    Ok(RunResult { report, files })
+}
+
+/// Accepts `http(s)://host[:port][/base]`; anything else is a configuration error.
+fn check_target_url(t: &str) -> Result<String, RunError> {
+    let url = reqwest::Url::parse(t).map_err(|e| {
+        RunError::Config(format!(
+            "--target '{t}' is not a URL ({e}): use e.g. http://127.0.0.1:8007"
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(RunError::Config(format!(
+            "--target '{t}' must be an http:// or https:// URL with a host"
+        )));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+/// Fails fast, with exit code 3, when nothing accepts a TCP connection at the target.
+async fn preflight(base_url: &str, timeout: Duration) -> Result<(), RunError> {
+    let unreachable = |cause: String| RunError::Unreachable {
+        target: base_url.to_string(),
+        cause,
+    };
+    let url = reqwest::Url::parse(base_url).map_err(|e| unreachable(e.to_string()))?;
+    let host = url.host_str().unwrap_or("").trim_matches(['[', ']']).to_string();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let attempt = async {
+        let addrs: Vec<_> = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| format!("cannot resolve '{host}': {e}"))?
+            .collect();
+        let mut last = format!("'{host}' resolved to no address");
+        for a in addrs {
+            match tokio::net::TcpStream::connect(a).await {
+                Ok(_) => return Ok(()),
+                Err(e) => last = format!("{a}: {e}"),
+            }
+        }
+        Err(last)
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(cause)) => Err(unreachable(cause)),
+        Err(_) => Err(unreachable(format!(
+            "no TCP connection within {} ms",
+            millis(timeout)
+        ))),
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Cores available to this process.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn random_key() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}

@@ -1,0 +1,68 @@
+//! Checked options: what the engine and the reports see. clap's types stop at the CLI;
+//! tests and library users build these directly.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the flow definition comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ScenarioSource {
+    /// `scenarios/pyairtable.toml`, embedded at build time.
+    #[default]
+    Builtin,
+    /// A scenario file on disk.
+    File(PathBuf),
+}
+
+/// Options of `authbench run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Base URL of an external service; `None` starts the in-process reference server.
+    pub target: Option<String>,
+    /// API key sent as `{{api_key}}`; for the in-process server, its key (random if unset).
+    pub api_key: Option<String>,
+    /// Number of flows to run.
+    pub flows: u64,
+    /// Flows in flight at once (closed loop: a worker starts its next flow when one ends).
+    pub concurrency: usize,
+    /// Per-request timeout, from send to the last byte of the body.
+    pub timeout: Duration,
+    /// TCP connect timeout (also used for the reachability check before the run).
+    pub connect_timeout: Duration,
+    /// bcrypt cost of the in-process server (ignored for an external target).
+    pub cost: u32,
+    /// The flow definition.
+    pub scenario: ScenarioSource,
+    /// Directory for the report files; `None` writes none.
+    pub out_dir: Option<PathBuf>,
+    /// Show a progress bar (only ever on a terminal).
+    pub progress: bool,
+    /// After an interrupt, how long in-flight flows may take to finish.
+    pub grace: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            target: None,
+            api_key: None,
+            flows: 20,
+            concurrency: 20,
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            cost: 12,
+            scenario: ScenarioSource::Builtin,
+            out_dir: Some(PathBuf::from("reports")),
+            progress: false,
+            grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Options of `authbench serve`.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub addr: std::net::SocketAddr,
+    pub cost: u32,
+    pub api_key: Option<String>,
+}

@@ -1,0 +1,165 @@
+//! The Markdown report, in the format of the PyAirtable optimization report users know:
+//! an executive summary, the "Final Performance Metrics" block, the flow checklist, then
+//! what that document lacked: per-step latency, failures by kind, and the configuration.
+
+use std::fmt::Write;
+
+use super::{Exporter, Report};
+use crate::stats::LatencySummary;
+
+pub struct Markdown;
+
+/// The seed document's wording for the four steps of the default flow.
+fn step_label(name: &str) -> Option<&'static str> {
+    match name {
+        "register" => Some("User Registration with validation"),
+        "login" => Some("User Login with token generation"),
+        "verify" => Some("JWT Token Verification"),
+        "profile" => Some("Protected Endpoint Access (Profile)"),
+        _ => None,
+    }
+}
+
+fn ms(v: f64) -> String {
+    format!("{v:.1}")
+}
+
+fn latency_cells(l: &LatencySummary) -> String {
+    if l.count == 0 {
+        return "– | – | – | – | – | – |".to_string();
+    }
+    format!(
+        "{} | {} | {} | {} | {} | {} |",
+        ms(l.min_ms),
+        ms(l.p50_ms),
+        ms(l.p90_ms),
+        ms(l.p99_ms),
+        ms(l.max_ms),
+        ms(l.mean_ms)
+    )
+}
+
+impl Exporter for Markdown {
+    fn extension(&self) -> &'static str {
+        "md"
+    }
+
+    fn render(&self, r: &Report) -> anyhow::Result<Vec<u8>> {
+        let mut o = String::new();
+        let c = &r.config;
+        let partial = if r.partial { " (PARTIAL)" } else { "" };
+        writeln!(o, "# Authentication Load Test Report: {}{partial}\n", c.scenario)?;
+        if r.partial {
+            writeln!(
+                o,
+                "> **PARTIAL REPORT**: the run was interrupted. The figures cover the {} flows that finished of {} planned; {} in-flight flows were cut off and are not counted.\n",
+                r.summary.total_flows, c.flows_planned, r.summary.abandoned_flows
+            )?;
+        }
+        writeln!(o, "## Executive Summary\n")?;
+        writeln!(o, "{}\n", r.verdict())?;
+
+        writeln!(o, "## Test Results\n")?;
+        writeln!(o, "### Final Performance Metrics")?;
+        writeln!(o, "```\n{}```\n", r.metrics_block())?;
+
+        writeln!(o, "### Authentication Flow Test Coverage")?;
+        for (i, s) in r.steps.iter().enumerate() {
+            let mark = if s.requests > 0 && s.failed == 0 { "✅" } else { "❌" };
+            let label = step_label(&s.name)
+                .map(|l| format!("{l} (`{}`)", s.name))
+                .unwrap_or_else(|| format!("`{}`", s.name));
+            writeln!(o, "{}. {mark} {label}: {}/{} succeeded", i + 1, s.ok, s.requests)?;
+        }
+        writeln!(o)?;
+
+        writeln!(o, "### Latency per Step (ms)\n")?;
+        writeln!(o, "| step | requests | ok | failed | min | p50 | p90 | p99 | max | mean |")?;
+        writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+        for s in &r.steps {
+            writeln!(
+                o,
+                "| {} | {} | {} | {} | {}",
+                s.name,
+                s.requests,
+                s.ok,
+                s.failed,
+                latency_cells(&s.latency)
+            )?;
+        }
+        writeln!(
+            o,
+            "| **flow** (successful) | {} | {} | – | {}",
+            r.flow.count,
+            r.flow.count,
+            latency_cells(&r.flow)
+        )?;
+        if r.flow_failed.count > 0 {
+            writeln!(
+                o,
+                "| **flow** (failed) | {} | – | {} | {}",
+                r.flow_failed.count,
+                r.flow_failed.count,
+                latency_cells(&r.flow_failed)
+            )?;
+        }
+        writeln!(o)?;
+        writeln!(
+            o,
+            "Step latency is measured from sending the request to the last byte of the response, for requests that got a response; timeouts and connection errors are counted under Failures. Flow time runs from the first request of a flow to the end of its last."
+        )?;
+        writeln!(
+            o,
+            "Throughput: {:.2} flows/s, {:.2} requests/s over {:.3}s of wall time.\n",
+            r.summary.flows_per_s, r.summary.requests_per_s, r.summary.wall_time_s
+        )?;
+
+        writeln!(o, "### Failures\n")?;
+        if r.failures.is_empty() {
+            writeln!(o, "No failures.\n")?;
+        } else {
+            writeln!(o, "| step | kind | detail | count |")?;
+            writeln!(o, "|---|---|---|---:|")?;
+            for f in &r.failures {
+                writeln!(o, "| {} | {} | {} | {} |", f.step, f.class, f.detail, f.count)?;
+            }
+            writeln!(o)?;
+        }
+
+        writeln!(o, "## Configuration\n")?;
+        writeln!(o, "| setting | value |")?;
+        writeln!(o, "|---|---|")?;
+        let target = if c.in_process_server {
+            format!("{} (in-process reference server)", c.target)
+        } else {
+            c.target.clone()
+        };
+        writeln!(o, "| target | {target} |")?;
+        writeln!(o, "| scenario | {} ({}) |", c.scenario, c.scenario_source)?;
+        writeln!(o, "| flows | {} |", c.flows_planned)?;
+        writeln!(o, "| concurrency | {} |", c.concurrency)?;
+        writeln!(
+            o,
+            "| load model | {} loop: a new flow starts when one ends, at most {} in flight |",
+            c.load_model, c.concurrency
+        )?;
+        writeln!(o, "| request timeout | {} ms (connect {} ms) |", c.timeout_ms, c.connect_timeout_ms)?;
+        let cost = c
+            .bcrypt_cost
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "unknown (external service)".into());
+        writeln!(o, "| bcrypt cost | {cost} |")?;
+        writeln!(o, "| cores | {} |", c.cores)?;
+        writeln!(o)?;
+        writeln!(o, "---\n")?;
+        writeln!(o, "**Generated**: {}  ", r.generated_at)?;
+        writeln!(o, "**Tool**: {}  ", r.tool)?;
+        let status = if r.partial {
+            "⚠️ PARTIAL: interrupted before all flows ran"
+        } else {
+            "✅ COMPLETED"
+        };
+        writeln!(o, "**Status**: {status}")?;
+        Ok(o.into_bytes())
+    }
+}

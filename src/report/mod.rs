@@ -1,0 +1,282 @@
+//! The run report: one serializable struct that *is* the JSON format, and exporters that
+//! render it to bytes (Markdown in the seed document's format, JSON, a terminal summary).
+//! Exporters do no I/O; [`write_reports`] writes their bytes to `reports/`.
+
+pub mod json;
+pub mod markdown;
+pub mod terminal;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::stats::{LatencySummary, Stats};
+
+/// The version of the JSON report format; bumped on any incompatible change.
+pub const SCHEMA: &str = "authbench.report/1";
+
+/// Everything a run report says.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    /// Always [`SCHEMA`].
+    pub schema: String,
+    /// `authbench <version>`.
+    pub tool: String,
+    /// When the run ended, RFC 3339 UTC.
+    pub generated_at: String,
+    /// The run was interrupted; figures cover only the flows that finished.
+    pub partial: bool,
+    pub config: RunConfig,
+    pub summary: Summary,
+    /// Duration of successful flows.
+    pub flow: LatencySummary,
+    /// Duration of failed flows (up to and including the failing step).
+    pub flow_failed: LatencySummary,
+    pub steps: Vec<StepReport>,
+    /// Every failure, by step and kind, most frequent first.
+    pub failures: Vec<FailureRow>,
+}
+
+/// How the run was set up. Never holds the API key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunConfig {
+    /// The target URL (for the in-process server, its loopback URL).
+    pub target: String,
+    /// Whether the target was authbench's in-process reference server.
+    pub in_process_server: bool,
+    pub scenario: String,
+    pub scenario_source: String,
+    pub flows_planned: u64,
+    pub concurrency: usize,
+    /// Always "closed" for now: a flow starts when another ends.
+    pub load_model: String,
+    pub timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    /// bcrypt cost of the server, when known (the in-process server's).
+    pub bcrypt_cost: Option<u32>,
+    /// CPU cores of the machine that ran authbench (and the in-process server).
+    pub cores: usize,
+}
+
+/// The seed document's "Final Performance Metrics", and a few more.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    /// Flows that ran to an end (success or a failed step).
+    pub total_flows: u64,
+    pub successful_flows: u64,
+    pub failed_flows: u64,
+    /// Successful / total, 0..=1 (0 when no flow ran).
+    pub success_rate: f64,
+    /// Mean duration of successful flows in seconds (`null` when none succeeded).
+    pub average_flow_time_s: Option<f64>,
+    /// From the first flow's start to the last flow's end.
+    pub wall_time_s: f64,
+    /// Finished flows per second of wall time.
+    pub flows_per_s: f64,
+    /// HTTP requests sent.
+    pub requests: u64,
+    /// Requests per second of wall time.
+    pub requests_per_s: f64,
+    /// Flows started but cut off by an interrupt (not counted above).
+    pub abandoned_flows: u64,
+}
+
+/// Figures of one step of the scenario.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepReport {
+    pub name: String,
+    pub requests: u64,
+    pub ok: u64,
+    pub failed: u64,
+    /// Latency of requests that got a complete response (timeouts and connection errors
+    /// are counted in `failures`, not here).
+    pub latency: LatencySummary,
+    /// Failure counts by class (`connect`, `timeout`, `status`, `bad_body`, `check`, ...).
+    pub failures: BTreeMap<String, u64>,
+}
+
+/// One kind of failure at one step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FailureRow {
+    pub step: String,
+    pub class: String,
+    pub detail: String,
+    pub count: u64,
+}
+
+/// What [`Report::build`] needs besides the stats.
+pub struct ReportInput<'a> {
+    pub stats: &'a Stats,
+    pub config: RunConfig,
+    pub wall: std::time::Duration,
+    pub partial: bool,
+    pub abandoned: u64,
+    pub generated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Report {
+    pub fn build(input: ReportInput<'_>) -> Report {
+        let s = input.stats;
+        let total = s.flows_total();
+        let ok = s.flows_ok();
+        let wall_s = input.wall.as_secs_f64();
+        let per_s = |n: u64| if wall_s > 0.0 { n as f64 / wall_s } else { 0.0 };
+        let mut failures: Vec<FailureRow> = s
+            .steps
+            .iter()
+            .flat_map(|st| {
+                st.failures.iter().map(|(k, n)| FailureRow {
+                    step: st.name.clone(),
+                    class: k.class().to_string(),
+                    detail: k.detail(),
+                    count: *n,
+                })
+            })
+            .collect();
+        failures.sort_by(|a, b| b.count.cmp(&a.count));
+        Report {
+            schema: SCHEMA.to_string(),
+            tool: format!("authbench {}", env!("CARGO_PKG_VERSION")),
+            generated_at: input
+                .generated_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            partial: input.partial,
+            config: input.config,
+            summary: Summary {
+                total_flows: total,
+                successful_flows: ok,
+                failed_flows: s.flows_failed(),
+                success_rate: if total > 0 { ok as f64 / total as f64 } else { 0.0 },
+                average_flow_time_s: (ok > 0).then(|| s.flow_ok.mean() / 1e6),
+                wall_time_s: wall_s,
+                flows_per_s: per_s(total),
+                requests: s.requests(),
+                requests_per_s: per_s(s.requests()),
+                abandoned_flows: input.abandoned,
+            },
+            flow: LatencySummary::of(&s.flow_ok),
+            flow_failed: LatencySummary::of(&s.flow_failed),
+            steps: s
+                .steps
+                .iter()
+                .map(|st| {
+                    let mut by_class = BTreeMap::new();
+                    for (k, n) in &st.failures {
+                        *by_class.entry(k.class().to_string()).or_insert(0) += n;
+                    }
+                    StepReport {
+                        name: st.name.clone(),
+                        requests: st.attempts,
+                        ok: st.ok,
+                        failed: st.attempts - st.ok,
+                        latency: LatencySummary::of(&st.latency),
+                        failures: by_class,
+                    }
+                })
+                .collect(),
+            failures,
+        }
+    }
+
+    /// The seed document's block, line for line.
+    pub fn metrics_block(&self) -> String {
+        let s = &self.summary;
+        let avg = match s.average_flow_time_s {
+            Some(t) => format!("{t:.3}s"),
+            None => "n/a (no successful flow)".to_string(),
+        };
+        format!(
+            "Total Tests Executed: {}\nSuccessful Flows: {}\nFailed Flows: {}\nSuccess Rate: {:.2}%\nAverage Flow Time: {}\n",
+            s.total_flows,
+            s.successful_flows,
+            s.failed_flows,
+            s.success_rate * 100.0,
+            avg
+        )
+    }
+
+    /// One line: what happened.
+    pub fn verdict(&self) -> String {
+        let s = &self.summary;
+        let what = if self.config.in_process_server {
+            match self.config.bcrypt_cost {
+                Some(c) => format!("the in-process reference server (bcrypt cost {c})"),
+                None => "the in-process reference server".to_string(),
+            }
+        } else {
+            self.config.target.clone()
+        };
+        let head = if self.partial {
+            "⚠️ PARTIAL (interrupted)".to_string()
+        } else if s.total_flows > 0 && s.failed_flows == 0 {
+            "✅ ALL FLOWS SUCCEEDED".to_string()
+        } else {
+            "❌ FLOWS FAILED".to_string()
+        };
+        let mut line = format!(
+            "**{head}**: {} of {} flows succeeded ({:.2}%) against {what} at concurrency {}",
+            s.successful_flows,
+            s.total_flows,
+            s.success_rate * 100.0,
+            self.config.concurrency
+        );
+        if let Some(t) = s.average_flow_time_s {
+            line.push_str(&format!("; average flow time {t:.3}s"));
+        }
+        if let Some(f) = self.failures.first() {
+            line.push_str(&format!(
+                "; most frequent failure: {} at `{}` ({}×)",
+                f.detail, f.step, f.count
+            ));
+        }
+        if self.partial {
+            line.push_str(&format!(
+                "; {} of {} planned flows finished",
+                s.total_flows, self.config.flows_planned
+            ));
+        }
+        line.push('.');
+        line
+    }
+}
+
+/// Renders a report to bytes. No I/O: the caller decides where the bytes go.
+pub trait Exporter {
+    /// File extension of this format, without the dot.
+    fn extension(&self) -> &'static str;
+    fn render(&self, report: &Report) -> anyhow::Result<Vec<u8>>;
+}
+
+/// Writes `<dir>/<UTC timestamp>-run.{md,json}` and returns the paths.
+pub fn write_reports(report: &Report, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("could not create the report directory '{}'", dir.display()))?;
+    let stamp = report_stamp(&report.generated_at);
+    let exporters: [&dyn Exporter; 2] = [&markdown::Markdown, &json::Json];
+    // Never overwrite an earlier report: two runs in the same second get a suffix.
+    let mut base = format!("{stamp}-run");
+    let mut n = 1;
+    while exporters
+        .iter()
+        .any(|e| dir.join(format!("{base}.{}", e.extension())).exists())
+    {
+        n += 1;
+        base = format!("{stamp}-run-{n}");
+    }
+    let mut paths = Vec::new();
+    for e in exporters {
+        let path = dir.join(format!("{base}.{}", e.extension()));
+        let bytes = e.render(report)?;
+        std::fs::write(&path, bytes)
+            .with_context(|| format!("could not write the report file '{}'", path.display()))?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+/// `2026-11-25T12:00:00Z` → `20261125T120000Z` (safe in file names everywhere).
+fn report_stamp(rfc3339: &str) -> String {
+    rfc3339.chars().filter(|c| *c != '-' && *c != ':').collect()
+}

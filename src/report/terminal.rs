@@ -1,0 +1,58 @@
+//! The terminal summary: the metrics block and a comfy-table of steps.
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+
+use super::{Exporter, Report};
+use crate::stats::LatencySummary;
+
+pub struct Terminal;
+
+fn row(name: &str, requests: u64, ok: &str, l: &LatencySummary) -> Vec<Cell> {
+    let mut cells = vec![Cell::new(name), Cell::new(requests), Cell::new(ok)];
+    for v in [l.min_ms, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, l.mean_ms] {
+        let text = if l.count == 0 { "–".to_string() } else { format!("{v:.1}") };
+        cells.push(Cell::new(text).set_alignment(CellAlignment::Right));
+    }
+    cells
+}
+
+impl Exporter for Terminal {
+    fn extension(&self) -> &'static str {
+        "txt"
+    }
+
+    fn render(&self, r: &Report) -> anyhow::Result<Vec<u8>> {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+            "step", "requests", "ok", "min ms", "p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms",
+        ]);
+        for s in &r.steps {
+            t.add_row(row(&s.name, s.requests, &format!("{}/{}", s.ok, s.requests), &s.latency));
+        }
+        t.add_row(row("flow (ok)", r.flow.count, "", &r.flow));
+        let mut out = String::new();
+        if r.partial {
+            out.push_str("PARTIAL: the run was interrupted; figures cover finished flows only.\n");
+        }
+        out.push_str(&r.metrics_block());
+        out.push('\n');
+        out.push_str(&t.to_string());
+        out.push('\n');
+        if !r.failures.is_empty() {
+            let mut f = Table::new();
+            f.load_preset(UTF8_FULL_CONDENSED)
+                .set_header(vec!["step", "kind", "detail", "count"]);
+            for x in &r.failures {
+                f.add_row(vec![
+                    Cell::new(&x.step),
+                    Cell::new(&x.class),
+                    Cell::new(&x.detail),
+                    Cell::new(x.count),
+                ]);
+            }
+            out.push_str(&f.to_string());
+            out.push('\n');
+        }
+        Ok(out.into_bytes())
+    }
+}

@@ -1,0 +1,203 @@
+//! `{{name}}` string templates, parsed once when a scenario loads.
+//!
+//! A template is a list of literal and variable segments; variables are resolved to slot
+//! indices at load time, so rendering on the hot path is a single pass of `push_str` with
+//! no parsing, hashing or lookups.
+
+use std::fmt;
+
+/// One piece of a parsed template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Text copied as it is.
+    Lit(String),
+    /// The value of the variable in this slot of the flow's variable table.
+    Var(usize),
+}
+
+/// A parsed template: literal text and variable slots.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Template {
+    segments: Vec<Segment>,
+}
+
+/// Why a template did not parse; `offset` is the byte offset in the template string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError {
+    pub offset: usize,
+    pub message: String,
+}
+
+impl fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A variable reference found while parsing, before it is resolved to a slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VarRef {
+    pub name: String,
+    /// Byte offset of the name inside the template string.
+    pub offset: usize,
+}
+
+/// The raw shape of a template: literal pieces and variable names, unresolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawSegment {
+    Lit(String),
+    Var(VarRef),
+}
+
+/// Splits `s` into literal text and `{{name}}` references. `{{{{` is not special: use a
+/// variable if a literal `{{` is needed (no scenario has needed one yet).
+pub fn parse(s: &str) -> Result<Vec<RawSegment>, TemplateError> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    let mut base = 0usize;
+    while let Some(open) = rest.find("{{") {
+        if open > 0 {
+            out.push(RawSegment::Lit(rest[..open].to_string()));
+        }
+        let after = &rest[open + 2..];
+        let Some(close) = after.find("}}") else {
+            return Err(TemplateError {
+                offset: base + open,
+                message: "unclosed `{{`: a variable is written `{{name}}`".into(),
+            });
+        };
+        let raw = &after[..close];
+        let name = raw.trim();
+        let lead = raw.len() - raw.trim_start().len();
+        let name_offset = base + open + 2 + lead;
+        if name.is_empty() {
+            return Err(TemplateError {
+                offset: base + open,
+                message: "empty variable name in `{{}}`".into(),
+            });
+        }
+        if let Some(bad) = name
+            .char_indices()
+            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_'))
+        {
+            return Err(TemplateError {
+                offset: name_offset + bad.0,
+                message: format!(
+                    "invalid character {:?} in variable name `{name}`: names use letters, digits and `_`",
+                    bad.1
+                ),
+            });
+        }
+        out.push(RawSegment::Var(VarRef {
+            name: name.to_string(),
+            offset: name_offset,
+        }));
+        let consumed = open + 2 + close + 2;
+        base += consumed;
+        rest = &rest[consumed..];
+    }
+    if !rest.is_empty() {
+        out.push(RawSegment::Lit(rest.to_string()));
+    }
+    Ok(out)
+}
+
+impl Template {
+    /// Builds a template from parsed segments, resolving names with `slot`; the first name
+    /// that `slot` does not know is returned as the error.
+    pub fn resolve<'a>(
+        raw: &'a [RawSegment],
+        mut slot: impl FnMut(&str) -> Option<usize>,
+    ) -> Result<Self, &'a VarRef> {
+        let mut segments = Vec::with_capacity(raw.len());
+        for seg in raw {
+            match seg {
+                RawSegment::Lit(s) => segments.push(Segment::Lit(s.clone())),
+                RawSegment::Var(v) => segments.push(Segment::Var(slot(&v.name).ok_or(v)?)),
+            }
+        }
+        Ok(Template { segments })
+    }
+
+    /// A template that is only literal text.
+    pub fn literal(s: impl Into<String>) -> Self {
+        Template {
+            segments: vec![Segment::Lit(s.into())],
+        }
+    }
+
+    /// Appends the rendered template to `out`. A slot that is out of range renders empty
+    /// (cannot happen for templates resolved against the same table).
+    pub fn render_into(&self, vars: &[String], out: &mut String) {
+        for seg in &self.segments {
+            match seg {
+                Segment::Lit(s) => out.push_str(s),
+                Segment::Var(i) => out.push_str(vars.get(*i).map(String::as_str).unwrap_or("")),
+            }
+        }
+    }
+
+    pub fn render(&self, vars: &[String]) -> String {
+        let mut s = String::new();
+        self.render_into(vars, &mut s);
+        s
+    }
+
+    /// Slots this template reads.
+    pub fn slots(&self) -> impl Iterator<Item = usize> + '_ {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Var(i) => Some(*i),
+            Segment::Lit(_) => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(s: &str) -> Vec<String> {
+        parse(s)
+            .unwrap()
+            .into_iter()
+            .filter_map(|s| match s {
+                RawSegment::Var(v) => Some(v.name),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parses_and_renders() {
+        let raw = parse("a{{x}}b{{ y }}c").unwrap();
+        let t = Template::resolve(&raw, |n| match n {
+            "x" => Some(0),
+            "y" => Some(1),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(t.render(&["1".into(), "2".into()]), "a1b2c");
+        assert_eq!(names("{{x}}{{y}}"), vec!["x", "y"]);
+    }
+
+    #[test]
+    fn reports_offsets() {
+        let e = parse("abc{{x").unwrap_err();
+        assert_eq!(e.offset, 3);
+        let e = parse("{{a-b}}").unwrap_err();
+        assert_eq!(e.offset, 3);
+        let e = parse("x{{ }}").unwrap_err();
+        assert_eq!(e.offset, 1);
+        let raw = parse("ab{{  zz}}").unwrap();
+        let err = Template::resolve(&raw, |_| None).unwrap_err();
+        assert_eq!((err.name.as_str(), err.offset), ("zz", 6));
+    }
+
+    #[test]
+    fn no_vars_is_literal() {
+        let raw = parse("plain } { text").unwrap();
+        let t = Template::resolve(&raw, |_| None).unwrap();
+        assert_eq!(t.render(&[]), "plain } { text");
+        assert_eq!(parse("").unwrap(), vec![]);
+    }
+}

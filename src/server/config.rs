@@ -1,0 +1,103 @@
+//! Server configuration: the knobs a benchmark run turns (bcrypt cost, hashing
+//! strategy, pool size, token lifetime) plus the secrets, with defaults that
+//! match the target service (cost 12, 24 h tokens).
+//!
+//! Nothing here is checked; [`crate::server::AppState::new`] checks the whole
+//! configuration once and reports the first problem as a
+//! [`ServerError`](crate::server::ServerError).
+
+use std::fmt;
+use std::time::Duration;
+
+/// Default bcrypt cost, the target service's `PASSWORD_HASH_ROUNDS` default.
+pub const DEFAULT_COST: u32 = 12;
+
+/// Default access-token lifetime (the target's `expires_in: 86400`).
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Where bcrypt work runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HashMode {
+    /// Hash and verify on a bounded pool of blocking threads (`hash_threads`
+    /// at a time, first come first served), so the async workers keep
+    /// accepting connections and answering cheap requests (verify, profile,
+    /// health) while passwords are being hashed.
+    #[default]
+    Pool,
+    /// Hash and verify directly inside the async handler, and serve on a
+    /// current-thread runtime. This reproduces a service with a single
+    /// event-loop worker that calls bcrypt synchronously: every request,
+    /// even `/health`, waits behind every hash in progress. It exists to
+    /// reproduce that production failure, not to be used.
+    Inline,
+}
+
+/// Everything the reference server needs to start.
+///
+/// `Debug` is written by hand so that printing a config (in a report, in an
+/// error) never leaks the API key or the JWT secret.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// bcrypt cost factor (log2 of the rounds), valid 4..=31.
+    pub cost: u32,
+    /// Value every `/auth/*` request must carry in `X-API-Key`.
+    pub api_key: String,
+    /// HS256 signing key. Random 32 bytes by default, so tokens from one
+    /// server start are not valid on the next.
+    pub jwt_secret: Vec<u8>,
+    /// How many hashes/verifies may run at once in [`HashMode::Pool`].
+    pub hash_threads: usize,
+    /// Where bcrypt work runs.
+    pub hash_mode: HashMode,
+    /// Lifetime of issued access tokens (`exp - iat`, and `expires_in`).
+    pub token_ttl: Duration,
+}
+
+impl ServerConfig {
+    /// A config with the given cost and API key; everything else default.
+    pub fn new(cost: u32, api_key: impl Into<String>) -> Self {
+        Self {
+            cost,
+            api_key: api_key.into(),
+            jwt_secret: rand::random::<[u8; 32]>().to_vec(),
+            hash_threads: default_hash_threads(),
+            hash_mode: HashMode::default(),
+            token_ttl: DEFAULT_TOKEN_TTL,
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    /// Cost 12 and a random API key of 32 hex characters.
+    fn default() -> Self {
+        let key: String = rand::random::<[u8; 16]>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Self::new(DEFAULT_COST, key)
+    }
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("cost", &self.cost)
+            .field("api_key", &format_args!("<{} bytes>", self.api_key.len()))
+            .field(
+                "jwt_secret",
+                &format_args!("<{} bytes>", self.jwt_secret.len()),
+            )
+            .field("hash_threads", &self.hash_threads)
+            .field("hash_mode", &self.hash_mode)
+            .field("token_ttl", &self.token_ttl)
+            .finish()
+    }
+}
+
+/// One hashing slot per core: bcrypt is pure CPU, so more concurrent hashes
+/// than cores only makes every one of them slower.
+fn default_hash_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}

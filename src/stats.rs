@@ -1,0 +1,333 @@
+//! Measurements: the plain samples workers send, and the HDR histograms and counters the
+//! collector folds them into.
+//!
+//! Nothing here stores a per-request record: memory depends on the number of steps and
+//! distinct failure kinds, not on the number of requests. Histograms count microseconds,
+//! keep 3 significant figures and resize themselves, so a 60-second request (or a
+//! 60-minute one) is recorded, never dropped and never a panic.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Why a step failed. Details are bounded (they come from the scenario, not from the
+/// response), so the set of distinct kinds in a run stays small.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureKind {
+    /// No TCP connection could be made (refused, unreachable, DNS).
+    Connect,
+    /// The request or the connection attempt exceeded its timeout.
+    Timeout,
+    /// A response came with a status the step does not accept.
+    Status(u16),
+    /// The body was needed as JSON and is not JSON.
+    NotJson,
+    /// A value the step extracts is missing (a JSON pointer or a header).
+    Missing(Arc<str>),
+    /// A `check` on the body failed (the pointer is named).
+    Check(Arc<str>),
+    /// The connection broke or the server spoke invalid HTTP.
+    Transport,
+    /// The request could not be built (e.g. an extracted value is not a valid header).
+    Request,
+}
+
+impl FailureKind {
+    /// The class of failure, a stable identifier for JSON and thresholds.
+    pub fn class(&self) -> &'static str {
+        match self {
+            FailureKind::Connect => "connect",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Status(_) => "status",
+            FailureKind::NotJson | FailureKind::Missing(_) => "bad_body",
+            FailureKind::Check(_) => "check",
+            FailureKind::Transport => "transport",
+            FailureKind::Request => "request",
+        }
+    }
+
+    /// What exactly went wrong, for the failure tables.
+    pub fn detail(&self) -> String {
+        match self {
+            FailureKind::Connect => "connection failed".into(),
+            FailureKind::Timeout => "no complete response in time".into(),
+            FailureKind::Status(c) => format!("unexpected status {c}"),
+            FailureKind::NotJson => "body is not JSON".into(),
+            FailureKind::Missing(p) => format!("missing {p}"),
+            FailureKind::Check(p) => format!("check failed at {p}"),
+            FailureKind::Transport => "connection broken or invalid HTTP".into(),
+            FailureKind::Request => "request could not be built".into(),
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.class(), self.detail())
+    }
+}
+
+/// One measurement, sent by a worker to the collector.
+#[derive(Debug, Clone)]
+pub enum Sample {
+    /// One step (HTTP request) of a flow finished.
+    Step {
+        /// Index of the step in the scenario.
+        step: usize,
+        /// From just before the request was handed to the HTTP client to the last byte of
+        /// the response body (or to the failure).
+        elapsed_us: u64,
+        /// Whether a complete response arrived (a status, whatever it was). Requests
+        /// without one (connect errors, timeouts) are counted but not put into the
+        /// latency histogram, whose figures would otherwise be the timeout setting.
+        responded: bool,
+        /// `None` when the step succeeded.
+        failure: Option<FailureKind>,
+    },
+    /// A whole flow finished: all its steps succeeded, or one failed and ended it.
+    Flow {
+        /// From the start of the first step to the end of the last one.
+        elapsed_us: u64,
+        /// Index of the step that failed, if any.
+        failed_step: Option<usize>,
+    },
+}
+
+/// A histogram in microseconds that grows as needed.
+pub fn new_histogram() -> Histogram<u64> {
+    // Three significant figures and auto-resize: `new` cannot fail for sigfig 3.
+    Histogram::new(3).expect("3 significant figures is a valid histogram precision")
+}
+
+/// Records a value, growing the histogram as needed. `saturating_record` would *clamp*
+/// to the current top instead of resizing (hdrhistogram checks the clamp first), which
+/// silently turns a 20 ms request into 2 µs in a fresh histogram: use `record`, and clamp
+/// only if growing is impossible (values near `u64::MAX`).
+pub fn record(h: &mut Histogram<u64>, us: u64) {
+    if h.record(us).is_err() {
+        h.saturating_record(us);
+    }
+}
+
+/// Figures for one step.
+#[derive(Debug, Clone)]
+pub struct StepStats {
+    pub name: String,
+    /// Requests sent.
+    pub attempts: u64,
+    /// Requests that passed every check of the step.
+    pub ok: u64,
+    /// Latency of every request that got a complete response, in microseconds.
+    pub latency: Histogram<u64>,
+    /// Failure counts by kind.
+    pub failures: BTreeMap<FailureKind, u64>,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    pub steps: Vec<StepStats>,
+    /// Durations of successful flows, in microseconds.
+    pub flow_ok: Histogram<u64>,
+    /// Durations of failed flows, in microseconds.
+    pub flow_failed: Histogram<u64>,
+}
+
+impl Stats {
+    pub fn new(step_names: &[String]) -> Self {
+        Stats {
+            steps: step_names
+                .iter()
+                .map(|n| StepStats {
+                    name: n.clone(),
+                    attempts: 0,
+                    ok: 0,
+                    latency: new_histogram(),
+                    failures: BTreeMap::new(),
+                })
+                .collect(),
+            flow_ok: new_histogram(),
+            flow_failed: new_histogram(),
+        }
+    }
+
+    pub fn record(&mut self, sample: Sample) {
+        match sample {
+            Sample::Step {
+                step,
+                elapsed_us,
+                responded,
+                failure,
+            } => {
+                let Some(s) = self.steps.get_mut(step) else {
+                    return;
+                };
+                s.attempts += 1;
+                if responded {
+                    record(&mut s.latency, elapsed_us);
+                }
+                match failure {
+                    None => s.ok += 1,
+                    Some(k) => *s.failures.entry(k).or_insert(0) += 1,
+                }
+            }
+            Sample::Flow {
+                elapsed_us,
+                failed_step,
+            } => {
+                if failed_step.is_none() {
+                    record(&mut self.flow_ok, elapsed_us);
+                } else {
+                    record(&mut self.flow_failed, elapsed_us);
+                }
+            }
+        }
+    }
+
+    pub fn flows_ok(&self) -> u64 {
+        self.flow_ok.len()
+    }
+
+    pub fn flows_failed(&self) -> u64 {
+        self.flow_failed.len()
+    }
+
+    pub fn flows_total(&self) -> u64 {
+        self.flows_ok() + self.flows_failed()
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.steps.iter().map(|s| s.attempts).sum()
+    }
+
+    /// Adds another run's figures (same scenario) to these: counts and histograms add
+    /// exactly, so percentiles of the sum are exact, not averages of percentiles.
+    pub fn merge(&mut self, other: &Stats) {
+        for (a, b) in self.steps.iter_mut().zip(&other.steps) {
+            a.attempts += b.attempts;
+            a.ok += b.ok;
+            // Both histograms auto-resize, so adding cannot fail for lack of range.
+            let _ = a.latency.add(&b.latency);
+            for (k, n) in &b.failures {
+                *a.failures.entry(k.clone()).or_insert(0) += n;
+            }
+        }
+        let _ = self.flow_ok.add(&other.flow_ok);
+        let _ = self.flow_failed.add(&other.flow_failed);
+    }
+}
+
+/// Percentiles of a histogram, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub min_ms: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub mean_ms: f64,
+}
+
+impl LatencySummary {
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return LatencySummary::default();
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        LatencySummary {
+            count: h.len(),
+            min_ms: ms(h.min()),
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p90_ms: ms(h.value_at_quantile(0.90)),
+            p95_ms: ms(h.value_at_quantile(0.95)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            max_ms: ms(h.max()),
+            mean_ms: h.mean() / 1000.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_huge_values_without_panic() {
+        let mut s = Stats::new(&["a".into()]);
+        for us in [0, 1, 60_000_000, 3_600_000_000, u64::MAX / 4] {
+            s.record(Sample::Step {
+                step: 0,
+                elapsed_us: us,
+                responded: true,
+                failure: None,
+            });
+        }
+        // An out-of-range step index is ignored, not a panic.
+        s.record(Sample::Step {
+            step: 9,
+            elapsed_us: 1,
+            responded: true,
+            failure: None,
+        });
+        assert_eq!(s.steps[0].latency.len(), 5);
+        let sum = LatencySummary::of(&s.steps[0].latency);
+        assert!(sum.max_ms >= 3_600_000.0);
+    }
+
+    #[test]
+    fn counts_failures_and_flows() {
+        let mut s = Stats::new(&["a".into(), "b".into()]);
+        s.record(Sample::Step {
+            step: 1,
+            elapsed_us: 10,
+            responded: true,
+            failure: Some(FailureKind::Status(500)),
+        });
+        s.record(Sample::Step {
+            step: 1,
+            elapsed_us: 30_000_000,
+            responded: false,
+            failure: Some(FailureKind::Timeout),
+        });
+        s.record(Sample::Flow {
+            elapsed_us: 5,
+            failed_step: Some(1),
+        });
+        s.record(Sample::Flow {
+            elapsed_us: 7,
+            failed_step: None,
+        });
+        assert_eq!(s.steps[1].attempts, 2);
+        assert_eq!(s.steps[1].ok, 0);
+        assert_eq!(s.steps[1].latency.len(), 1, "timeouts are not latencies");
+        assert_eq!(s.steps[1].failures[&FailureKind::Status(500)], 1);
+        assert_eq!((s.flows_ok(), s.flows_failed()), (1, 1));
+    }
+
+    #[test]
+    fn merge_adds_exactly() {
+        let names = vec!["a".to_string()];
+        let (mut a, mut b, mut all) = (Stats::new(&names), Stats::new(&names), Stats::new(&names));
+        for i in 0..1000u64 {
+            let smp = Sample::Step {
+                step: 0,
+                elapsed_us: i * 37 % 5000,
+                responded: true,
+                failure: None,
+            };
+            all.record(smp.clone());
+            if i % 2 == 0 { a.record(smp) } else { b.record(smp) }
+        }
+        a.merge(&b);
+        assert_eq!(
+            LatencySummary::of(&a.steps[0].latency),
+            LatencySummary::of(&all.steps[0].latency)
+        );
+        assert_eq!(a.steps[0].attempts, 1000);
+    }
+}

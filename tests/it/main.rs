@@ -1,0 +1,6 @@
+//! One integration-test binary (one link step): each module covers an area.
+
+mod report;
+mod run;
+mod server;
+mod support;
