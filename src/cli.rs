@@ -96,10 +96,7 @@ impl RunArgs {
             timeout: self.timeout,
             connect_timeout: self.connect_timeout.min(self.timeout),
             cost: self.cost,
-            scenario: self
-                .scenario
-                .map(ScenarioSource::File)
-                .unwrap_or_default(),
+            scenario: self.scenario.map(ScenarioSource::File).unwrap_or_default(),
             out_dir: (!self.no_reports).then_some(self.out_dir),
             progress: !self.no_progress,
             ..RunOptions::default()
@@ -161,7 +158,11 @@ where
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
             let _ = if e.use_stderr() {
                 write!(err, "{}", e.render().ansi())
             } else {
@@ -170,7 +171,10 @@ where
             return code;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             let _ = writeln!(err, "error: could not start the async runtime: {e}");

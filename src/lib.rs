@@ -161,7 +161,11 @@ async fn preflight(base_url: &str, timeout: Duration) -> Result<(), RunError> {
         cause,
     };
     let url = reqwest::Url::parse(base_url).map_err(|e| unreachable(e.to_string()))?;
-    let host = url.host_str().unwrap_or("").trim_matches(['[', ']']).to_string();
+    let host = url
+        .host_str()
+        .unwrap_or("")
+        .trim_matches(['[', ']'])
+        .to_string();
     let port = url.port_or_known_default().unwrap_or(80);
     let attempt = async {
         let addrs: Vec<_> = tokio::net::lookup_host((host.as_str(), port))

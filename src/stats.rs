@@ -321,7 +321,11 @@ mod tests {
                 failure: None,
             };
             all.record(smp.clone());
-            if i % 2 == 0 { a.record(smp) } else { b.record(smp) }
+            if i % 2 == 0 {
+                a.record(smp)
+            } else {
+                b.record(smp)
+            }
         }
         a.merge(&b);
         assert_eq!(

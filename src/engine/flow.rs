@@ -247,8 +247,8 @@ fn micros(d: std::time::Duration) -> u64 {
 }
 
 fn uuid_v4(r: u128) -> String {
-    let b = (r & !(0xF000u128 << 64) | (0x4000u128 << 64)) & !(0xC000u128 << 48)
-        | (0x8000u128 << 48);
+    let b =
+        (r & !(0xF000u128 << 64) | (0x4000u128 << 64)) & !(0xC000u128 << 48) | (0x8000u128 << 48);
     let h = format!("{b:032x}");
     format!(
         "{}-{}-{}-{}-{}",

@@ -47,7 +47,9 @@ pub struct EngineOutcome {
 /// Runs the flows; when `stop` resolves, starts no new flow, gives in-flight ones `grace`
 /// to finish, then cuts them off.
 pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOutcome {
-    let workers = cfg.concurrency.clamp(1, usize::try_from(cfg.flows.max(1)).unwrap_or(usize::MAX));
+    let workers = cfg
+        .concurrency
+        .clamp(1, usize::try_from(cfg.flows.max(1)).unwrap_or(usize::MAX));
     let ctx = Arc::new(FlowContext {
         scenario: cfg.scenario.clone(),
         client: cfg.client,
@@ -101,14 +103,19 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
         stopping.store(true, Ordering::Relaxed);
         // In-flight flows get a short grace period, then are cut off: their partial
         // results are not counted as flows (they never finished).
-        if tokio::time::timeout(cfg.grace, join_all(&mut set)).await.is_err() {
+        if tokio::time::timeout(cfg.grace, join_all(&mut set))
+            .await
+            .is_err()
+        {
             set.abort_all();
             join_all(&mut set).await;
         }
     }
     let wall = start.elapsed();
     // All senders are gone once the workers are: the collector drains and returns.
-    let stats = collector.await.unwrap_or_else(|_| Stats::new(&cfg.scenario.step_names()));
+    let stats = collector
+        .await
+        .unwrap_or_else(|_| Stats::new(&cfg.scenario.step_names()));
     let abandoned = started
         .load(Ordering::Relaxed)
         .saturating_sub(stats.flows_total());
@@ -125,11 +132,7 @@ async fn join_all(set: &mut JoinSet<()>) {
     while set.join_next().await.is_some() {}
 }
 
-async fn collect(
-    mut rx: mpsc::Receiver<Sample>,
-    mut stats: Stats,
-    bar: ProgressBar,
-) -> Stats {
+async fn collect(mut rx: mpsc::Receiver<Sample>, mut stats: Stats, bar: ProgressBar) -> Stats {
     while let Some(s) = rx.recv().await {
         let flow_done = matches!(s, Sample::Flow { .. });
         stats.record(s);
@@ -156,9 +159,9 @@ pub fn progress_bar(wanted: bool, total: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} flows {msg}")
-    {
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} flows {msg}",
+    ) {
         bar.set_style(style);
     }
     bar.enable_steady_tick(Duration::from_millis(200));

@@ -48,7 +48,11 @@ impl Exporter for Markdown {
         let mut o = String::new();
         let c = &r.config;
         let partial = if r.partial { " (PARTIAL)" } else { "" };
-        writeln!(o, "# Authentication Load Test Report: {}{partial}\n", c.scenario)?;
+        writeln!(
+            o,
+            "# Authentication Load Test Report: {}{partial}\n",
+            c.scenario
+        )?;
         if r.partial {
             writeln!(
                 o,
@@ -65,16 +69,29 @@ impl Exporter for Markdown {
 
         writeln!(o, "### Authentication Flow Test Coverage")?;
         for (i, s) in r.steps.iter().enumerate() {
-            let mark = if s.requests > 0 && s.failed == 0 { "✅" } else { "❌" };
+            let mark = if s.requests > 0 && s.failed == 0 {
+                "✅"
+            } else {
+                "❌"
+            };
             let label = step_label(&s.name)
                 .map(|l| format!("{l} (`{}`)", s.name))
                 .unwrap_or_else(|| format!("`{}`", s.name));
-            writeln!(o, "{}. {mark} {label}: {}/{} succeeded", i + 1, s.ok, s.requests)?;
+            writeln!(
+                o,
+                "{}. {mark} {label}: {}/{} succeeded",
+                i + 1,
+                s.ok,
+                s.requests
+            )?;
         }
         writeln!(o)?;
 
         writeln!(o, "### Latency per Step (ms)\n")?;
-        writeln!(o, "| step | requests | ok | failed | min | p50 | p90 | p99 | max | mean |")?;
+        writeln!(
+            o,
+            "| step | requests | ok | failed | min | p50 | p90 | p99 | max | mean |"
+        )?;
         writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
         for s in &r.steps {
             writeln!(
@@ -121,7 +138,11 @@ impl Exporter for Markdown {
             writeln!(o, "| step | kind | detail | count |")?;
             writeln!(o, "|---|---|---|---:|")?;
             for f in &r.failures {
-                writeln!(o, "| {} | {} | {} | {} |", f.step, f.class, f.detail, f.count)?;
+                writeln!(
+                    o,
+                    "| {} | {} | {} | {} |",
+                    f.step, f.class, f.detail, f.count
+                )?;
             }
             writeln!(o)?;
         }
@@ -143,7 +164,11 @@ impl Exporter for Markdown {
             "| load model | {} loop: a new flow starts when one ends, at most {} in flight |",
             c.load_model, c.concurrency
         )?;
-        writeln!(o, "| request timeout | {} ms (connect {} ms) |", c.timeout_ms, c.connect_timeout_ms)?;
+        writeln!(
+            o,
+            "| request timeout | {} ms (connect {} ms) |",
+            c.timeout_ms, c.connect_timeout_ms
+        )?;
         let cost = c
             .bcrypt_cost
             .map(|c| c.to_string())

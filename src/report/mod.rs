@@ -135,7 +135,7 @@ impl Report {
                 })
             })
             .collect();
-        failures.sort_by(|a, b| b.count.cmp(&a.count));
+        failures.sort_by_key(|f| std::cmp::Reverse(f.count));
         Report {
             schema: SCHEMA.to_string(),
             tool: format!("authbench {}", env!("CARGO_PKG_VERSION")),
@@ -148,7 +148,11 @@ impl Report {
                 total_flows: total,
                 successful_flows: ok,
                 failed_flows: s.flows_failed(),
-                success_rate: if total > 0 { ok as f64 / total as f64 } else { 0.0 },
+                success_rate: if total > 0 {
+                    ok as f64 / total as f64
+                } else {
+                    0.0
+                },
                 average_flow_time_s: (ok > 0).then(|| s.flow_ok.mean() / 1e6),
                 wall_time_s: wall_s,
                 flows_per_s: per_s(total),

@@ -10,7 +10,11 @@ pub struct Terminal;
 fn row(name: &str, requests: u64, ok: &str, l: &LatencySummary) -> Vec<Cell> {
     let mut cells = vec![Cell::new(name), Cell::new(requests), Cell::new(ok)];
     for v in [l.min_ms, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, l.mean_ms] {
-        let text = if l.count == 0 { "–".to_string() } else { format!("{v:.1}") };
+        let text = if l.count == 0 {
+            "–".to_string()
+        } else {
+            format!("{v:.1}")
+        };
         cells.push(Cell::new(text).set_alignment(CellAlignment::Right));
     }
     cells
@@ -27,7 +31,12 @@ impl Exporter for Terminal {
             "step", "requests", "ok", "min ms", "p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms",
         ]);
         for s in &r.steps {
-            t.add_row(row(&s.name, s.requests, &format!("{}/{}", s.ok, s.requests), &s.latency));
+            t.add_row(row(
+                &s.name,
+                s.requests,
+                &format!("{}/{}", s.ok, s.requests),
+                &s.latency,
+            ));
         }
         t.add_row(row("flow (ok)", r.flow.count, "", &r.flow));
         let mut out = String::new();

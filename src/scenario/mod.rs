@@ -27,10 +27,7 @@ pub const DEFAULT_SCENARIO_NAME: &str = "scenarios/pyairtable.toml (built in)";
 
 /// Variables every flow has before any step runs, in slot order.
 pub const BUILTINS: &[(&str, &str)] = &[
-    (
-        "api_key",
-        "the API key from --api-key / AUTHBENCH_API_KEY",
-    ),
+    ("api_key", "the API key from --api-key / AUTHBENCH_API_KEY"),
     ("seq", "a number unique to each flow in the run"),
     ("run_id", "a random id shared by all flows of one run"),
     ("uuid", "a random UUID (v4) per flow"),
@@ -500,7 +497,10 @@ impl Compiler<'_> {
             if scope.names.contains_key(k.get_ref()) {
                 self.err(
                     k.span().start,
-                    format!("`{}` is a built-in variable and cannot be redefined", k.get_ref()),
+                    format!(
+                        "`{}` is a built-in variable and cannot be redefined",
+                        k.get_ref()
+                    ),
                 );
                 continue;
             }
@@ -545,22 +545,27 @@ impl Compiler<'_> {
 
             let method = match &rs.method {
                 None => Method::GET,
-                Some(m) => match Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()) {
-                    Ok(m) => m,
-                    Err(_) => {
-                        self.err(
+                Some(m) => {
+                    match Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()) {
+                        Ok(m) => m,
+                        Err(_) => {
+                            self.err(
                             m.span().start,
                             format!("`{}` is not an HTTP method (GET, POST, PUT, PATCH, DELETE, ...)", m.get_ref()),
                         );
-                        Method::GET
+                            Method::GET
+                        }
                     }
-                },
+                }
             };
 
             if !rs.path.get_ref().starts_with('/') {
                 self.err(
                     rs.path.span().start,
-                    format!("path `{}` must start with `/` (it is appended to the target URL)", rs.path.get_ref()),
+                    format!(
+                        "path `{}` must start with `/` (it is appended to the target URL)",
+                        rs.path.get_ref()
+                    ),
                 );
             }
             let path = self
@@ -579,7 +584,9 @@ impl Compiler<'_> {
 
             let body = rs.body.as_ref().and_then(|b| self.body(b, &scope));
             if body.as_ref().is_some_and(Body::is_json)
-                && !headers.iter().any(|(h, _)| h == reqwest::header::CONTENT_TYPE)
+                && !headers
+                    .iter()
+                    .any(|(h, _)| h == reqwest::header::CONTENT_TYPE)
             {
                 headers.push((
                     reqwest::header::CONTENT_TYPE,
@@ -604,14 +611,20 @@ impl Compiler<'_> {
                 if valid_ident(k.get_ref()).is_err() {
                     self.err(
                         k.span().start,
-                        format!("`{}` is not a valid variable name: use letters, digits and `_`", k.get_ref()),
+                        format!(
+                            "`{}` is not a valid variable name: use letters, digits and `_`",
+                            k.get_ref()
+                        ),
                     );
                     continue;
                 }
                 if builtin_scope.names.contains_key(k.get_ref()) {
                     self.err(
                         k.span().start,
-                        format!("`{}` is a built-in variable and cannot be extracted into", k.get_ref()),
+                        format!(
+                            "`{}` is a built-in variable and cannot be extracted into",
+                            k.get_ref()
+                        ),
                     );
                     continue;
                 }
@@ -630,7 +643,10 @@ impl Compiler<'_> {
                         match HeaderName::from_bytes(header.as_bytes()) {
                             Ok(h) => ExtractSource::Header(h),
                             Err(_) => {
-                                self.err(v.span().start, format!("`{header}` is not a valid HTTP header name"));
+                                self.err(
+                                    v.span().start,
+                                    format!("`{header}` is not a valid HTTP header name"),
+                                );
                                 continue;
                             }
                         }
@@ -676,7 +692,9 @@ impl Compiler<'_> {
             if (100..=599).contains(&c) {
                 Ok((c as u16, c as u16))
             } else {
-                Err(format!("status {c} is out of range: HTTP status codes are 100 to 599"))
+                Err(format!(
+                    "status {c} is out of range: HTTP status codes are 100 to 599"
+                ))
             }
         };
         let r = match e.get_ref() {
@@ -702,7 +720,10 @@ impl Compiler<'_> {
         if !(rc.pointer.is_empty() || rc.pointer.starts_with('/')) {
             self.err(
                 at,
-                format!("`{}` is not a JSON pointer: it must be empty or start with `/`", rc.pointer),
+                format!(
+                    "`{}` is not a JSON pointer: it must be empty or start with `/`",
+                    rc.pointer
+                ),
             );
             return None;
         }
@@ -717,7 +738,10 @@ impl Compiler<'_> {
                 return None;
             }
             _ => {
-                self.err(at, "a check needs exactly one of `exists = true` or `equals = VALUE`");
+                self.err(
+                    at,
+                    "a check needs exactly one of `exists = true` or `equals = VALUE`",
+                );
                 return None;
             }
         };
@@ -742,7 +766,10 @@ impl Compiler<'_> {
                 ok.then_some(Body::Json(parts))
             }
             _ => {
-                self.err(span.start, "`body` must be a table or array (sent as JSON) or a string (sent as it is)");
+                self.err(
+                    span.start,
+                    "`body` must be a table or array (sent as JSON) or a string (sent as it is)",
+                );
                 None
             }
         }
@@ -816,7 +843,9 @@ pub fn parse_status_pattern(p: &str) -> Result<(u16, u16), String> {
         if (100..=599).contains(&c) {
             Ok(c)
         } else {
-            Err(format!("status {c} is out of range: HTTP status codes are 100 to 599"))
+            Err(format!(
+                "status {c} is out of range: HTTP status codes are 100 to 599"
+            ))
         }
     };
     let lower = p.to_ascii_lowercase();

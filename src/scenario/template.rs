@@ -105,10 +105,10 @@ pub fn parse(s: &str) -> Result<Vec<RawSegment>, TemplateError> {
 impl Template {
     /// Builds a template from parsed segments, resolving names with `slot`; the first name
     /// that `slot` does not know is returned as the error.
-    pub fn resolve<'a>(
-        raw: &'a [RawSegment],
+    pub fn resolve(
+        raw: &[RawSegment],
         mut slot: impl FnMut(&str) -> Option<usize>,
-    ) -> Result<Self, &'a VarRef> {
+    ) -> Result<Self, &VarRef> {
         let mut segments = Vec::with_capacity(raw.len());
         for seg in raw {
             match seg {

@@ -70,7 +70,7 @@ impl JwtKeys {
             sub: user.id.to_string(),
             email: user.email.clone(),
             iat,
-            exp: iat + self.ttl_secs(),
+            exp: iat.saturating_add(self.ttl_secs()),
             token_type: ACCESS.to_owned(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)

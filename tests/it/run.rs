@@ -69,7 +69,11 @@ async fn external_target_with_api_key_matches_in_process() {
         ..opts()
     };
     let r = authbench::run(&o, std::future::pending()).await.unwrap();
-    assert_eq!(r.report.summary.successful_flows, 20, "{:#?}", r.report.failures);
+    assert_eq!(
+        r.report.summary.successful_flows, 20,
+        "{:#?}",
+        r.report.failures
+    );
     assert!(!r.report.config.in_process_server);
     assert_eq!(r.report.config.bcrypt_cost, None);
     assert_eq!(r.report.config.concurrency, 5);
@@ -95,7 +99,10 @@ fn unreachable_target_exits_3_with_a_clear_message() {
     let url = format!("http://127.0.0.1:{}", dead_port());
     let (code, _, err) = cli(&["run", "--target", &url, "--api-key", "k", "--no-reports"]);
     assert_eq!(code, 3, "{err}");
-    assert!(err.contains("cannot reach the target") && err.contains(&url), "{err}");
+    assert!(
+        err.contains("cannot reach the target") && err.contains(&url),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "one-line cause: {err}");
 }
 
@@ -150,7 +157,10 @@ async fn slow_and_lying_servers_are_classified() {
 
     // A server that lies: 200 but no JSON.
     let app = Router::new()
-        .route("/auth/register", post(|| async { "{\"access_token\":\"t\",\"user\":{}}" }))
+        .route(
+            "/auth/register",
+            post(|| async { "{\"access_token\":\"t\",\"user\":{}}" }),
+        )
         .route("/auth/login", post(|| async { "<html>" }))
         .route("/auth/verify", get(|| async { "{}" }));
     let addr = support::serve(app).await;
@@ -202,7 +212,11 @@ async fn latency_is_never_below_a_known_server_delay() {
         ..opts()
     };
     let r = authbench::run(&o, std::future::pending()).await.unwrap();
-    assert_eq!(r.report.summary.successful_flows, 10, "{:#?}", r.report.failures);
+    assert_eq!(
+        r.report.summary.successful_flows, 10,
+        "{:#?}",
+        r.report.failures
+    );
     for s in &r.report.steps {
         assert!(s.latency.min_ms >= 20.0, "{}: {:?}", s.name, s.latency);
     }
@@ -211,7 +225,10 @@ async fn latency_is_never_below_a_known_server_delay() {
 
 fn scenario_without_email_checks() -> tempfile::NamedTempFile {
     let text = authbench::scenario::DEFAULT_SCENARIO
-        .replace("  { pointer = \"/user/email\", equals = \"{{email}}\" },\n", "")
+        .replace(
+            "  { pointer = \"/user/email\", equals = \"{{email}}\" },\n",
+            "",
+        )
         .replace(
             "check = [{ pointer = \"/email\", equals = \"{{email}}\" }]",
             "check = [{ pointer = \"/email\", exists = true }]",
@@ -225,7 +242,9 @@ fn scenario_without_email_checks() -> tempfile::NamedTempFile {
 async fn interrupt_writes_a_partial_report() {
     let slow = || async {
         support::sleep_ms(300).await;
-        axum::Json(serde_json::json!({"access_token": "t", "valid": true, "email": "x", "user": {"email": "x"}}))
+        axum::Json(
+            serde_json::json!({"access_token": "t", "valid": true, "email": "x", "user": {"email": "x"}}),
+        )
     };
     let app = Router::new()
         .route("/auth/register", post(slow))
@@ -249,9 +268,16 @@ async fn interrupt_writes_a_partial_report() {
     let r = authbench::run(&o, support::sleep_ms(2_600)).await.unwrap();
     let rep = &r.report;
     assert!(rep.partial);
-    assert!(rep.summary.total_flows >= 4 && rep.summary.total_flows < 1000, "{:?}", rep.summary);
+    assert!(
+        rep.summary.total_flows >= 4 && rep.summary.total_flows < 1000,
+        "{:?}",
+        rep.summary
+    );
     assert_eq!(rep.summary.abandoned_flows, 4, "four workers were mid-flow");
     let md = std::fs::read_to_string(&r.files[0]).unwrap();
     assert!(md.contains("PARTIAL"));
-    assert!(md.contains(&format!("Total Tests Executed: {}", rep.summary.total_flows)));
+    assert!(md.contains(&format!(
+        "Total Tests Executed: {}",
+        rep.summary.total_flows
+    )));
 }
