@@ -16,3 +16,6 @@ cargo test
 echo "== the reference server as a newcomer runs it: 20 flows at the default cost 12"
 cargo run --quiet --release -- run --flows 20 --no-progress --out-dir target/ci-reports | tee target/ci-run.txt
 grep -q '^Success Rate: 100.00%$' target/ci-run.txt
+
+echo "== every scenario file validates"
+cargo run --quiet --release -- validate scenarios/*.toml

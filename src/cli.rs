@@ -31,6 +31,15 @@ pub enum Command {
     Run(RunArgs),
     /// Run the reference auth server standalone until Ctrl-C.
     Serve(ServeArgs),
+    /// Check scenario files without running them; errors name the file, line and column.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Scenario files (TOML).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -181,7 +190,11 @@ where
             return exit::FAILURE;
         }
     };
+    if let Command::Validate(a) = &cli.command {
+        return cmd_validate(&a.paths, out, err);
+    }
     match cli.command {
+        Command::Validate(_) => exit::OK,
         Command::Run(a) => runtime.block_on(cmd_run(a.into_options(), out, err)),
         Command::Serve(a) => {
             let opts = ServeOptions {
@@ -229,6 +242,30 @@ async fn cmd_run(opts: RunOptions, out: &mut dyn Write, err: &mut dyn Write) -> 
             code
         }
     }
+}
+
+fn cmd_validate(paths: &[PathBuf], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let mut code = exit::OK;
+    for p in paths {
+        match crate::scenario::Scenario::load(p) {
+            Ok(s) => {
+                let _ = writeln!(
+                    out,
+                    "ok: {}: scenario '{}', {} step{} ({})",
+                    p.display(),
+                    s.name,
+                    s.steps.len(),
+                    if s.steps.len() == 1 { "" } else { "s" },
+                    s.step_names().join(" -> ")
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(err, "{e}");
+                code = exit::USAGE;
+            }
+        }
+    }
+    code
 }
 
 async fn cmd_serve(opts: ServeOptions, out: &mut dyn Write, err: &mut dyn Write) -> u8 {

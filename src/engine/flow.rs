@@ -209,6 +209,13 @@ fn check_response(
             (Expectation::Exists, Some(_)) => true,
             (Expectation::EqualsJson(want), Some(v)) => v == want,
             (Expectation::EqualsStr(t), Some(v)) => v.as_str() == Some(t.render(vars).as_str()),
+            (Expectation::Matches(re), Some(v)) => match v {
+                serde_json::Value::String(s) => re.is_match(s),
+                serde_json::Value::Number(_) | serde_json::Value::Bool(_) => {
+                    re.is_match(&v.to_string())
+                }
+                _ => false,
+            },
         };
         if !pass {
             return Err(FailureKind::Check(c.pointer.clone()));
@@ -304,5 +311,64 @@ mod tests {
             check_response(verify, 200, &h, b"{\"valid\":false}", &mut vars),
             Err(FailureKind::Check("/valid".into()))
         );
+    }
+
+    mod props {
+        use super::super::*;
+        use crate::scenario::Scenario;
+        use proptest::prelude::*;
+
+        const WITH_POINTERS: &str = r#"
+name = "p"
+[[steps]]
+name = "s"
+path = "/x"
+extract = { a = "/a/0/b", h = { header = "x-h" } }
+check = [{ pointer = "/c", matches = "^[0-9]+$" }, { pointer = "/d~1e", equals = "{{seq}}" }]
+"#;
+
+        proptest! {
+            #[test]
+            fn checking_any_body_never_panics(body in proptest::collection::vec(any::<u8>(), 0..200), status in 0u16..1000) {
+                for s in [Scenario::builtin(), Scenario::parse(WITH_POINTERS, "p.toml").unwrap()] {
+                    for step in &s.steps {
+                        let mut vars = vec![String::new(); s.slot_count];
+                        let _ = check_response(step, status, &HeaderMap::new(), &body, &mut vars);
+                    }
+                }
+            }
+
+            #[test]
+            fn checking_any_json_never_panics(j in json_value(), ptr in "(/[a-z0-9~]{0,3}){0,4}") {
+                let text = format!(
+                    "name = \"p\"\n[[steps]]\nname = \"s\"\npath = \"/\"\nextract = {{ v = \"{ptr}\" }}\ncheck = [{{ pointer = \"{ptr}\", exists = true }}]\n"
+                );
+                let s = Scenario::parse(&text, "p.toml").unwrap();
+                let bytes = serde_json::to_vec(&j).unwrap();
+                let mut vars = vec![String::new(); s.slot_count];
+                let r = check_response(&s.steps[0], 200, &HeaderMap::new(), &bytes, &mut vars);
+                // Either the pointer resolves (to a scalar or not) or it is reported missing.
+                if j.pointer(&ptr).is_none() {
+                    prop_assert!(matches!(r, Err(FailureKind::Missing(_))));
+                }
+            }
+        }
+
+        fn json_value() -> impl Strategy<Value = serde_json::Value> {
+            let leaf = prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<bool>().prop_map(serde_json::Value::from),
+                any::<i64>().prop_map(serde_json::Value::from),
+                "[a-z]{0,4}".prop_map(serde_json::Value::from),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4)
+                        .prop_map(serde_json::Value::from),
+                    proptest::collection::btree_map("[a-z0-9~]{0,3}", inner, 0..4)
+                        .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
     }
 }

@@ -178,6 +178,8 @@ pub enum Expectation {
     EqualsJson(serde_json::Value),
     /// The value is a string equal to this template.
     EqualsStr(Template),
+    /// The value (a string, or the JSON text of a number or boolean) matches this regex.
+    Matches(regex::Regex),
 }
 
 /// A check on the response body.
@@ -361,6 +363,8 @@ struct RawCheck {
     exists: Option<bool>,
     #[serde(default)]
     equals: Option<toml::Value>,
+    #[serde(default)]
+    matches: Option<String>,
 }
 
 // ---- compilation --------------------------------------------------------------------
@@ -727,22 +731,44 @@ impl Compiler<'_> {
             );
             return None;
         }
-        let expect = match (&rc.exists, &rc.equals) {
-            (Some(true), None) => Expectation::Exists,
-            (None, Some(toml::Value::String(s))) => {
-                Expectation::EqualsStr(self.template(s, &c.span(), scope)?)
-            }
-            (None, Some(v)) => Expectation::EqualsJson(toml_to_json(v)),
-            (Some(false), None) => {
-                self.err(at, "`exists = false` is not supported: a check asserts that a value is present (`exists = true`) or equal to something (`equals = ...`)");
+        let given = [
+            rc.exists.is_some(),
+            rc.equals.is_some(),
+            rc.matches.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() != 1 {
+            self.err(
+                at,
+                "a check needs exactly one of `exists = true`, `equals = VALUE` or `matches = \"REGEX\"`",
+            );
+            return None;
+        }
+        let expect = if let Some(exists) = rc.exists {
+            if !exists {
+                self.err(at, "`exists = false` is not supported: a check asserts that a value is present (`exists = true`), equal to something (`equals`) or matching a pattern (`matches`)");
                 return None;
             }
-            _ => {
-                self.err(
-                    at,
-                    "a check needs exactly one of `exists = true` or `equals = VALUE`",
-                );
-                return None;
+            Expectation::Exists
+        } else if let Some(pattern) = &rc.matches {
+            match regex::Regex::new(pattern) {
+                Ok(re) => Expectation::Matches(re),
+                Err(e) => {
+                    let first = e.to_string();
+                    let last = first.lines().last().unwrap_or("").trim().to_string();
+                    self.err(
+                        at,
+                        format!("`{pattern}` is not a valid regular expression: {last}"),
+                    );
+                    return None;
+                }
+            }
+        } else {
+            match &rc.equals {
+                Some(toml::Value::String(s)) => {
+                    Expectation::EqualsStr(self.template(s, &c.span(), scope)?)
+                }
+                Some(v) => Expectation::EqualsJson(toml_to_json(v)),
+                None => return None,
             }
         };
         Some(Check {
@@ -950,5 +976,38 @@ body = { k = "{{v}}", n = 3, list = [true, "lit"] }
         assert_eq!(line_col("ab\ncé\nx", 3), (2, 1));
         assert_eq!(line_col("ab\ncé\nx", 7), (3, 1));
         assert_eq!(line_col("ab", 99), (1, 3));
+    }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn parse_never_panics_on_any_text(s in ".*") {
+                let _ = Scenario::parse(&s, "p.toml");
+            }
+
+            #[test]
+            fn parse_never_panics_on_a_damaged_default(cut in 0usize..2000, len in 0usize..40, junk in ".{0,6}") {
+                let mut t = DEFAULT_SCENARIO.to_string();
+                let mut at = cut.min(t.len());
+                while !t.is_char_boundary(at) { at -= 1; }
+                let mut end = (at + len).min(t.len());
+                while !t.is_char_boundary(end) { end -= 1; }
+                t.replace_range(at..end, &junk);
+                if let Err(e) = Scenario::parse(&t, "p.toml") {
+                    for err in e.0 {
+                        prop_assert!(err.line >= 1 && err.column >= 1, "{}", err);
+                    }
+                }
+            }
+
+            #[test]
+            fn line_col_never_panics(s in ".{0,50}", off in 0usize..200) {
+                let (l, c) = line_col(&s, off);
+                prop_assert!(l >= 1 && c >= 1);
+            }
+        }
     }
 }

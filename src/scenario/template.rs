@@ -200,4 +200,50 @@ mod tests {
         assert_eq!(t.render(&[]), "plain } { text");
         assert_eq!(parse("").unwrap(), vec![]);
     }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn parse_never_panics(s in ".*") {
+                let _ = parse(&s);
+            }
+
+            #[test]
+            fn braces_heavy_input_never_panics(s in "[{}a-z_ é-]{0,40}") {
+                if let Ok(raw) = parse(&s) {
+                    let t = Template::resolve(&raw, |_| Some(0)).unwrap();
+                    let _ = t.render(&["v".to_string()]);
+                }
+            }
+
+            #[test]
+            fn text_without_braces_is_one_literal(s in "[^{]*") {
+                let raw = parse(&s).unwrap();
+                let t = Template::resolve(&raw, |_| None).unwrap();
+                prop_assert_eq!(t.render(&[]), s);
+            }
+
+            #[test]
+            fn round_trips_literals_and_names(
+                parts in proptest::collection::vec(("[^{}]{0,8}", "[a-z_][a-z0-9_]{0,6}"), 0..6)
+            ) {
+                let mut text = String::new();
+                let mut expected = String::new();
+                for (lit, name) in &parts {
+                    text.push_str(lit);
+                    text.push_str(&format!("{{{{{name}}}}}"));
+                    expected.push_str(lit);
+                    expected.push_str(&name.to_uppercase());
+                }
+                let raw = parse(&text).unwrap();
+                let names: Vec<String> = parts.iter().map(|(_, n)| n.clone()).collect();
+                let t = Template::resolve(&raw, |n| names.iter().position(|x| x == n)).unwrap();
+                let vars: Vec<String> = names.iter().map(|n| n.to_uppercase()).collect();
+                prop_assert_eq!(t.render(&vars), expected);
+            }
+        }
+    }
 }

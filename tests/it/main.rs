@@ -2,5 +2,6 @@
 
 mod report;
 mod run;
+mod scenario;
 mod server;
 mod support;
