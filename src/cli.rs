@@ -10,8 +10,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::exit;
+use crate::gate::Verdict;
 use crate::options::{RunOptions, ScenarioSource, ServeOptions};
-use crate::report::{terminal::Terminal, Exporter};
+use crate::report::{junit::JUnit, markdown, terminal, terminal::Terminal, Exporter, Report};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,6 +34,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check scenario files without running them; errors name the file, line and column.
     Validate(ValidateArgs),
+    /// Compare two JSON reports: per step and flow, p50/p95/p99, mean, success rate, throughput.
+    Compare(CompareArgs),
+    /// Add up the JSON reports of parallel runs exactly (histograms and counts) into one.
+    Merge(MergeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -77,6 +82,72 @@ pub struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// A threshold the run must meet, e.g. 'success_rate>=0.99', 'flow.p95<2s' (repeatable).
+    #[arg(long = "threshold", value_name = "EXPR")]
+    pub thresholds: Vec<String>,
+    /// A saved JSON report to compare with; a regression past the tolerance exits 1.
+    #[arg(long, value_name = "BASE.json")]
+    pub baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub tolerance: ToleranceArgs,
+    /// Write JUnit XML here (one test case per threshold, per step, per baseline row).
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ToleranceArgs {
+    /// Relative latency/throughput change tolerated before a row is a regression.
+    #[arg(long, default_value = "10%", value_parser = crate::gate::compare::parse_fraction)]
+    pub max_regression: f64,
+    /// Drop in success rate tolerated, in percentage points.
+    #[arg(long, default_value = "1%", value_parser = crate::gate::compare::parse_fraction)]
+    pub max_success_drop: f64,
+    /// Latency changes smaller than this are noise, whatever their ratio.
+    #[arg(long, default_value = "1ms", value_parser = parse_duration)]
+    pub min_latency_delta: Duration,
+}
+
+impl ToleranceArgs {
+    fn options(&self) -> crate::gate::CompareOptions {
+        crate::gate::CompareOptions {
+            max_regression: self.max_regression,
+            max_success_drop: self.max_success_drop,
+            min_latency_delta_ms: self.min_latency_delta.as_secs_f64() * 1000.0,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline report (JSON).
+    pub base: PathBuf,
+    /// The new report (JSON).
+    pub new: PathBuf,
+    #[command(flatten)]
+    pub tolerance: ToleranceArgs,
+    /// Also write the comparison as Markdown here.
+    #[arg(long, value_name = "PATH")]
+    pub markdown: Option<PathBuf>,
+    /// Also write the comparison as JSON here.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Also write JUnit XML here.
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Reports (JSON) of runs of one scenario, e.g. one per generator.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Where to write the merged JSON; the Markdown goes beside it (.md).
+    #[arg(long, short = 'o', value_name = "ALL.json")]
+    pub output: PathBuf,
+    /// Thresholds to check on the merged figures (repeatable); a failure exits 1.
+    #[arg(long = "threshold", value_name = "EXPR")]
+    pub thresholds: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +179,10 @@ impl RunArgs {
             scenario: self.scenario.map(ScenarioSource::File).unwrap_or_default(),
             out_dir: (!self.no_reports).then_some(self.out_dir),
             progress: !self.no_progress,
+            thresholds: self.thresholds,
+            baseline: self.baseline,
+            compare: self.tolerance.options(),
+            junit: self.junit,
             ..RunOptions::default()
         }
     }
@@ -190,11 +265,14 @@ where
             return exit::FAILURE;
         }
     };
-    if let Command::Validate(a) = &cli.command {
-        return cmd_validate(&a.paths, out, err);
+    match &cli.command {
+        Command::Validate(a) => return cmd_validate(&a.paths, out, err),
+        Command::Compare(a) => return report_errors(cmd_compare(a, out), err),
+        Command::Merge(a) => return report_errors(cmd_merge(a, out), err),
+        _ => {}
     }
     match cli.command {
-        Command::Validate(_) => exit::OK,
+        Command::Validate(_) | Command::Compare(_) | Command::Merge(_) => exit::OK,
         Command::Run(a) => runtime.block_on(cmd_run(a.into_options(), out, err)),
         Command::Serve(a) => {
             let opts = ServeOptions {
@@ -229,9 +307,17 @@ async fn cmd_run(opts: RunOptions, out: &mut dyn Write, err: &mut dyn Write) -> 
             for f in &result.files {
                 let _ = writeln!(out, "report: {}", f.display());
             }
+            if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+                if let Err(e) = append(&PathBuf::from(path), &markdown::summary(&result.report)) {
+                    let _ = writeln!(err, "warning: GITHUB_STEP_SUMMARY: {e:#}");
+                }
+            }
             if result.report.partial {
                 let _ = writeln!(err, "interrupted: the report is partial");
                 exit::INTERRUPTED
+            } else if !result.report.gate_passed() {
+                let _ = writeln!(err, "gate failed: {}", gate_failures(&result.report));
+                exit::GATE
             } else {
                 exit::OK
             }
@@ -242,6 +328,110 @@ async fn cmd_run(opts: RunOptions, out: &mut dyn Write, err: &mut dyn Write) -> 
             code
         }
     }
+}
+
+/// One line naming what failed the gate.
+fn gate_failures(r: &Report) -> String {
+    let mut parts: Vec<String> = r
+        .thresholds
+        .iter()
+        .filter(|t| !t.passed)
+        .map(|t| format!("{} (observed {})", t.expr, t.observed_text))
+        .collect();
+    if let Some(c) = &r.comparison {
+        for row in c.rows.iter().filter(|r| r.verdict == Verdict::Regression) {
+            parts.push(format!(
+                "{}.{} regressed {:+.1}%",
+                row.scope,
+                row.metric,
+                row.relative.unwrap_or(f64::NAN) * 100.0
+            ));
+        }
+    }
+    parts.join("; ")
+}
+
+fn append(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("could not open '{}'", path.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("could not write '{}'", path.display()))
+}
+
+/// Commands that fail with an error message and a code.
+struct CmdError(u8, anyhow::Error);
+
+fn report_errors(r: Result<u8, CmdError>, err: &mut dyn Write) -> u8 {
+    match r {
+        Ok(code) => code,
+        Err(CmdError(code, e)) => {
+            let _ = writeln!(err, "error: {e:#}");
+            code
+        }
+    }
+}
+
+fn usage(e: anyhow::Error) -> CmdError {
+    CmdError(exit::USAGE, e)
+}
+
+fn cmd_compare(a: &CompareArgs, out: &mut dyn Write) -> Result<u8, CmdError> {
+    let base = crate::read_report(&a.base).map_err(usage)?;
+    let new = crate::read_report(&a.new).map_err(usage)?;
+    let c = crate::gate::compare(
+        &base,
+        &new,
+        &a.base.display().to_string(),
+        a.tolerance.options(),
+    );
+    let _ = write!(out, "{}", terminal::comparison_table(&c));
+    let mut shown = new.clone();
+    shown.comparison = Some(c.clone());
+    let fail = |e| CmdError(exit::FAILURE, e);
+    if let Some(p) = &a.markdown {
+        let mut md = String::new();
+        let _ = markdown::write_gate(&mut md, &shown);
+        crate::report::write_file(p, md.as_bytes()).map_err(fail)?;
+    }
+    if let Some(p) = &a.json {
+        let bytes = serde_json::to_vec_pretty(&c).map_err(|e| fail(e.into()))?;
+        crate::report::write_file(p, &bytes).map_err(fail)?;
+    }
+    if let Some(p) = &a.junit {
+        let bytes = JUnit.render(&shown).map_err(fail)?;
+        crate::report::write_file(p, &bytes).map_err(fail)?;
+    }
+    Ok(if c.regressed() { exit::GATE } else { exit::OK })
+}
+
+fn cmd_merge(a: &MergeArgs, out: &mut dyn Write) -> Result<u8, CmdError> {
+    let reports = a
+        .inputs
+        .iter()
+        .map(|p| crate::read_report(p))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map_err(usage)?;
+    let mut merged = crate::report::merge::merge(&reports).map_err(usage)?;
+    let steps: Vec<String> = merged.steps.iter().map(|s| s.name.clone()).collect();
+    let thresholds = crate::gate::parse_all(&a.thresholds, &steps).map_err(|e| usage(e.into()))?;
+    merged.thresholds = thresholds.iter().map(|t| t.evaluate(&merged)).collect();
+    let files =
+        crate::report::write_stem(&merged, &a.output).map_err(|e| CmdError(exit::FAILURE, e))?;
+    if let Ok(bytes) = Terminal.render(&merged) {
+        let _ = out.write_all(&bytes);
+    }
+    for f in files {
+        let _ = writeln!(out, "report: {}", f.display());
+    }
+    Ok(if merged.gate_passed() {
+        exit::OK
+    } else {
+        exit::GATE
+    })
 }
 
 fn cmd_validate(paths: &[PathBuf], out: &mut dyn Write, err: &mut dyn Write) -> u8 {

@@ -6,7 +6,10 @@ use crate::scenario::ScenarioErrors;
 pub mod exit {
     /// The run completed (failed flows are reported, not fatal).
     pub const OK: u8 = 0;
+    /// A threshold or a baseline comparison failed.
+    pub const GATE: u8 = 1;
     /// Something else went wrong (I/O writing reports, the in-process server failed).
+    /// Shares code 1 with [`GATE`]: both mean "do not ship"; stderr says which.
     pub const FAILURE: u8 = 1;
     /// Usage or configuration error: bad flags, a malformed scenario.
     pub const USAGE: u8 = 2;

@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod engine;
 pub mod error;
+pub mod gate;
 pub mod options;
 pub mod report;
 pub mod scenario;
@@ -53,6 +54,18 @@ pub async fn run(opts: &RunOptions, stop: impl Future<Output = ()>) -> Result<Ru
         return Err(RunError::Config("--concurrency must be at least 1".into()));
     }
     let scenario = Arc::new(load_scenario(&opts.scenario)?);
+    // Everything that can be wrong with the configuration fails before any load is sent.
+    let mut exprs = scenario.thresholds.clone();
+    exprs.extend(opts.thresholds.iter().cloned());
+    let thresholds = gate::parse_all(&exprs, &scenario.step_names())
+        .map_err(|e| RunError::Config(e.to_string()))?;
+    let baseline = match &opts.baseline {
+        Some(p) => Some((
+            read_report(p).map_err(|e| RunError::Config(format!("{e:#}")))?,
+            p,
+        )),
+        None => None,
+    };
 
     // The in-process server runs on its own OS thread and tokio runtime with its own
     // bounded hashing pool, so it and the load generator cannot starve each other's executor.
@@ -126,17 +139,55 @@ pub async fn run(opts: &RunOptions, stop: impl Future<Output = ()>) -> Result<Ru
             connect_timeout_ms: millis(opts.connect_timeout),
             bcrypt_cost,
             cores: cores(),
+            generators: 1,
         },
         wall: outcome.wall,
         partial: outcome.interrupted,
         abandoned: outcome.abandoned,
         generated_at: chrono::Utc::now(),
     });
-    let files = match &opts.out_dir {
+    let mut report = report;
+    report.thresholds = thresholds.iter().map(|t| t.evaluate(&report)).collect();
+    if let Some((base, path)) = &baseline {
+        report.comparison = Some(gate::compare(
+            base,
+            &report,
+            &path.display().to_string(),
+            opts.compare,
+        ));
+    }
+    let mut files = match &opts.out_dir {
         Some(dir) => report::write_reports(&report, dir)?,
         None => Vec::new(),
     };
+    if let Some(path) = &opts.junit {
+        use report::Exporter;
+        report::write_file(path, &report::junit::JUnit.render(&report)?)?;
+        files.push(path.clone());
+    }
     Ok(RunResult { report, files })
+}
+
+/// Reads a saved JSON report (a run's, or a merge's), checking its schema version.
+pub fn read_report(path: &std::path::Path) -> anyhow::Result<Report> {
+    use anyhow::Context;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("could not read the report '{}'", path.display()))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("'{}' is not JSON", path.display()))?;
+    let schema = value
+        .get("schema")
+        .and_then(|s| s.as_str())
+        .unwrap_or("none");
+    if schema != report::SCHEMA {
+        anyhow::bail!(
+            "'{}' has schema '{schema}'; this authbench reads '{}'",
+            path.display(),
+            report::SCHEMA
+        );
+    }
+    serde_json::from_value(value)
+        .with_context(|| format!("'{}' is not a complete authbench report", path.display()))
 }
 
 /// Accepts `http(s)://host[:port][/base]`; anything else is a configuration error.

@@ -39,6 +39,15 @@ pub struct RunOptions {
     pub progress: bool,
     /// After an interrupt, how long in-flight flows may take to finish.
     pub grace: Duration,
+    /// Threshold expressions (`flow.p95<500ms`), checked after the run with the
+    /// scenario's own `[thresholds]`.
+    pub thresholds: Vec<String>,
+    /// A saved JSON report to compare the run with.
+    pub baseline: Option<PathBuf>,
+    /// Tolerances of the baseline comparison.
+    pub compare: crate::gate::CompareOptions,
+    /// Where to write JUnit XML, if anywhere.
+    pub junit: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -55,6 +64,10 @@ impl Default for RunOptions {
             out_dir: Some(PathBuf::from("reports")),
             progress: false,
             grace: Duration::from_secs(2),
+            thresholds: Vec::new(),
+            baseline: None,
+            compare: crate::gate::CompareOptions::default(),
+            junit: None,
         }
     }
 }

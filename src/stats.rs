@@ -33,12 +33,15 @@ pub enum FailureKind {
     Transport,
     /// The request could not be built (e.g. an extracted value is not a valid header).
     Request,
+    /// A failure read back from a saved report (class and detail as written there).
+    Loaded { class: Arc<str>, detail: Arc<str> },
 }
 
 impl FailureKind {
     /// The class of failure, a stable identifier for JSON and thresholds.
-    pub fn class(&self) -> &'static str {
+    pub fn class(&self) -> &str {
         match self {
+            FailureKind::Loaded { class, .. } => class,
             FailureKind::Connect => "connect",
             FailureKind::Timeout => "timeout",
             FailureKind::Status(_) => "status",
@@ -60,6 +63,7 @@ impl FailureKind {
             FailureKind::Check(p) => format!("check failed at {p}"),
             FailureKind::Transport => "connection broken or invalid HTTP".into(),
             FailureKind::Request => "request could not be built".into(),
+            FailureKind::Loaded { detail, .. } => detail.to_string(),
         }
     }
 }
@@ -229,6 +233,7 @@ pub struct LatencySummary {
     pub p90_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
+    pub p999_ms: f64,
     pub max_ms: f64,
     pub mean_ms: f64,
 }
@@ -246,6 +251,7 @@ impl LatencySummary {
             p90_ms: ms(h.value_at_quantile(0.90)),
             p95_ms: ms(h.value_at_quantile(0.95)),
             p99_ms: ms(h.value_at_quantile(0.99)),
+            p999_ms: ms(h.value_at_quantile(0.999)),
             max_ms: ms(h.max()),
             mean_ms: h.mean() / 1000.0,
         }

@@ -34,7 +34,7 @@ struct StepOutcome {
 
 impl FlowContext {
     /// The per-flow variable table with the built-ins and `[vars]` filled in.
-    fn new_vars(&self, seq: u64) -> Vec<String> {
+    pub(crate) fn new_vars(&self, seq: u64) -> Vec<String> {
         let mut vars = vec![String::new(); self.scenario.slot_count];
         vars[SLOT_API_KEY] = self.api_key.clone();
         vars[SLOT_SEQ] = seq.to_string();
@@ -141,7 +141,7 @@ impl FlowContext {
         )
     }
 
-    fn build_request(
+    pub(crate) fn build_request(
         &self,
         step: &Step,
         vars: &[String],
@@ -170,7 +170,7 @@ impl FlowContext {
 }
 
 /// Checks status, extracts values and runs the step's checks.
-fn check_response(
+pub(crate) fn check_response(
     step: &Step,
     status: u16,
     headers: &HeaderMap,

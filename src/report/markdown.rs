@@ -39,6 +39,67 @@ fn latency_cells(l: &LatencySummary) -> String {
     )
 }
 
+/// The thresholds and baseline sections (also used for GITHUB_STEP_SUMMARY).
+pub fn write_gate(o: &mut String, r: &Report) -> std::fmt::Result {
+    if !r.thresholds.is_empty() {
+        writeln!(o, "### Thresholds\n")?;
+        writeln!(o, "| threshold | observed | result |")?;
+        writeln!(o, "|---|---:|---|")?;
+        for t in &r.thresholds {
+            let mark = if t.passed { "✅ pass" } else { "❌ fail" };
+            writeln!(o, "| `{}` | {} | {mark} |", t.expr, t.observed_text)?;
+        }
+        writeln!(o)?;
+    }
+    if let Some(c) = &r.comparison {
+        writeln!(o, "### Baseline Comparison\n")?;
+        writeln!(
+            o,
+            "Against {}; tolerance {:.0}% for latency and throughput (latency changes under {} ms ignored), {:.1} points for success rate. {} regression(s).\n",
+            c.base,
+            c.options.max_regression * 100.0,
+            c.options.min_latency_delta_ms,
+            c.options.max_success_drop * 100.0,
+            c.regressions()
+        )?;
+        writeln!(
+            o,
+            "| scope | metric | base | new | delta | change | verdict |"
+        )?;
+        writeln!(o, "|---|---|---:|---:|---:|---:|---|")?;
+        let num = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "–".into());
+        for row in &c.rows {
+            writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                row.scope,
+                row.metric,
+                num(row.base),
+                num(row.new),
+                row.delta
+                    .map(|v| format!("{v:+.3}"))
+                    .unwrap_or_else(|| "–".into()),
+                row.relative
+                    .map(|v| format!("{:+.1}%", v * 100.0))
+                    .unwrap_or_else(|| "–".into()),
+                row.verdict.label()
+            )?;
+        }
+        writeln!(o)?;
+    }
+    Ok(())
+}
+
+/// A short summary for CI pages (GITHUB_STEP_SUMMARY): verdict, metrics, gate.
+pub fn summary(r: &Report) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "## authbench: {}\n", r.config.scenario);
+    let _ = writeln!(o, "{}\n", r.verdict());
+    let _ = writeln!(o, "```\n{}```\n", r.metrics_block());
+    let _ = write_gate(&mut o, r);
+    o
+}
+
 impl Exporter for Markdown {
     fn extension(&self) -> &'static str {
         "md"
@@ -130,6 +191,8 @@ impl Exporter for Markdown {
             "Throughput: {:.2} flows/s, {:.2} requests/s over {:.3}s of wall time.\n",
             r.summary.flows_per_s, r.summary.requests_per_s, r.summary.wall_time_s
         )?;
+
+        write_gate(&mut o, r)?;
 
         writeln!(o, "### Failures\n")?;
         if r.failures.is_empty() {

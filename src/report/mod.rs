@@ -2,8 +2,11 @@
 //! render it to bytes (Markdown in the seed document's format, JSON, a terminal summary).
 //! Exporters do no I/O; [`write_reports`] writes their bytes to `reports/`.
 
+pub mod histogram;
 pub mod json;
+pub mod junit;
 pub mod markdown;
+pub mod merge;
 pub mod terminal;
 
 use std::collections::BTreeMap;
@@ -12,7 +15,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::stats::{LatencySummary, Stats};
+use crate::gate::{Comparison, ThresholdResult};
+use crate::stats::{FailureKind, LatencySummary, Stats};
 
 /// The version of the JSON report format; bumped on any incompatible change.
 pub const SCHEMA: &str = "authbench.report/1";
@@ -37,6 +41,18 @@ pub struct Report {
     pub steps: Vec<StepReport>,
     /// Every failure, by step and kind, most frequent first.
     pub failures: Vec<FailureRow>,
+    /// Thresholds checked after the run (`--threshold`, the scenario's `[thresholds]`).
+    #[serde(default)]
+    pub thresholds: Vec<ThresholdResult>,
+    /// The comparison with `--baseline`, if one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<Comparison>,
+    /// How the `*_histogram` fields are encoded: [`histogram::ENCODING`].
+    pub histogram_encoding: String,
+    /// The full histogram of successful flow durations (microseconds).
+    pub flow_histogram: String,
+    /// The full histogram of failed flow durations (microseconds).
+    pub flow_failed_histogram: String,
 }
 
 /// How the run was set up. Never holds the API key.
@@ -58,6 +74,13 @@ pub struct RunConfig {
     pub bcrypt_cost: Option<u32>,
     /// CPU cores of the machine that ran authbench (and the in-process server).
     pub cores: usize,
+    /// How many runs this report adds up (1 unless made by `authbench merge`).
+    #[serde(default = "one")]
+    pub generators: u64,
+}
+
+fn one() -> u64 {
+    1
 }
 
 /// The seed document's "Final Performance Metrics", and a few more.
@@ -95,6 +118,8 @@ pub struct StepReport {
     pub latency: LatencySummary,
     /// Failure counts by class (`connect`, `timeout`, `status`, `bad_body`, `check`, ...).
     pub failures: BTreeMap<String, u64>,
+    /// The full latency histogram (microseconds), see [`histogram::ENCODING`].
+    pub histogram: String,
 }
 
 /// One kind of failure at one step.
@@ -177,11 +202,49 @@ impl Report {
                         failed: st.attempts - st.ok,
                         latency: LatencySummary::of(&st.latency),
                         failures: by_class,
+                        histogram: histogram::encode(&st.latency),
                     }
                 })
                 .collect(),
             failures,
+            thresholds: Vec::new(),
+            comparison: None,
+            histogram_encoding: histogram::ENCODING.to_string(),
+            flow_histogram: histogram::encode(&s.flow_ok),
+            flow_failed_histogram: histogram::encode(&s.flow_failed),
         }
+    }
+
+    /// The measurements behind a saved report, histograms included, so figures can be
+    /// recomputed or added to another run's.
+    pub fn stats(&self) -> anyhow::Result<Stats> {
+        let names: Vec<String> = self.steps.iter().map(|s| s.name.clone()).collect();
+        let mut stats = Stats::new(&names);
+        for (st, rep) in stats.steps.iter_mut().zip(&self.steps) {
+            st.attempts = rep.requests;
+            st.ok = rep.ok;
+            st.latency = histogram::decode(&rep.histogram)
+                .with_context(|| format!("the histogram of step '{}'", rep.name))?;
+        }
+        for f in &self.failures {
+            if let Some(st) = stats.steps.iter_mut().find(|s| s.name == f.step) {
+                let k = FailureKind::Loaded {
+                    class: f.class.as_str().into(),
+                    detail: f.detail.as_str().into(),
+                };
+                *st.failures.entry(k).or_insert(0) += f.count;
+            }
+        }
+        stats.flow_ok = histogram::decode(&self.flow_histogram).context("the flow histogram")?;
+        stats.flow_failed =
+            histogram::decode(&self.flow_failed_histogram).context("the failed-flow histogram")?;
+        Ok(stats)
+    }
+
+    /// Whether every threshold passed and no baseline row regressed.
+    pub fn gate_passed(&self) -> bool {
+        self.thresholds.iter().all(|t| t.passed)
+            && self.comparison.as_ref().is_none_or(|c| !c.regressed())
     }
 
     /// The seed document's block, line for line.
@@ -212,8 +275,12 @@ impl Report {
         } else {
             self.config.target.clone()
         };
+        let failed_thresholds = self.thresholds.iter().filter(|t| !t.passed).count();
+        let regressions = self.comparison.as_ref().map_or(0, |c| c.regressions());
         let head = if self.partial {
             "⚠️ PARTIAL (interrupted)".to_string()
+        } else if failed_thresholds > 0 || regressions > 0 {
+            "❌ GATE FAILED".to_string()
         } else if s.total_flows > 0 && s.failed_flows == 0 {
             "✅ ALL FLOWS SUCCEEDED".to_string()
         } else {
@@ -234,6 +301,16 @@ impl Report {
                 "; most frequent failure: {} at `{}` ({}×)",
                 f.detail, f.step, f.count
             ));
+        }
+        if !self.thresholds.is_empty() {
+            line.push_str(&format!(
+                "; thresholds: {} of {} passed",
+                self.thresholds.len() - failed_thresholds,
+                self.thresholds.len()
+            ));
+        }
+        if self.comparison.is_some() {
+            line.push_str(&format!("; baseline: {regressions} regression(s)"));
         }
         if self.partial {
             line.push_str(&format!(
@@ -259,6 +336,25 @@ pub fn write_reports(report: &Report, dir: &Path) -> anyhow::Result<Vec<PathBuf>
         .with_context(|| format!("could not create the report directory '{}'", dir.display()))?;
     let stamp = report_stamp(&report.generated_at);
     let exporters: [&dyn Exporter; 2] = [&markdown::Markdown, &json::Json];
+    write_with(report, dir, &stamp, &exporters)
+}
+
+/// Writes the Markdown and JSON of `report` as `<stem>.md` and `<stem>.json` (for
+/// `merge -o ALL.json`: the JSON where asked, the Markdown beside it).
+pub fn write_stem(report: &Report, json_path: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let md_path = json_path.with_extension("md");
+    write_file(json_path, &json::Json.render(report)?)?;
+    write_file(&md_path, &markdown::Markdown.render(report)?)?;
+    Ok(vec![json_path.to_path_buf(), md_path])
+}
+
+/// Writes one file per exporter as `<dir>/<stamp>-run.<ext>`, never overwriting.
+fn write_with(
+    report: &Report,
+    dir: &Path,
+    stamp: &str,
+    exporters: &[&dyn Exporter],
+) -> anyhow::Result<Vec<PathBuf>> {
     // Never overwrite an earlier report: two runs in the same second get a suffix.
     let mut base = format!("{stamp}-run");
     let mut n = 1;
@@ -272,12 +368,26 @@ pub fn write_reports(report: &Report, dir: &Path) -> anyhow::Result<Vec<PathBuf>
     let mut paths = Vec::new();
     for e in exporters {
         let path = dir.join(format!("{base}.{}", e.extension()));
-        let bytes = e.render(report)?;
-        std::fs::write(&path, bytes)
-            .with_context(|| format!("could not write the report file '{}'", path.display()))?;
+        write_file(&path, &e.render(report)?)?;
         paths.push(path);
     }
     Ok(paths)
+}
+
+/// Writes bytes to a file (`-` is stdout), with the path in any error.
+pub fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if path.as_os_str() == "-" {
+        use std::io::Write;
+        return std::io::stdout()
+            .write_all(bytes)
+            .context("could not write to stdout");
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("could not create the directory '{}'", parent.display()))?;
+    }
+    std::fs::write(path, bytes)
+        .with_context(|| format!("could not write the file '{}'", path.display()))
 }
 
 /// `2026-11-25T12:00:00Z` → `20261125T120000Z` (safe in file names everywhere).

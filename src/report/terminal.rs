@@ -20,6 +20,41 @@ fn row(name: &str, requests: u64, ok: &str, l: &LatencySummary) -> Vec<Cell> {
     cells
 }
 
+/// The baseline comparison as a terminal table (also printed by `authbench compare`).
+pub fn comparison_table(c: &crate::gate::Comparison) -> String {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        "scope", "metric", "base", "new", "delta", "change", "verdict",
+    ]);
+    let num = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "–".into());
+    for row in &c.rows {
+        t.add_row(vec![
+            Cell::new(&row.scope),
+            Cell::new(&row.metric),
+            Cell::new(num(row.base)).set_alignment(CellAlignment::Right),
+            Cell::new(num(row.new)).set_alignment(CellAlignment::Right),
+            Cell::new(
+                row.delta
+                    .map(|v| format!("{v:+.3}"))
+                    .unwrap_or_else(|| "–".into()),
+            )
+            .set_alignment(CellAlignment::Right),
+            Cell::new(
+                row.relative
+                    .map(|v| format!("{:+.1}%", v * 100.0))
+                    .unwrap_or_else(|| "–".into()),
+            )
+            .set_alignment(CellAlignment::Right),
+            Cell::new(row.verdict.label()),
+        ]);
+    }
+    format!(
+        "baseline: {} ({} regression(s))\n{t}\n",
+        c.base,
+        c.regressions()
+    )
+}
+
 impl Exporter for Terminal {
     fn extension(&self) -> &'static str {
         "txt"
@@ -61,6 +96,23 @@ impl Exporter for Terminal {
             }
             out.push_str(&f.to_string());
             out.push('\n');
+        }
+        if !r.thresholds.is_empty() {
+            let mut t = Table::new();
+            t.load_preset(UTF8_FULL_CONDENSED)
+                .set_header(vec!["threshold", "observed", "result"]);
+            for x in &r.thresholds {
+                t.add_row(vec![
+                    Cell::new(&x.expr),
+                    Cell::new(&x.observed_text).set_alignment(CellAlignment::Right),
+                    Cell::new(if x.passed { "pass" } else { "FAIL" }),
+                ]);
+            }
+            out.push_str(&t.to_string());
+            out.push('\n');
+        }
+        if let Some(c) = &r.comparison {
+            out.push_str(&comparison_table(c));
         }
         Ok(out.into_bytes())
     }

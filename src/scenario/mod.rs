@@ -235,6 +235,8 @@ pub struct Scenario {
     pub slot_count: usize,
     /// Whether any template reads `{{api_key}}`.
     pub uses_api_key: bool,
+    /// Threshold expressions from the `[thresholds]` table, already checked.
+    pub thresholds: Vec<String>,
 }
 
 impl Scenario {
@@ -319,6 +321,9 @@ struct RawScenario {
     #[serde(default)]
     vars: BTreeMap<Spanned<String>, Spanned<String>>,
     steps: Spanned<Vec<RawStep>>,
+    /// `metric = "op value"`, e.g. `"flow.p95" = "<2s"`.
+    #[serde(default)]
+    thresholds: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -679,7 +684,31 @@ impl Compiler<'_> {
             });
         }
 
+        let step_names: Vec<String> = steps.iter().map(|s| s.name.to_string()).collect();
+        let mut thresholds = Vec::new();
+        for (k, v) in &raw.thresholds {
+            let expr = format!("{}{}", k.get_ref(), v.get_ref());
+            match crate::gate::Threshold::parse(&expr).and_then(|t| {
+                t.check_steps(&step_names)?;
+                Ok(t)
+            }) {
+                Ok(_) => thresholds.push(expr),
+                Err(e) => {
+                    let at = if e.offset < k.get_ref().len() {
+                        k.span().start
+                    } else {
+                        v.span().start
+                    };
+                    self.err(
+                        at,
+                        format!("{e}; a threshold is written `\"flow.p95\" = \"<2s\"`"),
+                    );
+                }
+            }
+        }
+
         Scenario {
+            thresholds,
             name: raw.name.into_inner(),
             description: raw.description.unwrap_or_default(),
             source: self.file.to_string(),

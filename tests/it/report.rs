@@ -44,6 +44,7 @@ fn sample_report(partial: bool) -> Report {
             connect_timeout_ms: 5_000,
             bcrypt_cost: Some(12),
             cores: 2,
+            generators: 1,
         },
         wall: Duration::from_millis(1_234),
         partial,

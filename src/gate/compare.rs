@@ -1,0 +1,252 @@
+//! Baseline comparison: per step and per flow, p50/p95/p99/mean latency, success rate and
+//! throughput of a new report against a base one, with absolute and relative deltas and a
+//! verdict per row. A change counts as a regression only past the tolerance.
+
+use serde::{Deserialize, Serialize};
+
+use super::Stat;
+use crate::report::Report;
+use crate::stats::LatencySummary;
+
+/// Tolerances of a comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CompareOptions {
+    /// Relative change of latency or throughput tolerated (0.10 = 10%).
+    pub max_regression: f64,
+    /// Drop of success rate tolerated, in absolute terms (0.01 = one percentage point):
+    /// success rates live near 100%, where a relative tolerance would hide real failures.
+    pub max_success_drop: f64,
+    /// Latency changes smaller than this many ms are noise whatever their ratio
+    /// (0.2 ms → 0.3 ms is +50% and means nothing for an auth flow).
+    pub min_latency_delta_ms: f64,
+}
+
+impl Default for CompareOptions {
+    fn default() -> Self {
+        CompareOptions {
+            max_regression: 0.10,
+            max_success_drop: 0.01,
+            min_latency_delta_ms: 1.0,
+        }
+    }
+}
+
+/// What a row's change means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Worse by more than the tolerance.
+    Regression,
+    /// Better by more than the tolerance.
+    Improvement,
+    /// Within the tolerance.
+    Unchanged,
+    /// One side has no data (a step absent, or no successful request to time).
+    NoData,
+}
+
+impl Verdict {
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Regression => "❌ regression",
+            Verdict::Improvement => "✅ improvement",
+            Verdict::Unchanged => "ok",
+            Verdict::NoData => "no data",
+        }
+    }
+}
+
+/// One compared figure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompareRow {
+    /// `flow` or a step name.
+    pub scope: String,
+    /// `p50_ms`, `p95_ms`, `p99_ms`, `mean_ms`, `success_rate`, `flows_per_s`.
+    pub metric: String,
+    pub base: Option<f64>,
+    pub new: Option<f64>,
+    /// new − base.
+    pub delta: Option<f64>,
+    /// (new − base) / base.
+    pub relative: Option<f64>,
+    pub verdict: Verdict,
+}
+
+/// A whole comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// What the base was (a path, and when it was generated).
+    pub base: String,
+    pub options: CompareOptions,
+    pub rows: Vec<CompareRow>,
+}
+
+impl Comparison {
+    pub fn regressed(&self) -> bool {
+        self.rows.iter().any(|r| r.verdict == Verdict::Regression)
+    }
+
+    pub fn regressions(&self) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| r.verdict == Verdict::Regression)
+            .count()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Better {
+    Lower,
+    Higher,
+}
+
+fn row(
+    scope: &str,
+    metric: &str,
+    base: Option<f64>,
+    new: Option<f64>,
+    better: Better,
+    o: &CompareOptions,
+) -> CompareRow {
+    let (Some(b), Some(n)) = (base, new) else {
+        return CompareRow {
+            scope: scope.into(),
+            metric: metric.into(),
+            base,
+            new,
+            delta: None,
+            relative: None,
+            verdict: Verdict::NoData,
+        };
+    };
+    let delta = n - b;
+    let relative = (b != 0.0).then(|| delta / b);
+    // "worse" as a positive number in the metric's own terms.
+    let worse = match better {
+        Better::Lower => delta,
+        Better::Higher => -delta,
+    };
+    let verdict = if metric == "success_rate" {
+        if worse > o.max_success_drop + 1e-12 {
+            Verdict::Regression
+        } else if -worse > o.max_success_drop + 1e-12 {
+            Verdict::Improvement
+        } else {
+            Verdict::Unchanged
+        }
+    } else {
+        let floor = if metric.ends_with("_ms") {
+            o.min_latency_delta_ms
+        } else {
+            0.0
+        };
+        let rel_worse = match relative {
+            Some(r) => match better {
+                Better::Lower => r,
+                Better::Higher => -r,
+            },
+            // From zero: any real change is infinitely relative.
+            None if worse > 0.0 => f64::INFINITY,
+            None if worse < 0.0 => f64::NEG_INFINITY,
+            None => 0.0,
+        };
+        if rel_worse > o.max_regression && worse > floor {
+            Verdict::Regression
+        } else if -rel_worse > o.max_regression && -worse > floor {
+            Verdict::Improvement
+        } else {
+            Verdict::Unchanged
+        }
+    };
+    CompareRow {
+        scope: scope.into(),
+        metric: metric.into(),
+        base: Some(b),
+        new: Some(n),
+        delta: Some(delta),
+        relative,
+        verdict,
+    }
+}
+
+fn latency_rows(
+    scope: &str,
+    base: Option<&LatencySummary>,
+    new: Option<&LatencySummary>,
+    o: &CompareOptions,
+    rows: &mut Vec<CompareRow>,
+) {
+    for (name, stat) in [
+        ("p50_ms", Stat::P50),
+        ("p95_ms", Stat::P95),
+        ("p99_ms", Stat::P99),
+        ("mean_ms", Stat::Mean),
+    ] {
+        let get = |l: Option<&LatencySummary>| l.filter(|l| l.count > 0).map(|l| stat.of(l));
+        rows.push(row(scope, name, get(base), get(new), Better::Lower, o));
+    }
+}
+
+/// Compares `new` with `base`, step by step (matched by name) and for the whole flow.
+pub fn compare(base: &Report, new: &Report, base_name: &str, o: CompareOptions) -> Comparison {
+    let mut rows = Vec::new();
+    latency_rows("flow", Some(&base.flow), Some(&new.flow), &o, &mut rows);
+    let rate = |r: &Report| (r.summary.total_flows > 0).then_some(r.summary.success_rate);
+    rows.push(row(
+        "flow",
+        "success_rate",
+        rate(base),
+        rate(new),
+        Better::Higher,
+        &o,
+    ));
+    rows.push(row(
+        "flow",
+        "flows_per_s",
+        Some(base.summary.flows_per_s),
+        Some(new.summary.flows_per_s),
+        Better::Higher,
+        &o,
+    ));
+    let mut names: Vec<&str> = new.steps.iter().map(|s| s.name.as_str()).collect();
+    for s in &base.steps {
+        if !names.contains(&s.name.as_str()) {
+            names.push(&s.name);
+        }
+    }
+    for name in names {
+        let b = base.steps.iter().find(|s| s.name == name);
+        let n = new.steps.iter().find(|s| s.name == name);
+        latency_rows(
+            name,
+            b.map(|s| &s.latency),
+            n.map(|s| &s.latency),
+            &o,
+            &mut rows,
+        );
+        let sr = |s: Option<&crate::report::StepReport>| {
+            s.filter(|s| s.requests > 0)
+                .map(|s| s.ok as f64 / s.requests as f64)
+        };
+        rows.push(row(name, "success_rate", sr(b), sr(n), Better::Higher, &o));
+    }
+    Comparison {
+        base: format!("{base_name} (generated {})", base.generated_at),
+        options: o,
+        rows,
+    }
+}
+
+/// Parses `10%` or `0.1` as a fraction.
+pub fn parse_fraction(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let v = match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|v| v / 100.0),
+        None => t.parse::<f64>(),
+    }
+    .map_err(|_| format!("'{s}' is not a percentage: use e.g. 10% or 0.1"))?;
+    if !(0.0..=10.0).contains(&v) {
+        return Err(format!("'{s}' is out of range (0% to 1000%)"));
+    }
+    Ok(v)
+}
