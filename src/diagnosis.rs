@@ -1,0 +1,168 @@
+//! Diagnosis: what the figures of a run say about the server, in plain words.
+//!
+//! A short calibration at concurrency 1 measures each step's service time (the server alone,
+//! no queue). The concurrent run is then compared with it: how much of a flow was waiting,
+//! and how many requests the server worked on at once (effective parallelism, by Little's
+//! law: busy workers = Σ requests/s × service time). Every sentence printed is computed from
+//! figures printed beside it; where the figures do not support a conclusion, none is drawn.
+
+use serde::{Deserialize, Serialize};
+
+use crate::report::Report;
+
+/// Per-step figures of the diagnosis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepDiagnosis {
+    pub name: String,
+    /// Median latency at concurrency 1 (calibration), ms.
+    pub service_time_ms: f64,
+    /// Median latency in the concurrent run, ms.
+    pub loaded_p50_ms: f64,
+    /// 1 − service / loaded median: the share of the step spent waiting.
+    pub waiting_fraction: f64,
+}
+
+/// The `diagnosis` object of the JSON report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Diagnosis {
+    /// Flows run one at a time before the measured run.
+    pub calibration_flows: u64,
+    pub steps: Vec<StepDiagnosis>,
+    /// Sum of the steps' service times: a flow with no queue, ms.
+    pub flow_service_time_ms: f64,
+    /// Mean duration of successful flows in the run, ms (`null` if none succeeded).
+    pub flow_mean_ms: Option<f64>,
+    /// 1 − flow service time / mean flow time.
+    pub waiting_fraction: Option<f64>,
+    /// Requests the server was busy with at once, on average: Σ over steps of
+    /// (requests sent / wall time × service time).
+    pub effective_parallelism: f64,
+    /// Flows in flight at once (the load's concurrency).
+    pub concurrency: usize,
+    /// Cores of the server's machine, when known (the in-process server's).
+    pub server_cores: Option<usize>,
+    /// Requests that timed out in the run.
+    pub timeouts: u64,
+    /// Plain-words findings, each citing its figures.
+    pub findings: Vec<String>,
+}
+
+/// Compares a run with its calibration. `None` when the calibration measured nothing
+/// usable (e.g. its flows failed).
+pub fn diagnose(
+    calibration: &Report,
+    run: &Report,
+    server_cores: Option<usize>,
+) -> Option<Diagnosis> {
+    let mut steps = Vec::new();
+    let mut flow_service = 0.0;
+    let mut parallelism = 0.0;
+    let wall = run.summary.wall_time_s;
+    for (cal, st) in calibration.steps.iter().zip(&run.steps) {
+        if cal.latency.count == 0 {
+            return None;
+        }
+        let service = cal.latency.p50_ms;
+        flow_service += service;
+        if wall > 0.0 {
+            parallelism += st.requests as f64 / wall * service / 1000.0;
+        }
+        let loaded = st.latency.p50_ms;
+        steps.push(StepDiagnosis {
+            name: st.name.clone(),
+            service_time_ms: service,
+            loaded_p50_ms: loaded,
+            waiting_fraction: if loaded > 0.0 {
+                (1.0 - service / loaded).max(0.0)
+            } else {
+                0.0
+            },
+        });
+    }
+    let flow_mean = (run.flow.count > 0).then_some(run.flow.mean_ms);
+    let waiting = flow_mean
+        .filter(|m| *m > 0.0)
+        .map(|m| (1.0 - flow_service / m).max(0.0));
+    let timeouts = run
+        .steps
+        .iter()
+        .filter_map(|s| s.failures.get("timeout"))
+        .sum();
+    let mut d = Diagnosis {
+        calibration_flows: calibration.summary.total_flows,
+        steps,
+        flow_service_time_ms: flow_service,
+        flow_mean_ms: flow_mean,
+        waiting_fraction: waiting,
+        effective_parallelism: parallelism,
+        concurrency: run.config.concurrency,
+        server_cores,
+        timeouts,
+        findings: Vec::new(),
+    };
+    d.findings = findings(&d, run);
+    Some(d)
+}
+
+fn findings(d: &Diagnosis, run: &Report) -> Vec<String> {
+    let mut out = Vec::new();
+    let p = d.effective_parallelism;
+    let c = d.concurrency;
+    let waiting_pct = d.waiting_fraction.map(|w| w * 100.0);
+    let wait_text = match (waiting_pct, d.flow_mean_ms) {
+        (Some(w), Some(m)) => format!(
+            "flow time is {w:.0}% waiting (mean flow {:.3}s vs {:.3}s of service time alone)",
+            m / 1000.0,
+            d.flow_service_time_ms / 1000.0
+        ),
+        _ => format!(
+            "no flow succeeded, so waiting cannot be measured (service time alone: {:.3}s per flow)",
+            d.flow_service_time_ms / 1000.0
+        ),
+    };
+    let queueing = waiting_pct.is_none_or(|w| w >= 20.0);
+    if !queueing {
+        out.push(format!(
+            "Little queueing: {wait_text} at concurrency {c}; the server kept up with this load."
+        ));
+    } else if c >= 2 && p < 1.4 {
+        out.push(format!(
+            "Requests are processed one at a time: effective parallelism {p:.1} at concurrency {c}; {wait_text}. The server serializes its work (one worker or one event loop doing CPU-bound work such as hashing inline); more workers or hashing off the event loop would raise capacity, a lower bcrypt cost only hides it."
+        ));
+    } else if let Some(cores) = d.server_cores.filter(|n| p >= 0.75 * *n as f64) {
+        out.push(format!(
+            "The server used its {cores} cores: effective parallelism {p:.1} at concurrency {c}; {wait_text}. Waiting is queueing for CPU: capacity grows only with cores or instances (or a cheaper hash)."
+        ));
+    } else {
+        out.push(format!(
+            "Effective parallelism {p:.1} at concurrency {c}; {wait_text}. The server works on about {p:.1} requests at once, fewer than it is offered{}: a limit other than this machine's CPU (a lock, a connection pool, a worker count) is likely.",
+            d.server_cores
+                .map(|n| format!(" and fewer than its {n} cores"))
+                .unwrap_or_default()
+        ));
+    }
+    if d.timeouts > 0 {
+        let timeout_s = run.config.timeout_ms as f64 / 1000.0;
+        let service_s = d.flow_service_time_ms / 1000.0;
+        out.push(format!(
+            "{} requests timed out after {timeout_s:.1}s while a whole flow needs {service_s:.3}s of service: the timeouts are {} (effective parallelism {p:.1}).",
+            d.timeouts,
+            if service_s < timeout_s { "waiting in a queue, not slow work" } else { "slow work itself" }
+        ));
+    }
+    if let Some(worst) = d
+        .steps
+        .iter()
+        .max_by(|a, b| a.loaded_p50_ms.total_cmp(&b.loaded_p50_ms))
+        .filter(|s| s.loaded_p50_ms > 0.0)
+    {
+        out.push(format!(
+            "The slowest step is `{}`: median {:.1} ms under load vs {:.1} ms alone ({:.0}% waiting).",
+            worst.name,
+            worst.loaded_p50_ms,
+            worst.service_time_ms,
+            worst.waiting_fraction * 100.0
+        ));
+    }
+    out
+}
