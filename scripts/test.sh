@@ -17,5 +17,13 @@ echo "== the reference server as a newcomer runs it: 20 flows at the default cos
 cargo run --quiet --release -- run --flows 20 --no-progress --out-dir target/ci-reports | tee target/ci-run.txt
 grep -q '^Success Rate: 100.00%$' target/ci-run.txt
 
+echo "== authbench check: the reference server passes every conformance and security probe"
+cargo run --quiet --release -- check --cost 4 --out-dir target/ci-reports --junit target/ci-check.xml
+
+echo "== refresh tokens under load: rotation, reuse detection, logout"
+cargo run --quiet --release -- run --flows 50 --concurrency 20 --cost 4 --scenario scenarios/refresh.toml \
+    --no-progress --out-dir target/ci-reports | tee target/ci-refresh.txt
+grep -q '^Success Rate: 100.00%$' target/ci-refresh.txt
+
 echo "== every scenario file validates"
 cargo run --quiet --release -- validate scenarios/*.toml

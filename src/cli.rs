@@ -38,6 +38,8 @@ pub enum Command {
     Compare(CompareArgs),
     /// Add up the JSON reports of parallel runs exactly (histograms and counts) into one.
     Merge(MergeArgs),
+    /// Probe a target's (or the reference server's) auth for conformance and security defects.
+    Check(crate::check::cli::CheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -274,6 +276,7 @@ where
     match cli.command {
         Command::Validate(_) | Command::Compare(_) | Command::Merge(_) => exit::OK,
         Command::Run(a) => runtime.block_on(cmd_run(a.into_options(), out, err)),
+        Command::Check(a) => runtime.block_on(crate::check::cli::cmd_check(a, out, err)),
         Command::Serve(a) => {
             let opts = ServeOptions {
                 addr: a.addr,

@@ -8,6 +8,7 @@
 //! check the target is reachable → [`engine::run`] (workers send samples to a collector
 //! that builds [`stats::Stats`]) → [`report::Report`] → exporters.
 
+pub mod check;
 pub mod cli;
 pub mod engine;
 pub mod error;
@@ -191,7 +192,7 @@ pub fn read_report(path: &std::path::Path) -> anyhow::Result<Report> {
 }
 
 /// Accepts `http(s)://host[:port][/base]`; anything else is a configuration error.
-fn check_target_url(t: &str) -> Result<String, RunError> {
+pub(crate) fn check_target_url(t: &str) -> Result<String, RunError> {
     let url = reqwest::Url::parse(t).map_err(|e| {
         RunError::Config(format!(
             "--target '{t}' is not a URL ({e}): use e.g. http://127.0.0.1:8007"
@@ -206,7 +207,7 @@ fn check_target_url(t: &str) -> Result<String, RunError> {
 }
 
 /// Fails fast, with exit code 3, when nothing accepts a TCP connection at the target.
-async fn preflight(base_url: &str, timeout: Duration) -> Result<(), RunError> {
+pub(crate) async fn preflight(base_url: &str, timeout: Duration) -> Result<(), RunError> {
     let unreachable = |cause: String| RunError::Unreachable {
         target: base_url.to_string(),
         cause,
@@ -251,6 +252,6 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn random_key() -> String {
+pub(crate) fn random_key() -> String {
     format!("{:032x}", rand::random::<u128>())
 }

@@ -1,5 +1,5 @@
 //! Server configuration: the knobs a benchmark run turns (bcrypt cost, hashing
-//! strategy, pool size, token lifetime) plus the secrets, with defaults that
+//! strategy, pool size, token lifetimes, rate limits) plus the secrets, with defaults that
 //! match the target service (cost 12, 24 h tokens).
 //!
 //! Nothing here is checked; [`crate::server::AppState::new`] checks the whole
@@ -51,6 +51,46 @@ pub struct ServerConfig {
     pub hash_mode: HashMode,
     /// Lifetime of issued access tokens (`exp - iat`, and `expires_in`).
     pub token_ttl: Duration,
+    /// Lifetime of one refresh token (each rotation issues a new one with a
+    /// fresh lifetime).
+    pub refresh_ttl: Duration,
+    /// Login and registration rate limits.
+    pub rate_limit: RateLimitConfig,
+}
+
+/// Default refresh-token lifetime: 30 days.
+pub const DEFAULT_REFRESH_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// Rate limits on `/auth/login` and `/auth/register` (see `server::ratelimit` for why
+/// the per-account limit is the strict one and the per-IP limit counts only failures).
+/// A limited request gets 429 with `Retry-After` and costs no hashing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Off only for experiments that must measure hashing alone.
+    pub enabled: bool,
+    /// Length of a counting window.
+    pub window: Duration,
+    /// Login attempts on one email per window without a success in between.
+    pub login_attempts_per_account: u32,
+    /// Registration attempts for one email per window.
+    pub register_attempts_per_account: u32,
+    /// Failed logins and registrations from one IP per window. Generous: it is a
+    /// backstop against spraying guesses across many accounts, and successes never
+    /// count, so a load generator on one address is not throttled.
+    pub failures_per_ip: u32,
+}
+
+impl Default for RateLimitConfig {
+    /// 5 login and 10 registration attempts per account, 1000 failures per IP, per minute.
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            window: Duration::from_secs(60),
+            login_attempts_per_account: 5,
+            register_attempts_per_account: 10,
+            failures_per_ip: 1000,
+        }
+    }
 }
 
 impl ServerConfig {
@@ -63,6 +103,8 @@ impl ServerConfig {
             hash_threads: default_hash_threads(),
             hash_mode: HashMode::default(),
             token_ttl: DEFAULT_TOKEN_TTL,
+            refresh_ttl: DEFAULT_REFRESH_TTL,
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }
@@ -90,6 +132,8 @@ impl fmt::Debug for ServerConfig {
             .field("hash_threads", &self.hash_threads)
             .field("hash_mode", &self.hash_mode)
             .field("token_ttl", &self.token_ttl)
+            .field("refresh_ttl", &self.refresh_ttl)
+            .field("rate_limit", &self.rate_limit)
             .finish()
     }
 }

@@ -32,8 +32,11 @@ pub enum ServerError {
     ZeroHashThreads,
     /// Tokens are stamped in whole seconds; a TTL under one second would
     /// issue tokens that are already expired.
-    #[error("token TTL must be at least one second")]
+    #[error("token TTLs (access and refresh) must be at least one second")]
     InvalidTokenTtl,
+    /// A zero rate-limit window would never count anything.
+    #[error("the rate-limit window must not be zero")]
+    InvalidRateLimit,
     /// The dummy hash used to equalise login timing could not be computed.
     #[error("could not compute the startup bcrypt hash")]
     Hash(#[source] bcrypt::BcryptError),
@@ -82,6 +85,9 @@ pub(crate) enum AuthError {
     BodyRead,
     NotFound,
     MethodNotAllowed,
+    /// Too many attempts on this account or from this address; retry after
+    /// the duration (sent as `Retry-After`, whole seconds, at least 1).
+    RateLimited(std::time::Duration),
     /// Our fault, never the client's: a hashing task died, a token could not
     /// be encoded. The detail is fixed so nothing internal leaks.
     Internal,
@@ -107,6 +113,10 @@ impl AuthError {
                 "Password must not contain NUL characters",
             ),
             Unprocessable(msg) => return (StatusCode::UNPROCESSABLE_ENTITY, msg.clone()),
+            RateLimited(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many attempts, try again later",
+            ),
             UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "Content-Type must be application/json",
@@ -141,6 +151,13 @@ impl IntoResponse for AuthError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let AuthError::RateLimited(wait) = self {
+            // Round up: retrying a fraction of a second early would be refused again.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         response
     }

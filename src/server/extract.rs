@@ -1,5 +1,6 @@
 //! Everything that reads a request before a handler runs: the API-key
-//! middleware, the JSON body extractor and the bearer-token extractor.
+//! middleware, the JSON body extractor, the bearer-token extractor and the
+//! client address (for rate limiting).
 //!
 //! axum's own `Json` extractor is not used because its rejections are plain
 //! text with axum's wording; here every way a body can be wrong (wrong
@@ -7,11 +8,13 @@
 //! and therefore a `{"detail": ...}` response with our status code.
 
 use std::borrow::Cow;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::body::{Body, HttpBody};
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
@@ -189,7 +192,33 @@ impl FromRequestParts<AppState> for AuthUser {
             .find_by_id(id)
             .filter(|user| user.email == claims.email)
             .ok_or(AuthError::InvalidToken)?;
+        // A token of a session that was logged out, or revoked because one of
+        // its refresh tokens was reused, is dead even before its `exp`.
+        if let Some(sid) = claims.sid {
+            if !state.inner.sessions.is_live(sid) {
+                return Err(AuthError::InvalidToken);
+            }
+        }
         Ok(AuthUser(user))
+    }
+}
+
+/// The peer address of the connection, when the server was started with
+/// connect info (`spawn` does; a router driven with `oneshot` has none, and
+/// is then not limited per IP). The socket address, not `X-Forwarded-For`:
+/// a header would let any client pick the address it is counted under.
+pub(crate) struct ClientIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip()),
+        ))
     }
 }
 

@@ -233,7 +233,9 @@ async fn run(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let server = axum::serve(listener, super::app(state))
+    // Connect info gives handlers the peer address, for per-IP rate limits.
+    let app = super::app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, app)
         .with_graceful_shutdown(stopped(stop_rx.clone()))
         .into_future();
     let deadline = async move {

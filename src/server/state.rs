@@ -1,5 +1,6 @@
 //! [`AppState`]: the checked configuration turned into ready-to-use parts
-//! (API key, JWT keys, user store, hasher), shared by every request.
+//! (API key, JWT keys, user store, sessions, rate limiter, hasher), shared by
+//! every request.
 //!
 //! It is built once by [`AppState::new`], which is also the one place the
 //! configuration is validated, and is cheap to clone (one `Arc`).
@@ -12,6 +13,8 @@ use super::config::{HashMode, ServerConfig};
 use super::error::ServerError;
 use super::hashing::Hasher;
 use super::jwt::JwtKeys;
+use super::ratelimit::RateLimiter;
+use super::sessions::Sessions;
 use super::store::UserStore;
 
 /// Shared server state. Clone freely.
@@ -24,6 +27,8 @@ pub(crate) struct Shared {
     api_key: Box<[u8]>,
     pub jwt: JwtKeys,
     pub store: UserStore,
+    pub sessions: Sessions,
+    pub limiter: RateLimiter,
     pub hasher: Hasher,
     pub cost: u32,
     pub hash_mode: HashMode,
@@ -47,15 +52,20 @@ impl AppState {
         if cfg.hash_threads == 0 {
             return Err(ServerError::ZeroHashThreads);
         }
-        if cfg.token_ttl.as_secs() == 0 {
+        if cfg.token_ttl.as_secs() == 0 || cfg.refresh_ttl.as_secs() == 0 {
             return Err(ServerError::InvalidTokenTtl);
+        }
+        if cfg.rate_limit.enabled && cfg.rate_limit.window.is_zero() {
+            return Err(ServerError::InvalidRateLimit);
         }
         let hasher = Hasher::new(cfg.hash_mode, cfg.cost, cfg.hash_threads)?;
         Ok(Self {
             inner: Arc::new(Shared {
                 api_key: cfg.api_key.into_bytes().into_boxed_slice(),
-                jwt: JwtKeys::new(&cfg.jwt_secret, cfg.token_ttl),
+                jwt: JwtKeys::new(&cfg.jwt_secret, cfg.token_ttl, cfg.refresh_ttl),
                 store: UserStore::new(),
+                sessions: Sessions::new(),
+                limiter: RateLimiter::new(&cfg.rate_limit),
                 hasher,
                 cost: cfg.cost,
                 hash_mode: cfg.hash_mode,

@@ -1,0 +1,335 @@
+//! `authbench check`: an auth conformance and security probe.
+//!
+//! A suite of probes, each with an id, a severity, what it sent, what it expected and
+//! what came back, run against any target `run` works with: the probes build their
+//! requests from the scenario's own steps (paths, headers, bodies, token extraction),
+//! altered one thing at a time (a key dropped, a token forged, a field removed).
+//! [`roles`] decides which step registers, which logs in and which are protected;
+//! [`target`] sends requests and replays the flow up to a step; [`probes`] and
+//! [`timing`] are the probes; [`report`] renders the results (terminal, Markdown, JSON,
+//! JUnit). With no target, the in-process reference server is started and checked.
+//!
+//! Exit status: 1 when a high or medium probe fails; warnings and low/info failures are
+//! reported without failing the run.
+
+pub mod cli;
+pub mod jwt;
+pub mod probes;
+pub mod report;
+pub mod roles;
+pub mod target;
+pub mod timing;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{exit, RunError};
+use crate::options::ScenarioSource;
+
+/// The JSON report's schema id; changes only with an incompatible format change.
+pub const SCHEMA: &str = "authbench.check/1";
+
+/// How much a failed probe matters. High and medium failures fail the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// A security hole: a request let through, accounts duplicated, secrets leaked.
+    High,
+    /// A robustness or privacy defect: 5xx on bad input, user enumeration.
+    Medium,
+    /// Sloppy but harmless: e.g. a wrong content type accepted.
+    Low,
+    /// Informational only.
+    Info,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+            Severity::Info => "info",
+        }
+    }
+
+    /// Whether a failure at this severity fails the run.
+    pub fn blocks(self) -> bool {
+        matches!(self, Severity::High | Severity::Medium)
+    }
+}
+
+/// The verdict of one probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Pass,
+    Fail,
+    /// Not a failure, but not what a careful service does (e.g. no 429 after a burst).
+    Warn,
+    /// Could not be run here (and the note says why).
+    Skip,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Fail => "FAIL",
+            Outcome::Warn => "warn",
+            Outcome::Skip => "skip",
+        }
+    }
+}
+
+/// One probe's result: the row of every report format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    /// Stable id, `area.name[step]`, e.g. `token.alg_none[verify]`.
+    pub id: String,
+    pub severity: Severity,
+    /// What the probe checks, in a few words.
+    pub title: String,
+    /// What was sent.
+    pub sent: String,
+    /// What a correct service answers.
+    pub expected: String,
+    /// What came back.
+    pub got: String,
+    pub outcome: Outcome,
+    /// Why it was skipped, how a number was computed, what to fix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Counts of outcomes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckSummary {
+    pub probes: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub warned: usize,
+    pub skipped: usize,
+    /// Failures of high or medium probes: the run fails when this is not 0.
+    pub blocking_failures: usize,
+}
+
+/// Which steps of the scenario the probes treat as what.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolesSummary {
+    pub register: Option<String>,
+    pub login: Option<String>,
+    pub protected: Vec<String>,
+    /// Steps that send the API key.
+    pub api_key: Vec<String>,
+}
+
+/// The result of `authbench check`; serialized as it is, it is the JSON report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckReport {
+    pub schema: String,
+    pub tool: String,
+    /// RFC 3339 UTC, when the check ended.
+    pub generated_at: String,
+    pub target: String,
+    pub in_process_server: bool,
+    pub scenario: String,
+    /// bcrypt cost of the in-process server; null for an external target.
+    pub bcrypt_cost: Option<u32>,
+    pub roles: RolesSummary,
+    pub summary: CheckSummary,
+    pub probes: Vec<ProbeResult>,
+}
+
+impl CheckReport {
+    /// Builds the report and its summary from the probe results.
+    pub fn new(meta: ReportMeta, probes: Vec<ProbeResult>) -> Self {
+        let count = |o: Outcome| probes.iter().filter(|p| p.outcome == o).count();
+        let summary = CheckSummary {
+            probes: probes.len(),
+            passed: count(Outcome::Pass),
+            failed: count(Outcome::Fail),
+            warned: count(Outcome::Warn),
+            skipped: count(Outcome::Skip),
+            blocking_failures: probes
+                .iter()
+                .filter(|p| p.outcome == Outcome::Fail && p.severity.blocks())
+                .count(),
+        };
+        CheckReport {
+            schema: SCHEMA.into(),
+            tool: format!("authbench {}", env!("CARGO_PKG_VERSION")),
+            generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            target: meta.target,
+            in_process_server: meta.in_process_server,
+            scenario: meta.scenario,
+            bcrypt_cost: meta.bcrypt_cost,
+            roles: meta.roles,
+            summary,
+            probes,
+        }
+    }
+
+    /// 0 when no high or medium probe failed, else 1.
+    pub fn exit_code(&self) -> u8 {
+        if self.summary.blocking_failures == 0 {
+            exit::OK
+        } else {
+            exit::FAILURE
+        }
+    }
+}
+
+/// What a report says about the run besides the probes.
+#[derive(Debug, Clone)]
+pub struct ReportMeta {
+    pub target: String,
+    pub in_process_server: bool,
+    pub scenario: String,
+    pub bcrypt_cost: Option<u32>,
+    pub roles: RolesSummary,
+}
+
+/// Options of `authbench check`.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    /// Base URL of the service; `None` checks the in-process reference server.
+    pub target: Option<String>,
+    pub api_key: Option<String>,
+    pub scenario: ScenarioSource,
+    /// The target's HS256 secret, to forge an expired but correctly signed token.
+    /// Known automatically for the in-process server.
+    pub jwt_secret: Option<String>,
+    /// bcrypt cost of the in-process server.
+    pub cost: u32,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Where `<ts>-check.md` and `.json` go; `None` writes none.
+    pub out_dir: Option<PathBuf>,
+    pub junit: Option<PathBuf>,
+    /// Login timing samples per group (unknown user, wrong password).
+    pub timing_samples: usize,
+    /// One password hash's duration; estimated from the login latencies when unset.
+    pub hash_time: Option<Duration>,
+    /// Concurrent wrong logins of the brute-force probe.
+    pub burst: usize,
+    /// Concurrent registrations of one email in the race probe.
+    pub race: usize,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            target: None,
+            api_key: None,
+            scenario: ScenarioSource::Builtin,
+            jwt_secret: None,
+            cost: crate::server::DEFAULT_COST,
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            out_dir: Some(PathBuf::from("reports")),
+            junit: None,
+            timing_samples: 30,
+            hash_time: None,
+            burst: 50,
+            race: 20,
+        }
+    }
+}
+
+/// What `check` produced.
+#[derive(Debug)]
+pub struct CheckResult {
+    pub report: CheckReport,
+    /// Files written (reports, JUnit).
+    pub files: Vec<PathBuf>,
+}
+
+/// Runs every probe against the target (or a fresh in-process reference server) and
+/// writes the reports.
+pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
+    if opts.timing_samples < 10 {
+        return Err(RunError::Config(
+            "--timing-samples must be at least 10 (a rank test on fewer cannot tell a real difference from noise)".into(),
+        ));
+    }
+    if opts.burst == 0 || opts.race < 2 {
+        return Err(RunError::Config(
+            "--burst must be at least 1 and --race at least 2".into(),
+        ));
+    }
+    let scenario = Arc::new(crate::load_scenario(&opts.scenario)?);
+
+    let (server, base_url, api_key, jwt_secret) = match &opts.target {
+        None => {
+            let key = opts.api_key.clone().unwrap_or_else(crate::random_key);
+            let mut cfg = crate::server::ServerConfig::new(opts.cost, key.clone());
+            // We chose the secret, so the expired-token probe can forge with it.
+            let secret = crate::random_key();
+            cfg.jwt_secret = secret.clone().into_bytes();
+            let handle = crate::server::spawn(cfg, ([127, 0, 0, 1], 0).into())?;
+            let url = handle.base_url();
+            (Some(handle), url, key, Some(secret))
+        }
+        Some(t) => {
+            let url = crate::check_target_url(t)?;
+            let key = match &opts.api_key {
+                Some(k) => k.clone(),
+                None if scenario.uses_api_key => {
+                    return Err(RunError::Config(format!(
+                        "the scenario '{}' sends {{{{api_key}}}}: pass --api-key KEY or set AUTHBENCH_API_KEY",
+                        scenario.name
+                    )))
+                }
+                None => String::new(),
+            };
+            (None, url, key, opts.jwt_secret.clone())
+        }
+    };
+    crate::preflight(&base_url, opts.connect_timeout).await?;
+
+    let client = reqwest::Client::builder()
+        .timeout(opts.timeout)
+        .connect_timeout(opts.connect_timeout)
+        .tcp_nodelay(true)
+        .no_proxy()
+        .build()
+        .map_err(|e| RunError::Other(anyhow::anyhow!("could not build the HTTP client: {e}")))?;
+    let roles = roles::Roles::detect(&scenario);
+    let target = target::Target::new(scenario.clone(), client, base_url.clone(), api_key);
+    let settings = probes::Settings {
+        jwt_secret,
+        timing_samples: opts.timing_samples,
+        hash_time: opts.hash_time,
+        burst: opts.burst,
+        race: opts.race,
+    };
+    let results = probes::run_all(&target, &roles, &settings).await;
+    let bcrypt_cost = server.as_ref().map(|_| opts.cost);
+    if let Some(s) = server {
+        s.shutdown();
+    }
+
+    let report = CheckReport::new(
+        ReportMeta {
+            target: base_url,
+            in_process_server: opts.target.is_none(),
+            scenario: scenario.source.clone(),
+            bcrypt_cost,
+            roles: roles.summary(&scenario),
+        },
+        results,
+    );
+    let mut files = match &opts.out_dir {
+        Some(dir) => report::write_reports(&report, dir)?,
+        None => Vec::new(),
+    };
+    if let Some(path) = &opts.junit {
+        report::write_junit(&report, path)?;
+        files.push(path.clone());
+    }
+    Ok(CheckResult { report, files })
+}

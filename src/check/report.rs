@@ -1,0 +1,203 @@
+//! Check reports: a terminal table, Markdown, JSON (the [`CheckReport`] struct as it
+//! is) and JUnit XML. Renderers return bytes and do no I/O; [`write_reports`] and
+//! [`write_junit`] write the files.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+
+use super::{CheckReport, Outcome};
+
+/// The terminal table: one row per probe, then the summary line.
+pub fn terminal(r: &CheckReport) -> Vec<u8> {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(160)
+        .set_header(vec!["probe", "severity", "result", "expected", "got"]);
+    for p in &r.probes {
+        t.add_row(vec![
+            p.id.as_str(),
+            p.severity.as_str(),
+            p.outcome.as_str(),
+            p.expected.as_str(),
+            &cut(&p.got, 90),
+        ]);
+    }
+    let mut out = format!("authbench check: {} ({})\n{t}\n", r.target, r.scenario);
+    for p in r
+        .probes
+        .iter()
+        .filter(|p| matches!(p.outcome, Outcome::Fail | Outcome::Warn))
+    {
+        if let Some(n) = &p.note {
+            out.push_str(&format!("{} {}: {n}\n", p.outcome.as_str(), p.id));
+        }
+    }
+    out.push_str(&summary_line(r));
+    out.push('\n');
+    out.into_bytes()
+}
+
+fn summary_line(r: &CheckReport) -> String {
+    let s = &r.summary;
+    format!(
+        "{} probes: {} passed, {} failed ({} high/medium), {} warned, {} skipped — {}",
+        s.probes,
+        s.passed,
+        s.failed,
+        s.blocking_failures,
+        s.warned,
+        s.skipped,
+        if s.blocking_failures == 0 {
+            "PASS"
+        } else {
+            "FAIL"
+        }
+    )
+}
+
+fn cut(s: &str, max: usize) -> String {
+    super::target::excerpt(s, max)
+}
+
+/// Markdown: the verdict, the roles, and every probe with what was sent.
+pub fn markdown(r: &CheckReport) -> Vec<u8> {
+    let esc = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+    let mut m = String::new();
+    m.push_str("# authbench check\n\n");
+    m.push_str(&format!("**{}**\n\n", summary_line(r)));
+    m.push_str(&format!(
+        "- Target: {}{}\n- Scenario: {}\n- Roles: register `{}`, login `{}`, protected `{}`\n- Generated: {} by {}\n\n",
+        r.target,
+        if r.in_process_server {
+            format!(
+                " (in-process reference server, bcrypt cost {})",
+                r.bcrypt_cost.map_or("?".into(), |c| c.to_string())
+            )
+        } else {
+            String::new()
+        },
+        r.scenario,
+        r.roles.register.as_deref().unwrap_or("–"),
+        r.roles.login.as_deref().unwrap_or("–"),
+        r.roles.protected.join("`, `"),
+        r.generated_at,
+        r.tool,
+    ));
+    m.push_str("| probe | severity | result | sent | expected | got | note |\n|---|---|---|---|---|---|---|\n");
+    for p in &r.probes {
+        m.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} | {} | {} |\n",
+            p.id,
+            p.severity.as_str(),
+            match p.outcome {
+                Outcome::Pass => "✅ pass",
+                Outcome::Fail => "❌ FAIL",
+                Outcome::Warn => "⚠️ warn",
+                Outcome::Skip => "⏭ skip",
+            },
+            esc(&p.sent),
+            esc(&p.expected),
+            esc(&p.got),
+            esc(p.note.as_deref().unwrap_or("")),
+        ));
+    }
+    m.into_bytes()
+}
+
+pub fn json(r: &CheckReport) -> anyhow::Result<Vec<u8>> {
+    let mut v = serde_json::to_vec_pretty(r).context("could not serialize the check report")?;
+    v.push(b'\n');
+    Ok(v)
+}
+
+/// JUnit: one suite, one test case per probe (classname `check.<severity>`). A failed
+/// probe is a `<failure>` whatever its severity; CI decides by the exit code, which only
+/// high and medium failures set. Warnings pass with the reason in `system-out`.
+pub fn junit(r: &CheckReport) -> anyhow::Result<Vec<u8>> {
+    let mut suite = TestSuite::new("authbench check");
+    for p in &r.probes {
+        let detail = format!(
+            "sent: {}\nexpected: {}\ngot: {}{}",
+            p.sent,
+            p.expected,
+            p.got,
+            p.note
+                .as_ref()
+                .map(|n| format!("\nnote: {n}"))
+                .unwrap_or_default()
+        );
+        let status = match p.outcome {
+            Outcome::Pass | Outcome::Warn => TestCaseStatus::success(),
+            Outcome::Skip => {
+                let mut s = TestCaseStatus::skipped();
+                s.set_message(p.note.clone().unwrap_or_default());
+                s
+            }
+            Outcome::Fail => {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_message(format!("expected {}, got {}", p.expected, p.got))
+                    .set_type(p.severity.as_str())
+                    .set_description(detail.clone());
+                s
+            }
+        };
+        let mut case = TestCase::new(p.id.clone(), status);
+        case.set_classname(format!("check.{}", p.severity.as_str()));
+        if p.outcome != Outcome::Fail {
+            let prefix = if p.outcome == Outcome::Warn {
+                "warn\n"
+            } else {
+                ""
+            };
+            case.set_system_out(format!("{prefix}{detail}"));
+        }
+        suite.add_test_case(case);
+    }
+    let mut report = Report::new("authbench");
+    report.add_test_suite(suite);
+    let xml = report
+        .to_string()
+        .context("could not render the JUnit XML")?;
+    Ok(xml.into_bytes())
+}
+
+/// Writes `<dir>/<UTC timestamp>-check.{md,json}`, never overwriting an earlier pair.
+pub fn write_reports(r: &CheckReport, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("could not create the report directory '{}'", dir.display()))?;
+    let stamp: String = r
+        .generated_at
+        .chars()
+        .filter(|c| *c != '-' && *c != ':')
+        .collect();
+    let mut base = format!("{stamp}-check");
+    let mut n = 1;
+    while ["md", "json"]
+        .iter()
+        .any(|e| dir.join(format!("{base}.{e}")).exists())
+    {
+        n += 1;
+        base = format!("{stamp}-check-{n}");
+    }
+    let mut paths = Vec::new();
+    for (ext, bytes) in [("md", markdown(r)), ("json", json(r)?)] {
+        let path = dir.join(format!("{base}.{ext}"));
+        std::fs::write(&path, bytes)
+            .with_context(|| format!("could not write the report file '{}'", path.display()))?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+pub fn write_junit(r: &CheckReport, path: &Path) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("could not create the directory '{}'", parent.display()))?;
+    }
+    std::fs::write(path, junit(r)?)
+        .with_context(|| format!("could not write the JUnit file '{}'", path.display()))
+}
