@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+scripts/setup.sh
+
 echo "== cargo fmt --check"
 cargo fmt --check
 
@@ -12,6 +14,9 @@ cargo clippy --all-targets --quiet -- -D warnings
 
 echo "== cargo test"
 cargo test
+
+echo "== tests that need both cores to themselves, one at a time"
+cargo test --test it -- --ignored --test-threads=1
 
 echo "== the reference server as a newcomer runs it: 20 flows at the default cost 12"
 cargo run --quiet --release -- run --flows 20 --no-progress --out-dir target/ci-reports | tee target/ci-run.txt
@@ -27,3 +32,6 @@ grep -q '^Success Rate: 100.00%$' target/ci-refresh.txt
 
 echo "== every scenario file validates"
 cargo run --quiet --release -- validate scenarios/*.toml
+
+echo "== a bcrypt cost sweep writes its table, Markdown, JSON and chart"
+cargo run --quiet --release -- sweep --costs 4..=8 --flows 10 --out-dir target/ci-reports

@@ -11,7 +11,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::error::exit;
 use crate::gate::Verdict;
-use crate::options::{RunOptions, ScenarioSource, ServeOptions};
+use crate::options::{Connections, RunOptions, ScenarioSource, ServeOptions};
+use crate::plan::{parse_stages, Arrival, LoadModel, Plan, Stage};
 use crate::report::{junit::JUnit, markdown, terminal, terminal::Terminal, Exporter, Report};
 
 #[derive(Debug, Parser)]
@@ -38,8 +39,14 @@ pub enum Command {
     Compare(CompareArgs),
     /// Add up the JSON reports of parallel runs exactly (histograms and counts) into one.
     Merge(MergeArgs),
+    /// Re-render a saved JSON report (a run's or a merge's) as HTML, Markdown or JUnit.
+    Report(ReportArgs),
     /// Probe a target's (or the reference server's) auth for conformance and security defects.
     Check(crate::check::cli::CheckArgs),
+    /// Run the flows once per bcrypt cost: hash time, flow latency, throughput, capacity; table, Markdown, JSON, chart.
+    Sweep(SweepArgs),
+    /// Find the highest bcrypt cost (never below 10 without --allow-weak) that meets an SLO on this machine.
+    Tune(TuneArgs),
 }
 
 #[derive(Debug, Args)]
@@ -51,12 +58,35 @@ pub struct ValidateArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Number of flows to run (accepts 10k, 1m).
-    #[arg(long, short = 'n', default_value = "20", value_parser = parse_count)]
-    pub flows: u64,
-    /// Flows in flight at once [default: all flows at once].
-    #[arg(long, short = 'c', value_parser = parse_count)]
+    /// Number of flows to run (accepts 10k, 1m) [default: 20, or unbounded with
+    /// --duration/--stages].
+    #[arg(long, short = 'n', value_parser = parse_count)]
+    pub flows: Option<u64>,
+    /// Closed loop: flows in flight at once [default: all flows at once, up to 10000].
+    #[arg(long, short = 'c', value_parser = parse_count, conflicts_with = "rate")]
     pub concurrency: Option<u64>,
+    /// Open loop: start flows at this rate per second, whatever the server does.
+    #[arg(long, value_parser = parse_rate)]
+    pub rate: Option<f64>,
+    /// Open loop: spacing of arrivals.
+    #[arg(long, value_enum, default_value = "constant")]
+    pub arrival: ArrivalArg,
+    /// Open loop: at most this many flows in flight; arrivals beyond wait and start late.
+    #[arg(long, value_parser = parse_count)]
+    pub max_in_flight: Option<u64>,
+    /// Load stages, rates ("10/s:30s,50/s:60s", open loop) or workers ("10:30s,50:60s").
+    #[arg(long, value_name = "STAGES")]
+    pub stages: Option<String>,
+    /// Stop starting flows after this long (e.g. 60s).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Run but do not measure the flows that start in this first period (e.g. 10s).
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+    /// `shared`: one keep-alive pool for all flows; `per-flow`: new connections per flow,
+    /// like new users.
+    #[arg(long, value_enum, default_value = "shared")]
+    pub connections: ConnectionsArg,
     /// Base URL of the service to test; without it an in-process reference server is started.
     #[arg(long, short = 't')]
     pub target: Option<String>,
@@ -95,6 +125,35 @@ pub struct RunArgs {
     /// Write JUnit XML here (one test case per threshold, per step, per baseline row).
     #[arg(long, value_name = "PATH")]
     pub junit: Option<PathBuf>,
+    /// Also write the self-contained HTML report here (one is always written next to the
+    /// Markdown report).
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<PathBuf>,
+    /// Flows run one at a time first, to measure service times for the diagnosis (0: none).
+    #[arg(long, default_value = "3", value_name = "N")]
+    pub calibration: u64,
+    /// Where the in-process server hashes: `pool` (a blocking pool sized to the cores) or
+    /// `inline` (on its single event-loop thread, as a one-worker async service does).
+    #[arg(long, value_enum, default_value = "pool", conflicts_with = "target")]
+    pub hash_mode: HashModeArg,
+}
+
+/// `--hash-mode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HashModeArg {
+    /// Hash on a blocking pool sized to the cores, off the event loop.
+    Pool,
+    /// Hash inline on a single-threaded event loop (reproduces a one-worker async service).
+    Inline,
+}
+
+impl From<HashModeArg> for crate::server::HashMode {
+    fn from(a: HashModeArg) -> Self {
+        match a {
+            HashModeArg::Pool => crate::server::HashMode::Pool,
+            HashModeArg::Inline => crate::server::HashMode::Inline,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -140,6 +199,21 @@ pub struct CompareArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A saved JSON report.
+    pub input: PathBuf,
+    /// Write the self-contained HTML report here (`-` for stdout).
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<PathBuf>,
+    /// Write the Markdown report here.
+    #[arg(long, value_name = "PATH")]
+    pub markdown: Option<PathBuf>,
+    /// Write JUnit XML here.
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct MergeArgs {
     /// Reports (JSON) of runs of one scenario, e.g. one per generator.
     #[arg(required = true)]
@@ -163,16 +237,131 @@ pub struct ServeArgs {
     /// API key clients must send in X-API-Key [default: a random key, printed at start].
     #[arg(long, env = "AUTHBENCH_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Where bcrypt runs: `pool` (off the event loop) or `inline` (on a single event loop).
+    #[arg(long, value_enum, default_value = "pool")]
+    pub hash_mode: HashModeArg,
 }
 
+/// `--arrival` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ArrivalArg {
+    /// Exactly 1/rate apart.
+    Constant,
+    /// Exponential gaps (independent users arriving at random).
+    Poisson,
+}
+
+/// `--connections` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConnectionsArg {
+    /// One keep-alive pool shared by all flows.
+    Shared,
+    /// A new client (new connections) per flow.
+    PerFlow,
+}
+
+/// Default cap on flows in flight in open loop.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
+/// Default closed-loop concurrency is "all flows at once", up to this many workers.
+pub const MAX_DEFAULT_CONCURRENCY: u64 = 10_000;
+
 impl RunArgs {
-    pub fn into_options(self) -> RunOptions {
-        RunOptions {
+    /// Turns the load flags into a plan; every combination becomes one [`Plan`].
+    fn plan(&self) -> Result<Option<Plan>, String> {
+        let stages = self.stages.as_deref().map(parse_stages).transpose()?;
+        let open = self.rate.is_some() || stages.as_ref().is_some_and(|(_, rates)| *rates);
+        if self.rate.is_some() && stages.is_some() {
+            return Err("--rate and --stages both set the rate: give one (a single rate is --stages R/s:DURATION)".into());
+        }
+        if !open && self.max_in_flight.is_some() {
+            return Err("--max-in-flight caps an open-loop run: use it with --rate or rate --stages (a closed loop is capped by --concurrency)".into());
+        }
+        if !open && self.arrival != ArrivalArg::Constant {
+            return Err(
+                "--arrival applies to an open-loop run: use it with --rate or rate --stages".into(),
+            );
+        }
+        if open && self.concurrency.is_some() {
+            return Err("--concurrency sets a closed loop's workers: an open-loop run (--rate, rate --stages) is capped by --max-in-flight instead".into());
+        }
+        if let (Some(w), Some(d)) = (self.warmup, self.duration) {
+            if w >= d {
+                return Err(format!(
+                    "--warmup ({}s) must be shorter than --duration ({}s): nothing would be measured",
+                    w.as_secs_f64(),
+                    d.as_secs_f64()
+                ));
+            }
+        }
+        let simple = self.rate.is_none()
+            && stages.is_none()
+            && self.duration.is_none()
+            && self.warmup.is_none();
+        if simple {
+            return Ok(None);
+        }
+        let bounded = self.flows.is_some() || self.duration.is_some() || stages.is_some();
+        let model = if open {
+            if !bounded {
+                return Err("an open-loop run needs a bound: --flows N or --duration D".into());
+            }
+            LoadModel::Open {
+                arrival: match self.arrival {
+                    ArrivalArg::Constant => Arrival::Constant,
+                    ArrivalArg::Poisson => Arrival::Poisson,
+                },
+                max_in_flight: self
+                    .max_in_flight
+                    .map(|m| usize::try_from(m).unwrap_or(usize::MAX))
+                    .unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+            }
+        } else {
+            LoadModel::Closed
+        };
+        let stages = match (stages, self.rate) {
+            (Some((st, _)), _) => st,
+            (None, Some(rate)) => vec![Stage {
+                level: rate,
+                duration: Duration::MAX,
+            }],
+            (None, None) => {
+                let workers = match (self.concurrency, self.flows) {
+                    (Some(c), _) => c,
+                    (None, Some(n)) => n.min(MAX_DEFAULT_CONCURRENCY),
+                    (None, None) => {
+                        return Err("a closed-loop --duration run needs --concurrency C (or use --rate for an open loop)".into())
+                    }
+                };
+                vec![Stage {
+                    level: workers as f64,
+                    duration: Duration::MAX,
+                }]
+            }
+        };
+        Ok(Some(Plan {
+            model,
+            stages,
+            max_flows: self.flows,
+            duration: self.duration,
+            warmup: self.warmup.unwrap_or_default(),
+        }))
+    }
+
+    pub fn into_options(self) -> Result<RunOptions, String> {
+        let plan = self.plan()?;
+        let flows = self.flows.unwrap_or(20);
+        Ok(RunOptions {
             concurrency: self
                 .concurrency
-                .map(|c| usize::try_from(c).unwrap_or(usize::MAX))
-                .unwrap_or_else(|| usize::try_from(self.flows).unwrap_or(usize::MAX)),
-            flows: self.flows,
+                .unwrap_or_else(|| flows.min(MAX_DEFAULT_CONCURRENCY))
+                .try_into()
+                .unwrap_or(usize::MAX),
+            flows,
+            plan,
+            connections: match self.connections {
+                ConnectionsArg::Shared => Connections::Shared,
+                ConnectionsArg::PerFlow => Connections::PerFlow,
+            },
             target: self.target,
             api_key: self.api_key,
             timeout: self.timeout,
@@ -185,9 +374,25 @@ impl RunArgs {
             baseline: self.baseline,
             compare: self.tolerance.options(),
             junit: self.junit,
+            html: self.html,
+            calibration_flows: self.calibration,
+            hash_mode: self.hash_mode.into(),
             ..RunOptions::default()
-        }
+        })
     }
+}
+
+/// `100`, `2.5` flows per second (a trailing `/s` is accepted).
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let t = t.strip_suffix("/s").unwrap_or(t);
+    let r: f64 = t
+        .parse()
+        .map_err(|_| format!("'{s}' is not a rate: use e.g. 100 or 100/s"))?;
+    if !(r.is_finite() && r > 0.0 && r <= 10_000_000.0) {
+        return Err(format!("'{s}' must be a rate above 0 (flows per second)"));
+    }
+    Ok(r)
 }
 
 /// `20`, `10k`, `2m` (×1000, ×1000000), `1_000`.
@@ -271,17 +476,29 @@ where
         Command::Validate(a) => return cmd_validate(&a.paths, out, err),
         Command::Compare(a) => return report_errors(cmd_compare(a, out), err),
         Command::Merge(a) => return report_errors(cmd_merge(a, out), err),
+        Command::Report(a) => return report_errors(cmd_report(a, out), err),
         _ => {}
     }
     match cli.command {
-        Command::Validate(_) | Command::Compare(_) | Command::Merge(_) => exit::OK,
-        Command::Run(a) => runtime.block_on(cmd_run(a.into_options(), out, err)),
+        Command::Validate(_) | Command::Compare(_) | Command::Merge(_) | Command::Report(_) => {
+            exit::OK
+        }
+        Command::Run(a) => match a.into_options() {
+            Ok(o) => runtime.block_on(cmd_run(o, out, err)),
+            Err(e) => {
+                let _ = writeln!(err, "error: {e}");
+                exit::USAGE
+            }
+        },
         Command::Check(a) => runtime.block_on(crate::check::cli::cmd_check(a, out, err)),
+        Command::Sweep(a) => runtime.block_on(cmd_sweep(a, out, err)),
+        Command::Tune(a) => runtime.block_on(cmd_tune(a, out, err)),
         Command::Serve(a) => {
             let opts = ServeOptions {
                 addr: a.addr,
                 cost: a.cost,
                 api_key: a.api_key,
+                hash_mode: a.hash_mode.into(),
             };
             runtime.block_on(cmd_serve(opts, out, err))
         }
@@ -411,6 +628,33 @@ fn cmd_compare(a: &CompareArgs, out: &mut dyn Write) -> Result<u8, CmdError> {
     Ok(if c.regressed() { exit::GATE } else { exit::OK })
 }
 
+fn cmd_report(a: &ReportArgs, out: &mut dyn Write) -> Result<u8, CmdError> {
+    let r = crate::read_report(&a.input).map_err(usage)?;
+    let fail = |e| CmdError(exit::FAILURE, e);
+    let outputs: [(&Option<PathBuf>, &dyn Exporter); 3] = [
+        (&a.html, &crate::report::html::Html),
+        (&a.markdown, &markdown::Markdown),
+        (&a.junit, &JUnit),
+    ];
+    let mut wrote = false;
+    for (path, exporter) in outputs {
+        if let Some(p) = path {
+            let bytes = exporter.render(&r).map_err(fail)?;
+            crate::report::write_file(p, &bytes).map_err(fail)?;
+            if p.as_os_str() != "-" {
+                let _ = writeln!(out, "report: {}", p.display());
+            }
+            wrote = true;
+        }
+    }
+    if !wrote {
+        return Err(usage(anyhow::anyhow!(
+            "nothing to write: give --html PATH, --markdown PATH or --junit PATH"
+        )));
+    }
+    Ok(exit::OK)
+}
+
 fn cmd_merge(a: &MergeArgs, out: &mut dyn Write) -> Result<u8, CmdError> {
     let reports = a
         .inputs
@@ -466,7 +710,8 @@ async fn cmd_serve(opts: ServeOptions, out: &mut dyn Write, err: &mut dyn Write)
     let key = opts
         .api_key
         .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
-    let cfg = crate::server::ServerConfig::new(opts.cost, key.clone());
+    let mut cfg = crate::server::ServerConfig::new(opts.cost, key.clone());
+    cfg.hash_mode = opts.hash_mode;
     let handle = match crate::server::spawn(cfg, opts.addr) {
         Ok(h) => h,
         Err(e) => {
@@ -490,6 +735,203 @@ async fn cmd_serve(opts: ServeOptions, out: &mut dyn Write, err: &mut dyn Write)
     let _ = tokio::signal::ctrl_c().await;
     handle.shutdown();
     exit::OK
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// bcrypt costs: 4..=14, 4..14 (end excluded), 4,6,8 or 12 (each 4-31).
+    #[arg(long, default_value = "4..=14", value_parser = crate::sweep::parse_costs)]
+    pub costs: ::std::vec::Vec<u32>,
+    /// Flows per cost (accepts 10k).
+    #[arg(long, short = 'n', default_value = "20", value_parser = parse_count)]
+    pub flows: u64,
+    /// Flows in flight at once [default: all flows at once].
+    #[arg(long, short = 'c', value_parser = parse_count)]
+    pub concurrency: Option<u64>,
+    /// Per-request timeout.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Scenario file (TOML) [default: the built-in scenarios/pyairtable.toml].
+    #[arg(long, short = 's')]
+    pub scenario: Option<PathBuf>,
+    /// bcrypt operations per flow, for the capacity estimate (register hashes, login verifies).
+    #[arg(long, default_value = "2")]
+    pub hashes_per_flow: f64,
+    /// Directory for <ts>-sweep.{md,json,svg,png}.
+    #[arg(long, default_value = "reports")]
+    pub out_dir: PathBuf,
+    /// Start your service per cost instead of the in-process server: a shell command where {cost} is replaced.
+    #[arg(long, value_name = "CMD", requires = "target")]
+    pub spawn: Option<String>,
+    /// Base URL of the spawned service.
+    #[arg(long, short = 't', requires = "spawn")]
+    pub target: Option<String>,
+    /// Path polled with GET until the spawned service answers 2xx.
+    #[arg(long, default_value = "/health", requires = "spawn")]
+    pub ready: String,
+    /// How long the spawned service may take to become ready.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, requires = "spawn")]
+    pub ready_timeout: Duration,
+    /// API key for the spawned service (sent as the scenario says).
+    #[arg(long, env = "AUTHBENCH_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// The spawned service's time per hash, in ms, if known (for the capacity estimate).
+    #[arg(long, requires = "spawn")]
+    pub hash_time_ms: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    /// An SLO in the --threshold syntax, e.g. 'flow.p95<1s' (repeatable; all must hold).
+    #[arg(long = "slo", value_name = "EXPR", required = true)]
+    pub slos: Vec<String>,
+    /// Flows per probe.
+    #[arg(long, short = 'n', default_value = "20", value_parser = parse_count)]
+    pub flows: u64,
+    /// Flows in flight at once.
+    #[arg(long, short = 'c', default_value = "20", value_parser = parse_count)]
+    pub concurrency: u64,
+    /// Per-request timeout.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Scenario file (TOML) [default: the built-in scenarios/pyairtable.toml].
+    #[arg(long, short = 's')]
+    pub scenario: Option<PathBuf>,
+    /// Lowest cost to search (raised to 10, OWASP's minimum, without --allow-weak).
+    #[arg(long, default_value = "4", value_parser = clap::value_parser!(u32).range(4..=31))]
+    pub min_cost: u32,
+    /// Highest cost to search.
+    #[arg(long, default_value = "14", value_parser = clap::value_parser!(u32).range(4..=31))]
+    pub max_cost: u32,
+    /// Allow recommending a cost below 10.
+    #[arg(long)]
+    pub allow_weak: bool,
+    /// bcrypt operations per flow, for the capacity arithmetic.
+    #[arg(long, default_value = "2")]
+    pub hashes_per_flow: f64,
+    /// Directory for <ts>-tune.{md,json}.
+    #[arg(long, default_value = "reports")]
+    pub out_dir: PathBuf,
+}
+
+/// First Ctrl-C resolves the future (the command wraps up and writes a partial result);
+/// a second one exits at once.
+async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted twice: exiting at once");
+            crate::sweep::spawn::kill_live_groups();
+            std::process::exit(i32::from(exit::INTERRUPTED));
+        }
+    });
+}
+
+async fn cmd_sweep(a: SweepArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let flows = a.flows;
+    let opts = crate::sweep::SweepOptions {
+        costs: a.costs,
+        flows,
+        concurrency: a
+            .concurrency
+            .unwrap_or(flows)
+            .try_into()
+            .unwrap_or(usize::MAX),
+        timeout: a.timeout,
+        scenario: a.scenario.map(ScenarioSource::File).unwrap_or_default(),
+        hashes_per_flow: a.hashes_per_flow,
+        spawn: match (a.spawn, a.target) {
+            (Some(command), Some(target)) => Some(crate::sweep::spawn::SpawnOptions {
+                command,
+                target,
+                ready_path: a.ready,
+                ready_timeout: a.ready_timeout,
+                api_key: a.api_key,
+                hash_time_ms: a.hash_time_ms,
+            }),
+            _ => None,
+        },
+        ..crate::sweep::SweepOptions::default()
+    };
+    let mut progress = |line: &str| {
+        let _ = writeln!(err, "{line}");
+    };
+    let sweep = match crate::sweep::sweep(&opts, interrupted(), &mut progress).await {
+        Ok(s) => s,
+        Err(e) => {
+            let code = e.exit_code();
+            let _ = writeln!(err, "error: {:#}", anyhow::Error::new(e));
+            return code;
+        }
+    };
+    let _ = write!(out, "{}", crate::sweep::terminal_table(&sweep));
+    match crate::sweep::write_sweep(&sweep, &a.out_dir) {
+        Ok(w) => {
+            for f in &w.files {
+                let _ = writeln!(out, "report: {}", f.display());
+            }
+            if w.png_without_text {
+                let _ = writeln!(err, "warning: no system font found, the PNG has no text (scripts/setup.sh installs fonts-dejavu-core)");
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(err, "error: {e:#}");
+            return exit::FAILURE;
+        }
+    }
+    if sweep.partial {
+        let _ = writeln!(err, "interrupted: the sweep is partial");
+        exit::INTERRUPTED
+    } else {
+        exit::OK
+    }
+}
+
+async fn cmd_tune(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let opts = crate::sweep::tune::TuneOptions {
+        slos: a.slos,
+        flows: a.flows,
+        concurrency: a.concurrency.try_into().unwrap_or(usize::MAX),
+        timeout: a.timeout,
+        scenario: a.scenario.map(ScenarioSource::File).unwrap_or_default(),
+        min_cost: a.min_cost,
+        max_cost: a.max_cost,
+        allow_weak: a.allow_weak,
+        hashes_per_flow: a.hashes_per_flow,
+        ..crate::sweep::tune::TuneOptions::default()
+    };
+    let mut progress = |line: &str| {
+        let _ = writeln!(err, "{line}");
+    };
+    let tune = match crate::sweep::tune::tune(&opts, interrupted(), &mut progress).await {
+        Ok(t) => t,
+        Err(e) => {
+            let code = e.exit_code();
+            let _ = writeln!(err, "error: {:#}", anyhow::Error::new(e));
+            return code;
+        }
+    };
+    let _ = write!(out, "{}", crate::sweep::tune::terminal(&tune));
+    match crate::sweep::tune::write_tune(&tune, &a.out_dir) {
+        Ok(files) => {
+            for f in files {
+                let _ = writeln!(out, "report: {}", f.display());
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(err, "error: {e:#}");
+            return exit::FAILURE;
+        }
+    }
+    if tune.partial {
+        exit::INTERRUPTED
+    } else if tune.recommended.is_some() {
+        exit::OK
+    } else {
+        exit::GATE
+    }
 }
 
 #[cfg(test)]

@@ -104,6 +104,17 @@ pub fn diagnose(
     Some(d)
 }
 
+/// `0.47 ms`, `12.3 ms`, `1.234s`.
+fn fmt_ms(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.3}s", ms / 1000.0)
+    } else if ms >= 10.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.2} ms")
+    }
+}
+
 fn findings(d: &Diagnosis, run: &Report) -> Vec<String> {
     let mut out = Vec::new();
     let p = d.effective_parallelism;
@@ -111,31 +122,40 @@ fn findings(d: &Diagnosis, run: &Report) -> Vec<String> {
     let waiting_pct = d.waiting_fraction.map(|w| w * 100.0);
     let wait_text = match (waiting_pct, d.flow_mean_ms) {
         (Some(w), Some(m)) => format!(
-            "flow time is {w:.0}% waiting (mean flow {:.3}s vs {:.3}s of service time alone)",
-            m / 1000.0,
-            d.flow_service_time_ms / 1000.0
+            "flow time is {w:.0}% waiting (mean flow {} vs {} of service time alone)",
+            fmt_ms(m),
+            fmt_ms(d.flow_service_time_ms)
         ),
         _ => format!(
-            "no flow succeeded, so waiting cannot be measured (service time alone: {:.3}s per flow)",
-            d.flow_service_time_ms / 1000.0
+            "no flow succeeded, so waiting cannot be measured (service time alone: {} per flow)",
+            fmt_ms(d.flow_service_time_ms)
         ),
+    };
+    let at = if run.config.load_model == "open" {
+        format!("with up to {c} flows in flight")
+    } else {
+        format!("at concurrency {c}")
     };
     let queueing = waiting_pct.is_none_or(|w| w >= 20.0);
     if !queueing {
         out.push(format!(
-            "Little queueing: {wait_text} at concurrency {c}; the server kept up with this load."
+            "Little queueing: {wait_text} {at}; the server kept up with this load."
+        ));
+    } else if p < 0.5 {
+        out.push(format!(
+            "The server was mostly idle: effective parallelism {p:.2} {at}; {wait_text}, and with the server this idle that waiting is not a queue for its work: it lies in the client, the network or connection setup, or is noise at these small service times."
         ));
     } else if c >= 2 && p < 1.4 {
         out.push(format!(
-            "Requests are processed one at a time: effective parallelism {p:.1} at concurrency {c}; {wait_text}. The server serializes its work (one worker or one event loop doing CPU-bound work such as hashing inline); more workers or hashing off the event loop would raise capacity, a lower bcrypt cost only hides it."
+            "Requests are processed one at a time: effective parallelism {p:.1} {at}; {wait_text}. The server serializes its work (one worker or one event loop doing CPU-bound work such as hashing inline); more workers or hashing off the event loop would raise capacity, a lower bcrypt cost only hides it."
         ));
     } else if let Some(cores) = d.server_cores.filter(|n| p >= 0.75 * *n as f64) {
         out.push(format!(
-            "The server used its {cores} cores: effective parallelism {p:.1} at concurrency {c}; {wait_text}. Waiting is queueing for CPU: capacity grows only with cores or instances (or a cheaper hash)."
+            "The server used its {cores} cores: effective parallelism {p:.1} {at}; {wait_text}. Waiting is queueing for CPU: capacity grows only with cores or instances (or a cheaper hash)."
         ));
     } else {
         out.push(format!(
-            "Effective parallelism {p:.1} at concurrency {c}; {wait_text}. The server works on about {p:.1} requests at once, fewer than it is offered{}: a limit other than this machine's CPU (a lock, a connection pool, a worker count) is likely.",
+            "Effective parallelism {p:.1} {at}; {wait_text}. The server works on about {p:.1} requests at once, fewer than it is offered{}: a limit other than this machine's CPU (a lock, a connection pool, a worker count) is likely.",
             d.server_cores
                 .map(|n| format!(" and fewer than its {n} cores"))
                 .unwrap_or_default()
@@ -145,8 +165,9 @@ fn findings(d: &Diagnosis, run: &Report) -> Vec<String> {
         let timeout_s = run.config.timeout_ms as f64 / 1000.0;
         let service_s = d.flow_service_time_ms / 1000.0;
         out.push(format!(
-            "{} requests timed out after {timeout_s:.1}s while a whole flow needs {service_s:.3}s of service: the timeouts are {} (effective parallelism {p:.1}).",
+            "{} requests timed out after {timeout_s:.1}s while a whole flow needs {} of service: the timeouts are {} (effective parallelism {p:.1}).",
             d.timeouts,
+            fmt_ms(d.flow_service_time_ms),
             if service_s < timeout_s { "waiting in a queue, not slow work" } else { "slow work itself" }
         ));
     }

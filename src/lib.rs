@@ -10,14 +10,18 @@
 
 pub mod check;
 pub mod cli;
+pub mod diagnosis;
 pub mod engine;
 pub mod error;
 pub mod gate;
 pub mod options;
+pub mod plan;
 pub mod report;
 pub mod scenario;
 pub mod server;
 pub mod stats;
+pub mod sweep;
+pub mod timeline;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -47,7 +51,10 @@ pub fn load_scenario(src: &ScenarioSource) -> Result<Scenario, RunError> {
 
 /// Runs flows as `opts` says and writes the reports. `stop` resolving interrupts the run:
 /// no new flow starts, in-flight ones get `opts.grace`, and the report is marked partial.
-pub async fn run(opts: &RunOptions, stop: impl Future<Output = ()>) -> Result<RunResult, RunError> {
+pub async fn run(
+    opts: &RunOptions,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<RunResult, RunError> {
     if opts.flows == 0 {
         return Err(RunError::Config("--flows must be at least 1".into()));
     }
@@ -73,7 +80,8 @@ pub async fn run(opts: &RunOptions, stop: impl Future<Output = ()>) -> Result<Ru
     let (server, base_url, api_key) = match &opts.target {
         None => {
             let key = opts.api_key.clone().unwrap_or_else(random_key);
-            let cfg = server::ServerConfig::new(opts.cost, key.clone());
+            let mut cfg = server::ServerConfig::new(opts.cost, key.clone());
+            cfg.hash_mode = opts.hash_mode;
             let handle = server::spawn(cfg, ([127, 0, 0, 1], 0).into())?;
             let url = handle.base_url();
             (Some(handle), url, key)
@@ -95,59 +103,143 @@ pub async fn run(opts: &RunOptions, stop: impl Future<Output = ()>) -> Result<Ru
     };
     preflight(&base_url, opts.connect_timeout).await?;
 
-    let concurrency = opts
-        .concurrency
-        .min(usize::try_from(opts.flows).unwrap_or(usize::MAX));
-    let client = reqwest::Client::builder()
-        .timeout(opts.timeout)
-        .connect_timeout(opts.connect_timeout)
-        .tcp_nodelay(true)
-        .no_proxy()
-        .pool_max_idle_per_host(concurrency)
-        .build()
+    let plan = match &opts.plan {
+        Some(p) => p.clone(),
+        None => plan::Plan::closed(
+            opts.concurrency
+                .min(usize::try_from(opts.flows).unwrap_or(usize::MAX)),
+            opts.flows,
+        ),
+    };
+    // Flows in flight at once: the closed loop's peak workers, or the open loop's cap.
+    let concurrency = match plan.model {
+        plan::LoadModel::Closed => plan.peak() as usize,
+        plan::LoadModel::Open { max_in_flight, .. } => max_in_flight,
+    };
+    let (timeout, connect_timeout) = (opts.timeout, opts.connect_timeout);
+    let build_client = move |pool: usize| {
+        reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(connect_timeout)
+            .tcp_nodelay(true)
+            .no_proxy()
+            .pool_max_idle_per_host(pool)
+            .build()
+    };
+    let client = build_client(concurrency.min(10_000))
         .map_err(|e| RunError::Other(anyhow::anyhow!("could not build the HTTP client: {e}")))?;
+    let per_flow_client: Option<engine::ClientFactory> = match opts.connections {
+        options::Connections::Shared => None,
+        // Building a client cannot fail once the same settings built one above; if it
+        // ever did, the flow falls back to the shared client rather than panicking.
+        options::Connections::PerFlow => {
+            let shared = client.clone();
+            Some(Arc::new(move || {
+                build_client(1).unwrap_or_else(|_| shared.clone())
+            }))
+        }
+    };
 
-    let outcome = engine::run(
-        engine::EngineConfig {
-            scenario: scenario.clone(),
-            client,
-            base_url: base_url.clone(),
-            api_key,
-            flows: opts.flows,
-            concurrency,
-            progress: opts.progress,
-            grace: opts.grace,
-        },
-        stop,
-    )
-    .await;
+    // The interrupt may come during the calibration or the run: a watch lets both see it.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_task = tokio::spawn(async move {
+        stop.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let engine_cfg = |plan: plan::Plan, progress: bool| engine::EngineConfig {
+        scenario: scenario.clone(),
+        client: client.clone(),
+        per_flow_client: per_flow_client.clone(),
+        base_url: base_url.clone(),
+        api_key: api_key.clone(),
+        plan,
+        progress,
+        grace: opts.grace,
+    };
+    // Calibration: a few flows alone, so the diagnosis knows each step's service time.
+    let calibration = if opts.calibration_flows > 0 {
+        let cal_plan = plan::Plan::closed(1, opts.calibration_flows);
+        let out = engine::run(engine_cfg(cal_plan, false), stopped()).await;
+        Some(out)
+    } else {
+        None
+    };
+    let interrupted_early = calibration.as_ref().is_some_and(|c| c.interrupted);
+    let outcome = if interrupted_early {
+        engine::EngineOutcome {
+            stats: stats::Stats::new(&scenario.step_names()),
+            wall: Duration::ZERO,
+            interrupted: true,
+            abandoned: 0,
+            late: 0,
+            dropped: 0,
+        }
+    } else {
+        engine::run(engine_cfg(plan.clone(), opts.progress), stopped()).await
+    };
+    stop_task.abort();
     let bcrypt_cost = server.as_ref().map(|_| opts.cost);
     if let Some(s) = server {
         s.shutdown();
     }
 
-    let report = Report::build(ReportInput {
-        stats: &outcome.stats,
-        config: RunConfig {
-            target: base_url,
-            in_process_server: opts.target.is_none(),
-            scenario: scenario.name.clone(),
-            scenario_source: scenario.source.clone(),
-            flows_planned: opts.flows,
-            concurrency,
-            load_model: "closed".into(),
-            timeout_ms: millis(opts.timeout),
-            connect_timeout_ms: millis(opts.connect_timeout),
-            bcrypt_cost,
-            cores: cores(),
-            generators: 1,
+    let config = RunConfig {
+        target: base_url,
+        in_process_server: opts.target.is_none(),
+        scenario: scenario.name.clone(),
+        scenario_source: scenario.source.clone(),
+        flows_planned: plan.planned_flows().unwrap_or(0),
+        concurrency,
+        load_model: match plan.model {
+            plan::LoadModel::Closed => "closed".into(),
+            plan::LoadModel::Open { .. } => "open".into(),
         },
+        load: plan.describe(),
+        connections: match opts.connections {
+            options::Connections::Shared => "shared".into(),
+            options::Connections::PerFlow => "per-flow".into(),
+        },
+        timeout_ms: millis(opts.timeout),
+        connect_timeout_ms: millis(opts.connect_timeout),
+        bcrypt_cost,
+        cores: cores(),
+        generators: 1,
+        hash_mode: opts.target.is_none().then(|| {
+            match opts.hash_mode {
+                server::HashMode::Pool => "pool",
+                server::HashMode::Inline => "inline",
+            }
+            .to_string()
+        }),
+    };
+    let mut report = Report::build(ReportInput {
+        stats: &outcome.stats,
+        config: config.clone(),
         wall: outcome.wall,
         partial: outcome.interrupted,
         abandoned: outcome.abandoned,
         generated_at: chrono::Utc::now(),
     });
-    let mut report = report;
+    report.summary.late_flows = outcome.late;
+    report.summary.dropped_flows = outcome.dropped;
+    if let Some(cal) = &calibration {
+        let cal_report = Report::build(ReportInput {
+            stats: &cal.stats,
+            config: config.clone(),
+            wall: cal.wall,
+            partial: false,
+            abandoned: 0,
+            generated_at: chrono::Utc::now(),
+        });
+        let server_cores = opts.target.is_none().then(cores);
+        report.diagnosis = diagnosis::diagnose(&cal_report, &report, server_cores);
+    }
     report.thresholds = thresholds.iter().map(|t| t.evaluate(&report)).collect();
     if let Some((base, path)) = &baseline {
         report.comparison = Some(gate::compare(
@@ -161,6 +253,11 @@ pub async fn run(opts: &RunOptions, stop: impl Future<Output = ()>) -> Result<Ru
         Some(dir) => report::write_reports(&report, dir)?,
         None => Vec::new(),
     };
+    if let Some(path) = &opts.html {
+        use report::Exporter;
+        report::write_file(path, &report::html::Html.render(&report)?)?;
+        files.push(path.clone());
+    }
     if let Some(path) = &opts.junit {
         use report::Exporter;
         report::write_file(path, &report::junit::JUnit.render(&report)?)?;

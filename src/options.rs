@@ -14,6 +14,16 @@ pub enum ScenarioSource {
     File(PathBuf),
 }
 
+/// How flows get HTTP connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Connections {
+    /// One pool of keep-alive connections shared by all flows (cheap; the default).
+    #[default]
+    Shared,
+    /// A new client, so new connections, per flow: each flow acts like a new user.
+    PerFlow,
+}
+
 /// Options of `authbench run`.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -48,6 +58,17 @@ pub struct RunOptions {
     pub compare: crate::gate::CompareOptions,
     /// Where to write JUnit XML, if anywhere.
     pub junit: Option<PathBuf>,
+    /// Also write the HTML report here (it is always written next to the Markdown).
+    pub html: Option<PathBuf>,
+    /// Flows run one at a time before the measured run, to learn each step's service
+    /// time for the diagnosis (0: no calibration, no diagnosis).
+    pub calibration_flows: u64,
+    /// Where the in-process server hashes (ignored for an external target).
+    pub hash_mode: crate::server::HashMode,
+    /// The load shape; `None` is a closed loop of `concurrency` workers running `flows`.
+    pub plan: Option<crate::plan::Plan>,
+    /// Shared connection pool or a new client per flow.
+    pub connections: Connections,
 }
 
 impl Default for RunOptions {
@@ -68,6 +89,11 @@ impl Default for RunOptions {
             baseline: None,
             compare: crate::gate::CompareOptions::default(),
             junit: None,
+            html: None,
+            calibration_flows: 3,
+            hash_mode: crate::server::HashMode::Pool,
+            plan: None,
+            connections: Connections::Shared,
         }
     }
 }
@@ -78,4 +104,5 @@ pub struct ServeOptions {
     pub addr: std::net::SocketAddr,
     pub cost: u32,
     pub api_key: Option<String>,
+    pub hash_mode: crate::server::HashMode,
 }

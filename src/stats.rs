@@ -84,6 +84,8 @@ pub enum Sample {
         /// From just before the request was handed to the HTTP client to the last byte of
         /// the response body (or to the failure).
         elapsed_us: u64,
+        /// From the same start to the response's status line and headers (0 without one).
+        ttfb_us: u64,
         /// Whether a complete response arrived (a status, whatever it was). Requests
         /// without one (connect errors, timeouts) are counted but not put into the
         /// latency histogram, whose figures would otherwise be the timeout setting.
@@ -93,10 +95,15 @@ pub enum Sample {
     },
     /// A whole flow finished: all its steps succeeded, or one failed and ended it.
     Flow {
-        /// From the start of the first step to the end of the last one.
+        /// From the start of the first step to the end of the last one (service time).
         elapsed_us: u64,
+        /// How late the flow started against its schedule; `elapsed + lateness` is the
+        /// latency from the intended start (corrected for coordinated omission).
+        lateness_us: u64,
         /// Index of the step that failed, if any.
         failed_step: Option<usize>,
+        /// False for warm-up flows: counted for progress only.
+        measured: bool,
     },
 }
 
@@ -126,6 +133,8 @@ pub struct StepStats {
     pub ok: u64,
     /// Latency of every request that got a complete response, in microseconds.
     pub latency: Histogram<u64>,
+    /// Time to the response headers of the same requests.
+    pub ttfb: Histogram<u64>,
     /// Failure counts by kind.
     pub failures: BTreeMap<FailureKind, u64>,
 }
@@ -138,6 +147,12 @@ pub struct Stats {
     pub flow_ok: Histogram<u64>,
     /// Durations of failed flows, in microseconds.
     pub flow_failed: Histogram<u64>,
+    /// Successful flows from their intended start (service time + lateness).
+    pub flow_intended: Histogram<u64>,
+    /// Warm-up flows run and not measured.
+    pub warmup_flows: u64,
+    /// Per-second figures over the run (filled in by the collector).
+    pub timeline: crate::timeline::Timeline,
 }
 
 impl Stats {
@@ -150,11 +165,15 @@ impl Stats {
                     attempts: 0,
                     ok: 0,
                     latency: new_histogram(),
+                    ttfb: new_histogram(),
                     failures: BTreeMap::new(),
                 })
                 .collect(),
             flow_ok: new_histogram(),
             flow_failed: new_histogram(),
+            flow_intended: new_histogram(),
+            warmup_flows: 0,
+            timeline: Default::default(),
         }
     }
 
@@ -163,6 +182,7 @@ impl Stats {
             Sample::Step {
                 step,
                 elapsed_us,
+                ttfb_us,
                 responded,
                 failure,
             } => {
@@ -172,6 +192,7 @@ impl Stats {
                 s.attempts += 1;
                 if responded {
                     record(&mut s.latency, elapsed_us);
+                    record(&mut s.ttfb, ttfb_us);
                 }
                 match failure {
                     None => s.ok += 1,
@@ -180,10 +201,18 @@ impl Stats {
             }
             Sample::Flow {
                 elapsed_us,
+                lateness_us,
                 failed_step,
+                measured,
             } => {
-                if failed_step.is_none() {
+                if !measured {
+                    self.warmup_flows += 1;
+                } else if failed_step.is_none() {
                     record(&mut self.flow_ok, elapsed_us);
+                    record(
+                        &mut self.flow_intended,
+                        elapsed_us.saturating_add(lateness_us),
+                    );
                 } else {
                     record(&mut self.flow_failed, elapsed_us);
                 }
@@ -215,12 +244,16 @@ impl Stats {
             a.ok += b.ok;
             // Both histograms auto-resize, so adding cannot fail for lack of range.
             let _ = a.latency.add(&b.latency);
+            let _ = a.ttfb.add(&b.ttfb);
             for (k, n) in &b.failures {
                 *a.failures.entry(k.clone()).or_insert(0) += n;
             }
         }
         let _ = self.flow_ok.add(&other.flow_ok);
         let _ = self.flow_failed.add(&other.flow_failed);
+        let _ = self.flow_intended.add(&other.flow_intended);
+        self.warmup_flows += other.warmup_flows;
+        self.timeline.merge(&other.timeline);
     }
 }
 
@@ -269,6 +302,7 @@ mod tests {
             s.record(Sample::Step {
                 step: 0,
                 elapsed_us: us,
+                ttfb_us: 0,
                 responded: true,
                 failure: None,
             });
@@ -277,6 +311,7 @@ mod tests {
         s.record(Sample::Step {
             step: 9,
             elapsed_us: 1,
+            ttfb_us: 0,
             responded: true,
             failure: None,
         });
@@ -291,21 +326,27 @@ mod tests {
         s.record(Sample::Step {
             step: 1,
             elapsed_us: 10,
+            ttfb_us: 0,
             responded: true,
             failure: Some(FailureKind::Status(500)),
         });
         s.record(Sample::Step {
             step: 1,
             elapsed_us: 30_000_000,
+            ttfb_us: 0,
             responded: false,
             failure: Some(FailureKind::Timeout),
         });
         s.record(Sample::Flow {
             elapsed_us: 5,
+            lateness_us: 0,
+            measured: true,
             failed_step: Some(1),
         });
         s.record(Sample::Flow {
             elapsed_us: 7,
+            lateness_us: 0,
+            measured: true,
             failed_step: None,
         });
         assert_eq!(s.steps[1].attempts, 2);
@@ -323,6 +364,7 @@ mod tests {
             let smp = Sample::Step {
                 step: 0,
                 elapsed_us: i * 37 % 5000,
+                ttfb_us: 0,
                 responded: true,
                 failure: None,
             };

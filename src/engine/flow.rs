@@ -26,6 +26,29 @@ pub struct FlowContext {
     pub run_id: String,
 }
 
+/// When a flow started relative to its schedule, and whether it is measured.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowTiming {
+    /// How late the flow started against its intended start (0 in closed loop, where the
+    /// intended start is when the worker is free).
+    pub lateness_us: u64,
+    /// False during the warm-up: the flow runs but its steps are not recorded.
+    pub measured: bool,
+}
+
+impl FlowTiming {
+    pub const ON_TIME: FlowTiming = FlowTiming {
+        lateness_us: 0,
+        measured: true,
+    };
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct StepTimes {
+    total_us: u64,
+    ttfb_us: u64,
+}
+
 /// A step's outcome before it becomes a sample.
 struct StepOutcome {
     responded: bool,
@@ -36,38 +59,60 @@ impl FlowContext {
     /// The per-flow variable table with the built-ins and `[vars]` filled in.
     pub(crate) fn new_vars(&self, seq: u64) -> Vec<String> {
         let mut vars = vec![String::new(); self.scenario.slot_count];
-        vars[SLOT_API_KEY] = self.api_key.clone();
-        vars[SLOT_SEQ] = seq.to_string();
-        vars[SLOT_RUN_ID] = self.run_id.clone();
-        vars[SLOT_UUID] = uuid_v4(rand::random());
-        vars[SLOT_RANDOM] = random_alnum(16);
+        // Only the built-ins some template reads: the health scenario reads none, and a
+        // UUID and a random string per flow are measurable at 20k flows/s.
+        let used = |slot: usize| self.scenario.builtins_used.get(slot) == Some(&true);
+        if used(SLOT_API_KEY) {
+            vars[SLOT_API_KEY] = self.api_key.clone();
+        }
+        if used(SLOT_SEQ) {
+            vars[SLOT_SEQ] = seq.to_string();
+        }
+        if used(SLOT_RUN_ID) {
+            vars[SLOT_RUN_ID] = self.run_id.clone();
+        }
+        if used(SLOT_UUID) {
+            vars[SLOT_UUID] = uuid_v4(rand::random());
+        }
+        if used(SLOT_RANDOM) {
+            vars[SLOT_RANDOM] = random_alnum(16);
+        }
         for (slot, t) in &self.scenario.vars {
             vars[*slot] = t.render(&vars);
         }
         vars
     }
 
-    /// Runs flow number `seq` and sends its samples. Returns whether it succeeded, or `None`
-    /// when the collector has gone away (the run is being torn down).
-    pub async fn run_flow(&self, seq: u64, tx: &Sender<Sample>) -> Option<bool> {
+    /// Runs flow number `seq` with `client` and sends its samples. Returns whether it
+    /// succeeded, or `None` when the collector has gone away (the run is being torn down).
+    pub async fn run_flow(
+        &self,
+        seq: u64,
+        client: &reqwest::Client,
+        timing: FlowTiming,
+        tx: &Sender<Sample>,
+    ) -> Option<bool> {
         let mut vars = self.new_vars(seq);
         let mut body = Vec::new();
         let mut scratch = String::new();
         let flow_start = Instant::now();
         let mut failed_step = None;
         for (i, step) in self.scenario.steps.iter().enumerate() {
-            let (elapsed_us, outcome) = self
-                .run_step(step, &mut vars, &mut body, &mut scratch)
+            let (t, outcome) = self
+                .run_step(client, step, &mut vars, &mut body, &mut scratch)
                 .await;
             let failed = outcome.failure.is_some();
-            tx.send(Sample::Step {
-                step: i,
-                elapsed_us,
-                responded: outcome.responded,
-                failure: outcome.failure,
-            })
-            .await
-            .ok()?;
+            if timing.measured {
+                tx.send(Sample::Step {
+                    step: i,
+                    elapsed_us: t.total_us,
+                    ttfb_us: t.ttfb_us,
+                    responded: outcome.responded,
+                    failure: outcome.failure,
+                })
+                .await
+                .ok()?;
+            }
             if failed {
                 failed_step = Some(i);
                 break;
@@ -76,7 +121,9 @@ impl FlowContext {
         let elapsed_us = micros(flow_start.elapsed());
         tx.send(Sample::Flow {
             elapsed_us,
+            lateness_us: timing.lateness_us,
             failed_step,
+            measured: timing.measured,
         })
         .await
         .ok()?;
@@ -85,18 +132,19 @@ impl FlowContext {
 
     async fn run_step(
         &self,
+        client: &reqwest::Client,
         step: &Step,
         vars: &mut [String],
         body: &mut Vec<u8>,
         scratch: &mut String,
-    ) -> (u64, StepOutcome) {
+    ) -> (StepTimes, StepOutcome) {
         // Build everything before the clock starts: templates, headers and body are the
         // harness's work, not the server's.
         let request = match self.build_request(step, vars, body, scratch) {
             Ok(r) => r,
             Err(k) => {
                 return (
-                    0,
+                    StepTimes::default(),
                     StepOutcome {
                         responded: false,
                         failure: Some(k),
@@ -106,8 +154,11 @@ impl FlowContext {
         };
         let start = Instant::now();
         let keep_headers = step.needs_headers();
+        let mut ttfb_us = 0;
         let result = async {
-            let resp = self.client.execute(request).await?;
+            let resp = client.execute(request).await?;
+            // `execute` returns once the status line and headers are in: time to first byte.
+            ttfb_us = micros(start.elapsed());
             let status = resp.status().as_u16();
             let headers = if keep_headers {
                 resp.headers().clone()
@@ -118,12 +169,15 @@ impl FlowContext {
             Ok::<_, reqwest::Error>((status, headers, bytes))
         }
         .await;
-        let elapsed_us = micros(start.elapsed());
+        let times = StepTimes {
+            total_us: micros(start.elapsed()),
+            ttfb_us,
+        };
         let (status, headers, bytes) = match result {
             Ok(r) => r,
             Err(e) => {
                 return (
-                    elapsed_us,
+                    times,
                     StepOutcome {
                         responded: false,
                         failure: Some(classify(&e)),
@@ -133,7 +187,7 @@ impl FlowContext {
         };
         let failure = check_response(step, status, &headers, &bytes, vars).err();
         (
-            elapsed_us,
+            times,
             StepOutcome {
                 responded: true,
                 failure,
@@ -249,7 +303,7 @@ pub fn classify(e: &reqwest::Error) -> FailureKind {
     }
 }
 
-fn micros(d: std::time::Duration) -> u64 {
+pub fn micros(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 

@@ -1,10 +1,16 @@
-//! The load engine: starts workers that run flows, collects their samples into [`Stats`],
-//! and handles interruption. Workers never print; the collector is the only place that
-//! touches the progress bar.
+//! The load engine: runs a [`Plan`] (closed or open loop, stages, warm-up), collects the
+//! workers' samples into [`Stats`], and handles interruption. Workers never print; the
+//! collector is the only place that touches the progress bar.
 //!
-//! The load shape here is a closed loop: `concurrency` workers each take the next flow
-//! number from a shared counter until `flows` have been started, so at most
-//! `concurrency` flows are in flight and a new one starts only when one ends.
+//! - Closed loop: `level` workers each run a flow, then the next. A worker whose index is at
+//!   or above the current stage's level waits, so stages change the number of active workers.
+//! - Open loop: a scheduler computes each flow's *intended* start from the rate (constant or
+//!   Poisson gaps) and starts it then, if a slot under `max_in_flight` is free; otherwise the
+//!   arrival waits for one and starts late. Its latency is counted from the intended start,
+//!   so a stalled server shows up in the figures instead of silently slowing the load
+//!   (coordinated omission). Arrivals still waiting when the plan ends are counted dropped.
+//!
+//! Memory is bounded by the number of flows in flight, never by the number of flows run.
 
 pub mod flow;
 
@@ -14,21 +20,32 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tokio::sync::mpsc;
+use rand::SeedableRng;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::plan::{Arrival, LoadModel, Plan};
 use crate::scenario::Scenario;
-use crate::stats::{Sample, Stats};
-use flow::FlowContext;
+use crate::stats::{new_histogram, record, Sample, Stats};
+use crate::timeline::TimelineBuilder;
+use flow::{micros, FlowContext, FlowTiming};
+
+/// A flow that starts this much after its intended start is counted late.
+pub const LATE_AFTER: Duration = Duration::from_millis(10);
+
+/// Makes a fresh HTTP client, for `--connections per-flow` (a new user, new connections).
+pub type ClientFactory = Arc<dyn Fn() -> reqwest::Client + Send + Sync>;
 
 /// How the engine should run.
 pub struct EngineConfig {
     pub scenario: Arc<Scenario>,
+    /// The shared client (its pool is shared by all flows).
     pub client: reqwest::Client,
+    /// When set, each flow gets its own client from this factory instead.
+    pub per_flow_client: Option<ClientFactory>,
     pub base_url: String,
     pub api_key: String,
-    pub flows: u64,
-    pub concurrency: usize,
+    pub plan: Plan,
     pub progress: bool,
     pub grace: Duration,
 }
@@ -36,20 +53,70 @@ pub struct EngineConfig {
 /// What the engine measured.
 pub struct EngineOutcome {
     pub stats: Stats,
-    /// From the first flow's start to the last flow's end (or the interrupt's settling).
+    /// From the start to the last flow's end (or the interrupt's settling).
     pub wall: Duration,
     /// The run was interrupted; `stats` holds what finished before.
     pub interrupted: bool,
     /// Flows that were started but cut off by an interrupt (not in `stats`).
     pub abandoned: u64,
+    /// Open loop: flows that started more than [`LATE_AFTER`] after their intended start.
+    pub late: u64,
+    /// Open loop: flows due before the plan ended that never started.
+    pub dropped: u64,
 }
 
-/// Runs the flows; when `stop` resolves, starts no new flow, gives in-flight ones `grace`
+/// Counters shared by the driver and its flows.
+#[derive(Default)]
+struct Shared {
+    stopping: AtomicBool,
+    next_seq: AtomicU64,
+    started: AtomicU64,
+    late: AtomicU64,
+    dropped: AtomicU64,
+}
+
+struct Driver {
+    ctx: Arc<FlowContext>,
+    per_flow_client: Option<ClientFactory>,
+    plan: Plan,
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Sample>,
+    t0: tokio::time::Instant,
+}
+
+impl Driver {
+    /// Takes the next flow number, or `None` when the plan's flow count is reached.
+    fn take_seq(&self) -> Option<u64> {
+        let seq = self.shared.next_seq.fetch_add(1, Ordering::Relaxed);
+        match self.plan.max_flows {
+            Some(max) if seq >= max => None,
+            _ => Some(seq),
+        }
+    }
+
+    async fn flow(&self, seq: u64, timing: FlowTiming) -> Option<bool> {
+        self.shared.started.fetch_add(1, Ordering::Relaxed);
+        match &self.per_flow_client {
+            Some(make) => {
+                let client = make();
+                self.ctx.run_flow(seq, &client, timing, &self.tx).await
+            }
+            None => {
+                self.ctx
+                    .run_flow(seq, &self.ctx.client, timing, &self.tx)
+                    .await
+            }
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.shared.stopping.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs the plan; when `stop` resolves, starts no new flow, gives in-flight ones `grace`
 /// to finish, then cuts them off.
 pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOutcome {
-    let workers = cfg
-        .concurrency
-        .clamp(1, usize::try_from(cfg.flows.max(1)).unwrap_or(usize::MAX));
     let ctx = Arc::new(FlowContext {
         scenario: cfg.scenario.clone(),
         client: cfg.client,
@@ -60,108 +127,302 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
     // Bounded: if the collector ever fell behind, workers wait instead of memory growing.
     let (tx, rx) = mpsc::channel::<Sample>(4096);
     let stats = Stats::new(&cfg.scenario.step_names());
-    let bar = progress_bar(cfg.progress, cfg.flows);
-    let collector = tokio::spawn(collect(rx, stats, bar));
-
-    let next = Arc::new(AtomicU64::new(0));
-    let stopping = Arc::new(AtomicBool::new(false));
-    let started = Arc::new(AtomicU64::new(0));
+    let bar = progress_bar(cfg.progress, cfg.plan.planned_flows());
+    let shared = Arc::new(Shared::default());
+    let collector = tokio::spawn(collect(rx, stats, bar, shared.clone()));
+    let driver = Arc::new(Driver {
+        ctx,
+        per_flow_client: cfg.per_flow_client,
+        plan: cfg.plan,
+        shared: shared.clone(),
+        tx,
+        t0: tokio::time::Instant::now(),
+    });
     let start = Instant::now();
-    let mut set = JoinSet::new();
-    for _ in 0..workers {
-        let (ctx, tx, next, stopping, started) = (
-            ctx.clone(),
-            tx.clone(),
-            next.clone(),
-            stopping.clone(),
-            started.clone(),
-        );
-        let flows = cfg.flows;
-        set.spawn(async move {
-            loop {
-                if stopping.load(Ordering::Relaxed) {
-                    break;
-                }
-                let seq = next.fetch_add(1, Ordering::Relaxed);
-                if seq >= flows {
-                    break;
-                }
-                started.fetch_add(1, Ordering::Relaxed);
-                if ctx.run_flow(seq, &tx).await.is_none() {
-                    break;
-                }
+    let mut handle = tokio::spawn({
+        let d = driver.clone();
+        async move {
+            match d.plan.model {
+                LoadModel::Closed => closed_loop(d).await,
+                LoadModel::Open {
+                    arrival,
+                    max_in_flight,
+                } => open_loop(d, arrival, max_in_flight).await,
             }
-        });
-    }
-    drop(tx);
+        }
+    });
+    // The driver holds its own sender clone through `driver`; drop ours once it ends.
+    drop(driver);
 
     let interrupted = tokio::select! {
-        _ = join_all(&mut set) => false,
+        _ = &mut handle => false,
         _ = stop => true,
     };
     if interrupted {
-        stopping.store(true, Ordering::Relaxed);
-        // In-flight flows get a short grace period, then are cut off: their partial
-        // results are not counted as flows (they never finished).
-        if tokio::time::timeout(cfg.grace, join_all(&mut set))
-            .await
-            .is_err()
-        {
-            set.abort_all();
-            join_all(&mut set).await;
+        shared.stopping.store(true, Ordering::Relaxed);
+        // In-flight flows get a short grace period, then are cut off (aborting the driver
+        // drops its JoinSet, which aborts every flow): their partial results are not
+        // counted as flows, they never finished.
+        if tokio::time::timeout(cfg.grace, &mut handle).await.is_err() {
+            handle.abort();
+            let _ = handle.await;
         }
     }
     let wall = start.elapsed();
-    // All senders are gone once the workers are: the collector drains and returns.
+    // All senders are gone once the driver and its flows are: the collector drains.
     let stats = collector
         .await
         .unwrap_or_else(|_| Stats::new(&cfg.scenario.step_names()));
-    let abandoned = started
-        .load(Ordering::Relaxed)
-        .saturating_sub(stats.flows_total());
+    let started = shared.started.load(Ordering::Relaxed);
+    let abandoned = started.saturating_sub(stats.flows_total() + stats.warmup_flows);
     EngineOutcome {
         stats,
         wall,
         interrupted,
         abandoned,
+        late: shared.late.load(Ordering::Relaxed),
+        dropped: shared.dropped.load(Ordering::Relaxed),
     }
 }
 
-/// Waits for every worker; cancel-safe, so it can be raced and resumed.
-async fn join_all(set: &mut JoinSet<()>) {
+async fn closed_loop(d: Arc<Driver>) {
+    let workers = d.plan.peak().max(0.0) as usize;
+    let mut set = JoinSet::new();
+    for k in 0..workers {
+        let d = d.clone();
+        set.spawn(async move {
+            loop {
+                if d.stopping() {
+                    break;
+                }
+                let t = d.t0.elapsed();
+                match d.plan.level_at(t) {
+                    None => break,
+                    // Not this worker's stage yet (or any more): wait for the level to change.
+                    Some(level) if k as f64 >= level => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    Some(_) => {}
+                }
+                let Some(seq) = d.take_seq() else { break };
+                let timing = FlowTiming {
+                    lateness_us: 0,
+                    measured: t >= d.plan.warmup,
+                };
+                if d.flow(seq, timing).await.is_none() {
+                    break;
+                }
+            }
+        });
+    }
     while set.join_next().await.is_some() {}
 }
 
-async fn collect(mut rx: mpsc::Receiver<Sample>, mut stats: Stats, bar: ProgressBar) -> Stats {
-    while let Some(s) = rx.recv().await {
-        let flow_done = matches!(s, Sample::Flow { .. });
+async fn open_loop(d: Arc<Driver>, arrival: Arrival, max_in_flight: usize) {
+    let slots = Arc::new(Semaphore::new(max_in_flight.max(1)));
+    let mut set = JoinSet::new();
+    let mut rng = rand::rngs::StdRng::from_entropy();
+    let end = d.plan.end();
+    // The intended start of the next arrival, as an offset from t0.
+    let mut next = Duration::ZERO;
+    loop {
+        if d.stopping() {
+            break;
+        }
+        let Some(rate) = d.plan.level_at(next) else {
+            break;
+        };
+        if rate <= 0.0 {
+            // A stage at 0/s is a pause: jump to the next stage's start.
+            next = next_stage_start(&d.plan, next);
+            continue;
+        }
+        let intended = d.t0 + next;
+        tokio::time::sleep_until(intended).await;
+        // Wait for a free slot. Arrivals wait here when the server falls behind, and their
+        // latency still counts from `intended`: nothing is silently skipped.
+        let permit = match end {
+            Some(end) => tokio::select! {
+                p = slots.clone().acquire_owned() => p,
+                _ = tokio::time::sleep_until(d.t0 + end) => {
+                    // The plan ended with this arrival (and any due after it) still waiting.
+                    let due = 1 + count_arrivals(&d.plan, next, end, rate, arrival, &mut rng);
+                    d.shared.dropped.fetch_add(due, Ordering::Relaxed);
+                    break;
+                }
+            },
+            None => slots.clone().acquire_owned().await,
+        };
+        let Ok(permit) = permit else { break };
+        if d.stopping() {
+            break;
+        }
+        let Some(seq) = d.take_seq() else { break };
+        let lateness = tokio::time::Instant::now().saturating_duration_since(intended);
+        if lateness > LATE_AFTER {
+            d.shared.late.fetch_add(1, Ordering::Relaxed);
+        }
+        let timing = FlowTiming {
+            lateness_us: micros(lateness),
+            measured: next >= d.plan.warmup,
+        };
+        let dd = d.clone();
+        set.spawn(async move {
+            let _slot = permit;
+            dd.flow(seq, timing).await;
+        });
+        // Reap finished flows so the set holds only those in flight.
+        while set.try_join_next().is_some() {}
+        next += gap(rate, arrival, &mut rng);
+    }
+    while set.join_next().await.is_some() {}
+}
+
+/// The time to the next arrival at `rate` per second.
+fn gap(rate: f64, arrival: Arrival, rng: &mut impl rand::Rng) -> Duration {
+    let mean = 1.0 / rate;
+    let secs = match arrival {
+        Arrival::Constant => mean,
+        // Inverse transform sampling of the exponential distribution; 1 - u is in (0, 1].
+        Arrival::Poisson => -(1.0 - rng.gen::<f64>()).ln() * mean,
+    };
+    Duration::from_secs_f64(secs.clamp(0.0, 3600.0))
+}
+
+/// Arrivals the schedule would have made in `(from, end)` (for the dropped count); the
+/// same walk as the scheduler's, without waiting.
+fn count_arrivals(
+    plan: &Plan,
+    from: Duration,
+    end: Duration,
+    rate: f64,
+    arrival: Arrival,
+    rng: &mut impl rand::Rng,
+) -> u64 {
+    let mut t = from + gap(rate, arrival, rng);
+    let mut n = 0u64;
+    while t < end && n < 100_000_000 {
+        match plan.level_at(t) {
+            Some(r) if r > 0.0 => {
+                n += 1;
+                t += gap(r, arrival, rng);
+            }
+            Some(_) => t = next_stage_start(plan, t),
+            None => break,
+        }
+    }
+    n
+}
+
+fn next_stage_start(plan: &Plan, t: Duration) -> Duration {
+    let mut end = Duration::ZERO;
+    for s in &plan.stages {
+        end = end.saturating_add(s.duration);
+        if t < end {
+            return end;
+        }
+    }
+    Duration::MAX
+}
+
+/// The collector: folds samples into stats and the per-second timeline; updates the
+/// progress bar with flows done, success rate and the p99 of the last few seconds.
+async fn collect(
+    mut rx: mpsc::Receiver<Sample>,
+    mut stats: Stats,
+    bar: ProgressBar,
+    shared: Arc<Shared>,
+) -> Stats {
+    let mut timeline = TimelineBuilder::default();
+    let mut ticks = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut window = new_histogram();
+    let mut window_p99 = 0.0;
+    loop {
+        let s = tokio::select! {
+            s = rx.recv() => match s {
+                Some(s) => s,
+                None => break,
+            },
+            _ = ticks.tick() => {
+                timeline.tick(shared.started.load(Ordering::Relaxed));
+                // The rolling p99 shown on the bar covers the last 5 seconds.
+                if timeline.seconds() % 5 == 0 {
+                    window_p99 = window.value_at_quantile(0.99) as f64 / 1e6;
+                    window.reset();
+                }
+                continue;
+            }
+        };
+        let flow = match &s {
+            Sample::Flow {
+                elapsed_us,
+                lateness_us,
+                failed_step,
+                measured: true,
+            } => Some((
+                elapsed_us.saturating_add(*lateness_us),
+                failed_step.is_none(),
+            )),
+            Sample::Step {
+                failure: Some(_), ..
+            } => {
+                timeline.on_error();
+                None
+            }
+            _ => None,
+        };
+        let warmup_done = matches!(
+            s,
+            Sample::Flow {
+                measured: false,
+                ..
+            }
+        );
         stats.record(s);
-        if flow_done && !bar.is_hidden() {
+        if let Some((us, ok)) = flow {
+            timeline.on_flow(us, ok);
+        }
+        if (flow.is_some() || warmup_done) && !bar.is_hidden() {
+            if let Some((us, _)) = flow {
+                record(&mut window, us);
+            }
             bar.inc(1);
             let total = stats.flows_total();
-            let p99 = stats.flow_ok.value_at_quantile(0.99) as f64 / 1e6;
             bar.set_message(format!(
-                "ok {:.1}% | flow p99 {:.3}s",
+                "ok {:.1}% | p99 (last 5s) {:.3}s",
                 100.0 * stats.flows_ok() as f64 / total.max(1) as f64,
-                p99
+                if window_p99 > 0.0 {
+                    window_p99
+                } else {
+                    window.value_at_quantile(0.99) as f64 / 1e6
+                }
             ));
         }
     }
+    stats.timeline = timeline.finish(shared.started.load(Ordering::Relaxed));
     bar.finish_and_clear();
     stats
 }
 
 /// The progress bar: drawn on stderr only when asked for and stdout is a terminal, so
 /// piped or CI output carries no control codes.
-pub fn progress_bar(wanted: bool, total: u64) -> ProgressBar {
+pub fn progress_bar(wanted: bool, total: Option<u64>) -> ProgressBar {
     use std::io::IsTerminal;
     if !wanted || !std::io::stdout().is_terminal() {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} flows {msg}",
-    ) {
+    let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+    let template = if total.is_some() {
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} flows {msg}"
+    } else {
+        "{spinner} [{elapsed_precise}] {pos} flows {msg}"
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style);
     }
     bar.enable_steady_tick(Duration::from_millis(200));
@@ -170,4 +431,50 @@ pub fn progress_bar(wanted: bool, total: u64) -> ProgressBar {
 
 fn random_run_id() -> String {
     format!("{:08x}", rand::random::<u32>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poisson_gaps_have_the_right_mean() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let n = 20_000;
+        let total: f64 = (0..n)
+            .map(|_| gap(100.0, Arrival::Poisson, &mut rng).as_secs_f64())
+            .sum();
+        let mean = total / n as f64;
+        assert!((mean - 0.01).abs() < 0.0005, "{mean}");
+        assert_eq!(
+            gap(4.0, Arrival::Constant, &mut rng),
+            Duration::from_millis(250)
+        );
+    }
+
+    #[test]
+    fn dropped_arrivals_are_counted_to_the_end() {
+        let (stages, _) = crate::plan::parse_stages("10/s:1s,0/s:1s,20/s:1s").unwrap();
+        let plan = Plan {
+            model: LoadModel::Open {
+                arrival: Arrival::Constant,
+                max_in_flight: 1,
+            },
+            stages,
+            max_flows: None,
+            duration: None,
+            warmup: Duration::ZERO,
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        // From t=0.5s at 10/s: 4 more in the first second, none in the pause, ~20 after.
+        let n = count_arrivals(
+            &plan,
+            Duration::from_millis(500),
+            Duration::from_secs(3),
+            10.0,
+            Arrival::Constant,
+            &mut rng,
+        );
+        assert!((23..=25).contains(&n), "{n}");
+    }
 }

@@ -90,6 +90,61 @@ pub fn write_gate(o: &mut String, r: &Report) -> std::fmt::Result {
     Ok(())
 }
 
+/// The "Diagnosis" section: findings, then the figures they follow from.
+pub fn write_diagnosis(o: &mut String, r: &Report) -> std::fmt::Result {
+    let Some(d) = &r.diagnosis else {
+        return Ok(());
+    };
+    writeln!(o, "## Diagnosis\n")?;
+    for f in &d.findings {
+        writeln!(o, "- {f}")?;
+    }
+    writeln!(o)?;
+    writeln!(
+        o,
+        "Service times come from {} calibration flow(s) run one at a time before the measured run. Effective parallelism = Σ over steps of (requests / wall time × service time), by Little's law.\n",
+        d.calibration_flows
+    )?;
+    writeln!(
+        o,
+        "| step | service time alone (ms) | median under load (ms) | waiting |"
+    )?;
+    writeln!(o, "|---|---:|---:|---:|")?;
+    for s in &d.steps {
+        writeln!(
+            o,
+            "| {} | {:.1} | {:.1} | {:.0}% |",
+            s.name,
+            s.service_time_ms,
+            s.loaded_p50_ms,
+            s.waiting_fraction * 100.0
+        )?;
+    }
+    let mean = d
+        .flow_mean_ms
+        .map(|m| format!("{m:.1}"))
+        .unwrap_or_else(|| "–".into());
+    let waiting = d
+        .waiting_fraction
+        .map(|w| format!("{:.0}%", w * 100.0))
+        .unwrap_or_else(|| "–".into());
+    writeln!(
+        o,
+        "| **flow** | {:.1} | {mean} (mean) | {waiting} |\n",
+        d.flow_service_time_ms
+    )?;
+    let cores = d
+        .server_cores
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "unknown (external)".into());
+    writeln!(
+        o,
+        "Effective parallelism: **{:.2}** at concurrency {}; server cores: {cores}; timeouts: {}.\n",
+        d.effective_parallelism, d.concurrency, d.timeouts
+    )?;
+    Ok(())
+}
+
 /// A short summary for CI pages (GITHUB_STEP_SUMMARY): verdict, metrics, gate.
 pub fn summary(r: &Report) -> String {
     let mut o = String::new();
@@ -172,6 +227,16 @@ impl Exporter for Markdown {
             r.flow.count,
             latency_cells(&r.flow)
         )?;
+        let open = c.load_model == "open";
+        if open {
+            writeln!(
+                o,
+                "| **flow** from intended start (corrected) | {} | {} | – | {}",
+                r.flow_intended.count,
+                r.flow_intended.count,
+                latency_cells(&r.flow_intended)
+            )?;
+        }
         if r.flow_failed.count > 0 {
             writeln!(
                 o,
@@ -186,6 +251,25 @@ impl Exporter for Markdown {
             o,
             "Step latency is measured from sending the request to the last byte of the response, for requests that got a response; timeouts and connection errors are counted under Failures. Flow time runs from the first request of a flow to the end of its last."
         )?;
+        if open {
+            writeln!(
+                o,
+                "Two clocks (open loop): *flow (successful)* is service time, from a flow's actual first request; *from intended start* counts from when the schedule said the flow should start, so time spent waiting to start (a stalled or saturated server) is included: this is the latency users arriving at this rate would see (corrected for coordinated omission). Late flows (started over 10 ms after their intended start): {}; dropped (due before the end, never started): {}.",
+                r.summary.late_flows, r.summary.dropped_flows
+            )?;
+        } else {
+            writeln!(
+                o,
+                "Closed loop: each worker starts its next flow only when its last one ends, so a slow server slows the load down and these latencies are service times; they understate what users arriving at a fixed rate would see (use `--rate` for an open loop)."
+            )?;
+        }
+        if r.summary.warmup_flows > 0 {
+            writeln!(
+                o,
+                "Warm-up: {} flows ran first and are not measured.",
+                r.summary.warmup_flows
+            )?;
+        }
         writeln!(
             o,
             "Throughput: {:.2} flows/s, {:.2} requests/s over {:.3}s of wall time.\n",
@@ -193,6 +277,7 @@ impl Exporter for Markdown {
         )?;
 
         write_gate(&mut o, r)?;
+        write_diagnosis(&mut o, r)?;
 
         writeln!(o, "### Failures\n")?;
         if r.failures.is_empty() {
@@ -222,11 +307,18 @@ impl Exporter for Markdown {
         writeln!(o, "| scenario | {} ({}) |", c.scenario, c.scenario_source)?;
         writeln!(o, "| flows | {} |", c.flows_planned)?;
         writeln!(o, "| concurrency | {} |", c.concurrency)?;
-        writeln!(
-            o,
-            "| load model | {} loop: a new flow starts when one ends, at most {} in flight |",
-            c.load_model, c.concurrency
-        )?;
+        if c.load.is_empty() {
+            writeln!(
+                o,
+                "| load model | {} loop, at most {} in flight |",
+                c.load_model, c.concurrency
+            )?;
+        } else {
+            writeln!(o, "| load model | {} |", c.load)?;
+        }
+        if !c.connections.is_empty() {
+            writeln!(o, "| connections | {} |", c.connections)?;
+        }
         writeln!(
             o,
             "| request timeout | {} ms (connect {} ms) |",
@@ -237,6 +329,9 @@ impl Exporter for Markdown {
             .map(|c| c.to_string())
             .unwrap_or_else(|| "unknown (external service)".into());
         writeln!(o, "| bcrypt cost | {cost} |")?;
+        if let Some(m) = &c.hash_mode {
+            writeln!(o, "| hashing | {m} |")?;
+        }
         writeln!(o, "| cores | {} |", c.cores)?;
         writeln!(o)?;
         writeln!(o, "---\n")?;

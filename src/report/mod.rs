@@ -3,6 +3,7 @@
 //! Exporters do no I/O; [`write_reports`] writes their bytes to `reports/`.
 
 pub mod histogram;
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod markdown;
@@ -38,6 +39,10 @@ pub struct Report {
     pub flow: LatencySummary,
     /// Duration of failed flows (up to and including the failing step).
     pub flow_failed: LatencySummary,
+    /// Successful flows timed from their *intended* start (open loop: corrected for
+    /// coordinated omission; closed loop: equal to `flow`).
+    #[serde(default)]
+    pub flow_intended: LatencySummary,
     pub steps: Vec<StepReport>,
     /// Every failure, by step and kind, most frequent first.
     pub failures: Vec<FailureRow>,
@@ -47,12 +52,21 @@ pub struct Report {
     /// The comparison with `--baseline`, if one was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comparison: Option<Comparison>,
+    /// What the figures say about the server (calibration vs the run), when calibrated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<crate::diagnosis::Diagnosis>,
+    /// Per-second figures over the run (bounded; see [`crate::timeline`]).
+    #[serde(default)]
+    pub timeline: crate::timeline::Timeline,
     /// How the `*_histogram` fields are encoded: [`histogram::ENCODING`].
     pub histogram_encoding: String,
     /// The full histogram of successful flow durations (microseconds).
     pub flow_histogram: String,
     /// The full histogram of failed flow durations (microseconds).
     pub flow_failed_histogram: String,
+    /// The full histogram of successful flows from their intended start.
+    #[serde(default)]
+    pub flow_intended_histogram: String,
 }
 
 /// How the run was set up. Never holds the API key.
@@ -66,12 +80,21 @@ pub struct RunConfig {
     pub scenario_source: String,
     pub flows_planned: u64,
     pub concurrency: usize,
-    /// Always "closed" for now: a flow starts when another ends.
+    /// `closed` (a flow starts when another ends) or `open` (flows arrive at a rate).
     pub load_model: String,
+    /// The load shape in words (stages, bounds, warm-up).
+    #[serde(default)]
+    pub load: String,
+    /// `shared` (one keep-alive pool) or `per-flow` (new connections per flow).
+    #[serde(default)]
+    pub connections: String,
     pub timeout_ms: u64,
     pub connect_timeout_ms: u64,
     /// bcrypt cost of the server, when known (the in-process server's).
     pub bcrypt_cost: Option<u32>,
+    /// Where the in-process server hashed: `pool` (off the event loop) or `inline`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_mode: Option<String>,
     /// CPU cores of the machine that ran authbench (and the in-process server).
     pub cores: usize,
     /// How many runs this report adds up (1 unless made by `authbench merge`).
@@ -104,6 +127,15 @@ pub struct Summary {
     pub requests_per_s: f64,
     /// Flows started but cut off by an interrupt (not counted above).
     pub abandoned_flows: u64,
+    /// Warm-up flows: run, not measured.
+    #[serde(default)]
+    pub warmup_flows: u64,
+    /// Open loop: flows that started more than 10 ms after their intended start.
+    #[serde(default)]
+    pub late_flows: u64,
+    /// Open loop: flows due before the end that could not start at all.
+    #[serde(default)]
+    pub dropped_flows: u64,
 }
 
 /// Figures of one step of the scenario.
@@ -116,10 +148,17 @@ pub struct StepReport {
     /// Latency of requests that got a complete response (timeouts and connection errors
     /// are counted in `failures`, not here).
     pub latency: LatencySummary,
+    /// Time to the response headers of the same requests. (Connect time is part of it
+    /// for a request that opened a connection: reqwest does not expose it separately.)
+    #[serde(default)]
+    pub ttfb: LatencySummary,
     /// Failure counts by class (`connect`, `timeout`, `status`, `bad_body`, `check`, ...).
     pub failures: BTreeMap<String, u64>,
     /// The full latency histogram (microseconds), see [`histogram::ENCODING`].
     pub histogram: String,
+    /// The full time-to-first-byte histogram.
+    #[serde(default)]
+    pub ttfb_histogram: String,
 }
 
 /// One kind of failure at one step.
@@ -184,9 +223,13 @@ impl Report {
                 requests: s.requests(),
                 requests_per_s: per_s(s.requests()),
                 abandoned_flows: input.abandoned,
+                warmup_flows: s.warmup_flows,
+                late_flows: 0,
+                dropped_flows: 0,
             },
             flow: LatencySummary::of(&s.flow_ok),
             flow_failed: LatencySummary::of(&s.flow_failed),
+            flow_intended: LatencySummary::of(&s.flow_intended),
             steps: s
                 .steps
                 .iter()
@@ -201,17 +244,22 @@ impl Report {
                         ok: st.ok,
                         failed: st.attempts - st.ok,
                         latency: LatencySummary::of(&st.latency),
+                        ttfb: LatencySummary::of(&st.ttfb),
                         failures: by_class,
                         histogram: histogram::encode(&st.latency),
+                        ttfb_histogram: histogram::encode(&st.ttfb),
                     }
                 })
                 .collect(),
             failures,
             thresholds: Vec::new(),
             comparison: None,
+            diagnosis: None,
+            timeline: s.timeline.clone(),
             histogram_encoding: histogram::ENCODING.to_string(),
             flow_histogram: histogram::encode(&s.flow_ok),
             flow_failed_histogram: histogram::encode(&s.flow_failed),
+            flow_intended_histogram: histogram::encode(&s.flow_intended),
         }
     }
 
@@ -225,6 +273,10 @@ impl Report {
             st.ok = rep.ok;
             st.latency = histogram::decode(&rep.histogram)
                 .with_context(|| format!("the histogram of step '{}'", rep.name))?;
+            if !rep.ttfb_histogram.is_empty() {
+                st.ttfb = histogram::decode(&rep.ttfb_histogram)
+                    .with_context(|| format!("the ttfb histogram of step '{}'", rep.name))?;
+            }
         }
         for f in &self.failures {
             if let Some(st) = stats.steps.iter_mut().find(|s| s.name == f.step) {
@@ -238,6 +290,14 @@ impl Report {
         stats.flow_ok = histogram::decode(&self.flow_histogram).context("the flow histogram")?;
         stats.flow_failed =
             histogram::decode(&self.flow_failed_histogram).context("the failed-flow histogram")?;
+        stats.flow_intended = if self.flow_intended_histogram.is_empty() {
+            stats.flow_ok.clone()
+        } else {
+            histogram::decode(&self.flow_intended_histogram)
+                .context("the intended-start flow histogram")?
+        };
+        stats.warmup_flows = self.summary.warmup_flows;
+        stats.timeline = self.timeline.clone();
         Ok(stats)
     }
 
@@ -330,12 +390,12 @@ pub trait Exporter {
     fn render(&self, report: &Report) -> anyhow::Result<Vec<u8>>;
 }
 
-/// Writes `<dir>/<UTC timestamp>-run.{md,json}` and returns the paths.
+/// Writes `<dir>/<UTC timestamp>-run.{md,json,html}` and returns the paths.
 pub fn write_reports(report: &Report, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("could not create the report directory '{}'", dir.display()))?;
     let stamp = report_stamp(&report.generated_at);
-    let exporters: [&dyn Exporter; 2] = [&markdown::Markdown, &json::Json];
+    let exporters: [&dyn Exporter; 3] = [&markdown::Markdown, &json::Json, &html::Html];
     write_with(report, dir, &stamp, &exporters)
 }
 
@@ -343,9 +403,11 @@ pub fn write_reports(report: &Report, dir: &Path) -> anyhow::Result<Vec<PathBuf>
 /// `merge -o ALL.json`: the JSON where asked, the Markdown beside it).
 pub fn write_stem(report: &Report, json_path: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let md_path = json_path.with_extension("md");
+    let html_path = json_path.with_extension("html");
     write_file(json_path, &json::Json.render(report)?)?;
     write_file(&md_path, &markdown::Markdown.render(report)?)?;
-    Ok(vec![json_path.to_path_buf(), md_path])
+    write_file(&html_path, &html::Html.render(report)?)?;
+    Ok(vec![json_path.to_path_buf(), md_path, html_path])
 }
 
 /// Writes one file per exporter as `<dir>/<stamp>-run.<ext>`, never overwriting.

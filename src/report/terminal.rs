@@ -74,6 +74,14 @@ impl Exporter for Terminal {
             ));
         }
         t.add_row(row("flow (ok)", r.flow.count, "", &r.flow));
+        if r.config.load_model == "open" {
+            t.add_row(row(
+                "flow from intended start",
+                r.flow_intended.count,
+                "",
+                &r.flow_intended,
+            ));
+        }
         let mut out = String::new();
         if r.partial {
             out.push_str("PARTIAL: the run was interrupted; figures cover finished flows only.\n");
@@ -82,6 +90,16 @@ impl Exporter for Terminal {
         out.push('\n');
         out.push_str(&t.to_string());
         out.push('\n');
+        if r.config.load_model == "open" {
+            out.push_str(&format!(
+                "open loop: 'flow (ok)' is service time; 'from intended start' is corrected for coordinated omission. late flows: {}, dropped: {}\n",
+                r.summary.late_flows, r.summary.dropped_flows
+            ));
+        } else {
+            out.push_str(
+                "closed loop: latencies are service times (a slow server slows the load).\n",
+            );
+        }
         if !r.failures.is_empty() {
             let mut f = Table::new();
             f.load_preset(UTF8_FULL_CONDENSED)
@@ -113,6 +131,14 @@ impl Exporter for Terminal {
         }
         if let Some(c) = &r.comparison {
             out.push_str(&comparison_table(c));
+        }
+        if let Some(d) = &r.diagnosis {
+            out.push_str("Diagnosis:\n");
+            for f in &d.findings {
+                out.push_str("  - ");
+                out.push_str(f);
+                out.push('\n');
+            }
         }
         Ok(out.into_bytes())
     }

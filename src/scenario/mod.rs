@@ -237,6 +237,8 @@ pub struct Scenario {
     pub uses_api_key: bool,
     /// Threshold expressions from the `[thresholds]` table, already checked.
     pub thresholds: Vec<String>,
+    /// Which built-in variables (by slot) any template reads: flows generate only those.
+    pub builtins_used: [bool; BUILTINS.len()],
 }
 
 impl Scenario {
@@ -279,6 +281,7 @@ impl Scenario {
             file,
             errors: Vec::new(),
             uses_api_key: false,
+            builtins_used: [false; BUILTINS.len()],
         };
         let scenario = c.compile(raw);
         if c.errors.is_empty() {
@@ -380,6 +383,8 @@ struct Compiler<'a> {
     errors: Vec<ScenarioError>,
     /// Set when any template reads `{{api_key}}`.
     uses_api_key: bool,
+    /// Which built-ins any template reads (the rest are not generated per flow).
+    builtins_used: [bool; BUILTINS.len()],
 }
 
 /// Names visible to a template, with their slots.
@@ -433,6 +438,11 @@ impl Compiler<'_> {
         match Template::resolve(&raw, |n| scope.names.get(n).copied()) {
             Ok(t) => {
                 self.uses_api_key |= t.slots().any(|s| s == SLOT_API_KEY);
+                for slot in t.slots() {
+                    if let Some(u) = self.builtins_used.get_mut(slot) {
+                        *u = true;
+                    }
+                }
                 Some(t)
             }
             Err(v) => {
@@ -716,6 +726,7 @@ impl Compiler<'_> {
             vars,
             slot_count,
             uses_api_key: self.uses_api_key,
+            builtins_used: self.builtins_used,
         }
     }
 

@@ -22,6 +22,7 @@ fn stats(n: u64, scale: f64, offset: u64, fail_every: u64) -> Stats {
         s.record(Sample::Step {
             step: 0,
             elapsed_us: login,
+            ttfb_us: 0,
             responded: true,
             failure: fail.then_some(FailureKind::Status(401)),
         });
@@ -32,12 +33,15 @@ fn stats(n: u64, scale: f64, offset: u64, fail_every: u64) -> Stats {
             s.record(Sample::Step {
                 step: 1,
                 elapsed_us: profile,
+                ttfb_us: 0,
                 responded: true,
                 failure: None,
             });
         }
         s.record(Sample::Flow {
             elapsed_us: total,
+            lateness_us: 0,
+            measured: true,
             failed_step: fail.then_some(0),
         });
     }
@@ -55,11 +59,14 @@ fn report(s: &Stats, wall_s: f64) -> Report {
             flows_planned: s.flows_total(),
             concurrency: 10,
             load_model: "closed".into(),
+            load: String::new(),
+            connections: "shared".into(),
             timeout_ms: 30_000,
             connect_timeout_ms: 5_000,
             bcrypt_cost: None,
             cores: 2,
             generators: 1,
+            hash_mode: None,
         },
         wall: Duration::from_secs_f64(wall_s),
         partial: false,

@@ -1,9 +1,13 @@
 //! One integration-test binary (one link step): each module covers an area.
 
 mod check;
+mod diagnosis;
 mod gate;
+mod html;
+mod load;
 mod report;
 mod run;
 mod scenario;
 mod server;
 mod support;
+mod sweep;

@@ -18,6 +18,7 @@ fn sample_report(partial: bool) -> Report {
             stats.record(Sample::Step {
                 step,
                 elapsed_us: base + i * 1000,
+                ttfb_us: 0,
                 responded: true,
                 failure: failure.clone(),
             });
@@ -27,6 +28,8 @@ fn sample_report(partial: bool) -> Report {
         }
         stats.record(Sample::Flow {
             elapsed_us: 412_000 + i * 3000,
+            lateness_us: 0,
+            measured: true,
             failed_step: fail.then_some(1),
         });
     }
@@ -40,11 +43,14 @@ fn sample_report(partial: bool) -> Report {
             flows_planned: if partial { 40 } else { 20 },
             concurrency: 20,
             load_model: "closed".into(),
+            load: authbench::plan::Plan::closed(20, 20).describe(),
+            connections: "shared".into(),
             timeout_ms: 30_000,
             connect_timeout_ms: 5_000,
             bcrypt_cost: Some(12),
             cores: 2,
             generators: 1,
+            hash_mode: None,
         },
         wall: Duration::from_millis(1_234),
         partial,

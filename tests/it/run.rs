@@ -50,7 +50,8 @@ async fn twenty_flows_in_process_all_succeed_and_reports_are_written() {
     assert!(rep.config.in_process_server);
     assert!(!rep.partial);
 
-    assert_eq!(r.files.len(), 2);
+    assert_eq!(r.files.len(), 3);
+    assert!(r.files[2].extension().is_some_and(|e| e == "html"));
     let md = std::fs::read_to_string(&r.files[0]).unwrap();
     assert!(md.contains("### Final Performance Metrics\n```\nTotal Tests Executed: 20\n"));
     assert!(md.contains("1. ✅ User Registration with validation (`register`): 20/20"));
@@ -260,6 +261,7 @@ async fn interrupt_writes_a_partial_report() {
         flows: 1000,
         concurrency: 4,
         grace: Duration::from_millis(50),
+        calibration_flows: 0,
         scenario: ScenarioSource::File(path.path().to_path_buf()),
         out_dir: Some(dir.path().to_path_buf()),
         ..opts()

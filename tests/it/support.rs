@@ -52,3 +52,20 @@ pub fn cli(args: &[&str]) -> (u8, String, String) {
 pub async fn sleep_ms(ms: u64) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
+
+/// Held by tests whose assertions depend on having the CPU (bcrypt contrasts), so two of
+/// them never share the machine's cores.
+pub static CPU_HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Median time of one bcrypt hash at `cost`, measured now.
+pub fn hash_time(cost: u32) -> Duration {
+    let mut t: Vec<Duration> = (0..5)
+        .map(|_| {
+            let s = std::time::Instant::now();
+            bcrypt::hash("calibrate-me", cost).unwrap();
+            s.elapsed()
+        })
+        .collect();
+    t.sort();
+    t[2]
+}

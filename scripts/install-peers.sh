@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the peer load generators the throughput comparison measures against:
+# wrk (Debian package) and oha (crates.io). Idempotent: does nothing when both are present.
+set -euo pipefail
+if ! command -v wrk >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq wrk >/dev/null
+fi
+if ! command -v oha >/dev/null 2>&1; then
+  cargo install --locked --quiet oha
+fi
+wrk --version 2>&1 | head -1 || true
+oha --version

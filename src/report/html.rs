@@ -1,0 +1,522 @@
+//! The HTML report: one self-contained file (inline CSS and SVG, a few lines of inline
+//! script, no network fetch: a Content-Security-Policy forbids any), readable offline.
+//! It shows the seed's summary block and the verdict, the thresholds, latency by
+//! percentile per step and per flow (both clocks in open loop), latency and throughput
+//! over time, the per-step table, failures, the diagnosis and the configuration.
+//!
+//! Charts are drawn here as SVG rather than by a JS charting library: nothing to vendor,
+//! nothing to load, and each drawn point carries its value in `data-*` attributes so tests
+//! can check the picture against the JSON.
+
+use std::fmt::Write;
+
+use super::{histogram, Exporter, Report};
+use crate::stats::LatencySummary;
+
+pub struct Html;
+
+/// Quantiles drawn on the percentile chart.
+const QUANTILES: &[f64] = &[
+    0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999,
+];
+const COLORS: &[&str] = &[
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+];
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A series of the percentile chart: (quantile, ms) points.
+struct Series {
+    name: String,
+    points: Vec<(f64, f64)>,
+}
+
+fn percentile_series(name: &str, encoded: &str) -> Option<Series> {
+    let h = histogram::decode(encoded).ok()?;
+    if h.is_empty() {
+        return None;
+    }
+    let mut points: Vec<(f64, f64)> = QUANTILES
+        .iter()
+        .map(|q| (*q, h.value_at_quantile(*q) as f64 / 1000.0))
+        .collect();
+    points.push((1.0, h.max() as f64 / 1000.0));
+    Some(Series {
+        name: name.to_string(),
+        points,
+    })
+}
+
+/// x position of a quantile on the "latency by percentile" axis: log10(1 / (1 − q)),
+/// so 90% is 1, 99% is 2, 99.9% is 3; the maximum is drawn at 4.5.
+fn qx(q: f64) -> f64 {
+    if q >= 1.0 {
+        4.5
+    } else {
+        (1.0 / (1.0 - q)).log10().min(4.4)
+    }
+}
+
+fn percentile_chart(series: &[Series]) -> String {
+    let (w, h, ml, mr, mt, mb) = (760.0, 340.0, 64.0, 170.0, 16.0, 40.0);
+    let all: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .filter(|v| *v > 0.0)
+        .collect();
+    let lo = all.iter().cloned().fold(f64::INFINITY, f64::min).max(0.001);
+    let hi = all.iter().cloned().fold(0.0, f64::max).max(lo * 10.0);
+    let (ylo, yhi) = (lo.log10().floor(), hi.log10().ceil());
+    let px = |x: f64| ml + x / 4.5 * (w - ml - mr);
+    let py = |ms: f64| {
+        let v = ms.max(lo).log10();
+        mt + (1.0 - (v - ylo) / (yhi - ylo)) * (h - mt - mb)
+    };
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        r#"<svg class="chart" data-chart="percentiles" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="latency by percentile">"#
+    );
+    // Axes and grid.
+    for (x, label) in [
+        (0.0, "0%"),
+        (qx(0.5), "50%"),
+        (1.0, "90%"),
+        (2.0, "99%"),
+        (3.0, "99.9%"),
+        (4.0, "99.99%"),
+        (4.5, "max"),
+    ] {
+        let _ = write!(
+            o,
+            r##"<line x1="{0:.1}" y1="{mt}" x2="{0:.1}" y2="{1:.1}" stroke="#ddd"/><text x="{0:.1}" y="{2:.1}" text-anchor="middle" font-size="11">{label}</text>"##,
+            px(x),
+            h - mb,
+            h - mb + 16.0
+        );
+    }
+    let mut e = ylo as i32;
+    while e <= yhi as i32 {
+        let v = 10f64.powi(e);
+        let label = if v >= 1000.0 {
+            format!("{}s", v / 1000.0)
+        } else {
+            format!("{v}ms")
+        };
+        let _ = write!(
+            o,
+            r##"<line x1="{ml}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="#ddd"/><text x="{2:.1}" y="{3:.1}" text-anchor="end" font-size="11">{label}</text>"##,
+            py(v),
+            w - mr,
+            ml - 6.0,
+            py(v) + 4.0
+        );
+        e += 1;
+    }
+    for (i, s) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let pts: Vec<String> = s
+            .points
+            .iter()
+            .map(|(q, ms)| format!("{:.1},{:.1}", px(qx(*q)), py(*ms)))
+            .collect();
+        let _ = write!(
+            o,
+            r#"<g data-series="{}"><polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            esc(&s.name),
+            pts.join(" ")
+        );
+        for (q, ms) in &s.points {
+            let _ = write!(
+                o,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{color}" data-q="{q}" data-ms="{ms}"><title>{} p{}: {ms:.3} ms</title></circle>"#,
+                px(qx(*q)),
+                py(*ms),
+                esc(&s.name),
+                q * 100.0
+            );
+        }
+        let ly = mt + 14.0 + i as f64 * 16.0;
+        let _ = write!(
+            o,
+            r#"<rect x="{:.1}" y="{:.1}" width="10" height="10" fill="{color}"/><text x="{:.1}" y="{:.1}" font-size="12">{}</text></g>"#,
+            w - mr + 12.0,
+            ly - 9.0,
+            w - mr + 26.0,
+            ly,
+            esc(&s.name)
+        );
+    }
+    o.push_str("</svg>");
+    o
+}
+
+fn timeline_chart(r: &Report) -> String {
+    let t = &r.timeline;
+    if t.points.is_empty() {
+        return "<p>No timeline (the run was shorter than a second or recorded nothing).</p>"
+            .into();
+    }
+    let (w, h, ml, mr, mt, mb) = (760.0, 300.0, 64.0, 64.0, 16.0, 40.0);
+    let tmax = t.points.last().map(|p| p.t_s + t.bucket_s).unwrap_or(1.0);
+    let lat_max = t
+        .points
+        .iter()
+        .map(|p| p.p99_ms)
+        .fold(0.0, f64::max)
+        .max(1.0);
+    let rate_max = t
+        .points
+        .iter()
+        .map(|p| (p.completed.max(p.started) as f64) / t.bucket_s)
+        .fold(0.0, f64::max)
+        .max(1.0);
+    let px = |s: f64| ml + s / tmax * (w - ml - mr);
+    let py_lat = |ms: f64| mt + (1.0 - ms / lat_max) * (h - mt - mb);
+    let py_rate = |n: f64| mt + (1.0 - n / rate_max) * (h - mt - mb);
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        r#"<svg class="chart" data-chart="timeline" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="latency and throughput over time">"#
+    );
+    for i in 0..=4 {
+        let f = i as f64 / 4.0;
+        let y = mt + (1.0 - f) * (h - mt - mb);
+        let _ = write!(
+            o,
+            r##"<line x1="{ml}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#eee"/><text x="{:.1}" y="{:.1}" text-anchor="end" font-size="11">{:.0}ms</text><text x="{:.1}" y="{:.1}" font-size="11" fill="#888">{:.0}/s</text>"##,
+            w - mr,
+            ml - 6.0,
+            y + 4.0,
+            lat_max * f,
+            w - mr + 6.0,
+            y + 4.0,
+            rate_max * f
+        );
+    }
+    let bw = ((w - ml - mr) * t.bucket_s / tmax).max(1.0);
+    for p in &t.points {
+        let rate = p.completed as f64 / t.bucket_s;
+        let err = p.errors as f64 / t.bucket_s;
+        let _ = write!(
+            o,
+            r##"<rect class="completed" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#c7dcef" data-t="{}" data-completed="{}" data-started="{}" data-errors="{}"/>"##,
+            px(p.t_s),
+            py_rate(rate),
+            (bw - 1.0).max(0.5),
+            (h - mb) - py_rate(rate),
+            p.t_s,
+            p.completed,
+            p.started,
+            p.errors
+        );
+        if p.errors > 0 {
+            let _ = write!(
+                o,
+                r##"<rect class="errors" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#d62728"/>"##,
+                px(p.t_s),
+                py_rate(err),
+                (bw - 1.0).max(0.5),
+                (h - mb) - py_rate(err)
+            );
+        }
+    }
+    for (name, color, get) in [
+        (
+            "p50",
+            "#2ca02c",
+            (|p: &crate::timeline::Point| p.p50_ms) as fn(&crate::timeline::Point) -> f64,
+        ),
+        ("p99", "#ff7f0e", |p| p.p99_ms),
+    ] {
+        let pts: Vec<String> = t
+            .points
+            .iter()
+            .filter(|p| p.completed > 0)
+            .map(|p| format!("{:.1},{:.1}", px(p.t_s + t.bucket_s / 2.0), py_lat(get(p))))
+            .collect();
+        let _ = write!(
+            o,
+            r#"<polyline data-series="{name}" fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            pts.join(" ")
+        );
+    }
+    let _ = write!(
+        o,
+        r##"<text x="{ml}" y="{:.1}" font-size="11">0s</text><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{tmax:.0}s</text><text x="{:.1}" y="{:.1}" font-size="12" fill="#2ca02c">p50</text><text x="{:.1}" y="{:.1}" font-size="12" fill="#ff7f0e">p99</text><text x="{:.1}" y="{:.1}" font-size="12" fill="#5b8fc7">flows completed/s</text><text x="{:.1}" y="{:.1}" font-size="12" fill="#d62728">errors/s</text></svg>"##,
+        h - mb + 16.0,
+        w - mr,
+        h - mb + 16.0,
+        ml + 10.0,
+        mt + 12.0,
+        ml + 50.0,
+        mt + 12.0,
+        ml + 90.0,
+        mt + 12.0,
+        ml + 220.0,
+        mt + 12.0
+    );
+    o
+}
+
+fn latency_row(o: &mut String, name: &str, requests: String, ok: String, l: &LatencySummary) {
+    let c = |v: f64| {
+        if l.count == 0 {
+            "–".to_string()
+        } else {
+            format!("{v:.1}")
+        }
+    };
+    let _ = write!(
+        o,
+        "<tr><td>{}</td><td>{requests}</td><td>{ok}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        esc(name),
+        c(l.min_ms),
+        c(l.p50_ms),
+        c(l.p90_ms),
+        c(l.p99_ms),
+        c(l.p999_ms),
+        c(l.max_ms),
+        c(l.mean_ms)
+    );
+}
+
+const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:980px;color:#222;padding:0 1rem}h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}pre.block{background:#f6f8fa;padding:1rem;border-radius:6px;font-size:1rem}table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}td,th{border:1px solid #ddd;padding:.3rem .6rem;text-align:right}td:first-child,th:first-child{text-align:left}.pass{color:#1a7f37}.fail{color:#cf222e}.verdict{font-size:1.05rem}.partial{background:#fff8c5;padding:.6rem;border:1px solid #d4a72c;border-radius:6px}svg.chart{max-width:100%;height:auto;background:#fff}.note{color:#555;font-size:.9rem}";
+
+/// Inline check used by the browser test: counts drawn chart elements and records errors.
+const SCRIPT: &str = "window.__errors=[];window.addEventListener('error',function(e){window.__errors.push(String(e.message));document.body.setAttribute('data-errors',String(window.__errors.length));});document.addEventListener('DOMContentLoaded',function(){var n=document.querySelectorAll('svg.chart polyline, svg.chart circle, svg.chart rect').length;document.body.setAttribute('data-drawn',String(n));document.body.setAttribute('data-errors',String(window.__errors.length));});";
+
+impl Exporter for Html {
+    fn extension(&self) -> &'static str {
+        "html"
+    }
+
+    fn render(&self, r: &Report) -> anyhow::Result<Vec<u8>> {
+        let c = &r.config;
+        let open = c.load_model == "open";
+        let mut o = String::new();
+        let title = format!("Authentication Load Test Report: {}", c.scenario);
+        let _ = write!(
+            o,
+            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{STYLE}</style><script>{SCRIPT}</script></head><body>",
+            esc(&title)
+        );
+        let _ = write!(
+            o,
+            "<h1>{}{}</h1>",
+            esc(&title),
+            if r.partial { " (PARTIAL)" } else { "" }
+        );
+        if r.partial {
+            let _ = write!(
+                o,
+                "<p class=\"partial\"><strong>PARTIAL REPORT</strong>: the run was interrupted; the figures cover the {} flows that finished of {} planned.</p>",
+                r.summary.total_flows, c.flows_planned
+            );
+        }
+        // The emoji marks of the Markdown verdict need an emoji font; words travel better.
+        let verdict = r
+            .verdict()
+            .replace("**", "")
+            .replace("✅ ", "")
+            .replace("❌ ", "")
+            .replace("⚠️ ", "");
+        let _ = write!(
+            o,
+            "<h2>Executive Summary</h2><p class=\"verdict\">{}</p>",
+            esc(&verdict)
+        );
+        let _ = write!(
+            o,
+            "<h2>Final Performance Metrics</h2><pre class=\"block\" id=\"metrics\">{}</pre>",
+            esc(&r.metrics_block())
+        );
+        if !r.thresholds.is_empty() {
+            o.push_str("<h2>Thresholds</h2><table id=\"thresholds\"><tr><th>threshold</th><th>observed</th><th>result</th></tr>");
+            for t in &r.thresholds {
+                let (cls, word) = if t.passed {
+                    ("pass", "pass")
+                } else {
+                    ("fail", "FAIL")
+                };
+                let _ = write!(
+                    o,
+                    "<tr><td><code>{}</code></td><td>{}</td><td class=\"{cls}\">{word}</td></tr>",
+                    esc(&t.expr),
+                    esc(&t.observed_text)
+                );
+            }
+            o.push_str("</table>");
+        }
+
+        o.push_str("<h2>Latency by Percentile</h2>");
+        let mut series: Vec<Series> = r
+            .steps
+            .iter()
+            .filter_map(|s| percentile_series(&s.name, &s.histogram))
+            .collect();
+        let flow_name = if open { "flow (service time)" } else { "flow" };
+        series.extend(percentile_series(flow_name, &r.flow_histogram));
+        if open {
+            series.extend(percentile_series(
+                "flow from intended start",
+                &r.flow_intended_histogram,
+            ));
+        }
+        if series.is_empty() {
+            o.push_str("<p>No latency was recorded.</p>");
+        } else {
+            o.push_str(&percentile_chart(&series));
+            o.push_str(if open {
+                "<p class=\"note\">Log scales. Open loop: <em>service time</em> counts from a flow's actual first request; <em>from intended start</em> counts from when the schedule said it should start (corrected for coordinated omission).</p>"
+            } else {
+                "<p class=\"note\">Log scales. Closed loop: latencies are service times (a slow server slows the load down).</p>"
+            });
+        }
+
+        let _ = write!(
+            o,
+            "<h2>Over Time</h2>{}<p class=\"note\">Per {}-second bucket: flows completed (bars), errors (red), and p50/p99 of flow latency from the intended start.</p>",
+            timeline_chart(r),
+            r.timeline.bucket_s
+        );
+
+        o.push_str("<h2>Latency per Step (ms)</h2><table id=\"steps\"><tr><th>step</th><th>requests</th><th>ok</th><th>min</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>mean</th></tr>");
+        for s in &r.steps {
+            latency_row(
+                &mut o,
+                &s.name,
+                s.requests.to_string(),
+                format!("{}/{}", s.ok, s.requests),
+                &s.latency,
+            );
+        }
+        latency_row(
+            &mut o,
+            flow_name,
+            r.flow.count.to_string(),
+            String::new(),
+            &r.flow,
+        );
+        if open {
+            latency_row(
+                &mut o,
+                "flow from intended start",
+                r.flow_intended.count.to_string(),
+                String::new(),
+                &r.flow_intended,
+            );
+        }
+        o.push_str("</table>");
+        let _ = write!(
+            o,
+            "<p class=\"note\">Throughput: {:.2} flows/s, {:.2} requests/s over {:.3}s. Late flows: {}; dropped: {}; warm-up flows: {}.</p>",
+            r.summary.flows_per_s,
+            r.summary.requests_per_s,
+            r.summary.wall_time_s,
+            r.summary.late_flows,
+            r.summary.dropped_flows,
+            r.summary.warmup_flows
+        );
+
+        o.push_str("<h2>Failures</h2>");
+        if r.failures.is_empty() {
+            o.push_str("<p>No failures.</p>");
+        } else {
+            o.push_str("<table id=\"failures\"><tr><th>step</th><th>kind</th><th>detail</th><th>count</th></tr>");
+            for f in &r.failures {
+                let _ = write!(
+                    o,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&f.step),
+                    esc(&f.class),
+                    esc(&f.detail),
+                    f.count
+                );
+            }
+            o.push_str("</table>");
+        }
+
+        if let Some(d) = &r.diagnosis {
+            o.push_str("<h2>Diagnosis</h2><ul id=\"diagnosis\">");
+            for f in &d.findings {
+                let _ = write!(o, "<li>{}</li>", esc(f));
+            }
+            let _ = write!(
+                o,
+                "</ul><p class=\"note\">Effective parallelism {:.2} at concurrency {}; service times from {} calibration flow(s) run one at a time.</p>",
+                d.effective_parallelism, d.concurrency, d.calibration_flows
+            );
+        }
+        if let Some(cmp) = &r.comparison {
+            let _ = write!(
+                o,
+                "<h2>Baseline</h2><p>{} regression(s) against {}.</p><table id=\"baseline\"><tr><th>scope</th><th>metric</th><th>base</th><th>new</th><th>change</th><th>verdict</th></tr>",
+                cmp.regressions(),
+                esc(&cmp.base)
+            );
+            let num = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "–".into());
+            for row in &cmp.rows {
+                let _ = write!(
+                    o,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&row.scope),
+                    esc(&row.metric),
+                    num(row.base),
+                    num(row.new),
+                    row.relative
+                        .map(|v| format!("{:+.1}%", v * 100.0))
+                        .unwrap_or_else(|| "–".into()),
+                    row.verdict.label()
+                );
+            }
+            o.push_str("</table>");
+        }
+
+        o.push_str("<h2>Configuration</h2><table id=\"config\">");
+        let cost = c
+            .bcrypt_cost
+            .map(|x| x.to_string())
+            .unwrap_or_else(|| "unknown (external service)".into());
+        let rows = [
+            ("target", c.target.clone()),
+            (
+                "scenario",
+                format!("{} ({})", c.scenario, c.scenario_source),
+            ),
+            (
+                "load",
+                if c.load.is_empty() {
+                    c.load_model.clone()
+                } else {
+                    c.load.clone()
+                },
+            ),
+            ("flows planned", c.flows_planned.to_string()),
+            ("concurrency / in flight", c.concurrency.to_string()),
+            ("connections", c.connections.clone()),
+            (
+                "timeout",
+                format!("{} ms (connect {} ms)", c.timeout_ms, c.connect_timeout_ms),
+            ),
+            ("bcrypt cost", cost),
+            ("cores", c.cores.to_string()),
+            ("generators", c.generators.to_string()),
+        ];
+        for (k, v) in rows {
+            let _ = write!(o, "<tr><td>{k}</td><td>{}</td></tr>", esc(&v));
+        }
+        let _ = write!(
+            o,
+            "</table><p class=\"note\">Generated {} by {}.</p></body></html>",
+            esc(&r.generated_at),
+            esc(&r.tool)
+        );
+        Ok(o.into_bytes())
+    }
+}
