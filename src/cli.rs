@@ -629,6 +629,30 @@ fn cmd_compare(a: &CompareArgs, out: &mut dyn Write) -> Result<u8, CmdError> {
 }
 
 fn cmd_report(a: &ReportArgs, out: &mut dyn Write) -> Result<u8, CmdError> {
+    // A check report renders as its own page; a run (or merge) report in every format.
+    if let Some(check) = read_check_report(&a.input) {
+        let Some(p) = &a.html else {
+            return Err(usage(anyhow::anyhow!(
+                "a check report re-renders as HTML only: give --html PATH"
+            )));
+        };
+        crate::report::write_file(p, &crate::report::html::check_page(&check))
+            .map_err(|e| CmdError(exit::FAILURE, e))?;
+        let _ = writeln!(out, "report: {}", p.display());
+        return Ok(exit::OK);
+    }
+    if let Some(sw) = read_sweep(&a.input) {
+        let Some(p) = &a.html else {
+            return Err(usage(anyhow::anyhow!(
+                "a sweep report re-renders as HTML only: give --html PATH"
+            )));
+        };
+        let svg = crate::sweep::chart::svg(&sw).map_err(|e| CmdError(exit::FAILURE, e))?;
+        crate::report::write_file(p, &crate::report::html::sweep_page(&sw, &svg))
+            .map_err(|e| CmdError(exit::FAILURE, e))?;
+        let _ = writeln!(out, "report: {}", p.display());
+        return Ok(exit::OK);
+    }
     let r = crate::read_report(&a.input).map_err(usage)?;
     let fail = |e| CmdError(exit::FAILURE, e);
     let outputs: [(&Option<PathBuf>, &dyn Exporter); 3] = [
@@ -653,6 +677,27 @@ fn cmd_report(a: &ReportArgs, out: &mut dyn Write) -> Result<u8, CmdError> {
         )));
     }
     Ok(exit::OK)
+}
+
+/// The file as a sweep report, if its schema says it is one.
+fn read_sweep(path: &std::path::Path) -> Option<crate::sweep::Sweep> {
+    let bytes = std::fs::read(path).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    if !v.get("schema")?.as_str()?.starts_with("authbench.sweep/") {
+        return None;
+    }
+    serde_json::from_value(v).ok()
+}
+
+/// The file as a check report, if its schema says it is one.
+fn read_check_report(path: &std::path::Path) -> Option<crate::check::CheckReport> {
+    let bytes = std::fs::read(path).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let schema = v.get("schema")?.as_str()?;
+    if !schema.starts_with("authbench.check/") {
+        return None;
+    }
+    serde_json::from_value(v).ok()
 }
 
 fn cmd_merge(a: &MergeArgs, out: &mut dyn Write) -> Result<u8, CmdError> {

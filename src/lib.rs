@@ -118,11 +118,16 @@ pub async fn run(
     };
     let (timeout, connect_timeout) = (opts.timeout, opts.connect_timeout);
     let build_client = move |pool: usize| {
+        // A load tester measures what the server answers: no redirect is followed (a 302
+        // is checked against the step's `expect` like any status) and no request is
+        // retried behind the scenario's back.
         reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
             .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .retry(reqwest::retry::never())
             .pool_max_idle_per_host(pool)
             .build()
     };

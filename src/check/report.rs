@@ -165,7 +165,7 @@ pub fn junit(r: &CheckReport) -> anyhow::Result<Vec<u8>> {
     Ok(xml.into_bytes())
 }
 
-/// Writes `<dir>/<UTC timestamp>-check.{md,json}`, never overwriting an earlier pair.
+/// Writes `<dir>/<UTC timestamp>-check.{md,json,html}`, never overwriting an earlier set.
 pub fn write_reports(r: &CheckReport, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("could not create the report directory '{}'", dir.display()))?;
@@ -176,7 +176,7 @@ pub fn write_reports(r: &CheckReport, dir: &Path) -> anyhow::Result<Vec<PathBuf>
         .collect();
     let mut base = format!("{stamp}-check");
     let mut n = 1;
-    while ["md", "json"]
+    while ["md", "json", "html"]
         .iter()
         .any(|e| dir.join(format!("{base}.{e}")).exists())
     {
@@ -184,7 +184,11 @@ pub fn write_reports(r: &CheckReport, dir: &Path) -> anyhow::Result<Vec<PathBuf>
         base = format!("{stamp}-check-{n}");
     }
     let mut paths = Vec::new();
-    for (ext, bytes) in [("md", markdown(r)), ("json", json(r)?)] {
+    for (ext, bytes) in [
+        ("md", markdown(r)),
+        ("json", json(r)?),
+        ("html", crate::report::html::check_page(r)),
+    ] {
         let path = dir.join(format!("{base}.{ext}"));
         std::fs::write(&path, bytes)
             .with_context(|| format!("could not write the report file '{}'", path.display()))?;

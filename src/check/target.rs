@@ -147,6 +147,7 @@ impl Target {
             base_url,
             api_key,
             run_id: format!("{:08x}", rand::random::<u32>()),
+            static_urls: Default::default(),
         };
         Target {
             scenario,

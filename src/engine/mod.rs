@@ -123,6 +123,7 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
         base_url: cfg.base_url.trim_end_matches('/').to_string(),
         api_key: cfg.api_key,
         run_id: random_run_id(),
+        static_urls: Default::default(),
     });
     // Bounded: if the collector ever fell behind, workers wait instead of memory growing.
     let (tx, rx) = mpsc::channel::<Sample>(4096);

@@ -637,11 +637,16 @@ pub struct Written {
     pub png_without_text: bool,
 }
 
-/// Writes `<dir>/<stamp>-sweep.{md,json,svg,png}`.
+/// Writes `<dir>/<stamp>-sweep.{md,json,svg,png,html}`.
 pub fn write_sweep(s: &Sweep, dir: &Path) -> anyhow::Result<Written> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("could not create the report directory '{}'", dir.display()))?;
-    let stem = unique_stem(dir, &s.generated_at, "sweep", &["md", "json", "svg", "png"]);
+    let stem = unique_stem(
+        dir,
+        &s.generated_at,
+        "sweep",
+        &["md", "json", "svg", "png", "html"],
+    );
     let path = |ext: &str| stem.with_extension(ext);
     let svg = chart::svg(s)?;
     let png = chart::png(&svg)?;
@@ -652,8 +657,9 @@ pub fn write_sweep(s: &Sweep, dir: &Path) -> anyhow::Result<Written> {
     let files = vec![
         (path("md"), markdown(s, svg_name.as_deref()).into_bytes()),
         (path("json"), json),
-        (path("svg"), svg.into_bytes()),
+        (path("svg"), svg.clone().into_bytes()),
         (path("png"), png.bytes),
+        (path("html"), crate::report::html::sweep_page(s, &svg)),
     ];
     let mut written = Vec::new();
     for (p, bytes) in files {

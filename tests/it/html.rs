@@ -244,3 +244,79 @@ async fn renders_in_headless_chromium_without_errors() {
     // Sanity check of what Html renders without a browser, for the same report.
     let _ = Html.extension();
 }
+
+#[test]
+fn check_results_have_an_html_page_with_severities() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (code, out, err) = cli(&["check", "--cost", "4", "--out-dir", d]);
+    assert_eq!(code, 0, "{out}{err}");
+    let html_path = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "html"))
+        .expect("check writes an HTML page");
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    let json_path = html_path.with_extension("json");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    let probes = report["probes"].as_array().unwrap();
+    assert_eq!(html.matches("<tr data-severity=").count(), probes.len());
+    for sev in ["high", "medium", "low"] {
+        assert!(html.contains(&format!("data-severity=\"{sev}\"")), "{sev}");
+    }
+    assert!(html.contains("<strong>PASS</strong>"));
+    // `report` re-renders a check JSON as the same page.
+    let again = dir.path().join("again.html");
+    let (code, _, err) = cli(&[
+        "report",
+        json_path.to_str().unwrap(),
+        "--html",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(again).unwrap(), html);
+}
+
+#[test]
+fn sweep_results_have_an_html_page_with_the_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (code, out, err) = cli(&["sweep", "--costs", "4..=5", "--flows", "4", "--out-dir", d]);
+    assert_eq!(code, 0, "{out}{err}");
+    let html_path = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "html"))
+        .expect("sweep writes an HTML page");
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert!(html.contains("<tr data-cost=\"4\">") && html.contains("<tr data-cost=\"5\">"));
+    assert!(
+        html.contains("<svg") && html.contains("OWASP minimum"),
+        "the chart is inline"
+    );
+    assert!(!html.contains("<?xml"));
+    let again = dir.path().join("again.html");
+    let json = html_path.with_extension("json");
+    let (code, _, err) = cli(&[
+        "report",
+        json.to_str().unwrap(),
+        "--html",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(again).unwrap(), html);
+    if chromium().is_some() {
+        let out = headless(&dir.path().join("profile"))
+            .arg("--dump-dom")
+            .arg(format!("file://{}", html_path.display()))
+            .output()
+            .unwrap();
+        let dom = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            dom.contains("data-errors=\"0\""),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
