@@ -145,6 +145,12 @@ fn findings(d: &Diagnosis, run: &Report) -> Vec<String> {
         out.push(format!(
             "The server was mostly idle: effective parallelism {p:.2} {at}; {wait_text}, and with the server this idle that waiting is not a queue for its work: it lies in the client, the network or connection setup, or is noise at these small service times."
         ));
+    } else if waiting_pct.is_some_and(|w| w < 50.0) {
+        // Below saturation the busy count reflects the offered load, not the server's
+        // capacity: no conclusion about serialization or CPU can be drawn from it.
+        out.push(format!(
+            "Some queueing, no saturation: {wait_text} {at}; the server was busy with {p:.1} requests at a time on average, which here reflects the offered load rather than a limit."
+        ));
     } else if c >= 2 && p < 1.4 {
         out.push(format!(
             "Requests are processed one at a time: effective parallelism {p:.1} {at}; {wait_text}. The server serializes its work (one worker or one event loop doing CPU-bound work such as hashing inline); more workers or hashing off the event loop would raise capacity, a lower bcrypt cost only hides it."

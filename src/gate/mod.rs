@@ -114,6 +114,9 @@ pub enum Metric {
     Errors(Option<String>),
     /// A latency statistic of the successful flows (`scope = None`) or of one step.
     Latency { step: Option<String>, stat: Stat },
+    /// A latency statistic of successful flows from their intended start (open loop:
+    /// corrected for coordinated omission; closed loop: the same as `flow`).
+    IntendedLatency(Stat),
     /// A step's success ratio.
     StepSuccessRate(String),
     /// A step's failed requests (a count).
@@ -134,7 +137,7 @@ impl Metric {
             Metric::SuccessRate | Metric::StepSuccessRate(_) => Kind::Ratio,
             Metric::Throughput | Metric::RequestRate => Kind::Rate,
             Metric::FailedFlows | Metric::Errors(_) | Metric::StepErrors(_) => Kind::Count,
-            Metric::Latency { .. } => Kind::Latency,
+            Metric::Latency { .. } | Metric::IntendedLatency(_) => Kind::Latency,
         }
     }
 
@@ -267,6 +270,9 @@ impl Threshold {
                     .filter_map(|s| s.failures.get(class))
                     .sum::<u64>() as f64,
             ),
+            Metric::IntendedLatency(stat) => {
+                (r.flow_intended.count > 0).then(|| stat.of(&r.flow_intended))
+            }
             Metric::Latency { step: None, stat } => (r.flow.count > 0).then(|| stat.of(&r.flow)),
             Metric::Latency {
                 step: Some(s),
@@ -295,7 +301,7 @@ impl Threshold {
 }
 
 fn parse_metric(expr: &str, m: &str, at: usize) -> Result<Metric, ThresholdError> {
-    let known = "success_rate, throughput, request_rate, failed_flows, errors, errors.CLASS, flow.STAT, STEP.STAT, STEP.success_rate, STEP.errors (STAT: min p50 p90 p95 p99 p999 max mean)";
+    let known = "success_rate, throughput, request_rate, failed_flows, errors, errors.CLASS, flow.STAT, flow_intended.STAT, STEP.STAT, STEP.success_rate, STEP.errors (STAT: min p50 p90 p95 p99 p999 max mean)";
     if let Some(bad) = m
         .char_indices()
         .find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
@@ -341,6 +347,15 @@ fn parse_metric(expr: &str, m: &str, at: usize) -> Result<Metric, ThresholdError
                 ),
             ))
         };
+    }
+    if scope == "flow_intended" {
+        return Stat::parse(field).map(Metric::IntendedLatency).ok_or_else(|| {
+            err(
+                expr,
+                field_at,
+                format!("unknown statistic `{field}`: use min, p50, p90, p95, p99, p999, max or mean"),
+            )
+        });
     }
     let step = (scope != "flow").then(|| scope.to_string());
     if let Some(stat) = Stat::parse(field) {
@@ -487,6 +502,7 @@ mod tests {
             ("verify.p50>100µs", Op::Gt, 0.1),
             ("flow.max<2m", Op::Lt, 120_000.0),
             ("flow.p999 < 1.5s", Op::Lt, 1500.0),
+            ("flow_intended.p99<2s", Op::Lt, 2000.0),
             ("errors.timeout==0", Op::Eq, 0.0),
             ("errors!=3", Op::Ne, 3.0),
             ("throughput>=10/s", Op::Ge, 10.0),

@@ -346,12 +346,19 @@ impl Report {
         } else {
             "❌ FLOWS FAILED".to_string()
         };
+        let load = if self.config.load_model == "open" {
+            format!(
+                "in an open loop at {:.2} flows/s (at most {} in flight)",
+                s.flows_per_s, self.config.concurrency
+            )
+        } else {
+            format!("at concurrency {}", self.config.concurrency)
+        };
         let mut line = format!(
-            "**{head}**: {} of {} flows succeeded ({:.2}%) against {what} at concurrency {}",
+            "**{head}**: {} of {} flows succeeded ({:.2}%) against {what} {load}",
             s.successful_flows,
             s.total_flows,
             s.success_rate * 100.0,
-            self.config.concurrency
         );
         if let Some(t) = s.average_flow_time_s {
             line.push_str(&format!("; average flow time {t:.3}s"));
