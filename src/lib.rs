@@ -88,16 +88,7 @@ pub async fn run(
         }
         Some(t) => {
             let url = check_target_url(t)?;
-            let key = match &opts.api_key {
-                Some(k) => k.clone(),
-                None if scenario.uses_api_key => {
-                    return Err(RunError::Config(format!(
-                        "the scenario '{}' sends {{{{api_key}}}}: pass --api-key KEY or set AUTHBENCH_API_KEY",
-                        scenario.name
-                    )))
-                }
-                None => String::new(),
-            };
+            let key = external_api_key(opts.api_key.as_deref(), &scenario)?;
             (None, url, key)
         }
     };
@@ -269,6 +260,22 @@ pub async fn run(
         files.push(path.clone());
     }
     Ok(RunResult { report, files })
+}
+
+/// The API key for an external target: the one given, or an error naming the flag when
+/// the scenario sends `{{api_key}}` and none was given.
+pub(crate) fn external_api_key(
+    given: Option<&str>,
+    scenario: &Scenario,
+) -> Result<String, RunError> {
+    match given {
+        Some(k) => Ok(k.to_string()),
+        None if scenario.uses_api_key => Err(RunError::Config(format!(
+            "the scenario '{}' sends {{{{api_key}}}}: pass --api-key KEY or set AUTHBENCH_API_KEY",
+            scenario.name
+        ))),
+        None => Ok(String::new()),
+    }
 }
 
 /// Reads a saved JSON report (a run's, or a merge's), checking its schema version.

@@ -276,16 +276,7 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
         }
         Some(t) => {
             let url = crate::check_target_url(t)?;
-            let key = match &opts.api_key {
-                Some(k) => k.clone(),
-                None if scenario.uses_api_key => {
-                    return Err(RunError::Config(format!(
-                        "the scenario '{}' sends {{{{api_key}}}}: pass --api-key KEY or set AUTHBENCH_API_KEY",
-                        scenario.name
-                    )))
-                }
-                None => String::new(),
-            };
+            let key = crate::external_api_key(opts.api_key.as_deref(), &scenario)?;
             (None, url, key, opts.jwt_secret.clone())
         }
     };

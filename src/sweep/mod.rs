@@ -370,15 +370,32 @@ async fn sweep_costs(
 }
 
 fn run_options(opts: &SweepOptions, cost: u32) -> RunOptions {
+    in_process_run(
+        cost,
+        opts.flows,
+        opts.concurrency,
+        opts.timeout,
+        &opts.scenario,
+    )
+}
+
+/// The options of one quiet run against the in-process server at `cost` (sweep and tune).
+pub(crate) fn in_process_run(
+    cost: u32,
+    flows: u64,
+    concurrency: usize,
+    timeout: Duration,
+    scenario: &ScenarioSource,
+) -> RunOptions {
     RunOptions {
         cost,
         target: None,
         out_dir: None,
-        flows: opts.flows,
-        concurrency: opts.concurrency,
-        timeout: opts.timeout,
-        connect_timeout: opts.timeout.min(Duration::from_secs(5)),
-        scenario: opts.scenario.clone(),
+        flows,
+        concurrency,
+        timeout,
+        connect_timeout: timeout.min(Duration::from_secs(5)),
+        scenario: scenario.clone(),
         progress: false,
         ..RunOptions::default()
     }

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use super::{capacity, SweepError, OWASP_MIN_COST};
 use crate::gate::{Metric, Op, Threshold, ThresholdResult};
-use crate::options::{RunOptions, ScenarioSource};
+use crate::options::ScenarioSource;
 
 /// The version of the tune JSON format.
 pub const SCHEMA: &str = "authbench.tune/1";
@@ -343,18 +343,13 @@ async fn run_search(
             "cost {cost}: {hash_ms:.1} ms per hash; running {} flows",
             opts.flows
         ));
-        let run_opts = RunOptions {
+        let run_opts = super::in_process_run(
             cost,
-            target: None,
-            out_dir: None,
-            flows: opts.flows,
-            concurrency: opts.concurrency,
-            timeout: opts.timeout,
-            connect_timeout: opts.timeout.min(Duration::from_secs(5)),
-            scenario: opts.scenario.clone(),
-            progress: false,
-            ..RunOptions::default()
-        };
+            opts.flows,
+            opts.concurrency,
+            opts.timeout,
+            &opts.scenario,
+        );
         let r = crate::run(&run_opts, super::stop_future(&stop))
             .await
             .map_err(|e| SweepError::Run { cost, source: e })?
