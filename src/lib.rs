@@ -148,10 +148,19 @@ pub async fn run(
             let _ = rx.wait_for(|s| *s).await;
         }
     };
+    let fast = engine::http1::Http1::for_target(
+        &base_url,
+        opts.timeout,
+        opts.connect_timeout,
+        concurrency.min(10_000),
+    )
+    .await
+    .map(Arc::new);
     let engine_cfg = |plan: plan::Plan, progress: bool| engine::EngineConfig {
         scenario: scenario.clone(),
         client: client.clone(),
         per_flow_client: per_flow_client.clone(),
+        fast: fast.clone(),
         base_url: base_url.clone(),
         api_key: api_key.clone(),
         plan,

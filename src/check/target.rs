@@ -148,6 +148,8 @@ impl Target {
             api_key,
             run_id: format!("{:08x}", rand::random::<u32>()),
             static_urls: Default::default(),
+            fast: None,
+            pool_connections: true,
         };
         Target {
             scenario,

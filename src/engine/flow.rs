@@ -10,6 +10,7 @@ use std::time::Instant;
 use reqwest::header::{HeaderMap, HeaderValue};
 use tokio::sync::mpsc::Sender;
 
+use super::http1::{Conn, Http1};
 use crate::scenario::{
     Expectation, ExtractSource, Scenario, Step, SLOT_API_KEY, SLOT_RANDOM, SLOT_RUN_ID, SLOT_SEQ,
     SLOT_UUID,
@@ -27,6 +28,11 @@ pub struct FlowContext {
     /// Per step, the parsed URL when its path has no variable: parsed once, not per request
     /// (URL parsing and IDNA were ~5% of the client's CPU on the health scenario).
     pub static_urls: std::sync::OnceLock<Vec<Option<reqwest::Url>>>,
+    /// The hyper client for `http://` targets; `None` sends with reqwest (`https://`).
+    pub fast: Option<Arc<Http1>>,
+    /// Whether a flow takes a kept-alive connection and gives it back (`--connections
+    /// shared`), or opens its own like a new user (`per-flow`).
+    pub pool_connections: bool,
 }
 
 /// When a flow started relative to its schedule, and whether it is measured.
@@ -98,11 +104,15 @@ impl FlowContext {
         let mut vars = self.new_vars(seq);
         let mut body = Vec::new();
         let mut scratch = String::new();
+        let mut conn: Option<Conn> = match &self.fast {
+            Some(f) if self.pool_connections => f.take(),
+            _ => None,
+        };
         let flow_start = Instant::now();
         let mut failed_step = None;
         for (i, step) in self.scenario.steps.iter().enumerate() {
             let (t, outcome) = self
-                .run_step(client, step, &mut vars, &mut body, &mut scratch)
+                .run_step(client, &mut conn, step, &mut vars, &mut body, &mut scratch)
                 .await;
             let failed = outcome.failure.is_some();
             if timing.measured {
@@ -122,6 +132,9 @@ impl FlowContext {
             }
         }
         let elapsed_us = micros(flow_start.elapsed());
+        if let (Some(f), Some(c), true) = (&self.fast, conn, self.pool_connections) {
+            f.give(c);
+        }
         tx.send(Sample::Flow {
             elapsed_us,
             lateness_us: timing.lateness_us,
@@ -136,11 +149,17 @@ impl FlowContext {
     async fn run_step(
         &self,
         client: &reqwest::Client,
+        conn: &mut Option<Conn>,
         step: &Step,
         vars: &mut [String],
         body: &mut Vec<u8>,
         scratch: &mut String,
     ) -> (StepTimes, StepOutcome) {
+        if let Some(fast) = &self.fast {
+            return self
+                .run_step_http1(fast, conn, step, vars, body, scratch)
+                .await;
+        }
         // Build everything before the clock starts: templates, headers and body are the
         // harness's work, not the server's.
         let request = match self.build_request(step, vars, body, scratch) {
@@ -198,6 +217,77 @@ impl FlowContext {
         )
     }
 
+    /// The same step on hyper's connection-level client (see [`super::http1`]).
+    async fn run_step_http1(
+        &self,
+        fast: &Http1,
+        conn: &mut Option<Conn>,
+        step: &Step,
+        vars: &mut [String],
+        body: &mut Vec<u8>,
+        scratch: &mut String,
+    ) -> (StepTimes, StepOutcome) {
+        let failed = |k| {
+            (
+                StepTimes::default(),
+                StepOutcome {
+                    responded: false,
+                    failure: Some(k),
+                },
+            )
+        };
+        let mut path = String::with_capacity(fast.prefix.len() + 32);
+        path.push_str(&fast.prefix);
+        step.path.render_into(vars, &mut path);
+        let headers = match render_headers(step, vars, scratch) {
+            Ok(h) => h,
+            Err(k) => return failed(k),
+        };
+        let payload = match &step.body {
+            Some(b) => {
+                body.clear();
+                b.render_into(vars, body, scratch);
+                bytes::Bytes::copy_from_slice(body)
+            }
+            None => bytes::Bytes::new(),
+        };
+        let mut req = match hyper::Request::builder()
+            .method(step.method.clone())
+            .uri(path)
+            .body(http_body_util::Full::new(payload))
+        {
+            Ok(r) => r,
+            Err(_) => return failed(FailureKind::Request),
+        };
+        *req.headers_mut() = headers;
+        let (total_us, result) = fast.exchange(conn, req, step.needs_headers()).await;
+        match result {
+            Ok(ex) => {
+                let failure = check_response(step, ex.status, &ex.headers, &ex.body, vars).err();
+                (
+                    StepTimes {
+                        total_us: ex.total_us,
+                        ttfb_us: ex.ttfb_us,
+                    },
+                    StepOutcome {
+                        responded: true,
+                        failure,
+                    },
+                )
+            }
+            Err(k) => (
+                StepTimes {
+                    total_us,
+                    ttfb_us: 0,
+                },
+                StepOutcome {
+                    responded: false,
+                    failure: Some(k),
+                },
+            ),
+        }
+    }
+
     pub(crate) fn build_request(
         &self,
         step: &Step,
@@ -237,13 +327,7 @@ impl FlowContext {
             None => full(vars).ok_or(FailureKind::Request)?,
         };
         let mut req = reqwest::Request::new(step.method.clone(), url);
-        let headers: &mut HeaderMap = req.headers_mut();
-        for (name, t) in &step.headers {
-            scratch.clear();
-            t.render_into(vars, scratch);
-            let v = HeaderValue::from_str(scratch).map_err(|_| FailureKind::Request)?;
-            headers.insert(name.clone(), v);
-        }
+        *req.headers_mut() = render_headers(step, vars, scratch)?;
         if let Some(b) = &step.body {
             body.clear();
             b.render_into(vars, body, scratch);
@@ -251,6 +335,22 @@ impl FlowContext {
         }
         Ok(req)
     }
+}
+
+/// The step's headers with their variables rendered.
+fn render_headers(
+    step: &Step,
+    vars: &[String],
+    scratch: &mut String,
+) -> Result<HeaderMap, FailureKind> {
+    let mut headers = HeaderMap::with_capacity(step.headers.len());
+    for (name, t) in &step.headers {
+        scratch.clear();
+        t.render_into(vars, scratch);
+        let v = HeaderValue::from_str(scratch).map_err(|_| FailureKind::Request)?;
+        headers.insert(name.clone(), v);
+    }
+    Ok(headers)
 }
 
 /// Checks status, extracts values and runs the step's checks.

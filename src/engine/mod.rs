@@ -13,6 +13,7 @@
 //! Memory is bounded by the number of flows in flight, never by the number of flows run.
 
 pub mod flow;
+pub mod http1;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,6 +44,9 @@ pub struct EngineConfig {
     pub client: reqwest::Client,
     /// When set, each flow gets its own client from this factory instead.
     pub per_flow_client: Option<ClientFactory>,
+    /// hyper's connection-level client for `http://` targets (the hot path); reqwest
+    /// serves when it is `None`.
+    pub fast: Option<Arc<http1::Http1>>,
     pub base_url: String,
     pub api_key: String,
     pub plan: Plan,
@@ -124,6 +128,8 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
         api_key: cfg.api_key,
         run_id: random_run_id(),
         static_urls: Default::default(),
+        fast: cfg.fast.clone(),
+        pool_connections: cfg.per_flow_client.is_none(),
     });
     // Bounded: if the collector ever fell behind, workers wait instead of memory growing.
     let (tx, rx) = mpsc::channel::<Sample>(4096);

@@ -225,3 +225,25 @@ fn stages_run_from_the_command_line() {
         .unwrap();
     assert!((25..=110).contains(&total), "{total}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_server_closes_are_replaced_not_failed() {
+    // Every response closes its connection: the pooled connection a flow takes next is
+    // dead before it sends, so it must open a new one, and nothing fails.
+    let app = Router::new().route(
+        "/health",
+        get(|| async { ([("connection", "close")], "{\"status\":\"healthy\"}") }),
+    );
+    let addr = support::serve(app).await;
+    let o = RunOptions {
+        target: Some(format!("http://{addr}")),
+        scenario: health(),
+        flows: 200,
+        concurrency: 4,
+        calibration_flows: 0,
+        out_dir: None,
+        ..RunOptions::default()
+    };
+    let r = authbench::run(&o, std::future::pending()).await.unwrap().report;
+    assert_eq!(r.summary.successful_flows, 200, "{:#?}", r.failures);
+}
