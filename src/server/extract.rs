@@ -103,6 +103,7 @@ where
             return Err(AuthError::UnsupportedMediaType);
         }
         if declared_length(request.headers()).is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+            drain(request.into_body()).await;
             return Err(AuthError::PayloadTooLarge);
         }
         let bytes = read_body(request.into_body(), MAX_BODY_BYTES).await?;
@@ -154,6 +155,33 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
+/// Most a too-large body is read (and thrown away) for before the 413 is sent.
+const DRAIN_MAX_BYTES: usize = 8 << 20;
+/// Longest a too-large body is read for.
+const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and discards what is left of a body that is too large, within bounds, before the
+/// 413 goes out. Closing a connection with unread data in its receive buffer makes the
+/// kernel send a reset, which can destroy the 413 on its way: the client, still writing,
+/// would see a broken connection instead of the answer. Past the bounds the connection is
+/// closed anyway (a client sending gigabytes gets no courtesy).
+async fn drain(mut body: Body) {
+    let read = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) =
+            std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+        {
+            if let Ok(data) = frame.into_data() {
+                seen += data.len();
+                if seen > DRAIN_MAX_BYTES {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_MAX_TIME, read).await;
+}
+
 /// Reads at most `limit` bytes, failing with 413 as soon as the body goes
 /// past it (a body without `Content-Length`, e.g. chunked, is only known to
 /// be too big while it is being read).
@@ -163,6 +191,7 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Vec<u8>, AuthError> {
         let frame = frame.map_err(|_| AuthError::BodyRead)?;
         if let Ok(data) = frame.into_data() {
             if buffer.len() + data.len() > limit {
+                drain(body).await;
                 return Err(AuthError::PayloadTooLarge);
             }
             buffer.extend_from_slice(&data);

@@ -244,6 +244,9 @@ async fn connections_the_server_closes_are_replaced_not_failed() {
         out_dir: None,
         ..RunOptions::default()
     };
-    let r = authbench::run(&o, std::future::pending()).await.unwrap().report;
+    let r = authbench::run(&o, std::future::pending())
+        .await
+        .unwrap()
+        .report;
     assert_eq!(r.summary.successful_flows, 200, "{:#?}", r.failures);
 }
