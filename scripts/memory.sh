@@ -5,18 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONN=${1:-32}
-cargo build --quiet --release --bin authbench
-AB=$PWD/target/release/authbench
-tmp=$(mktemp -d); srv=""
-cleanup() { [ -n "$srv" ] && kill "$srv" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-"$AB" serve --addr 127.0.0.1:0 --cost 4 --api-key k > "$tmp/srv.txt" & srv=$!
-for _ in $(seq 100); do URL=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$tmp/srv.txt"); [ -n "$URL" ] && break; sleep 0.05; done
+source scripts/lib.sh
 declare -A RSS
 for n in 100000 1000000; do
   start=$(date +%s.%N)
   rss=$(scripts/peak_rss.py "$AB" run --target "$URL" --scenario scenarios/health.toml -n "$n" -c "$CONN" \
-      --calibration 0 --no-progress --out-dir "$tmp/r$n" 2>&1 >/dev/null | sed -n 's/^peak_rss_mb=//p')
+      --calibration 0 --no-progress --out-dir "$TMP/r$n" 2>&1 >/dev/null | sed -n 's/^peak_rss_mb=//p')
   secs=$(python3 -c "import time; print(f'{time.time()-$start:.1f}')")
   RSS[$n]=$rss
   echo "$n flows: peak RSS ${rss} MB (${secs}s)"

@@ -8,24 +8,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}; CONN=${2:-32}; ROUNDS=${3:-3}
 scripts/install-peers.sh > /dev/null
-cargo build --quiet --release --bin authbench
-AB=$PWD/target/release/authbench
-tmp=$(mktemp -d); srv=""
-cleanup() { [ -n "$srv" ] && kill "$srv" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-
-"$AB" serve --addr 127.0.0.1:0 --cost 4 --api-key k > "$tmp/srv.txt" & srv=$!
-for _ in $(seq 100); do URL=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$tmp/srv.txt"); [ -n "$URL" ] && break; sleep 0.05; done
-[ -n "$URL" ] || { echo "server did not start" >&2; exit 1; }
+source scripts/lib.sh
 
 wrk_rps() { wrk -t2 -c"$CONN" -d"${SECS}s" "$URL/health" | awk '/^Requests\/sec:/ {print $2}'; }
 oha_rps() { oha -z "${SECS}s" -c "$CONN" --no-tui --output-format json "$URL/health" 2>/dev/null \
   | python3 -c "import json,sys; print(json.load(sys.stdin)['summary']['requestsPerSec'])"; }
 ab_rps() {
-  rm -rf "$tmp/ab"
+  rm -rf "$TMP/ab"
   "$AB" run --target "$URL" --scenario scenarios/health.toml -c "$CONN" --duration "${SECS}s" \
-    --calibration 0 --no-progress --out-dir "$tmp/ab" > /dev/null
-  python3 -c "import json,glob; r=json.load(open(glob.glob('$tmp/ab/*.json')[0])); print(r['summary']['requests_per_s'])"
+    --calibration 0 --no-progress --out-dir "$TMP/ab" > /dev/null
+  python3 -c "import json,glob; r=json.load(open(glob.glob('$TMP/ab/*.json')[0])); print(r['summary']['requests_per_s'])"
 }
 median() { python3 -c "import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
 

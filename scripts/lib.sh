@@ -1,0 +1,14 @@
+# Shared by the figure scripts (source it): builds authbench and starts the reference server
+# on a free loopback port. Sets AB (the binary), URL (the server) and TMP (a scratch
+# directory); both the server and TMP go away when the script exits.
+cargo build --quiet --release --bin authbench
+AB=$PWD/target/release/authbench
+TMP=$(mktemp -d); SRV_PID=""
+cleanup() { [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null; rm -rf "$TMP"; }
+trap cleanup EXIT
+"$AB" serve --addr 127.0.0.1:0 --cost 4 --api-key k > "$TMP/srv.txt" & SRV_PID=$!
+URL=""
+for _ in $(seq 100); do
+  URL=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$TMP/srv.txt"); [ -n "$URL" ] && break; sleep 0.05
+done
+[ -n "$URL" ] || { echo "the reference server did not start" >&2; exit 1; }
