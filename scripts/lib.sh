@@ -6,7 +6,9 @@ AB=$PWD/target/release/authbench
 TMP=$(mktemp -d); SRV_PID=""
 cleanup() { [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null; rm -rf "$TMP"; }
 trap cleanup EXIT
-"$AB" serve --addr 127.0.0.1:0 --cost 4 --api-key k > "$TMP/srv.txt" & SRV_PID=$!
+# With PIN=1 the server gets core 1 and the load generators core 0 (see throughput.sh).
+SERVE_PREFIX=(); [ "${PIN:-0}" = 1 ] && SERVE_PREFIX=(taskset -c 1)
+"${SERVE_PREFIX[@]}" "$AB" serve --addr 127.0.0.1:0 --cost 4 --api-key k > "$TMP/srv.txt" & SRV_PID=$!
 URL=""
 for _ in $(seq 100); do
   URL=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$TMP/srv.txt"); [ -n "$URL" ] && break; sleep 0.05

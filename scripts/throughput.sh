@@ -3,19 +3,23 @@
 # connection count: GET /health on the reference server (`authbench serve`), scenario
 # scenarios/health.toml. Prints requests/s of wrk, oha and authbench and the ratios
 # authbench/oha and authbench/wrk. Installs wrk and oha first if missing.
+# Every tool gets the same single core (core 0, one thread: wrk -t1, oha and authbench with
+# TOKIO_WORKER_THREADS=1) and the server the other (core 1), as in ../shared/MEASURED.md, so
+# the ratio compares the tools' cost per request rather than who grabs more of a shared CPU.
 # Usage: scripts/throughput.sh [SECONDS=10] [CONNECTIONS=32] [ROUNDS=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}; CONN=${2:-32}; ROUNDS=${3:-3}
 scripts/install-peers.sh > /dev/null
-source scripts/lib.sh
+PIN=1 source scripts/lib.sh
+export TOKIO_WORKER_THREADS=1
 
-wrk_rps() { wrk -t2 -c"$CONN" -d"${SECS}s" "$URL/health" | awk '/^Requests\/sec:/ {print $2}'; }
-oha_rps() { oha -z "${SECS}s" -c "$CONN" --no-tui --output-format json "$URL/health" 2>/dev/null \
+wrk_rps() { taskset -c 0 wrk -t1 -c"$CONN" -d"${SECS}s" "$URL/health" | awk '/^Requests\/sec:/ {print $2}'; }
+oha_rps() { taskset -c 0 oha -z "${SECS}s" -c "$CONN" --no-tui --output-format json "$URL/health" 2>/dev/null \
   | python3 -c "import json,sys; print(json.load(sys.stdin)['summary']['requestsPerSec'])"; }
 ab_rps() {
   rm -rf "$TMP/ab"
-  "$AB" run --target "$URL" --scenario scenarios/health.toml -c "$CONN" --duration "${SECS}s" \
+  taskset -c 0 "$AB" run --target "$URL" --scenario scenarios/health.toml -c "$CONN" --duration "${SECS}s" \
     --calibration 0 --no-progress --out-dir "$TMP/ab" > /dev/null
   python3 -c "import json,glob; r=json.load(open(glob.glob('$TMP/ab/*.json')[0])); print(r['summary']['requests_per_s'])"
 }
