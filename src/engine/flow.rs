@@ -58,6 +58,28 @@ struct StepTimes {
     ttfb_us: u64,
 }
 
+/// A step that got no complete response (not built, not sent, or no answer).
+fn no_response(times: StepTimes, k: FailureKind) -> (StepTimes, StepOutcome) {
+    (
+        times,
+        StepOutcome {
+            responded: false,
+            failure: Some(k),
+        },
+    )
+}
+
+/// A step that got a response, checked.
+fn responded(times: StepTimes, failure: Option<FailureKind>) -> (StepTimes, StepOutcome) {
+    (
+        times,
+        StepOutcome {
+            responded: true,
+            failure,
+        },
+    )
+}
+
 /// A step's outcome before it becomes a sample.
 struct StepOutcome {
     responded: bool,
@@ -164,15 +186,7 @@ impl FlowContext {
         // harness's work, not the server's.
         let request = match self.build_request(step, vars, body, scratch) {
             Ok(r) => r,
-            Err(k) => {
-                return (
-                    StepTimes::default(),
-                    StepOutcome {
-                        responded: false,
-                        failure: Some(k),
-                    },
-                )
-            }
+            Err(k) => return no_response(StepTimes::default(), k),
         };
         let start = Instant::now();
         let keep_headers = step.needs_headers();
@@ -197,23 +211,11 @@ impl FlowContext {
         };
         let (status, headers, bytes) = match result {
             Ok(r) => r,
-            Err(e) => {
-                return (
-                    times,
-                    StepOutcome {
-                        responded: false,
-                        failure: Some(classify(&e)),
-                    },
-                )
-            }
+            Err(e) => return no_response(times, classify(&e)),
         };
-        let failure = check_response(step, status, &headers, &bytes, vars).err();
-        (
+        responded(
             times,
-            StepOutcome {
-                responded: true,
-                failure,
-            },
+            check_response(step, status, &headers, &bytes, vars).err(),
         )
     }
 
@@ -227,15 +229,7 @@ impl FlowContext {
         body: &mut Vec<u8>,
         scratch: &mut String,
     ) -> (StepTimes, StepOutcome) {
-        let failed = |k| {
-            (
-                StepTimes::default(),
-                StepOutcome {
-                    responded: false,
-                    failure: Some(k),
-                },
-            )
-        };
+        let failed = |k| no_response(StepTimes::default(), k);
         let mut path = String::with_capacity(fast.prefix.len() + 32);
         path.push_str(&fast.prefix);
         step.path.render_into(vars, &mut path);
@@ -247,7 +241,8 @@ impl FlowContext {
             Some(b) => {
                 body.clear();
                 b.render_into(vars, body, scratch);
-                bytes::Bytes::copy_from_slice(body)
+                // Hand the rendered buffer over instead of copying it.
+                bytes::Bytes::from(std::mem::take(body))
             }
             None => bytes::Bytes::new(),
         };
@@ -262,28 +257,19 @@ impl FlowContext {
         *req.headers_mut() = headers;
         let (total_us, result) = fast.exchange(conn, req, step.needs_headers()).await;
         match result {
-            Ok(ex) => {
-                let failure = check_response(step, ex.status, &ex.headers, &ex.body, vars).err();
-                (
-                    StepTimes {
-                        total_us: ex.total_us,
-                        ttfb_us: ex.ttfb_us,
-                    },
-                    StepOutcome {
-                        responded: true,
-                        failure,
-                    },
-                )
-            }
-            Err(k) => (
+            Ok(ex) => responded(
+                StepTimes {
+                    total_us: ex.total_us,
+                    ttfb_us: ex.ttfb_us,
+                },
+                check_response(step, ex.status, &ex.headers, &ex.body, vars).err(),
+            ),
+            Err(k) => no_response(
                 StepTimes {
                     total_us,
                     ttfb_us: 0,
                 },
-                StepOutcome {
-                    responded: false,
-                    failure: Some(k),
-                },
+                k,
             ),
         }
     }
@@ -331,7 +317,7 @@ impl FlowContext {
         if let Some(b) = &step.body {
             body.clear();
             b.render_into(vars, body, scratch);
-            *req.body_mut() = Some(body.clone().into());
+            *req.body_mut() = Some(std::mem::take(body).into());
         }
         Ok(req)
     }

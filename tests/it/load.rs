@@ -100,14 +100,7 @@ async fn open_loop_corrected_latency_shows_a_stall_that_service_time_hides() {
 async fn open_loop_counts_arrivals_it_could_not_start_as_dropped() {
     // One slot and a server that answers after 300 ms: at 50/s almost every arrival waits,
     // and those still waiting when the 1 s plan ends are dropped, not forgotten.
-    let app = Router::new().route(
-        "/health",
-        get(|| async {
-            support::sleep_ms(300).await;
-            "{}"
-        }),
-    );
-    let addr = support::serve(app).await;
+    let addr = support::delayed_health(300).await;
     let o = RunOptions {
         target: Some(format!("http://{addr}")),
         scenario: health(),
@@ -130,14 +123,7 @@ async fn open_loop_counts_arrivals_it_could_not_start_as_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_loop_duration_warmup_and_per_flow_connections() {
-    let app = Router::new().route(
-        "/health",
-        get(|| async {
-            support::sleep_ms(10).await;
-            "{}"
-        }),
-    );
-    let addr = support::serve(app).await;
+    let addr = support::delayed_health(10).await;
     let o = RunOptions {
         target: Some(format!("http://{addr}")),
         scenario: health(),

@@ -11,3 +11,4 @@ mod scenario;
 mod server;
 mod support;
 mod sweep;
+mod truth;

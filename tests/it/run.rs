@@ -283,3 +283,76 @@ async fn interrupt_writes_a_partial_report() {
         rep.summary.total_flows
     )));
 }
+
+/// Runs the real binary, sends it `signals` SIGINTs (the first after `after`), and returns
+/// its exit code and output. Fails rather than hangs if it does not exit.
+fn interrupt_binary(signals: usize, cost: &str, after: Duration) -> (Option<i32>, String, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authbench"))
+        .args([
+            "run",
+            "--flows",
+            "100000",
+            "-c",
+            "4",
+            "--cost",
+            cost,
+            "--calibration",
+            "0",
+            "--no-progress",
+            "--no-reports",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    for _ in 0..signals {
+        // SAFETY: kill(2) with a pid we own; no memory is touched.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("authbench did not exit after {signals} Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.code(), out, err)
+}
+
+#[test]
+fn ctrl_c_writes_a_partial_report_and_a_second_one_exits_at_once() {
+    let (code, out, err) = interrupt_binary(1, "10", Duration::from_millis(1500));
+    assert_eq!(code, Some(130), "{out}{err}");
+    assert!(out.starts_with("PARTIAL"), "{out}");
+    assert!(err.contains("the report is partial"), "{err}");
+
+    // At cost 14 a flow takes seconds, so flows are still in their grace period when the
+    // second Ctrl-C comes 200 ms after the first.
+    let (code, out, err) = interrupt_binary(2, "14", Duration::from_millis(3000));
+    assert_eq!(code, Some(130), "{out}{err}");
+    assert!(err.contains("interrupted twice"), "{err}");
+    assert!(
+        !out.contains("Total Tests Executed"),
+        "no report after a second Ctrl-C: {out}"
+    );
+}

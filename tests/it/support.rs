@@ -69,3 +69,45 @@ pub fn hash_time(cost: u32) -> Duration {
     t.sort();
     t[2]
 }
+
+/// A `/health` that answers `{}` after `ms` milliseconds.
+pub async fn delayed_health(ms: u64) -> std::net::SocketAddr {
+    let app = axum::Router::new().route(
+        "/health",
+        axum::routing::get(move || async move {
+            sleep_ms(ms).await;
+            "{}"
+        }),
+    );
+    serve(app).await
+}
+
+/// A raw TCP server: for every request it reads, it writes `head`, waits `gap_ms`, writes
+/// `tail`, then keeps the connection open. For responses no framework would send.
+pub async fn raw_server(head: &'static [u8], gap_ms: u64, tail: &'static [u8]) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                loop {
+                    // One read per request: the scenarios here send small GETs.
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    if s.write_all(head).await.is_err() {
+                        return;
+                    }
+                    sleep_ms(gap_ms).await;
+                    if s.write_all(tail).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
