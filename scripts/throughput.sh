@@ -1,39 +1,83 @@
 #!/usr/bin/env bash
 # Raw request throughput of authbench against its peers, same run, same target, same
 # connection count: GET /health on the reference server (`authbench serve`), scenario
-# scenarios/health.toml. Prints requests/s of wrk, oha and authbench and the ratios
-# authbench/oha and authbench/wrk. Installs wrk and oha first if missing.
+# scenarios/health.toml. Installs wrk and oha first if missing.
+#
 # Every tool gets the same single core (core 0, one thread: wrk -t1, oha and authbench with
 # TOKIO_WORKER_THREADS=1) and the server the other (core 1), as in ../shared/MEASURED.md, so
 # the ratio compares the tools' cost per request rather than who grabs more of a shared CPU.
-# Usage: scripts/throughput.sh [SECONDS=10] [CONNECTIONS=32] [ROUNDS=3]
+# The machine is shared and noisy (one tool's rate moves ±15% from round to round), so the
+# tools run in short interleaved rounds, in a rotating order, and the figures are medians:
+#   - requests/s of each tool, and the median over rounds of authbench/oha and authbench/wrk
+#     (each ratio taken within one round, so drift between rounds cancels);
+#   - CPU (user + system) per request of each tool, from its own rusage.
+# Usage: scripts/throughput.sh [SECONDS=5] [CONNECTIONS=32] [ROUNDS=9]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECS=${1:-10}; CONN=${2:-32}; ROUNDS=${3:-3}
+SECS=${1:-5}; CONN=${2:-32}; ROUNDS=${3:-9}
 scripts/install-peers.sh > /dev/null
 PIN=1 source scripts/lib.sh
 export TOKIO_WORKER_THREADS=1
+TIME=(/usr/bin/time -f "%U %S" -o "$TMP/cpu")
 
-wrk_rps() { taskset -c 0 wrk -t1 -c"$CONN" -d"${SECS}s" "$URL/health" | awk '/^Requests\/sec:/ {print $2}'; }
-oha_rps() { taskset -c 0 oha -z "${SECS}s" -c "$CONN" --no-tui --output-format json "$URL/health" 2>/dev/null \
-  | python3 -c "import json,sys; print(json.load(sys.stdin)['summary']['requestsPerSec'])"; }
-ab_rps() {
-  rm -rf "$TMP/ab"
-  taskset -c 0 "$AB" run --target "$URL" --scenario scenarios/health.toml -c "$CONN" --duration "${SECS}s" \
-    --calibration 0 --no-progress --out-dir "$TMP/ab" > /dev/null
-  python3 -c "import json,glob; r=json.load(open(glob.glob('$TMP/ab/*.json')[0])); print(r['summary']['requests_per_s'])"
+# Each prints "requests/s requests cpu-seconds".
+wrk_run() {
+  "${TIME[@]}" taskset -c 0 wrk -t1 -c"$CONN" -d"${SECS}s" "$URL/health" > "$TMP/wrk.txt"
+  python3 - "$TMP/wrk.txt" "$TMP/cpu" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read(); u, s = map(float, open(sys.argv[2]).read().split()[-2:])
+print(re.search(r"Requests/sec:\s*([\d.]+)", t)[1], re.search(r"(\d+) requests in", t)[1], u + s)
+PY
 }
-median() { python3 -c "import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
+oha_run() {
+  "${TIME[@]}" taskset -c 0 oha -z "${SECS}s" -c "$CONN" --no-tui --output-format json "$URL/health" \
+    2> /dev/null > "$TMP/oha.json"
+  python3 - "$TMP/oha.json" "$TMP/cpu" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); u, s = map(float, open(sys.argv[2]).read().split()[-2:])
+print(r["summary"]["requestsPerSec"], sum(r["statusCodeDistribution"].values()), u + s)
+PY
+}
+ab_run() {
+  rm -rf "$TMP/ab"
+  "${TIME[@]}" taskset -c 0 "$AB" run --target "$URL" --scenario scenarios/health.toml -c "$CONN" \
+    --duration "${SECS}s" --calibration 0 --no-progress --out-dir "$TMP/ab" > /dev/null
+  python3 - "$TMP/ab" "$TMP/cpu" <<'PY'
+import glob, json, sys
+r = json.load(open(glob.glob(sys.argv[1] + "/*.json")[0])); u, s = map(float, open(sys.argv[2]).read().split()[-2:])
+print(r["summary"]["requests_per_s"], r["summary"]["requests"], u + s)
+PY
+}
 
-declare -a W O A
-for r in $(seq "$ROUNDS"); do   # interleaved, so drift in the machine hits every tool alike
-  W+=("$(wrk_rps)"); O+=("$(oha_rps)"); A+=("$(ab_rps)")
-  echo "round $r: wrk ${W[-1]}  oha ${O[-1]}  authbench ${A[-1]} requests/s"
-done
-w=$(median "${W[@]}"); o=$(median "${O[@]}"); a=$(median "${A[@]}")
-python3 - "$w" "$o" "$a" <<'PY'
+TOOLS=(wrk oha ab)
+: > "$TMP/rounds"
+for r in $(seq "$ROUNDS"); do
+  line="$r"
+  for k in 0 1 2; do   # rotate the order so no tool always runs first or last
+    t=${TOOLS[$(( (k + r) % 3 ))]}
+    line="$line $t $(${t}_run)"
+  done
+  echo "$line" >> "$TMP/rounds"
+  python3 - "$line" <<'PY'
 import sys
-w, o, a = map(float, sys.argv[1:])
-print(f"median requests/s: wrk {w:.0f}, oha {o:.0f}, authbench {a:.0f}")
-print(f"authbench/oha = {a/o:.2f} (target >= 1.00), authbench/wrk = {a/w:.2f} (target >= 0.70)")
+f = sys.argv[1].split(); d = {f[i]: float(f[i + 1]) for i in range(1, len(f), 4)}
+print(f"round {f[0]}: wrk {d['wrk']:.0f}  oha {d['oha']:.0f}  authbench {d['ab']:.0f} requests/s"
+      f"  (authbench/oha {d['ab'] / d['oha']:.2f})")
+PY
+done
+python3 - "$TMP/rounds" <<'PY'
+import statistics as st, sys
+rows = []
+for line in open(sys.argv[1]):
+    f = line.split()
+    rows.append({f[i]: (float(f[i + 1]), float(f[i + 2]), float(f[i + 3])) for i in range(1, len(f), 4)})
+rps = {t: st.median(r[t][0] for r in rows) for t in ("wrk", "oha", "ab")}
+cpu = {t: st.median(1e6 * r[t][2] / r[t][1] for r in rows) for t in ("wrk", "oha", "ab")}
+vs_oha = st.median(r["ab"][0] / r["oha"][0] for r in rows)
+vs_wrk = st.median(r["ab"][0] / r["wrk"][0] for r in rows)
+print(f"median requests/s: wrk {rps['wrk']:.0f}, oha {rps['oha']:.0f}, authbench {rps['ab']:.0f}")
+print(f"median CPU per request: wrk {cpu['wrk']:.2f} us, oha {cpu['oha']:.2f} us, authbench {cpu['ab']:.2f} us"
+      f" (authbench/oha {cpu['ab'] / cpu['oha']:.2f})")
+print(f"authbench/oha = {vs_oha:.2f} (target >= 1.00), authbench/wrk = {vs_wrk:.2f} (target >= 0.70)"
+      f"  [medians of per-round ratios over {len(rows)} rounds]")
 PY

@@ -150,6 +150,7 @@ pub async fn run(
     };
     let fast = engine::http1::Http1::for_target(
         &base_url,
+        &scenario,
         opts.timeout,
         opts.connect_timeout,
         concurrency.min(10_000),

@@ -175,7 +175,7 @@ impl Target {
         let mut body = Vec::new();
         let mut scratch = String::new();
         self.flow
-            .build_request(step, vars, &mut body, &mut scratch)
+            .build_request(i, vars, &mut body, &mut scratch)
             .map(|request| Probe { request })
             .map_err(|_| SendError::Build(step.name.to_string()))
     }

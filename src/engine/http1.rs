@@ -9,16 +9,22 @@
 //! A request is never retried once sent; a pooled connection found closed before sending
 //! is replaced (the request had not left).
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{HeaderMap, HeaderValue, HOST};
+use hyper::Uri;
 use hyper_util::rt::TokioIo;
+use tokio::time::Sleep;
 
+use crate::scenario::Scenario;
 use crate::stats::FailureKind;
 
 /// A connection to the target.
@@ -33,12 +39,23 @@ pub struct Exchange {
     pub body: Bytes,
 }
 
+/// One request's outcome, with the times that exist whether or not it got a response.
+pub struct Attempt {
+    /// From the start of the exchange to its end (response or failure).
+    pub total_us: u64,
+    /// Set when the request opened a new connection and the connect succeeded.
+    pub connect_us: Option<u64>,
+    pub result: Result<Exchange, FailureKind>,
+}
+
 /// The target and the idle connections.
 pub struct Http1 {
     addr: SocketAddr,
     host: HeaderValue,
     /// Path prefix of the target URL ("" or "/api"), prepended to every step's path.
     pub prefix: String,
+    /// Per step, its request URI when its path has no variable.
+    static_uris: Vec<Option<Uri>>,
     timeout: Duration,
     connect_timeout: Duration,
     idle: Mutex<Vec<Conn>>,
@@ -51,6 +68,7 @@ impl Http1 {
     /// uses reqwest).
     pub async fn for_target(
         base_url: &str,
+        scenario: &Scenario,
         timeout: Duration,
         connect_timeout: Duration,
         max_idle: usize,
@@ -69,15 +87,34 @@ impl Http1 {
             Some(p) => format!("{host}:{p}"),
             None => host,
         };
+        let prefix = url.path().trim_end_matches('/').to_string();
+        // Paths without variables are parsed once here, not per request.
+        let static_uris = scenario
+            .steps
+            .iter()
+            .map(|s| {
+                s.path.slots().next().is_none().then(|| {
+                    let mut path = prefix.clone();
+                    s.path.render_into(&[], &mut path);
+                    Uri::try_from(path).ok()
+                })?
+            })
+            .collect();
         Some(Http1 {
             addr,
             host: HeaderValue::from_str(&authority).ok()?,
-            prefix: url.path().trim_end_matches('/').to_string(),
+            prefix,
+            static_uris,
             timeout,
             connect_timeout,
             idle: Mutex::new(Vec::new()),
             max_idle,
         })
+    }
+
+    /// Step `index`'s URI if its path is constant (a cheap clone of shared bytes).
+    pub fn static_uri(&self, index: usize) -> Option<Uri> {
+        self.static_uris.get(index).cloned().flatten()
     }
 
     /// An idle connection, if any.
@@ -97,7 +134,10 @@ impl Http1 {
         }
     }
 
-    async fn connect(&self) -> Result<Conn, FailureKind> {
+    /// Opens a connection; also returns how long that took (TCP connect and hyper's
+    /// handshake, which for HTTP/1 sends nothing).
+    async fn connect(&self) -> Result<(Conn, u64), FailureKind> {
+        let start = Instant::now();
         let stream = tokio::time::timeout(
             self.connect_timeout,
             tokio::net::TcpStream::connect(self.addr),
@@ -113,7 +153,7 @@ impl Http1 {
             // Ends when the connection closes; its errors surface on the sender.
             let _ = conn.await;
         });
-        Ok(sender)
+        Ok((sender, micros(start.elapsed())))
     }
 
     /// Sends `req` on `conn` (connecting first if there is none or it has closed) and
@@ -124,18 +164,31 @@ impl Http1 {
         conn: &mut Option<Conn>,
         mut req: hyper::Request<Full<Bytes>>,
         keep_headers: bool,
-    ) -> (u64, Result<Exchange, FailureKind>) {
+        mut timer: Pin<&mut Sleep>,
+    ) -> Attempt {
         req.headers_mut().insert(HOST, self.host.clone());
         let start = Instant::now();
+        timer
+            .as_mut()
+            .reset(tokio::time::Instant::from_std(start) + self.timeout);
+        let mut connect_us = None;
         let work = async {
-            let mut sender = match conn.take() {
+            let fresh = match conn.take() {
                 Some(mut c) => match c.ready().await {
-                    Ok(()) => c,
+                    Ok(()) => Ok(c),
                     // Closed while idle (the server's keep-alive ended): the request has
                     // not left, so a new connection is not a retry.
-                    Err(_) => self.connect().await?,
+                    Err(_) => Err(()),
                 },
-                None => self.connect().await?,
+                None => Err(()),
+            };
+            let mut sender = match fresh {
+                Ok(c) => c,
+                Err(()) => {
+                    let (c, us) = self.connect().await?;
+                    connect_us = Some(us);
+                    c
+                }
             };
             let resp = sender
                 .send_request(req)
@@ -162,11 +215,21 @@ impl Http1 {
                 body,
             })
         };
-        let out = match tokio::time::timeout(self.timeout, work).await {
-            Ok(r) => r,
-            Err(_) => Err(FailureKind::Timeout),
+        let result = {
+            let mut work = std::pin::pin!(work);
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = work.as_mut().poll(cx) {
+                    return Poll::Ready(r);
+                }
+                timer.as_mut().poll(cx).map(|()| Err(FailureKind::Timeout))
+            })
+            .await
         };
-        (micros(start.elapsed()), out)
+        Attempt {
+            total_us: micros(start.elapsed()),
+            connect_us,
+            result,
+        }
     }
 }
 

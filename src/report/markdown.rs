@@ -39,6 +39,49 @@ fn latency_cells(l: &LatencySummary) -> String {
     )
 }
 
+/// Connections opened, connect time and time to first byte per step, when measured.
+fn write_connect_ttfb(o: &mut String, r: &Report) -> std::fmt::Result {
+    if r.steps.iter().all(|s| s.ttfb.count == 0) {
+        return Ok(());
+    }
+    let cell = |l: &LatencySummary, v: f64| {
+        if l.count == 0 {
+            "–".to_string()
+        } else {
+            format!("{v:.2}")
+        }
+    };
+    writeln!(o, "### Connect and First Byte per Step (ms)\n")?;
+    writeln!(
+        o,
+        "| step | connections opened | connect p50 | connect p99 | first byte p50 | first byte p99 |"
+    )?;
+    writeln!(o, "|---|---:|---:|---:|---:|---:|")?;
+    for s in &r.steps {
+        writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} |",
+            s.name,
+            s.connect.count,
+            cell(&s.connect, s.connect.p50_ms),
+            cell(&s.connect, s.connect.p99_ms),
+            cell(&s.ttfb, s.ttfb.p50_ms),
+            cell(&s.ttfb, s.ttfb.p99_ms)
+        )?;
+    }
+    writeln!(o)?;
+    let https = r.config.target.starts_with("https://");
+    writeln!(
+        o,
+        "Connect is the TCP connect for the requests that opened a connection (a kept-alive one is reused without it){}. First byte is the time to the response's status line and headers, connect included.\n",
+        if https {
+            "; it is not measured on https:// targets, where the HTTP client does not expose it"
+        } else {
+            ""
+        }
+    )
+}
+
 /// The thresholds and baseline sections (also used for GITHUB_STEP_SUMMARY).
 pub fn write_gate(o: &mut String, r: &Report) -> std::fmt::Result {
     if !r.thresholds.is_empty() {
@@ -276,6 +319,7 @@ impl Exporter for Markdown {
             r.summary.flows_per_s, r.summary.requests_per_s, r.summary.wall_time_s
         )?;
 
+        write_connect_ttfb(&mut o, r)?;
         write_gate(&mut o, r)?;
         write_diagnosis(&mut o, r)?;
 

@@ -148,10 +148,15 @@ pub struct StepReport {
     /// Latency of requests that got a complete response (timeouts and connection errors
     /// are counted in `failures`, not here).
     pub latency: LatencySummary,
-    /// Time to the response headers of the same requests. (Connect time is part of it
-    /// for a request that opened a connection: reqwest does not expose it separately.)
+    /// Time to the response headers of the same requests. For a request that opened a
+    /// connection it includes the connect.
     #[serde(default)]
     pub ttfb: LatencySummary,
+    /// Time to open a connection, for the requests of this step that opened one (its
+    /// `count` is the number of connections opened). Measured on `http://` targets; empty
+    /// on `https://`, where the client does not expose it.
+    #[serde(default)]
+    pub connect: LatencySummary,
     /// Failure counts by class (`connect`, `timeout`, `status`, `bad_body`, `check`, ...).
     pub failures: BTreeMap<String, u64>,
     /// The full latency histogram (microseconds), see [`histogram::ENCODING`].
@@ -159,6 +164,9 @@ pub struct StepReport {
     /// The full time-to-first-byte histogram.
     #[serde(default)]
     pub ttfb_histogram: String,
+    /// The full connect-time histogram.
+    #[serde(default)]
+    pub connect_histogram: String,
 }
 
 /// One kind of failure at one step.
@@ -245,9 +253,11 @@ impl Report {
                         failed: st.attempts - st.ok,
                         latency: LatencySummary::of(&st.latency),
                         ttfb: LatencySummary::of(&st.ttfb),
+                        connect: LatencySummary::of(&st.connect),
                         failures: by_class,
                         histogram: histogram::encode(&st.latency),
                         ttfb_histogram: histogram::encode(&st.ttfb),
+                        connect_histogram: histogram::encode(&st.connect),
                     }
                 })
                 .collect(),
@@ -276,6 +286,10 @@ impl Report {
             if !rep.ttfb_histogram.is_empty() {
                 st.ttfb = histogram::decode(&rep.ttfb_histogram)
                     .with_context(|| format!("the ttfb histogram of step '{}'", rep.name))?;
+            }
+            if !rep.connect_histogram.is_empty() {
+                st.connect = histogram::decode(&rep.connect_histogram)
+                    .with_context(|| format!("the connect histogram of step '{}'", rep.name))?;
             }
         }
         for f in &self.failures {

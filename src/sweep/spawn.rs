@@ -154,6 +154,7 @@ impl ProcessGroup {
             return None;
         }
         signal_group(self.pgid, libc::SIGKILL);
+        wait_until_gone(self.pgid);
         let status = self.child.wait().ok();
         self.finish();
         status
@@ -177,6 +178,7 @@ impl ProcessGroup {
         if group_alive(self.pgid) {
             signal_group(self.pgid, libc::SIGKILL);
         }
+        wait_until_gone(self.pgid);
         // After SIGKILL the leader exits at once, so this wait is short.
         let _ = self.child.wait();
         self.finish();
@@ -193,6 +195,17 @@ impl Drop for ProcessGroup {
         if !self.finished {
             self.kill_and_reap();
         }
+    }
+}
+
+/// Waits (at most 2 s) for a SIGKILLed group's members to be gone. They die as soon as
+/// the kernel delivers the signal, which on a busy machine can be a moment after `kill`
+/// returns: waiting makes "stopped" mean gone, with the port free for whatever starts
+/// next. Called before the leader is reaped, so the pgid is still ours.
+fn wait_until_gone(pgid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while group_alive(pgid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

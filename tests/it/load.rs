@@ -152,6 +152,9 @@ async fn closed_loop_duration_warmup_and_per_flow_connections() {
     assert!(s.total_flows >= 80, "{s:?}");
     assert_eq!(s.failed_flows, 0, "{:#?}", r.failures);
     assert_eq!(r.config.connections, "per-flow");
+    // Each measured flow opened its own connection (warm-up flows' are not measured).
+    assert_eq!(r.steps[0].connect.count, s.total_flows, "{:?}", r.steps[0]);
+    assert!(r.steps[0].connect.max_ms <= r.steps[0].ttfb.max_ms);
     assert!(r.flow.min_ms >= 10.0);
     assert!(s.wall_time_s < 2.0, "stops at the duration: {s:?}");
 }
@@ -235,4 +238,33 @@ async fn connections_the_server_closes_are_replaced_not_failed() {
         .unwrap()
         .report;
     assert_eq!(r.summary.successful_flows, 200, "{:#?}", r.failures);
+    assert_eq!(
+        r.steps[0].connect.count, 200,
+        "a new connection per request"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_pool_opens_one_connection_per_worker() {
+    let addr = support::delayed_health(1).await;
+    let o = RunOptions {
+        target: Some(format!("http://{addr}")),
+        scenario: health(),
+        flows: 300,
+        concurrency: 4,
+        calibration_flows: 0,
+        out_dir: None,
+        ..RunOptions::default()
+    };
+    let r = authbench::run(&o, std::future::pending())
+        .await
+        .unwrap()
+        .report;
+    assert_eq!(r.summary.successful_flows, 300, "{:#?}", r.failures);
+    let opened = r.steps[0].connect.count;
+    assert!(
+        (1..=4).contains(&opened),
+        "{opened} connections for 4 workers"
+    );
+    assert_eq!(r.steps[0].ttfb.count, 300);
 }

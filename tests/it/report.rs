@@ -15,10 +15,17 @@ fn sample_report(partial: bool) -> Report {
         let fail = i == 7;
         for (step, base) in [(0usize, 200_000u64), (1, 210_000), (2, 900), (3, 800)] {
             let failure = (fail && step == 1).then_some(FailureKind::Status(401));
+            if step == 0 && i < 4 {
+                // The first flows open the pool's connections.
+                stats.record(Sample::Connect {
+                    step,
+                    us: 150 + i * 10,
+                });
+            }
             stats.record(Sample::Step {
                 step,
                 elapsed_us: base + i * 1000,
-                ttfb_us: 0,
+                ttfb_us: base - 100 + i * 1000,
                 responded: true,
                 failure: failure.clone(),
             });

@@ -123,3 +123,38 @@ async fn diagnosis_names_a_server_that_serializes_and_not_one_that_does_not() {
     assert!((7.0..11.0).contains(&d.effective_parallelism), "{d:#?}");
     assert!(d.findings[0].starts_with("Little queueing"), "{d:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_times_out_at_its_own_deadline() {
+    // One worker reuses one timer for all its requests: answered requests alternate with
+    // requests the server never answers. Each unanswered one must fail after the full
+    // timeout counted from its own start: not earlier (a stale deadline from the request
+    // before) and not much later (a deadline that was never moved back into place).
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let n = Arc::new(AtomicU64::new(0));
+    let app = Router::new().route(
+        "/health",
+        get(move || {
+            let n = n.clone();
+            async move {
+                if n.fetch_add(1, Ordering::Relaxed) % 2 == 1 {
+                    std::future::pending::<()>().await;
+                }
+                "{\"status\":\"healthy\"}"
+            }
+        }),
+    );
+    let addr = support::serve(app).await;
+    let o = RunOptions {
+        timeout: Duration::from_millis(300),
+        ..opts(addr, 6, 1)
+    };
+    let r = authbench::run(&o, std::future::pending())
+        .await
+        .unwrap()
+        .report;
+    assert_eq!(r.summary.successful_flows, 3, "{:#?}", r.failures);
+    assert_eq!(r.steps[0].failures.get("timeout"), Some(&3));
+    assert!(r.flow_failed.min_ms >= 300.0, "{:?}", r.flow_failed);
+    assert!(r.flow_failed.max_ms < 1300.0, "{:?}", r.flow_failed);
+}
