@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Peak RSS of authbench running 100,000 and 1,000,000 flows of scenarios/health.toml
 # against the reference server: must stay under 64 MB and flat (no per-request storage).
+# The peer in the same run: oha sending the same 1,000,000 requests (it keeps every sample).
 # Usage: scripts/memory.sh [CONNECTIONS=32]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONN=${1:-32}
+scripts/install-peers.sh > /dev/null
 source scripts/lib.sh
 declare -A RSS
 for n in 100000 1000000; do
@@ -15,9 +17,13 @@ for n in 100000 1000000; do
   RSS[$n]=$rss
   echo "$n flows: peak RSS ${rss} MB (${secs}s)"
 done
-python3 - "${RSS[100000]}" "${RSS[1000000]}" <<'PY'
+OHA=$(scripts/peak_rss.py oha -n 1000000 -c "$CONN" --no-tui --output-format json "$URL/health" \
+    2>&1 >/dev/null | sed -n 's/^peak_rss_mb=//p')
+echo "oha, 1000000 requests: peak RSS ${OHA} MB"
+python3 - "${RSS[100000]}" "${RSS[1000000]}" "$OHA" <<'PY'
 import sys
-a, b = map(float, sys.argv[1:])
+a, b, o = map(float, sys.argv[1:])
 print(f"1M/100k peak RSS ratio = {b/a:.2f} (flat: ~1.0); 1M peak = {b:.1f} MB (limit 64 MB)")
+print(f"authbench/oha peak RSS at 1M requests = {b/o:.2f}")
 sys.exit(0 if b < 64 and b / a < 1.2 else 1)
 PY

@@ -176,18 +176,14 @@ pub async fn run(
     } else {
         None
     };
-    let interrupted_early = calibration.as_ref().is_some_and(|c| c.interrupted);
-    let outcome = if interrupted_early {
-        engine::EngineOutcome {
-            stats: stats::Stats::new(&scenario.step_names()),
-            wall: Duration::ZERO,
-            interrupted: true,
-            abandoned: 0,
-            late: 0,
-            dropped: 0,
-        }
-    } else {
-        engine::run(engine_cfg(plan.clone(), opts.progress), stopped()).await
+    let (calibration, outcome) = match calibration {
+        // Interrupted while calibrating: the calibration flows (run one at a time) are all
+        // that was measured, and the partial report carries them rather than nothing.
+        Some(cal) if cal.interrupted => (None, cal),
+        cal => (
+            cal,
+            engine::run(engine_cfg(plan.clone(), opts.progress), stopped()).await,
+        ),
     };
     stop_task.abort();
     let bcrypt_cost = server.as_ref().map(|_| opts.cost);

@@ -284,6 +284,39 @@ async fn interrupt_writes_a_partial_report() {
     )));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_during_calibration_reports_the_calibration_flows() {
+    // Calibration runs 3 flows one at a time, 300 ms each; the interrupt comes in the
+    // second. What was measured (the first flow, and the second if it ends within the
+    // grace period) is in the partial report, not an empty one.
+    let addr = support::delayed_health(300).await;
+    let o = RunOptions {
+        target: Some(format!("http://{addr}")),
+        scenario: ScenarioSource::File(
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/health.toml"),
+        ),
+        flows: 100,
+        concurrency: 10,
+        calibration_flows: 3,
+        grace: Duration::from_millis(50),
+        out_dir: None,
+        ..opts()
+    };
+    let r = authbench::run(&o, support::sleep_ms(450)).await.unwrap();
+    let rep = &r.report;
+    assert!(rep.partial);
+    assert!(
+        (1..=2).contains(&rep.summary.total_flows),
+        "{:?}",
+        rep.summary
+    );
+    assert!(rep.flow.min_ms >= 300.0, "{:?}", rep.flow);
+    assert!(
+        rep.diagnosis.is_none(),
+        "no diagnosis from calibration alone"
+    );
+}
+
 /// Runs the real binary, sends it `signals` SIGINTs (the first after `after`), and returns
 /// its exit code and output. Fails rather than hangs if it does not exit.
 fn interrupt_binary(signals: usize, cost: &str, after: Duration) -> (Option<i32>, String, String) {
