@@ -10,11 +10,13 @@
 # tools run in short interleaved rounds, in a rotating order, and the figures are medians:
 #   - requests/s of each tool, and the median over rounds of authbench/oha and authbench/wrk
 #     (each ratio taken within one round, so drift between rounds cancels);
-#   - CPU (user + system) per request of each tool, from its own rusage.
-# Usage: scripts/throughput.sh [SECONDS=5] [CONNECTIONS=32] [ROUNDS=9]
+#   - CPU (user + system) per request of each tool, from its own rusage;
+#   - the noise floor: oha runs twice per round, and oha/oha shows how far apart one tool
+#     lands from itself.
+# Usage: scripts/throughput.sh [SECONDS=4] [CONNECTIONS=32] [ROUNDS=15]   (about 5 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECS=${1:-5}; CONN=${2:-32}; ROUNDS=${3:-9}
+SECS=${1:-4}; CONN=${2:-32}; ROUNDS=${3:-15}
 scripts/install-peers.sh > /dev/null
 PIN=1 source scripts/lib.sh
 export TOKIO_WORKER_THREADS=1
@@ -49,20 +51,23 @@ print(r["summary"]["requests_per_s"], r["summary"]["requests"], u + s)
 PY
 }
 
-TOOLS=(wrk oha ab)
+# oha runs twice per round ("oha2"): oha2/oha is the same tool against itself, the noise
+# floor against which authbench/oha is to be read.
+oha2_run() { oha_run; }
+TOOLS=(wrk oha ab oha2)
 : > "$TMP/rounds"
 for r in $(seq "$ROUNDS"); do
   line="$r"
-  for k in 0 1 2; do   # rotate the order so no tool always runs first or last
-    t=${TOOLS[$(( (k + r) % 3 ))]}
+  for k in 0 1 2 3; do   # rotate the order so no tool always runs first or last
+    t=${TOOLS[$(( (k + r) % 4 ))]}
     line="$line $t $(${t}_run)"
   done
   echo "$line" >> "$TMP/rounds"
   python3 - "$line" <<'PY'
 import sys
 f = sys.argv[1].split(); d = {f[i]: float(f[i + 1]) for i in range(1, len(f), 4)}
-print(f"round {f[0]}: wrk {d['wrk']:.0f}  oha {d['oha']:.0f}  authbench {d['ab']:.0f} requests/s"
-      f"  (authbench/oha {d['ab'] / d['oha']:.2f})")
+print(f"round {f[0]}: wrk {d['wrk']:.0f}  oha {d['oha']:.0f} / {d['oha2']:.0f}  authbench {d['ab']:.0f}"
+      f" requests/s  (authbench/oha {d['ab'] / d['oha']:.2f})")
 PY
 done
 python3 - "$TMP/rounds" <<'PY'
@@ -73,11 +78,17 @@ for line in open(sys.argv[1]):
     rows.append({f[i]: (float(f[i + 1]), float(f[i + 2]), float(f[i + 3])) for i in range(1, len(f), 4)})
 rps = {t: st.median(r[t][0] for r in rows) for t in ("wrk", "oha", "ab")}
 cpu = {t: st.median(1e6 * r[t][2] / r[t][1] for r in rows) for t in ("wrk", "oha", "ab")}
-vs_oha = st.median(r["ab"][0] / r["oha"][0] for r in rows)
-vs_wrk = st.median(r["ab"][0] / r["wrk"][0] for r in rows)
+def spread(xs):
+    q = st.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
+    return st.median(xs), q[0], q[2]
+vs_oha, o_lo, o_hi = spread([r["ab"][0] / r["oha"][0] for r in rows])
+vs_wrk, w_lo, w_hi = spread([r["ab"][0] / r["wrk"][0] for r in rows])
+aa, a_lo, a_hi = spread([r["oha2"][0] / r["oha"][0] for r in rows])
 print(f"median requests/s: wrk {rps['wrk']:.0f}, oha {rps['oha']:.0f}, authbench {rps['ab']:.0f}")
 print(f"median CPU per request: wrk {cpu['wrk']:.2f} us, oha {cpu['oha']:.2f} us, authbench {cpu['ab']:.2f} us"
       f" (authbench/oha {cpu['ab'] / cpu['oha']:.2f})")
-print(f"authbench/oha = {vs_oha:.2f} (target >= 1.00), authbench/wrk = {vs_wrk:.2f} (target >= 0.70)"
-      f"  [medians of per-round ratios over {len(rows)} rounds]")
+print(f"authbench/oha = {vs_oha:.2f} (target >= 1.00; quartiles {o_lo:.2f}-{o_hi:.2f}), "
+      f"authbench/wrk = {vs_wrk:.2f} (target >= 0.70; quartiles {w_lo:.2f}-{w_hi:.2f})"
+      f"  [per-round ratios over {len(rows)} rounds]")
+print(f"noise floor: oha/oha (the same tool twice in a round) = {aa:.2f} (quartiles {a_lo:.2f}-{a_hi:.2f})")
 PY
