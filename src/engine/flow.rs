@@ -385,13 +385,8 @@ impl FlowContext {
                 .steps
                 .iter()
                 .map(|s| {
-                    if s.path.slots().next().is_none() {
-                        let mut url = self.base_url.clone();
-                        s.path.render_into(&[], &mut url);
-                        reqwest::Url::parse(&url).ok()
-                    } else {
-                        None
-                    }
+                    let path = s.path.constant()?;
+                    reqwest::Url::parse(&format!("{}{path}", self.base_url)).ok()
                 })
                 .collect()
         });

@@ -92,13 +92,7 @@ impl Http1 {
         let static_uris = scenario
             .steps
             .iter()
-            .map(|s| {
-                s.path.slots().next().is_none().then(|| {
-                    let mut path = prefix.clone();
-                    s.path.render_into(&[], &mut path);
-                    Uri::try_from(path).ok()
-                })?
-            })
+            .map(|s| Uri::try_from(format!("{prefix}{}", s.path.constant()?)).ok())
             .collect();
         Some(Http1 {
             addr,

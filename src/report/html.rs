@@ -520,24 +520,12 @@ impl Exporter for Html {
         o.push_str("</table>");
         if r.steps.iter().any(|s| s.ttfb.count > 0) {
             o.push_str("<h2>Connect and First Byte per Step (ms)</h2><table id=\"connect\"><tr><th>step</th><th>connections opened</th><th>connect p50</th><th>connect p99</th><th>first byte p50</th><th>first byte p99</th></tr>");
-            let cell = |count: u64, v: f64| {
-                if count == 0 {
-                    "–".to_string()
-                } else {
-                    format!("{v:.2}")
-                }
-            };
             for s in &r.steps {
-                let _ = write!(
-                    o,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(&s.name),
-                    s.connect.count,
-                    cell(s.connect.count, s.connect.p50_ms),
-                    cell(s.connect.count, s.connect.p99_ms),
-                    cell(s.ttfb.count, s.ttfb.p50_ms),
-                    cell(s.ttfb.count, s.ttfb.p99_ms)
-                );
+                let _ = write!(o, "<tr><td>{}</td>", esc(&s.name));
+                for c in s.connect_ttfb_cells() {
+                    let _ = write!(o, "<td>{c}</td>");
+                }
+                o.push_str("</tr>");
             }
             o.push_str("</table><p class=\"note\">Connect: TCP connect, for the requests that opened a connection (not measured on https:// targets). First byte: to the response's status line and headers, connect included.</p>");
         }

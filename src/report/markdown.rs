@@ -44,13 +44,6 @@ fn write_connect_ttfb(o: &mut String, r: &Report) -> std::fmt::Result {
     if r.steps.iter().all(|s| s.ttfb.count == 0) {
         return Ok(());
     }
-    let cell = |l: &LatencySummary, v: f64| {
-        if l.count == 0 {
-            "–".to_string()
-        } else {
-            format!("{v:.2}")
-        }
-    };
     writeln!(o, "### Connect and First Byte per Step (ms)\n")?;
     writeln!(
         o,
@@ -58,16 +51,7 @@ fn write_connect_ttfb(o: &mut String, r: &Report) -> std::fmt::Result {
     )?;
     writeln!(o, "|---|---:|---:|---:|---:|---:|")?;
     for s in &r.steps {
-        writeln!(
-            o,
-            "| {} | {} | {} | {} | {} | {} |",
-            s.name,
-            s.connect.count,
-            cell(&s.connect, s.connect.p50_ms),
-            cell(&s.connect, s.connect.p99_ms),
-            cell(&s.ttfb, s.ttfb.p50_ms),
-            cell(&s.ttfb, s.ttfb.p99_ms)
-        )?;
+        writeln!(o, "| {} | {} |", s.name, s.connect_ttfb_cells().join(" | "))?;
     }
     writeln!(o)?;
     let https = r.config.target.starts_with("https://");

@@ -169,6 +169,28 @@ pub struct StepReport {
     pub connect_histogram: String,
 }
 
+impl StepReport {
+    /// The row of the connect and first-byte tables (Markdown and HTML): connections
+    /// opened, connect p50 and p99, first byte p50 and p99, in ms; "–" where nothing was
+    /// measured.
+    pub fn connect_ttfb_cells(&self) -> [String; 5] {
+        let cell = |l: &LatencySummary, v: f64| {
+            if l.count == 0 {
+                "–".to_string()
+            } else {
+                format!("{v:.2}")
+            }
+        };
+        [
+            self.connect.count.to_string(),
+            cell(&self.connect, self.connect.p50_ms),
+            cell(&self.connect, self.connect.p99_ms),
+            cell(&self.ttfb, self.ttfb.p50_ms),
+            cell(&self.ttfb, self.ttfb.p99_ms),
+        ]
+    }
+}
+
 /// One kind of failure at one step.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FailureRow {

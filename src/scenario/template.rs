@@ -143,6 +143,14 @@ impl Template {
         s
     }
 
+    /// The text, when the template reads no variable (so it can be prepared once).
+    pub fn constant(&self) -> Option<String> {
+        if self.slots().next().is_some() {
+            return None;
+        }
+        Some(self.render(&[]))
+    }
+
     /// Slots this template reads.
     pub fn slots(&self) -> impl Iterator<Item = usize> + '_ {
         self.segments.iter().filter_map(|s| match s {

@@ -5,7 +5,7 @@
 use authbench::options::RunOptions;
 use authbench::server::HashMode;
 
-use crate::support::{hash_time, CPU_HEAVY};
+use crate::support::{self, hash_time, CPU_HEAVY};
 
 const COST: u32 = 9;
 const FLOWS: u64 = 40;
@@ -83,10 +83,7 @@ async fn every_figure_in_the_diagnosis_is_in_the_report() {
         out_dir: None,
         ..RunOptions::default()
     };
-    let r = authbench::run(&o, std::future::pending())
-        .await
-        .unwrap()
-        .report;
+    let r = support::report(&o).await;
     let d = r.diagnosis.as_ref().unwrap();
     assert_eq!(d.calibration_flows, 3);
     assert_eq!(d.steps.len(), 4);
@@ -105,9 +102,6 @@ async fn every_figure_in_the_diagnosis_is_in_the_report() {
         calibration_flows: 0,
         ..o
     };
-    let r = authbench::run(&o, std::future::pending())
-        .await
-        .unwrap()
-        .report;
+    let r = support::report(&o).await;
     assert!(r.diagnosis.is_none());
 }

@@ -4,18 +4,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use authbench::options::{Connections, RunOptions, ScenarioSource};
+use authbench::options::{Connections, RunOptions};
 use authbench::plan::{Arrival, LoadModel, Plan, Stage};
 use axum::routing::get;
 use axum::Router;
 
 use crate::support::{self, cli};
-
-fn health() -> ScenarioSource {
-    ScenarioSource::File(
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/health.toml"),
-    )
-}
 
 fn open(rate: f64, max_in_flight: usize, duration: Duration) -> Plan {
     Plan {
@@ -69,17 +63,10 @@ async fn stalling_server(after: Duration, stall: Duration) -> std::net::SocketAd
 async fn open_loop_corrected_latency_shows_a_stall_that_service_time_hides() {
     let addr = stalling_server(Duration::from_secs(1), Duration::from_secs(1)).await;
     let o = RunOptions {
-        target: Some(format!("http://{addr}")),
-        scenario: health(),
         plan: Some(open(100.0, 2, Duration::from_secs(5))),
-        calibration_flows: 0,
-        out_dir: None,
-        ..RunOptions::default()
+        ..support::health_opts(addr, 20, 20)
     };
-    let r = authbench::run(&o, std::future::pending())
-        .await
-        .unwrap()
-        .report;
+    let r = support::report(&o).await;
     assert_eq!(r.config.load_model, "open");
     assert!(r.summary.total_flows >= 480, "{:?}", r.summary);
     assert_eq!(r.summary.failed_flows, 0, "{:#?}", r.failures);
@@ -102,17 +89,10 @@ async fn open_loop_counts_arrivals_it_could_not_start_as_dropped() {
     // and those still waiting when the 1 s plan ends are dropped, not forgotten.
     let addr = support::delayed_health(300).await;
     let o = RunOptions {
-        target: Some(format!("http://{addr}")),
-        scenario: health(),
         plan: Some(open(50.0, 1, Duration::from_secs(1))),
-        calibration_flows: 0,
-        out_dir: None,
-        ..RunOptions::default()
+        ..support::health_opts(addr, 20, 20)
     };
-    let r = authbench::run(&o, std::future::pending())
-        .await
-        .unwrap()
-        .report;
+    let r = support::report(&o).await;
     let s = &r.summary;
     assert!(s.total_flows <= 5, "{s:?}");
     assert!(s.late_flows >= 2, "{s:?}");
@@ -126,7 +106,7 @@ async fn closed_loop_duration_warmup_and_per_flow_connections() {
     let addr = support::delayed_health(10).await;
     let o = RunOptions {
         target: Some(format!("http://{addr}")),
-        scenario: health(),
+        scenario: support::health(),
         plan: Some(Plan {
             model: LoadModel::Closed,
             stages: vec![Stage {
@@ -142,10 +122,7 @@ async fn closed_loop_duration_warmup_and_per_flow_connections() {
         out_dir: None,
         ..RunOptions::default()
     };
-    let r = authbench::run(&o, std::future::pending())
-        .await
-        .unwrap()
-        .report;
+    let r = support::report(&o).await;
     let s = &r.summary;
     // 4 workers × ~10 ms flows: ~120 flows in the first 300 ms are warm-up.
     assert!(s.warmup_flows >= 40, "{s:?}");
@@ -224,19 +201,7 @@ async fn connections_the_server_closes_are_replaced_not_failed() {
         get(|| async { ([("connection", "close")], "{\"status\":\"healthy\"}") }),
     );
     let addr = support::serve(app).await;
-    let o = RunOptions {
-        target: Some(format!("http://{addr}")),
-        scenario: health(),
-        flows: 200,
-        concurrency: 4,
-        calibration_flows: 0,
-        out_dir: None,
-        ..RunOptions::default()
-    };
-    let r = authbench::run(&o, std::future::pending())
-        .await
-        .unwrap()
-        .report;
+    let r = support::report(&support::health_opts(addr, 200, 4)).await;
     assert_eq!(r.summary.successful_flows, 200, "{:#?}", r.failures);
     assert_eq!(
         r.steps[0].connect.count, 200,
@@ -247,19 +212,7 @@ async fn connections_the_server_closes_are_replaced_not_failed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_pool_opens_one_connection_per_worker() {
     let addr = support::delayed_health(1).await;
-    let o = RunOptions {
-        target: Some(format!("http://{addr}")),
-        scenario: health(),
-        flows: 300,
-        concurrency: 4,
-        calibration_flows: 0,
-        out_dir: None,
-        ..RunOptions::default()
-    };
-    let r = authbench::run(&o, std::future::pending())
-        .await
-        .unwrap()
-        .report;
+    let r = support::report(&support::health_opts(addr, 300, 4)).await;
     assert_eq!(r.summary.successful_flows, 300, "{:#?}", r.failures);
     let opened = r.steps[0].connect.count;
     assert!(

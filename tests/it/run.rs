@@ -239,8 +239,9 @@ fn scenario_without_email_checks() -> tempfile::NamedTempFile {
     f
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interrupt_writes_a_partial_report() {
+/// The four auth endpoints, each answering after 300 ms with a body every step accepts
+/// (with [`scenario_without_email_checks`]).
+async fn slow_auth_server() -> std::net::SocketAddr {
     let slow = || async {
         support::sleep_ms(300).await;
         axum::Json(
@@ -252,19 +253,32 @@ async fn interrupt_writes_a_partial_report() {
         .route("/auth/login", post(slow))
         .route("/auth/verify", get(slow))
         .route("/auth/profile", get(slow));
-    let addr = support::serve(app).await;
-    let path = scenario_without_email_checks();
-    let dir = tempfile::tempdir().unwrap();
-    let o = RunOptions {
+    support::serve(app).await
+}
+
+/// 1000 flows, 4 at a time, against [`slow_auth_server`], for interrupting: 50 ms of
+/// grace, no calibration.
+fn slow_run(addr: std::net::SocketAddr, scenario: &tempfile::NamedTempFile) -> RunOptions {
+    RunOptions {
         target: Some(format!("http://{addr}")),
         api_key: Some("k".into()),
         flows: 1000,
         concurrency: 4,
         grace: Duration::from_millis(50),
         calibration_flows: 0,
-        scenario: ScenarioSource::File(path.path().to_path_buf()),
-        out_dir: Some(dir.path().to_path_buf()),
+        scenario: ScenarioSource::File(scenario.path().to_path_buf()),
         ..opts()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_writes_a_partial_report() {
+    let addr = slow_auth_server().await;
+    let path = scenario_without_email_checks();
+    let dir = tempfile::tempdir().unwrap();
+    let o = RunOptions {
+        out_dir: Some(dir.path().to_path_buf()),
+        ..slow_run(addr, &path)
     };
     // Interrupt after about two flows' worth of time.
     let r = authbench::run(&o, support::sleep_ms(2_600)).await.unwrap();
@@ -285,6 +299,29 @@ async fn interrupt_writes_a_partial_report() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_mid_flow_keeps_the_steps_that_finished() {
+    // Steps take 300 ms; the interrupt comes at 750 ms, when each of the 4 workers has
+    // finished `register` (and probably `login`) of its first flow. The flows are cut off
+    // and not counted, but the requests that completed were measured: they are in the
+    // step figures (a flow sends its samples when it ends, so this is the drop guard's
+    // hand-over).
+    let addr = slow_auth_server().await;
+    let path = scenario_without_email_checks();
+    let o = slow_run(addr, &path);
+    let r = authbench::run(&o, support::sleep_ms(750)).await.unwrap();
+    let rep = &r.report;
+    assert!(rep.partial);
+    assert_eq!(rep.summary.total_flows, 0, "{:?}", rep.summary);
+    assert_eq!(rep.summary.abandoned_flows, 4);
+    let register = step(rep, "register");
+    assert_eq!((register.requests, register.ok), (4, 4), "{register:?}");
+    assert_eq!(register.latency.count, 4);
+    assert!(register.latency.min_ms >= 300.0, "{register:?}");
+    assert!(step(rep, "login").requests <= 4);
+    assert_eq!(step(rep, "profile").requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupt_during_calibration_reports_the_calibration_flows() {
     // Calibration runs 3 flows one at a time, 300 ms each; the interrupt comes in the
     // second. What was measured (the first flow, and the second if it ends within the
@@ -292,9 +329,7 @@ async fn interrupt_during_calibration_reports_the_calibration_flows() {
     let addr = support::delayed_health(300).await;
     let o = RunOptions {
         target: Some(format!("http://{addr}")),
-        scenario: ScenarioSource::File(
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/health.toml"),
-        ),
+        scenario: support::health(),
         flows: 100,
         concurrency: 10,
         calibration_flows: 3,

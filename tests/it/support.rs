@@ -4,7 +4,39 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use authbench::options::{RunOptions, ScenarioSource};
+use authbench::report::Report;
 use axum::Router;
+
+/// `scenarios/health.toml`: one GET /health per flow.
+pub fn health() -> ScenarioSource {
+    ScenarioSource::File(
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/health.toml"),
+    )
+}
+
+/// `flows` health flows against `addr`, `concurrency` at once: no calibration, no report
+/// files, a 5 s request timeout (a test that waits for one fails fast).
+pub fn health_opts(addr: SocketAddr, flows: u64, concurrency: usize) -> RunOptions {
+    RunOptions {
+        target: Some(format!("http://{addr}")),
+        scenario: health(),
+        flows,
+        concurrency,
+        timeout: Duration::from_secs(5),
+        calibration_flows: 0,
+        out_dir: None,
+        ..RunOptions::default()
+    }
+}
+
+/// Runs `o` to the end (no interrupt) and returns its report.
+pub async fn report(o: &RunOptions) -> Report {
+    authbench::run(o, std::future::pending())
+        .await
+        .unwrap()
+        .report
+}
 
 /// Serves `router` on a loopback port chosen by the OS, on the current runtime.
 pub async fn serve(router: Router) -> SocketAddr {

@@ -5,30 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use authbench::options::{RunOptions, ScenarioSource};
+use authbench::options::RunOptions;
 use axum::routing::get;
 use axum::Router;
 
 use crate::support;
-
-fn health() -> ScenarioSource {
-    ScenarioSource::File(
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/health.toml"),
-    )
-}
-
-fn opts(addr: std::net::SocketAddr, flows: u64, concurrency: usize) -> RunOptions {
-    RunOptions {
-        target: Some(format!("http://{addr}")),
-        scenario: health(),
-        flows,
-        concurrency,
-        timeout: Duration::from_secs(5),
-        calibration_flows: 0,
-        out_dir: None,
-        ..RunOptions::default()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ttfb_is_the_headers_and_latency_the_whole_body() {
@@ -39,10 +20,7 @@ async fn ttfb_is_the_headers_and_latency_the_whole_body() {
         b"{}",
     )
     .await;
-    let r = authbench::run(&opts(addr, 5, 1), std::future::pending())
-        .await
-        .unwrap()
-        .report;
+    let r = support::report(&support::health_opts(addr, 5, 1)).await;
     assert_eq!(r.summary.successful_flows, 5, "{:#?}", r.failures);
     let s = &r.steps[0];
     assert!(s.latency.min_ms >= 100.0, "{:?}", s.latency);
@@ -62,12 +40,9 @@ async fn invalid_http_and_cut_bodies_are_transport_failures() {
         let addr = support::raw_server(head, 0, tail).await;
         let o = RunOptions {
             timeout: Duration::from_millis(300),
-            ..opts(addr, 3, 1)
+            ..support::health_opts(addr, 3, 1)
         };
-        let r = authbench::run(&o, std::future::pending())
-            .await
-            .unwrap()
-            .report;
+        let r = support::report(&o).await;
         let f = &r.steps[0].failures;
         assert_eq!(r.summary.failed_flows, 3, "{:#?}", r.failures);
         assert!(
@@ -96,12 +71,9 @@ async fn diagnosis_names_a_server_that_serializes_and_not_one_that_does_not() {
     let serial = support::serve(app).await;
     let o = RunOptions {
         calibration_flows: 3,
-        ..opts(serial, 100, 10)
+        ..support::health_opts(serial, 100, 10)
     };
-    let r = authbench::run(&o, std::future::pending())
-        .await
-        .unwrap()
-        .report;
+    let r = support::report(&o).await;
     let d = r.diagnosis.unwrap();
     assert!((0.8..1.2).contains(&d.effective_parallelism), "{d:#?}");
     assert!(
@@ -113,12 +85,9 @@ async fn diagnosis_names_a_server_that_serializes_and_not_one_that_does_not() {
     let parallel = support::delayed_health(20).await;
     let o = RunOptions {
         calibration_flows: 3,
-        ..opts(parallel, 100, 10)
+        ..support::health_opts(parallel, 100, 10)
     };
-    let r = authbench::run(&o, std::future::pending())
-        .await
-        .unwrap()
-        .report;
+    let r = support::report(&o).await;
     let d = r.diagnosis.unwrap();
     assert!((7.0..11.0).contains(&d.effective_parallelism), "{d:#?}");
     assert!(d.findings[0].starts_with("Little queueing"), "{d:#?}");
@@ -147,14 +116,81 @@ async fn each_request_times_out_at_its_own_deadline() {
     let addr = support::serve(app).await;
     let o = RunOptions {
         timeout: Duration::from_millis(300),
-        ..opts(addr, 6, 1)
+        ..support::health_opts(addr, 6, 1)
     };
-    let r = authbench::run(&o, std::future::pending())
-        .await
-        .unwrap()
-        .report;
+    let r = support::report(&o).await;
     assert_eq!(r.summary.successful_flows, 3, "{:#?}", r.failures);
     assert_eq!(r.steps[0].failures.get("timeout"), Some(&3));
     assert!(r.flow_failed.min_ms >= 300.0, "{:?}", r.flow_failed);
     assert!(r.flow_failed.max_ms < 1300.0, "{:?}", r.flow_failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_time_is_the_known_delay_of_a_dropped_syn() {
+    // Known truth from the kernel: a listener whose accept queue is full drops new SYNs,
+    // and the client sends its SYN again after the initial retransmission timeout, 1 s on
+    // Linux. A backlog of 1 holds two connections: one filler here, and the run's
+    // reachability check (connected, closed, never accepted). The run's own connection
+    // then waits for the retransmit. Accepting starts once the kernel has counted that
+    // dropped SYN (TcpExt ListenOverflows), so the retransmitted SYN gets in and the
+    // connect takes about 1 s, while the server answers at once.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let filler = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let overflows = listen_overflows();
+    tokio::spawn(async move {
+        for _ in 0..500 {
+            if listen_overflows() > overflows {
+                break;
+            }
+            support::sleep_ms(10).await;
+        }
+        let app = Router::new().route("/health", get(|| async { "{}" }));
+        axum::serve(listener, app).await.unwrap();
+    });
+    let r = support::report(&support::health_opts(addr, 1, 1)).await;
+    drop(filler);
+    assert_eq!(r.summary.successful_flows, 1, "{:#?}", r.failures);
+    let (connect, ttfb) = (&r.steps[0].connect, &r.steps[0].ttfb);
+    assert_eq!(connect.count, 1);
+    assert!(connect.min_ms >= 900.0, "{connect:?}");
+    // The connect is inside the time to first byte, and the server itself was quick.
+    assert!(connect.max_ms <= ttfb.max_ms, "{connect:?} {ttfb:?}");
+    assert!(ttfb.max_ms - connect.max_ms < 300.0, "{connect:?} {ttfb:?}");
+}
+
+/// The kernel's count of SYNs dropped because an accept queue was full.
+fn listen_overflows() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/netstat").unwrap();
+    let mut tcp_ext = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (tcp_ext.next().unwrap(), tcp_ext.next().unwrap());
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "ListenOverflows")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_goes_away_after_the_check_fails_flows_not_the_run() {
+    // The listener takes the reachability check's connection and closes: every connect
+    // after it is refused. The run must end normally, each flow failed as a connect
+    // failure, with no latency recorded for answers that never came.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let _ = listener.accept();
+    });
+    let r = support::report(&support::health_opts(addr, 5, 1)).await;
+    assert_eq!(r.summary.failed_flows, 5, "{:?}", r.summary);
+    let s = &r.steps[0];
+    assert_eq!(s.latency.count, 0, "{s:?}");
+    // The first connect can race the listener's close (queued, then reset).
+    assert!(s.connect.count <= 1, "{s:?}");
+    let connect = s.failures.get("connect").copied().unwrap_or(0);
+    assert!(connect >= 4, "{:?}", s.failures);
+    assert_eq!(s.failures.values().sum::<u64>(), 5, "{:?}", s.failures);
 }
