@@ -194,3 +194,22 @@ async fn a_target_that_goes_away_after_the_check_fails_flows_not_the_run() {
     assert!(connect >= 4, "{:?}", s.failures);
     assert_eq!(s.failures.values().sum::<u64>(), 5, "{:?}", s.failures);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_is_bounded_by_concurrency_over_a_known_delay() {
+    // 10 workers against a server that answers after 20 ms: no more than 10 / 20 ms =
+    // 500 flows/s can complete, whatever the clock says (a rate above it would mean the
+    // wall time or the count is wrong); the loose lower bound catches a rate computed
+    // over the wrong span (e.g. including set-up).
+    let addr = support::delayed_health(20).await;
+    let r = support::report(&support::health_opts(addr, 200, 10)).await;
+    let s = &r.summary;
+    assert_eq!(s.successful_flows, 200, "{:#?}", r.failures);
+    assert!(s.flows_per_s <= 500.0, "{s:?}");
+    assert!(s.flows_per_s >= 200.0, "{s:?}");
+    assert!(
+        (s.requests_per_s - s.flows_per_s).abs() < 1e-9,
+        "one request per flow"
+    );
+    assert!(s.wall_time_s >= 200.0 * 0.020 / 10.0, "{s:?}");
+}
