@@ -28,8 +28,10 @@ pub enum RunError {
     Scenario(#[from] ScenarioErrors),
     #[error("cannot reach the target {target}: {cause}")]
     Unreachable { target: String, cause: String },
-    #[error("could not start the in-process reference server: {0}")]
-    Server(#[from] crate::server::ServerError),
+    /// The in-process reference server did not start; `usage` when the cause is a
+    /// setting (an invalid cost) rather than the machine.
+    #[error("could not start the in-process reference server: {cause}")]
+    Server { cause: String, usage: bool },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -39,8 +41,8 @@ impl RunError {
         match self {
             RunError::Config(_) | RunError::Scenario(_) => exit::USAGE,
             RunError::Unreachable { .. } => exit::UNREACHABLE,
-            RunError::Server(crate::server::ServerError::InvalidCost(_)) => exit::USAGE,
-            RunError::Server(_) | RunError::Other(_) => exit::FAILURE,
+            RunError::Server { usage: true, .. } => exit::USAGE,
+            RunError::Server { .. } | RunError::Other(_) => exit::FAILURE,
         }
     }
 }

@@ -3,10 +3,12 @@
 //! The library does all the work so tests can drive the whole tool in-process;
 //! `main.rs` only calls [`cli::main_with_args`] and exits with its code.
 //!
-//! The pipeline of `authbench run`: [`options::RunOptions`] → load the
-//! [`scenario::Scenario`] → start the in-process [`server`] when there is no target →
-//! check the target is reachable → [`engine::run`] (workers send samples to a collector
-//! that builds [`stats::Stats`]) → [`report::Report`] → exporters.
+//! The pipeline of `authbench run` ([`run`], its stages in [`pipeline`]):
+//! [`pipeline::prepare`] (options, [`scenario::Scenario`], thresholds, baseline: all that
+//! can fail before load) → [`pipeline::start_target`] (the in-process [`server`] when there
+//! is no target) → [`preflight`] (is the target reachable) → calibrate and execute
+//! ([`engine::run`]: workers send samples to a collector that builds [`stats::Stats`]) →
+//! [`pipeline::report`] ([`report::Report`], diagnosis, gate) → [`pipeline::export`].
 
 pub mod check;
 pub mod cli;
@@ -15,6 +17,7 @@ pub mod engine;
 pub mod error;
 pub mod gate;
 pub mod options;
+pub mod pipeline;
 pub mod plan;
 pub mod report;
 pub mod scenario;
@@ -22,15 +25,15 @@ pub mod server;
 pub mod stats;
 pub mod sweep;
 pub mod timeline;
+pub mod units;
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use error::RunError;
 use options::{RunOptions, ScenarioSource};
-use report::{Report, ReportInput, RunConfig};
+use report::Report;
 use scenario::Scenario;
 
 /// What a run produced.
@@ -51,220 +54,28 @@ pub fn load_scenario(src: &ScenarioSource) -> Result<Scenario, RunError> {
 
 /// Runs flows as `opts` says and writes the reports. `stop` resolving interrupts the run:
 /// no new flow starts, in-flight ones get `opts.grace`, and the report is marked partial.
+///
+/// The stages are in [`pipeline`]; this function only chains them.
 pub async fn run(
     opts: &RunOptions,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<RunResult, RunError> {
-    if opts.flows == 0 {
-        return Err(RunError::Config("--flows must be at least 1".into()));
-    }
-    if opts.concurrency == 0 {
-        return Err(RunError::Config("--concurrency must be at least 1".into()));
-    }
-    let scenario = Arc::new(load_scenario(&opts.scenario)?);
-    // Everything that can be wrong with the configuration fails before any load is sent.
-    let mut exprs = scenario.thresholds.clone();
-    exprs.extend(opts.thresholds.iter().cloned());
-    let thresholds = gate::parse_all(&exprs, &scenario.step_names())
-        .map_err(|e| RunError::Config(e.to_string()))?;
-    let baseline = match &opts.baseline {
-        Some(p) => Some((
-            read_report(p).map_err(|e| RunError::Config(format!("{e:#}")))?,
-            p,
-        )),
-        None => None,
-    };
-
-    // The in-process server runs on its own OS thread and tokio runtime with its own
-    // bounded hashing pool, so it and the load generator cannot starve each other's executor.
-    let (server, base_url, api_key) = match &opts.target {
-        None => {
-            let key = opts.api_key.clone().unwrap_or_else(random_key);
-            let mut cfg = server::ServerConfig::new(opts.cost, key.clone());
-            cfg.hash_mode = opts.hash_mode;
-            let handle = server::spawn(cfg, ([127, 0, 0, 1], 0).into())?;
-            let url = handle.base_url();
-            (Some(handle), url, key)
-        }
-        Some(t) => {
-            let url = check_target_url(t)?;
-            let key = external_api_key(opts.api_key.as_deref(), &scenario)?;
-            (None, url, key)
-        }
-    };
-    preflight(&base_url, opts.connect_timeout).await?;
-
-    let plan = match &opts.plan {
-        Some(p) => p.clone(),
-        None => plan::Plan::closed(
-            opts.concurrency
-                .min(usize::try_from(opts.flows).unwrap_or(usize::MAX)),
-            opts.flows,
-        ),
-    };
-    // Flows in flight at once: the closed loop's peak workers, or the open loop's cap.
-    let concurrency = match plan.model {
-        plan::LoadModel::Closed => plan.peak() as usize,
-        plan::LoadModel::Open { max_in_flight, .. } => max_in_flight,
-    };
-    let (timeout, connect_timeout) = (opts.timeout, opts.connect_timeout);
-    let build_client = move |pool: usize| {
-        // A load tester measures what the server answers: no redirect is followed (a 302
-        // is checked against the step's `expect` like any status) and no request is
-        // retried behind the scenario's back.
-        reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(connect_timeout)
-            .tcp_nodelay(true)
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .retry(reqwest::retry::never())
-            .pool_max_idle_per_host(pool)
-            .build()
-    };
-    let client = build_client(concurrency.min(10_000))
-        .map_err(|e| RunError::Other(anyhow::anyhow!("could not build the HTTP client: {e}")))?;
-    let per_flow_client: Option<engine::ClientFactory> = match opts.connections {
-        options::Connections::Shared => None,
-        // Building a client cannot fail once the same settings built one above; if it
-        // ever did, the flow falls back to the shared client rather than panicking.
-        options::Connections::PerFlow => {
-            let shared = client.clone();
-            Some(Arc::new(move || {
-                build_client(1).unwrap_or_else(|_| shared.clone())
-            }))
-        }
-    };
-
-    // The interrupt may come during the calibration or the run: a watch lets both see it.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stop_task = tokio::spawn(async move {
-        stop.await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let fast = engine::http1::Http1::for_target(
-        &base_url,
-        &scenario,
-        opts.timeout,
-        opts.connect_timeout,
-        concurrency.min(10_000),
-    )
-    .await
-    .map(Arc::new);
-    let engine_cfg = |plan: plan::Plan, progress: bool| engine::EngineConfig {
-        scenario: scenario.clone(),
-        client: client.clone(),
-        per_flow_client: per_flow_client.clone(),
-        fast: fast.clone(),
-        base_url: base_url.clone(),
-        api_key: api_key.clone(),
-        plan,
-        progress,
-        grace: opts.grace,
-    };
-    // Calibration: a few flows alone, so the diagnosis knows each step's service time.
-    let calibration = if opts.calibration_flows > 0 {
-        let cal_plan = plan::Plan::closed(1, opts.calibration_flows);
-        let out = engine::run(engine_cfg(cal_plan, false), stopped()).await;
-        Some(out)
-    } else {
-        None
-    };
-    let (calibration, outcome) = match calibration {
-        // Interrupted while calibrating: the calibration flows (run one at a time) are all
-        // that was measured, and the partial report carries them rather than nothing.
-        Some(cal) if cal.interrupted => (None, cal),
-        cal => (
-            cal,
-            engine::run(engine_cfg(plan.clone(), opts.progress), stopped()).await,
-        ),
-    };
-    stop_task.abort();
-    let bcrypt_cost = server.as_ref().map(|_| opts.cost);
-    if let Some(s) = server {
-        s.shutdown();
-    }
-
-    let config = RunConfig {
-        target: base_url,
-        in_process_server: opts.target.is_none(),
-        scenario: scenario.name.clone(),
-        scenario_source: scenario.source.clone(),
-        flows_planned: plan.planned_flows().unwrap_or(0),
-        concurrency,
-        load_model: match plan.model {
-            plan::LoadModel::Closed => "closed".into(),
-            plan::LoadModel::Open { .. } => "open".into(),
-        },
-        load: plan.describe(),
-        connections: match opts.connections {
-            options::Connections::Shared => "shared".into(),
-            options::Connections::PerFlow => "per-flow".into(),
-        },
-        timeout_ms: millis(opts.timeout),
-        connect_timeout_ms: millis(opts.connect_timeout),
+    let prepared = pipeline::prepare(opts)?;
+    let target = pipeline::start_target(opts, &prepared.scenario)?;
+    preflight(&target.base_url, opts.connect_timeout).await?;
+    let load = pipeline::Load::new(opts, &prepared, &target, stop).await?;
+    let (calibration, outcome) = load.calibrate_and_execute(opts, &prepared).await;
+    let bcrypt_cost = target.server.as_ref().map(|_| opts.cost);
+    target.shutdown();
+    let report = pipeline::report(
+        opts,
+        &prepared,
+        &load.base_url,
         bcrypt_cost,
-        cores: cores(),
-        generators: 1,
-        hash_mode: opts.target.is_none().then(|| {
-            match opts.hash_mode {
-                server::HashMode::Pool => "pool",
-                server::HashMode::Inline => "inline",
-            }
-            .to_string()
-        }),
-    };
-    let mut report = Report::build(ReportInput {
-        stats: &outcome.stats,
-        config: config.clone(),
-        wall: outcome.wall,
-        partial: outcome.interrupted,
-        abandoned: outcome.abandoned,
-        generated_at: chrono::Utc::now(),
-    });
-    report.summary.late_flows = outcome.late;
-    report.summary.dropped_flows = outcome.dropped;
-    if let Some(cal) = &calibration {
-        let cal_report = Report::build(ReportInput {
-            stats: &cal.stats,
-            config: config.clone(),
-            wall: cal.wall,
-            partial: false,
-            abandoned: 0,
-            generated_at: chrono::Utc::now(),
-        });
-        let server_cores = opts.target.is_none().then(cores);
-        report.diagnosis = diagnosis::diagnose(&cal_report, &report, server_cores);
-    }
-    report.thresholds = thresholds.iter().map(|t| t.evaluate(&report)).collect();
-    if let Some((base, path)) = &baseline {
-        report.comparison = Some(gate::compare(
-            base,
-            &report,
-            &path.display().to_string(),
-            opts.compare,
-        ));
-    }
-    let mut files = match &opts.out_dir {
-        Some(dir) => report::write_reports(&report, dir)?,
-        None => Vec::new(),
-    };
-    if let Some(path) = &opts.html {
-        use report::Exporter;
-        report::write_file(path, &report::html::Html.render(&report)?)?;
-        files.push(path.clone());
-    }
-    if let Some(path) = &opts.junit {
-        use report::Exporter;
-        report::write_file(path, &report::junit::JUnit.render(&report)?)?;
-        files.push(path.clone());
-    }
+        calibration,
+        outcome,
+    );
+    let files = pipeline::export(opts, &report)?;
     Ok(RunResult { report, files })
 }
 
@@ -358,7 +169,7 @@ pub(crate) async fn preflight(base_url: &str, timeout: Duration) -> Result<(), R
     }
 }
 
-fn millis(d: Duration) -> u64 {
+pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 

@@ -231,7 +231,7 @@ pub fn parse_stages(s: &str) -> Result<(Vec<Stage>, bool), String> {
             return Err(format!("stage {}: a worker count is a whole number", i + 1));
         }
         let duration =
-            crate::cli::parse_duration(dur).map_err(|e| format!("stage {}: {e}", i + 1))?;
+            crate::units::parse_duration(dur).map_err(|e| format!("stage {}: {e}", i + 1))?;
         out.push(Stage { level, duration });
     }
     if out.iter().all(|s| s.level == 0.0) {

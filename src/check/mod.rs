@@ -12,7 +12,6 @@
 //! Exit status: 1 when a high or medium probe fails; warnings and low/info failures are
 //! reported without failing the run.
 
-pub mod cli;
 pub mod jwt;
 pub mod probes;
 pub mod report;
@@ -270,7 +269,7 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
             // We chose the secret, so the expired-token probe can forge with it.
             let secret = crate::random_key();
             cfg.jwt_secret = secret.clone().into_bytes();
-            let handle = crate::server::spawn(cfg, ([127, 0, 0, 1], 0).into())?;
+            let handle = crate::pipeline::start_reference_server(cfg)?;
             let url = handle.base_url();
             (Some(handle), url, key, Some(secret))
         }

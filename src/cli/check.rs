@@ -1,7 +1,6 @@
 //! `authbench check` on the command line: its flags, their conversion into
 //! [`CheckOptions`], and the command itself (print the table, say where the reports
-//! went, return the exit code). Kept here rather than in `crate::cli` so the probe
-//! feature lives in one module; `crate::cli` only names the subcommand.
+//! went, return the exit code). The probes themselves live in [`crate::check`].
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,9 +8,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::CheckOptions;
-use crate::cli::{parse_count, parse_duration};
+use crate::check::CheckOptions;
 use crate::options::ScenarioSource;
+use crate::units::{parse_count, parse_duration};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -78,10 +77,10 @@ impl CheckArgs {
 }
 
 /// Runs the check and prints the table; returns the exit code.
-pub async fn cmd_check(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    match super::check(&args.into_options()).await {
+pub(super) async fn exec(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    match crate::check::check(&args.into_options()).await {
         Ok(result) => {
-            let _ = out.write_all(&super::report::terminal(&result.report));
+            let _ = out.write_all(&crate::check::report::terminal(&result.report));
             for f in &result.files {
                 let _ = writeln!(out, "report: {}", f.display());
             }

@@ -1,0 +1,54 @@
+//! `authbench merge`: adds up the JSON reports of parallel runs exactly (histograms and
+//! counts) and checks thresholds on the merged figures.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::shared::{report_errors, usage, CmdError};
+use crate::error::exit;
+use crate::report::{terminal::Terminal, Exporter};
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Reports (JSON) of runs of one scenario, e.g. one per generator.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Where to write the merged JSON; the Markdown goes beside it (.md).
+    #[arg(long, short = 'o', value_name = "ALL.json")]
+    pub output: PathBuf,
+    /// Thresholds to check on the merged figures (repeatable); a failure exits 1.
+    #[arg(long = "threshold", value_name = "EXPR")]
+    pub thresholds: Vec<String>,
+}
+
+pub(super) fn exec(a: &MergeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    report_errors(merge(a, out), err)
+}
+
+fn merge(a: &MergeArgs, out: &mut dyn Write) -> Result<u8, CmdError> {
+    let reports = a
+        .inputs
+        .iter()
+        .map(|p| crate::read_report(p))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map_err(usage)?;
+    let mut merged = crate::report::merge::merge(&reports).map_err(usage)?;
+    let steps: Vec<String> = merged.steps.iter().map(|s| s.name.clone()).collect();
+    let thresholds = crate::gate::parse_all(&a.thresholds, &steps).map_err(|e| usage(e.into()))?;
+    merged.thresholds = thresholds.iter().map(|t| t.evaluate(&merged)).collect();
+    let files =
+        crate::report::write_stem(&merged, &a.output).map_err(|e| CmdError(exit::FAILURE, e))?;
+    if let Ok(bytes) = Terminal.render(&merged) {
+        let _ = out.write_all(&bytes);
+    }
+    for f in files {
+        let _ = writeln!(out, "report: {}", f.display());
+    }
+    Ok(if merged.gate_passed() {
+        exit::OK
+    } else {
+        exit::GATE
+    })
+}

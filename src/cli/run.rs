@@ -1,0 +1,323 @@
+//! `authbench run`: its flags, their conversion into [`RunOptions`] (every load-flag
+//! combination becomes one [`Plan`]), and the command body: run, print the summary, say
+//! where the reports went, and answer with the gate's exit code.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::shared::{HashModeArg, ToleranceArgs};
+use crate::error::exit;
+use crate::gate::Verdict;
+use crate::options::{Connections, RunOptions, ScenarioSource};
+use crate::plan::{parse_stages, Arrival, LoadModel, Plan, Stage};
+use crate::report::{markdown, terminal::Terminal, Exporter, Report};
+use crate::units::{parse_count, parse_duration, parse_rate};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Number of flows to run (accepts 10k, 1m) [default: 20, or unbounded with
+    /// --duration/--stages].
+    #[arg(long, short = 'n', value_parser = parse_count)]
+    pub flows: Option<u64>,
+    /// Closed loop: flows in flight at once [default: all flows at once, up to 10000].
+    #[arg(long, short = 'c', value_parser = parse_count, conflicts_with = "rate")]
+    pub concurrency: Option<u64>,
+    /// Open loop: start flows at this rate per second, whatever the server does.
+    #[arg(long, value_parser = parse_rate)]
+    pub rate: Option<f64>,
+    /// Open loop: spacing of arrivals.
+    #[arg(long, value_enum, default_value = "constant")]
+    pub arrival: ArrivalArg,
+    /// Open loop: at most this many flows in flight; arrivals beyond wait and start late.
+    #[arg(long, value_parser = parse_count)]
+    pub max_in_flight: Option<u64>,
+    /// Load stages, rates ("10/s:30s,50/s:60s", open loop) or workers ("10:30s,50:60s").
+    #[arg(long, value_name = "STAGES")]
+    pub stages: Option<String>,
+    /// Stop starting flows after this long (e.g. 60s).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Run but do not measure the flows that start in this first period (e.g. 10s).
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+    /// `shared`: one keep-alive pool for all flows; `per-flow`: new connections per flow,
+    /// like new users.
+    #[arg(long, value_enum, default_value = "shared")]
+    pub connections: ConnectionsArg,
+    /// Base URL of the service to test; without it an in-process reference server is started.
+    #[arg(long, short = 't')]
+    pub target: Option<String>,
+    /// API key, sent where the scenario says (`{{api_key}}`, the X-API-Key header by default).
+    #[arg(long, env = "AUTHBENCH_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Per-request timeout, from send to the last byte of the response (e.g. 30s, 500ms).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// TCP connect timeout.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// bcrypt cost of the in-process server (4-31).
+    #[arg(long, default_value = "12", value_parser = clap::value_parser!(u32).range(4..=31), conflicts_with = "target")]
+    pub cost: u32,
+    /// Scenario file (TOML) [default: the built-in scenarios/pyairtable.toml].
+    #[arg(long, short = 's')]
+    pub scenario: Option<PathBuf>,
+    /// Directory for the Markdown and JSON reports.
+    #[arg(long, default_value = "reports")]
+    pub out_dir: PathBuf,
+    /// Write no report files (the summary still prints).
+    #[arg(long, conflicts_with = "out_dir")]
+    pub no_reports: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// A threshold the run must meet, e.g. 'success_rate>=0.99', 'flow.p95<2s' (repeatable).
+    #[arg(long = "threshold", value_name = "EXPR")]
+    pub thresholds: Vec<String>,
+    /// A saved JSON report to compare with; a regression past the tolerance exits 1.
+    #[arg(long, value_name = "BASE.json")]
+    pub baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub tolerance: ToleranceArgs,
+    /// Write JUnit XML here (one test case per threshold, per step, per baseline row).
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+    /// Also write the self-contained HTML report here (one is always written next to the
+    /// Markdown report).
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<PathBuf>,
+    /// Flows run one at a time first, to measure service times for the diagnosis (0: none).
+    #[arg(long, default_value = "3", value_name = "N")]
+    pub calibration: u64,
+    /// Where the in-process server hashes: `pool` (a blocking pool sized to the cores) or
+    /// `inline` (on its single event-loop thread, as a one-worker async service does).
+    #[arg(long, value_enum, default_value = "pool", conflicts_with = "target")]
+    pub hash_mode: HashModeArg,
+}
+
+/// `--arrival` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ArrivalArg {
+    /// Exactly 1/rate apart.
+    Constant,
+    /// Exponential gaps (independent users arriving at random).
+    Poisson,
+}
+
+/// `--connections` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConnectionsArg {
+    /// One keep-alive pool shared by all flows.
+    Shared,
+    /// A new client (new connections) per flow.
+    PerFlow,
+}
+
+/// Default cap on flows in flight in open loop.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
+/// Default closed-loop concurrency is "all flows at once", up to this many workers.
+pub const MAX_DEFAULT_CONCURRENCY: u64 = 10_000;
+
+impl RunArgs {
+    /// Turns the load flags into a plan; every combination becomes one [`Plan`].
+    fn plan(&self) -> Result<Option<Plan>, String> {
+        let stages = self.stages.as_deref().map(parse_stages).transpose()?;
+        let open = self.rate.is_some() || stages.as_ref().is_some_and(|(_, rates)| *rates);
+        if self.rate.is_some() && stages.is_some() {
+            return Err("--rate and --stages both set the rate: give one (a single rate is --stages R/s:DURATION)".into());
+        }
+        if !open && self.max_in_flight.is_some() {
+            return Err("--max-in-flight caps an open-loop run: use it with --rate or rate --stages (a closed loop is capped by --concurrency)".into());
+        }
+        if !open && self.arrival != ArrivalArg::Constant {
+            return Err(
+                "--arrival applies to an open-loop run: use it with --rate or rate --stages".into(),
+            );
+        }
+        if open && self.concurrency.is_some() {
+            return Err("--concurrency sets a closed loop's workers: an open-loop run (--rate, rate --stages) is capped by --max-in-flight instead".into());
+        }
+        if let (Some(w), Some(d)) = (self.warmup, self.duration) {
+            if w >= d {
+                return Err(format!(
+                    "--warmup ({}s) must be shorter than --duration ({}s): nothing would be measured",
+                    w.as_secs_f64(),
+                    d.as_secs_f64()
+                ));
+            }
+        }
+        let simple = self.rate.is_none()
+            && stages.is_none()
+            && self.duration.is_none()
+            && self.warmup.is_none();
+        if simple {
+            return Ok(None);
+        }
+        let bounded = self.flows.is_some() || self.duration.is_some() || stages.is_some();
+        let model = if open {
+            if !bounded {
+                return Err("an open-loop run needs a bound: --flows N or --duration D".into());
+            }
+            LoadModel::Open {
+                arrival: match self.arrival {
+                    ArrivalArg::Constant => Arrival::Constant,
+                    ArrivalArg::Poisson => Arrival::Poisson,
+                },
+                max_in_flight: self
+                    .max_in_flight
+                    .map(|m| usize::try_from(m).unwrap_or(usize::MAX))
+                    .unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+            }
+        } else {
+            LoadModel::Closed
+        };
+        let stages = match (stages, self.rate) {
+            (Some((st, _)), _) => st,
+            (None, Some(rate)) => vec![Stage {
+                level: rate,
+                duration: Duration::MAX,
+            }],
+            (None, None) => {
+                let workers = match (self.concurrency, self.flows) {
+                    (Some(c), _) => c,
+                    (None, Some(n)) => n.min(MAX_DEFAULT_CONCURRENCY),
+                    (None, None) => {
+                        return Err("a closed-loop --duration run needs --concurrency C (or use --rate for an open loop)".into())
+                    }
+                };
+                vec![Stage {
+                    level: workers as f64,
+                    duration: Duration::MAX,
+                }]
+            }
+        };
+        Ok(Some(Plan {
+            model,
+            stages,
+            max_flows: self.flows,
+            duration: self.duration,
+            warmup: self.warmup.unwrap_or_default(),
+        }))
+    }
+
+    pub fn into_options(self) -> Result<RunOptions, String> {
+        let plan = self.plan()?;
+        let flows = self.flows.unwrap_or(20);
+        Ok(RunOptions {
+            concurrency: self
+                .concurrency
+                .unwrap_or_else(|| flows.min(MAX_DEFAULT_CONCURRENCY))
+                .try_into()
+                .unwrap_or(usize::MAX),
+            flows,
+            plan,
+            connections: match self.connections {
+                ConnectionsArg::Shared => Connections::Shared,
+                ConnectionsArg::PerFlow => Connections::PerFlow,
+            },
+            target: self.target,
+            api_key: self.api_key,
+            timeout: self.timeout,
+            connect_timeout: self.connect_timeout.min(self.timeout),
+            cost: self.cost,
+            scenario: self.scenario.map(ScenarioSource::File).unwrap_or_default(),
+            out_dir: (!self.no_reports).then_some(self.out_dir),
+            progress: !self.no_progress,
+            thresholds: self.thresholds,
+            baseline: self.baseline,
+            compare: self.tolerance.options(),
+            junit: self.junit,
+            html: self.html,
+            calibration_flows: self.calibration,
+            hash_mode: self.hash_mode.into(),
+            ..RunOptions::default()
+        })
+    }
+}
+
+pub(super) async fn exec(args: RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let opts = match args.into_options() {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return exit::USAGE;
+        }
+    };
+    // First Ctrl-C: stop starting flows and write a partial report. Second: exit at once.
+    let stop = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            // No signal handling available: never interrupt.
+            std::future::pending::<()>().await;
+        }
+        tokio::spawn(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\ninterrupted twice: exiting without a report");
+                std::process::exit(i32::from(exit::INTERRUPTED));
+            }
+        });
+    };
+    match crate::run(&opts, stop).await {
+        Ok(result) => {
+            if let Ok(bytes) = Terminal.render(&result.report) {
+                let _ = out.write_all(&bytes);
+            }
+            for f in &result.files {
+                let _ = writeln!(out, "report: {}", f.display());
+            }
+            if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+                if let Err(e) = append(&PathBuf::from(path), &markdown::summary(&result.report)) {
+                    let _ = writeln!(err, "warning: GITHUB_STEP_SUMMARY: {e:#}");
+                }
+            }
+            if result.report.partial {
+                let _ = writeln!(err, "interrupted: the report is partial");
+                exit::INTERRUPTED
+            } else if !result.report.gate_passed() {
+                let _ = writeln!(err, "gate failed: {}", gate_failures(&result.report));
+                exit::GATE
+            } else {
+                exit::OK
+            }
+        }
+        Err(e) => {
+            let code = e.exit_code();
+            let _ = writeln!(err, "error: {:#}", anyhow::Error::new(e));
+            code
+        }
+    }
+}
+
+/// One line naming what failed the gate.
+fn gate_failures(r: &Report) -> String {
+    let mut parts: Vec<String> = r
+        .thresholds
+        .iter()
+        .filter(|t| !t.passed)
+        .map(|t| format!("{} (observed {})", t.expr, t.observed_text))
+        .collect();
+    if let Some(c) = &r.comparison {
+        for row in c.rows.iter().filter(|r| r.verdict == Verdict::Regression) {
+            parts.push(format!(
+                "{}.{} regressed {:+.1}%",
+                row.scope,
+                row.metric,
+                row.relative.unwrap_or(f64::NAN) * 100.0
+            ));
+        }
+    }
+    parts.join("; ")
+}
+
+fn append(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("could not open '{}'", path.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("could not write '{}'", path.display()))
+}

@@ -1,0 +1,92 @@
+//! `authbench tune`: searches for the highest bcrypt cost that meets an SLO on this
+//! machine, never below OWASP's minimum without `--allow-weak`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::shared::interrupted;
+use crate::error::exit;
+use crate::options::ScenarioSource;
+use crate::units::{parse_count, parse_duration};
+
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    /// An SLO in the --threshold syntax, e.g. 'flow.p95<1s' (repeatable; all must hold).
+    #[arg(long = "slo", value_name = "EXPR", required = true)]
+    pub slos: Vec<String>,
+    /// Flows per probe.
+    #[arg(long, short = 'n', default_value = "20", value_parser = parse_count)]
+    pub flows: u64,
+    /// Flows in flight at once.
+    #[arg(long, short = 'c', default_value = "20", value_parser = parse_count)]
+    pub concurrency: u64,
+    /// Per-request timeout.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Scenario file (TOML) [default: the built-in scenarios/pyairtable.toml].
+    #[arg(long, short = 's')]
+    pub scenario: Option<PathBuf>,
+    /// Lowest cost to search (raised to 10, OWASP's minimum, without --allow-weak).
+    #[arg(long, default_value = "4", value_parser = clap::value_parser!(u32).range(4..=31))]
+    pub min_cost: u32,
+    /// Highest cost to search.
+    #[arg(long, default_value = "14", value_parser = clap::value_parser!(u32).range(4..=31))]
+    pub max_cost: u32,
+    /// Allow recommending a cost below 10.
+    #[arg(long)]
+    pub allow_weak: bool,
+    /// bcrypt operations per flow, for the capacity arithmetic.
+    #[arg(long, default_value = "2")]
+    pub hashes_per_flow: f64,
+    /// Directory for <ts>-tune.{md,json}.
+    #[arg(long, default_value = "reports")]
+    pub out_dir: PathBuf,
+}
+
+pub(super) async fn exec(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let opts = crate::sweep::tune::TuneOptions {
+        slos: a.slos,
+        flows: a.flows,
+        concurrency: a.concurrency.try_into().unwrap_or(usize::MAX),
+        timeout: a.timeout,
+        scenario: a.scenario.map(ScenarioSource::File).unwrap_or_default(),
+        min_cost: a.min_cost,
+        max_cost: a.max_cost,
+        allow_weak: a.allow_weak,
+        hashes_per_flow: a.hashes_per_flow,
+        ..crate::sweep::tune::TuneOptions::default()
+    };
+    let mut progress = |line: &str| {
+        let _ = writeln!(err, "{line}");
+    };
+    let tune = match crate::sweep::tune::tune(&opts, interrupted(), &mut progress).await {
+        Ok(t) => t,
+        Err(e) => {
+            let code = e.exit_code();
+            let _ = writeln!(err, "error: {:#}", anyhow::Error::new(e));
+            return code;
+        }
+    };
+    let _ = write!(out, "{}", crate::sweep::tune::terminal(&tune));
+    match crate::sweep::tune::write_tune(&tune, &a.out_dir) {
+        Ok(files) => {
+            for f in files {
+                let _ = writeln!(out, "report: {}", f.display());
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(err, "error: {e:#}");
+            return exit::FAILURE;
+        }
+    }
+    if tune.partial {
+        exit::INTERRUPTED
+    } else if tune.recommended.is_some() {
+        exit::OK
+    } else {
+        exit::GATE
+    }
+}

@@ -1,0 +1,41 @@
+//! `authbench validate`: loads scenario files without running them; every error names its
+//! file, line and column.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::error::exit;
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Scenario files (TOML).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+pub(super) fn exec(a: &ValidateArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let paths = &a.paths;
+    let mut code = exit::OK;
+    for p in paths {
+        match crate::scenario::Scenario::load(p) {
+            Ok(s) => {
+                let _ = writeln!(
+                    out,
+                    "ok: {}: scenario '{}', {} step{} ({})",
+                    p.display(),
+                    s.name,
+                    s.steps.len(),
+                    if s.steps.len() == 1 { "" } else { "s" },
+                    s.step_names().join(" -> ")
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(err, "{e}");
+                code = exit::USAGE;
+            }
+        }
+    }
+    code
+}

@@ -1,0 +1,348 @@
+//! The stages of `authbench run`, each a function with a typed input and output, in the
+//! order [`crate::run`] chains them: [`prepare`] → [`start_target`] → preflight →
+//! [`Load::new`] → [`Load::calibrate_and_execute`] → [`report`] → [`export`]. A new stage
+//! (sampling CPU, a synchronized start) goes between two of these. Nothing here prints.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::engine::{self, EngineOutcome};
+use crate::error::RunError;
+use crate::gate::{self, Threshold};
+use crate::options::{self, RunOptions};
+use crate::plan::{self, Plan};
+use crate::report::{self, Report, ReportInput, RunConfig};
+use crate::scenario::Scenario;
+use crate::server::{self, ServerError, ServerHandle};
+use crate::{cores, diagnosis, millis, random_key, read_report};
+
+/// Everything that can be wrong with the configuration, checked before any load is sent.
+pub struct Prepared {
+    pub scenario: Arc<Scenario>,
+    /// The scenario's `[thresholds]` and the `--threshold` flags, parsed.
+    pub thresholds: Vec<Threshold>,
+    /// A saved report to compare with, and where it came from.
+    pub baseline: Option<(Report, PathBuf)>,
+    /// The load shape (the simple flags become a closed loop).
+    pub plan: Plan,
+    /// Flows in flight at once: the closed loop's peak workers, or the open loop's cap.
+    pub concurrency: usize,
+}
+
+/// Stage 1: options, scenario, thresholds, baseline and plan.
+pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
+    if opts.flows == 0 {
+        return Err(RunError::Config("--flows must be at least 1".into()));
+    }
+    if opts.concurrency == 0 {
+        return Err(RunError::Config("--concurrency must be at least 1".into()));
+    }
+    let scenario = Arc::new(crate::load_scenario(&opts.scenario)?);
+    let mut exprs = scenario.thresholds.clone();
+    exprs.extend(opts.thresholds.iter().cloned());
+    let thresholds = gate::parse_all(&exprs, &scenario.step_names())
+        .map_err(|e| RunError::Config(e.to_string()))?;
+    let baseline = match &opts.baseline {
+        Some(p) => Some((
+            read_report(p).map_err(|e| RunError::Config(format!("{e:#}")))?,
+            p.clone(),
+        )),
+        None => None,
+    };
+    let plan = match &opts.plan {
+        Some(p) => p.clone(),
+        None => Plan::closed(
+            opts.concurrency
+                .min(usize::try_from(opts.flows).unwrap_or(usize::MAX)),
+            opts.flows,
+        ),
+    };
+    let concurrency = match plan.model {
+        plan::LoadModel::Closed => plan.peak() as usize,
+        plan::LoadModel::Open { max_in_flight, .. } => max_in_flight,
+    };
+    Ok(Prepared {
+        scenario,
+        thresholds,
+        baseline,
+        plan,
+        concurrency,
+    })
+}
+
+/// What the load is sent to.
+pub struct Target {
+    /// The in-process server, when there is no `--target`.
+    pub server: Option<ServerHandle>,
+    pub base_url: String,
+    pub api_key: String,
+}
+
+impl Target {
+    /// Stops the in-process server, if there is one.
+    pub fn shutdown(self) {
+        if let Some(s) = self.server {
+            s.shutdown();
+        }
+    }
+}
+
+/// Stage 2: the external target's URL and key, or the in-process reference server.
+pub fn start_target(opts: &RunOptions, scenario: &Scenario) -> Result<Target, RunError> {
+    Ok(match &opts.target {
+        None => {
+            let key = opts.api_key.clone().unwrap_or_else(random_key);
+            let mut cfg = server::ServerConfig::new(opts.cost, key.clone());
+            cfg.hash_mode = opts.hash_mode;
+            let handle = start_reference_server(cfg)?;
+            Target {
+                base_url: handle.base_url(),
+                server: Some(handle),
+                api_key: key,
+            }
+        }
+        Some(t) => Target {
+            server: None,
+            base_url: crate::check_target_url(t)?,
+            api_key: crate::external_api_key(opts.api_key.as_deref(), scenario)?,
+        },
+    })
+}
+
+/// Starts the reference server on a loopback port. It runs on its own OS thread and tokio
+/// runtime with its own bounded hashing pool, so it and the load generator cannot starve
+/// each other's executor. Its errors become a [`RunError`] here, where they are handled.
+pub fn start_reference_server(cfg: server::ServerConfig) -> Result<ServerHandle, RunError> {
+    server::spawn(cfg, ([127, 0, 0, 1], 0).into()).map_err(|e| RunError::Server {
+        usage: matches!(e, ServerError::InvalidCost(_)),
+        cause: e.to_string(),
+    })
+}
+
+/// Stages 4 and 5: the clients and the interrupt, ready to run the calibration and the
+/// measured load.
+pub struct Load {
+    client: reqwest::Client,
+    per_flow_client: Option<engine::ClientFactory>,
+    fast: Option<Arc<engine::http1::Http1>>,
+    pub base_url: String,
+    api_key: String,
+    stop_rx: tokio::sync::watch::Receiver<bool>,
+    stop_task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    /// Builds the clients for the target and arms the interrupt.
+    pub async fn new(
+        opts: &RunOptions,
+        prepared: &Prepared,
+        target: &Target,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<Load, RunError> {
+        let concurrency = prepared.concurrency;
+        let (timeout, connect_timeout) = (opts.timeout, opts.connect_timeout);
+        let build_client = move |pool: usize| {
+            // A load tester measures what the server answers: no redirect is followed (a 302
+            // is checked against the step's `expect` like any status) and no request is
+            // retried behind the scenario's back.
+            reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(connect_timeout)
+                .tcp_nodelay(true)
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .retry(reqwest::retry::never())
+                .pool_max_idle_per_host(pool)
+                .build()
+        };
+        let client = build_client(concurrency.min(10_000)).map_err(|e| {
+            RunError::Other(anyhow::anyhow!("could not build the HTTP client: {e}"))
+        })?;
+        let per_flow_client: Option<engine::ClientFactory> = match opts.connections {
+            options::Connections::Shared => None,
+            // Building a client cannot fail once the same settings built one above; if it
+            // ever did, the flow falls back to the shared client rather than panicking.
+            options::Connections::PerFlow => {
+                let shared = client.clone();
+                Some(Arc::new(move || {
+                    build_client(1).unwrap_or_else(|_| shared.clone())
+                }))
+            }
+        };
+        // The interrupt may come during the calibration or the run: a watch lets both see it.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop_task = tokio::spawn(async move {
+            stop.await;
+            let _ = stop_tx.send(true);
+        });
+        let fast = engine::http1::Http1::for_target(
+            &target.base_url,
+            &prepared.scenario,
+            opts.timeout,
+            opts.connect_timeout,
+            concurrency.min(10_000),
+        )
+        .await
+        .map(Arc::new);
+        Ok(Load {
+            client,
+            per_flow_client,
+            fast,
+            base_url: target.base_url.clone(),
+            api_key: target.api_key.clone(),
+            stop_rx,
+            stop_task,
+        })
+    }
+
+    fn engine_config(
+        &self,
+        opts: &RunOptions,
+        scenario: &Arc<Scenario>,
+        plan: Plan,
+        progress: bool,
+    ) -> engine::EngineConfig {
+        engine::EngineConfig {
+            scenario: scenario.clone(),
+            client: self.client.clone(),
+            per_flow_client: self.per_flow_client.clone(),
+            fast: self.fast.clone(),
+            base_url: self.base_url.clone(),
+            api_key: self.api_key.clone(),
+            plan,
+            progress,
+            grace: opts.grace,
+        }
+    }
+
+    fn stopped(&self) -> impl Future<Output = ()> {
+        let mut rx = self.stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+
+    /// Calibration (a few flows alone, so the diagnosis knows each step's service time),
+    /// then the measured run. Interrupted while calibrating, the calibration flows (run
+    /// one at a time) are all that was measured, and they become the (partial) outcome.
+    pub async fn calibrate_and_execute(
+        &self,
+        opts: &RunOptions,
+        prepared: &Prepared,
+    ) -> (Option<EngineOutcome>, EngineOutcome) {
+        let scenario = &prepared.scenario;
+        let calibration = if opts.calibration_flows > 0 {
+            let cal_plan = Plan::closed(1, opts.calibration_flows);
+            let cfg = self.engine_config(opts, scenario, cal_plan, false);
+            Some(engine::run(cfg, self.stopped()).await)
+        } else {
+            None
+        };
+        let out = match calibration {
+            Some(cal) if cal.interrupted => (None, cal),
+            cal => {
+                let cfg = self.engine_config(opts, scenario, prepared.plan.clone(), opts.progress);
+                (cal, engine::run(cfg, self.stopped()).await)
+            }
+        };
+        self.stop_task.abort();
+        out
+    }
+}
+
+/// Stage 6: the report, its diagnosis (from the calibration), thresholds and comparison.
+pub fn report(
+    opts: &RunOptions,
+    prepared: &Prepared,
+    base_url: &str,
+    bcrypt_cost: Option<u32>,
+    calibration: Option<EngineOutcome>,
+    outcome: EngineOutcome,
+) -> Report {
+    let plan = &prepared.plan;
+    let config = RunConfig {
+        target: base_url.to_string(),
+        in_process_server: opts.target.is_none(),
+        scenario: prepared.scenario.name.clone(),
+        scenario_source: prepared.scenario.source.clone(),
+        flows_planned: plan.planned_flows().unwrap_or(0),
+        concurrency: prepared.concurrency,
+        load_model: match plan.model {
+            plan::LoadModel::Closed => "closed".into(),
+            plan::LoadModel::Open { .. } => "open".into(),
+        },
+        load: plan.describe(),
+        connections: match opts.connections {
+            options::Connections::Shared => "shared".into(),
+            options::Connections::PerFlow => "per-flow".into(),
+        },
+        timeout_ms: millis(opts.timeout),
+        connect_timeout_ms: millis(opts.connect_timeout),
+        bcrypt_cost,
+        cores: cores(),
+        generators: 1,
+        hash_mode: opts.target.is_none().then(|| {
+            match opts.hash_mode {
+                server::HashMode::Pool => "pool",
+                server::HashMode::Inline => "inline",
+            }
+            .to_string()
+        }),
+    };
+    let mut report = Report::build(ReportInput {
+        stats: &outcome.stats,
+        config: config.clone(),
+        wall: outcome.wall,
+        partial: outcome.interrupted,
+        abandoned: outcome.abandoned,
+        generated_at: chrono::Utc::now(),
+    });
+    report.summary.late_flows = outcome.late;
+    report.summary.dropped_flows = outcome.dropped;
+    if let Some(cal) = &calibration {
+        let cal_report = Report::build(ReportInput {
+            stats: &cal.stats,
+            config: config.clone(),
+            wall: cal.wall,
+            partial: false,
+            abandoned: 0,
+            generated_at: chrono::Utc::now(),
+        });
+        let server_cores = opts.target.is_none().then(cores);
+        report.diagnosis = diagnosis::diagnose(&cal_report, &report, server_cores);
+    }
+    report.thresholds = prepared
+        .thresholds
+        .iter()
+        .map(|t| t.evaluate(&report))
+        .collect();
+    if let Some((base, path)) = &prepared.baseline {
+        report.comparison = Some(gate::compare(
+            base,
+            &report,
+            &path.display().to_string(),
+            opts.compare,
+        ));
+    }
+    report
+}
+
+/// Stage 7: the report files (Markdown, JSON and HTML in the output directory, and the
+/// extra HTML and JUnit paths asked for).
+pub fn export(opts: &RunOptions, report: &Report) -> Result<Vec<PathBuf>, RunError> {
+    use report::Exporter;
+    let mut files = match &opts.out_dir {
+        Some(dir) => report::write_reports(report, dir)?,
+        None => Vec::new(),
+    };
+    if let Some(path) = &opts.html {
+        report::write_file(path, &report::html::Html.render(report)?)?;
+        files.push(path.clone());
+    }
+    if let Some(path) = &opts.junit {
+        report::write_file(path, &report::junit::JUnit.render(report)?)?;
+        files.push(path.clone());
+    }
+    Ok(files)
+}

@@ -1,0 +1,91 @@
+//! Value parsers for the quantities people type: counts (`10k`), durations (`1.5s`) and
+//! rates (`100/s`). The lowest layer: plans, scenarios and every command import them
+//! downward; they know nothing of clap.
+
+use std::time::Duration;
+
+/// `100`, `2.5` flows per second (a trailing `/s` is accepted).
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let t = t.strip_suffix("/s").unwrap_or(t);
+    let r: f64 = t
+        .parse()
+        .map_err(|_| format!("'{s}' is not a rate: use e.g. 100 or 100/s"))?;
+    if !(r.is_finite() && r > 0.0 && r <= 10_000_000.0) {
+        return Err(format!("'{s}' must be a rate above 0 (flows per second)"));
+    }
+    Ok(r)
+}
+
+/// `20`, `10k`, `2m` (×1000, ×1000000), `1_000`.
+pub fn parse_count(s: &str) -> Result<u64, String> {
+    let t = s.trim().replace('_', "");
+    let (num, mul) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1_000),
+        Some('m' | 'M') => (&t[..t.len() - 1], 1_000_000),
+        _ => (t.as_str(), 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a count: use e.g. 20, 10k, 1m"))?;
+    let v = n
+        .checked_mul(mul)
+        .ok_or_else(|| format!("'{s}' is too large"))?;
+    if v == 0 {
+        return Err("must be at least 1".into());
+    }
+    Ok(v)
+}
+
+/// `30s`, `500ms`, `1.5s`, `2m`, `1h`, `250us`; a bare number is seconds. Written by hand
+/// because humantime rejects fractions ("1.5s"), which people type for timeouts.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || format!("'{s}' is not a duration: use e.g. 30s, 500ms, 1.5s, 2m");
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit.trim() {
+        "" | "s" | "sec" | "secs" => n,
+        "ms" => n / 1e3,
+        "us" | "µs" => n / 1e6,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(bad()),
+    };
+    if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 * 365.0 {
+        return Err(format!("'{s}' must be a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts() {
+        assert_eq!(parse_count("20"), Ok(20));
+        assert_eq!(parse_count("10k"), Ok(10_000));
+        assert_eq!(parse_count("1M"), Ok(1_000_000));
+        assert_eq!(parse_count("1_000"), Ok(1000));
+        assert!(parse_count("0").is_err());
+        assert!(parse_count("-1").is_err());
+        assert!(parse_count("k").is_err());
+        assert!(parse_count("99999999999999999999k").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        for bad in ["", "s", "0s", "-1s", "1x", "1.2.3s", "inf"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}
