@@ -24,7 +24,8 @@ pub enum RunError {
     /// An impossible or invalid combination of options.
     #[error("{0}")]
     Config(String),
-    #[error("invalid scenario:\n{0}")]
+    /// Each scenario error is its own line, naming the file (and line and column).
+    #[error(transparent)]
     Scenario(#[from] ScenarioErrors),
     #[error("cannot reach the target {target}: {cause}")]
     Unreachable { target: String, cause: String },
@@ -34,6 +35,25 @@ pub enum RunError {
     Server { cause: String, usage: bool },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+}
+
+/// An error as the lines printed after `error: `: its cause chain joined once with `: `
+/// (a cause whose text the message already contains is not repeated), and one line per
+/// error when the message holds several (a scenario's errors, one per `file:line:col`).
+pub fn lines(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut text = e.to_string();
+    for cause in std::iter::successors(e.source(), |c| c.source()) {
+        let m = cause.to_string();
+        if !m.is_empty() && !text.contains(&m) {
+            text.push_str(": ");
+            text.push_str(&m);
+        }
+    }
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 impl RunError {

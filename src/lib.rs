@@ -12,6 +12,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod color;
 pub mod diagnosis;
 pub mod engine;
 pub mod error;

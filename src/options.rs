@@ -47,6 +47,8 @@ pub struct RunOptions {
     pub out_dir: Option<PathBuf>,
     /// Show a progress bar (only ever on a terminal).
     pub progress: bool,
+    /// Colour in the progress bar (decided by `--color`, `NO_COLOR` and the terminal).
+    pub color: bool,
     /// After an interrupt, how long in-flight flows may take to finish.
     pub grace: Duration,
     /// Threshold expressions (`flow.p95<500ms`), checked after the run with the
@@ -84,6 +86,7 @@ impl Default for RunOptions {
             scenario: ScenarioSource::Builtin,
             out_dir: Some(PathBuf::from("reports")),
             progress: false,
+            color: false,
             grace: Duration::from_secs(2),
             thresholds: Vec::new(),
             baseline: None,

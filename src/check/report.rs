@@ -11,19 +11,26 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use super::{CheckReport, Outcome};
 
 /// The terminal table: one row per probe, then the summary line.
-pub fn terminal(r: &CheckReport) -> Vec<u8> {
+pub fn terminal(r: &CheckReport, color: bool) -> Vec<u8> {
+    use crate::report::terminal::{set_color, verdict_cell};
     let mut t = Table::new();
+    set_color(&mut t, color);
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_width(160)
         .set_header(vec!["probe", "severity", "result", "expected", "got"]);
     for p in &r.probes {
+        let good = match p.outcome {
+            Outcome::Pass => Some(true),
+            Outcome::Fail => Some(false),
+            _ => None,
+        };
         t.add_row(vec![
-            p.id.as_str(),
-            p.severity.as_str(),
-            p.outcome.as_str(),
-            p.expected.as_str(),
-            &cut(&p.got, 90),
+            comfy_table::Cell::new(&p.id),
+            comfy_table::Cell::new(p.severity.as_str()),
+            verdict_cell(p.outcome.as_str(), good),
+            comfy_table::Cell::new(&p.expected),
+            comfy_table::Cell::new(cut(&p.got, 90)),
         ]);
     }
     let mut out = format!("authbench check: {} ({})\n{t}\n", r.target, r.scenario);

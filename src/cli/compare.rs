@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::shared::{report_errors, usage, CmdError, ToleranceArgs};
+use super::shared::{report_errors, usage, CmdError, Ui, ToleranceArgs};
 use crate::error::exit;
 use crate::report::{junit::JUnit, markdown, terminal, Exporter};
 
@@ -29,11 +29,16 @@ pub struct CompareArgs {
     pub junit: Option<PathBuf>,
 }
 
-pub(super) fn exec(a: &CompareArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    report_errors(compare(a, out), err)
+pub(super) fn exec(
+    a: &CompareArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    ui: Ui,
+) -> u8 {
+    report_errors(compare(a, out, ui), err, ui)
 }
 
-fn compare(a: &CompareArgs, out: &mut dyn Write) -> Result<u8, CmdError> {
+fn compare(a: &CompareArgs, out: &mut dyn Write, ui: Ui) -> Result<u8, CmdError> {
     let base = crate::read_report(&a.base).map_err(usage)?;
     let new = crate::read_report(&a.new).map_err(usage)?;
     let c = crate::gate::compare(
@@ -42,7 +47,7 @@ fn compare(a: &CompareArgs, out: &mut dyn Write) -> Result<u8, CmdError> {
         &a.base.display().to_string(),
         a.tolerance.options(),
     );
-    let _ = write!(out, "{}", terminal::comparison_table(&c));
+    let _ = write!(out, "{}", terminal::comparison_table(&c, ui.color_out));
     let mut shown = new.clone();
     shown.comparison = Some(c.clone());
     let fail = |e| CmdError(exit::FAILURE, e);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::shared::{report_errors, usage, CmdError};
+use super::shared::{report_errors, usage, CmdError, Ui};
 use crate::error::exit;
 use crate::report::{terminal::Terminal, Exporter};
 
@@ -23,11 +23,16 @@ pub struct MergeArgs {
     pub thresholds: Vec<String>,
 }
 
-pub(super) fn exec(a: &MergeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    report_errors(merge(a, out), err)
+pub(super) fn exec(
+    a: &MergeArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    ui: Ui,
+) -> u8 {
+    report_errors(merge(a, out, ui), err, ui)
 }
 
-fn merge(a: &MergeArgs, out: &mut dyn Write) -> Result<u8, CmdError> {
+fn merge(a: &MergeArgs, out: &mut dyn Write, ui: Ui) -> Result<u8, CmdError> {
     let reports = a
         .inputs
         .iter()
@@ -40,7 +45,7 @@ fn merge(a: &MergeArgs, out: &mut dyn Write) -> Result<u8, CmdError> {
     merged.thresholds = thresholds.iter().map(|t| t.evaluate(&merged)).collect();
     let files =
         crate::report::write_stem(&merged, &a.output).map_err(|e| CmdError(exit::FAILURE, e))?;
-    if let Ok(bytes) = Terminal.render(&merged) {
+    if let Ok(bytes) = (Terminal { color: ui.color_out }).render(&merged) {
         let _ = out.write_all(&bytes);
     }
     for f in files {

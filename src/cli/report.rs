@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::shared::{report_errors, usage, CmdError};
+use super::shared::{report_errors, usage, CmdError, Ui};
 use crate::error::exit;
 use crate::report::{junit::JUnit, markdown, Exporter};
 
@@ -25,11 +25,16 @@ pub struct ReportArgs {
     pub junit: Option<PathBuf>,
 }
 
-pub(super) fn exec(a: &ReportArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    report_errors(render(a, out), err)
+pub(super) fn exec(
+    a: &ReportArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    ui: Ui,
+) -> u8 {
+    report_errors(render(a, out, ui), err, ui)
 }
 
-fn render(a: &ReportArgs, out: &mut dyn Write) -> Result<u8, CmdError> {
+fn render(a: &ReportArgs, out: &mut dyn Write, _ui: Ui) -> Result<u8, CmdError> {
     // A check report renders as its own page; a run (or merge) report in every format.
     if let Some(check) = read_check_report(&a.input) {
         let Some(p) = &a.html else {

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::shared::{HashModeArg, ToleranceArgs};
+use super::shared::{HashModeArg, OutputArgs, ScenarioArgs, TargetArgs, TimeoutArgs, ToleranceArgs, Ui};
 use crate::error::exit;
 use crate::gate::Verdict;
-use crate::options::{Connections, RunOptions, ScenarioSource};
+use crate::options::{Connections, RunOptions};
 use crate::plan::{parse_stages, Arrival, LoadModel, Plan, Stage};
 use crate::report::{markdown, terminal::Terminal, Exporter, Report};
 use crate::units::{parse_count, parse_duration, parse_rate};
@@ -47,33 +47,17 @@ pub struct RunArgs {
     /// like new users.
     #[arg(long, value_enum, default_value = "shared")]
     pub connections: ConnectionsArg,
-    /// Base URL of the service to test; without it an in-process reference server is started.
-    #[arg(long, short = 't')]
-    pub target: Option<String>,
-    /// API key, sent where the scenario says (`{{api_key}}`, the X-API-Key header by default).
-    #[arg(long, env = "AUTHBENCH_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
-    /// Per-request timeout, from send to the last byte of the response (e.g. 30s, 500ms).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub timeout: Duration,
-    /// TCP connect timeout.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    pub connect_timeout: Duration,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub timeouts: TimeoutArgs,
     /// bcrypt cost of the in-process server (4-31).
     #[arg(long, default_value = "12", value_parser = clap::value_parser!(u32).range(4..=31), conflicts_with = "target")]
     pub cost: u32,
-    /// Scenario file (TOML) [default: the built-in scenarios/pyairtable.toml].
-    #[arg(long, short = 's')]
-    pub scenario: Option<PathBuf>,
-    /// Directory for the Markdown and JSON reports.
-    #[arg(long, default_value = "reports")]
-    pub out_dir: PathBuf,
-    /// Write no report files (the summary still prints).
-    #[arg(long, conflicts_with = "out_dir")]
-    pub no_reports: bool,
-    /// No progress bar.
-    #[arg(long)]
-    pub no_progress: bool,
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// A threshold the run must meet, e.g. 'success_rate>=0.99', 'flow.p95<2s' (repeatable).
     #[arg(long = "threshold", value_name = "EXPR")]
     pub thresholds: Vec<String>,
@@ -218,14 +202,14 @@ impl RunArgs {
                 ConnectionsArg::Shared => Connections::Shared,
                 ConnectionsArg::PerFlow => Connections::PerFlow,
             },
-            target: self.target,
-            api_key: self.api_key,
-            timeout: self.timeout,
-            connect_timeout: self.connect_timeout.min(self.timeout),
+            connect_timeout: self.timeouts.connect(),
+            timeout: self.timeouts.timeout,
+            target: self.target.target,
+            api_key: self.target.api_key,
             cost: self.cost,
-            scenario: self.scenario.map(ScenarioSource::File).unwrap_or_default(),
-            out_dir: (!self.no_reports).then_some(self.out_dir),
-            progress: !self.no_progress,
+            scenario: self.scenario.source(),
+            out_dir: self.output.dir(),
+            progress: true,
             thresholds: self.thresholds,
             baseline: self.baseline,
             compare: self.tolerance.options(),
@@ -238,11 +222,15 @@ impl RunArgs {
     }
 }
 
-pub(super) async fn exec(args: RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+pub(super) async fn exec(args: RunArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> u8 {
     let opts = match args.into_options() {
-        Ok(o) => o,
+        Ok(o) => RunOptions {
+            progress: ui.progress,
+            color: ui.color_err,
+            ..o
+        },
         Err(e) => {
-            let _ = writeln!(err, "error: {e}");
+            ui.error_msg(err, &e);
             return exit::USAGE;
         }
     };
@@ -261,7 +249,7 @@ pub(super) async fn exec(args: RunArgs, out: &mut dyn Write, err: &mut dyn Write
     };
     match crate::run(&opts, stop).await {
         Ok(result) => {
-            if let Ok(bytes) = Terminal.render(&result.report) {
+            if let Ok(bytes) = (Terminal { color: ui.color_out }).render(&result.report) {
                 let _ = out.write_all(&bytes);
             }
             for f in &result.files {
@@ -269,23 +257,22 @@ pub(super) async fn exec(args: RunArgs, out: &mut dyn Write, err: &mut dyn Write
             }
             if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
                 if let Err(e) = append(&PathBuf::from(path), &markdown::summary(&result.report)) {
-                    let _ = writeln!(err, "warning: GITHUB_STEP_SUMMARY: {e:#}");
+                    ui.warning(err, &format!("GITHUB_STEP_SUMMARY: {e:#}"));
                 }
             }
             if result.report.partial {
-                let _ = writeln!(err, "interrupted: the report is partial");
+                ui.verdict(err, "interrupted:", "the report is partial");
                 exit::INTERRUPTED
             } else if !result.report.gate_passed() {
-                let _ = writeln!(err, "gate failed: {}", gate_failures(&result.report));
+                ui.verdict(err, "gate failed:", &gate_failures(&result.report));
                 exit::GATE
             } else {
                 exit::OK
             }
         }
         Err(e) => {
-            let code = e.exit_code();
-            let _ = writeln!(err, "error: {:#}", anyhow::Error::new(e));
-            code
+            ui.error(err, &e);
+            e.exit_code()
         }
     }
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use clap::Args;
 
-use super::shared::HashModeArg;
+use super::shared::{HashModeArg, Ui};
 use crate::error::exit;
 use crate::options::ServeOptions;
 
@@ -25,7 +25,7 @@ pub struct ServeArgs {
     pub hash_mode: HashModeArg,
 }
 
-pub(super) async fn exec(a: ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+pub(super) async fn exec(a: ServeArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> u8 {
     let opts = ServeOptions {
         addr: a.addr,
         cost: a.cost,
@@ -41,7 +41,7 @@ pub(super) async fn exec(a: ServeArgs, out: &mut dyn Write, err: &mut dyn Write)
     let handle = match crate::server::spawn(cfg, opts.addr) {
         Ok(h) => h,
         Err(e) => {
-            let _ = writeln!(err, "error: {e}");
+            ui.error(err, &e);
             return match e {
                 crate::server::ServerError::InvalidCost(_) => exit::USAGE,
                 _ => exit::FAILURE,

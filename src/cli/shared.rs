@@ -1,13 +1,129 @@
-//! What several commands share: flag groups (`--max-regression` and friends, `--hash-mode`),
-//! the error type of commands that fail with a message and a code, and Ctrl-C handling.
+//! What several commands share: the flag groups flattened into every command that talks to
+//! a target or writes reports (target, timeouts, output), `--max-regression` and friends,
+//! `--hash-mode`; the [`Ui`] (colour per stream, progress) and the one way errors and
+//! warnings are printed; Ctrl-C handling.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
+use crate::color::{self, paint};
 use crate::error::exit;
 use crate::units::parse_duration;
+
+/// The service under test. Flattened into `run`, `check` and `sweep`.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Base URL of the service to test (http:// or https://); without it the in-process
+    /// reference server is used.
+    #[arg(long, short = 't', value_name = "URL")]
+    pub target: Option<String>,
+    /// API key, sent where the scenario says (`{{api_key}}`, the X-API-Key header by default).
+    #[arg(long, env = "AUTHBENCH_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub api_key: Option<String>,
+}
+
+/// The flow definition. Flattened into every command that runs flows.
+#[derive(Debug, Args)]
+pub struct ScenarioArgs {
+    /// Scenario file (TOML) [default: the built-in scenarios/pyairtable.toml].
+    #[arg(long, short = 's', value_name = "PATH")]
+    pub scenario: Option<PathBuf>,
+}
+
+impl ScenarioArgs {
+    pub fn source(&self) -> crate::options::ScenarioSource {
+        self.scenario
+            .clone()
+            .map(crate::options::ScenarioSource::File)
+            .unwrap_or_default()
+    }
+}
+
+/// Request timeouts. Flattened into every command that sends requests.
+#[derive(Debug, Args)]
+pub struct TimeoutArgs {
+    /// Per-request timeout, from send to the last byte of the response (e.g. 30s, 500ms).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+    /// TCP connect timeout, also the reachability check before any load (capped at --timeout).
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub connect_timeout: Duration,
+}
+
+impl TimeoutArgs {
+    /// The connect timeout, never longer than the request timeout.
+    pub fn connect(&self) -> Duration {
+        self.connect_timeout.min(self.timeout)
+    }
+}
+
+/// Where report files go. Flattened into every command that writes reports of a run.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Directory for the report files.
+    #[arg(long, default_value = "reports", value_name = "DIR")]
+    pub out_dir: PathBuf,
+    /// Write no report files (the summary still prints).
+    #[arg(long, conflicts_with = "out_dir")]
+    pub no_reports: bool,
+}
+
+impl OutputArgs {
+    /// The directory to write into, or `None` with `--no-reports`.
+    pub fn dir(&self) -> Option<PathBuf> {
+        (!self.no_reports).then(|| self.out_dir.clone())
+    }
+}
+
+/// How this process writes to the terminal: colour per stream, and whether progress shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ui {
+    /// ANSI colour on stdout.
+    pub color_out: bool,
+    /// ANSI colour on stderr.
+    pub color_err: bool,
+    /// Progress (bar or lines) on stderr; off with `--no-progress`.
+    pub progress: bool,
+}
+
+impl Ui {
+    /// Prints an error as `error: ` lines (see [`crate::error::lines`]).
+    pub fn error(&self, err: &mut dyn Write, e: &(dyn std::error::Error + 'static)) {
+        for line in crate::error::lines(e) {
+            let _ = writeln!(err, "{} {line}", paint(self.color_err, color::ERROR, "error:"));
+        }
+    }
+
+    /// Prints a message-only error.
+    pub fn error_msg(&self, err: &mut dyn Write, msg: &str) {
+        self.error(err, &Message(msg.to_string()));
+    }
+
+    /// Prints a warning line.
+    pub fn warning(&self, err: &mut dyn Write, msg: &str) {
+        let _ = writeln!(err, "{} {msg}", paint(self.color_err, color::WARNING, "warning:"));
+    }
+
+    /// Prints a line that explains a non-zero exit (`gate failed: ...`, `interrupted: ...`).
+    pub fn verdict(&self, err: &mut dyn Write, label: &str, msg: &str) {
+        let _ = writeln!(err, "{} {msg}", paint(self.color_err, color::NOTICE, label));
+    }
+}
+
+/// A plain message as an error, for [`Ui::error`].
+#[derive(Debug)]
+struct Message(String);
+
+impl std::fmt::Display for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}
 
 /// `--hash-mode` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -53,11 +169,11 @@ impl ToleranceArgs {
 /// Commands that fail with an error message and a code.
 pub(super) struct CmdError(pub(super) u8, pub(super) anyhow::Error);
 
-pub(super) fn report_errors(r: Result<u8, CmdError>, err: &mut dyn Write) -> u8 {
+pub(super) fn report_errors(r: Result<u8, CmdError>, err: &mut dyn Write, ui: Ui) -> u8 {
     match r {
         Ok(code) => code,
         Err(CmdError(code, e)) => {
-            let _ = writeln!(err, "error: {e:#}");
+            ui.error(err, e.as_ref());
             code
         }
     }

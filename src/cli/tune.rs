@@ -2,15 +2,12 @@
 //! machine, never below OWASP's minimum without `--allow-weak`.
 
 use std::io::Write;
-use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
 
-use super::shared::interrupted;
+use super::shared::{interrupted, OutputArgs, ScenarioArgs, TimeoutArgs, Ui};
 use crate::error::exit;
-use crate::options::ScenarioSource;
-use crate::units::{parse_count, parse_duration};
+use crate::units::parse_count;
 
 #[derive(Debug, Args)]
 pub struct TuneArgs {
@@ -23,12 +20,6 @@ pub struct TuneArgs {
     /// Flows in flight at once.
     #[arg(long, short = 'c', default_value = "20", value_parser = parse_count)]
     pub concurrency: u64,
-    /// Per-request timeout.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub timeout: Duration,
-    /// Scenario file (TOML) [default: the built-in scenarios/pyairtable.toml].
-    #[arg(long, short = 's')]
-    pub scenario: Option<PathBuf>,
     /// Lowest cost to search (raised to 10, OWASP's minimum, without --allow-weak).
     #[arg(long, default_value = "4", value_parser = clap::value_parser!(u32).range(4..=31))]
     pub min_cost: u32,
@@ -41,18 +32,22 @@ pub struct TuneArgs {
     /// bcrypt operations per flow, for the capacity arithmetic.
     #[arg(long, default_value = "2")]
     pub hashes_per_flow: f64,
-    /// Directory for <ts>-tune.{md,json}.
-    #[arg(long, default_value = "reports")]
-    pub out_dir: PathBuf,
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    #[command(flatten)]
+    pub timeouts: TimeoutArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
-pub(super) async fn exec(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+pub(super) async fn exec(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> u8 {
     let opts = crate::sweep::tune::TuneOptions {
         slos: a.slos,
         flows: a.flows,
         concurrency: a.concurrency.try_into().unwrap_or(usize::MAX),
-        timeout: a.timeout,
-        scenario: a.scenario.map(ScenarioSource::File).unwrap_or_default(),
+        timeout: a.timeouts.timeout,
+        connect_timeout: a.timeouts.connect(),
+        scenario: a.scenario.source(),
         min_cost: a.min_cost,
         max_cost: a.max_cost,
         allow_weak: a.allow_weak,
@@ -60,29 +55,35 @@ pub(super) async fn exec(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) 
         ..crate::sweep::tune::TuneOptions::default()
     };
     let mut progress = |line: &str| {
-        let _ = writeln!(err, "{line}");
+        if ui.progress {
+            let _ = writeln!(err, "{line}");
+        }
     };
     let tune = match crate::sweep::tune::tune(&opts, interrupted(), &mut progress).await {
         Ok(t) => t,
         Err(e) => {
-            let code = e.exit_code();
-            let _ = writeln!(err, "error: {:#}", anyhow::Error::new(e));
-            return code;
+            ui.error(err, &e);
+            return e.exit_code();
         }
     };
     let _ = write!(out, "{}", crate::sweep::tune::terminal(&tune));
-    match crate::sweep::tune::write_tune(&tune, &a.out_dir) {
+    let written = match a.output.dir() {
+        Some(dir) => crate::sweep::tune::write_tune(&tune, &dir),
+        None => Ok(Vec::new()),
+    };
+    match written {
         Ok(files) => {
             for f in files {
                 let _ = writeln!(out, "report: {}", f.display());
             }
         }
         Err(e) => {
-            let _ = writeln!(err, "error: {e:#}");
+            ui.error(err, e.as_ref());
             return exit::FAILURE;
         }
     }
     if tune.partial {
+        ui.verdict(err, "interrupted:", "the search is partial");
         exit::INTERRUPTED
     } else if tune.recommended.is_some() {
         exit::OK

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::shared::Ui;
 use crate::error::exit;
 
 #[derive(Debug, Args)]
@@ -15,7 +16,7 @@ pub struct ValidateArgs {
     pub paths: Vec<PathBuf>,
 }
 
-pub(super) fn exec(a: &ValidateArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+pub(super) fn exec(a: &ValidateArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> u8 {
     let paths = &a.paths;
     let mut code = exit::OK;
     for p in paths {
@@ -32,7 +33,7 @@ pub(super) fn exec(a: &ValidateArgs, out: &mut dyn Write, err: &mut dyn Write) -
                 );
             }
             Err(e) => {
-                let _ = writeln!(err, "{e}");
+                ui.error(err, &e);
                 code = exit::USAGE;
             }
         }

@@ -1,11 +1,36 @@
-//! The terminal summary: the metrics block and a comfy-table of steps.
+//! The terminal summary: the metrics block and a comfy-table of steps. Colour (verdict
+//! cells only) is on when the caller says so; the caller decides, once per process.
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Color, Table};
 
 use super::{Exporter, Report};
 use crate::stats::LatencySummary;
 
-pub struct Terminal;
+/// The terminal exporter; `color` adds ANSI colour to verdict cells.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Terminal {
+    pub color: bool,
+}
+
+/// Makes a table write colour exactly when `color` says, whatever stdout is.
+pub fn set_color(t: &mut Table, color: bool) {
+    if color {
+        t.enforce_styling();
+    } else {
+        t.force_no_tty();
+    }
+}
+
+/// A verdict cell: green when good, red when bad, plain when neither (or colour is off,
+/// which [`set_color`] enforces).
+pub fn verdict_cell(text: &str, good: Option<bool>) -> Cell {
+    let cell = Cell::new(text);
+    match good {
+        Some(true) => cell.fg(Color::Green),
+        Some(false) => cell.fg(Color::Red),
+        None => cell,
+    }
+}
 
 fn row(name: &str, requests: u64, ok: &str, l: &LatencySummary) -> Vec<Cell> {
     let mut cells = vec![Cell::new(name), Cell::new(requests), Cell::new(ok)];
@@ -21,8 +46,10 @@ fn row(name: &str, requests: u64, ok: &str, l: &LatencySummary) -> Vec<Cell> {
 }
 
 /// The baseline comparison as a terminal table (also printed by `authbench compare`).
-pub fn comparison_table(c: &crate::gate::Comparison) -> String {
+pub fn comparison_table(c: &crate::gate::Comparison, color: bool) -> String {
+    use crate::gate::Verdict;
     let mut t = Table::new();
+    set_color(&mut t, color);
     t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
         "scope", "metric", "base", "new", "delta", "change", "verdict",
     ]);
@@ -45,7 +72,14 @@ pub fn comparison_table(c: &crate::gate::Comparison) -> String {
                     .unwrap_or_else(|| "–".into()),
             )
             .set_alignment(CellAlignment::Right),
-            Cell::new(row.verdict.label()),
+            verdict_cell(
+                row.verdict.label(),
+                match row.verdict {
+                    Verdict::Regression => Some(false),
+                    Verdict::Improvement => Some(true),
+                    _ => None,
+                },
+            ),
         ]);
     }
     format!(
@@ -117,20 +151,21 @@ impl Exporter for Terminal {
         }
         if !r.thresholds.is_empty() {
             let mut t = Table::new();
+            set_color(&mut t, self.color);
             t.load_preset(UTF8_FULL_CONDENSED)
                 .set_header(vec!["threshold", "observed", "result"]);
             for x in &r.thresholds {
                 t.add_row(vec![
                     Cell::new(&x.expr),
                     Cell::new(&x.observed_text).set_alignment(CellAlignment::Right),
-                    Cell::new(if x.passed { "pass" } else { "FAIL" }),
+                    verdict_cell(if x.passed { "pass" } else { "FAIL" }, Some(x.passed)),
                 ]);
             }
             out.push_str(&t.to_string());
             out.push('\n');
         }
         if let Some(c) = &r.comparison {
-            out.push_str(&comparison_table(c));
+            out.push_str(&comparison_table(c, self.color));
         }
         if let Some(d) = &r.diagnosis {
             out.push_str("Diagnosis:\n");

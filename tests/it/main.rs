@@ -1,6 +1,7 @@
 //! One integration-test binary (one link step): each module covers an area.
 
 mod check;
+mod cli;
 mod diagnosis;
 mod gate;
 mod html;
