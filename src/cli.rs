@@ -636,7 +636,7 @@ fn cmd_report(a: &ReportArgs, out: &mut dyn Write) -> Result<u8, CmdError> {
                 "a check report re-renders as HTML only: give --html PATH"
             )));
         };
-        crate::report::write_file(p, &crate::report::html::check_page(&check))
+        crate::report::write_file(p, &crate::check::report::html(&check))
             .map_err(|e| CmdError(exit::FAILURE, e))?;
         let _ = writeln!(out, "report: {}", p.display());
         return Ok(exit::OK);
@@ -648,7 +648,7 @@ fn cmd_report(a: &ReportArgs, out: &mut dyn Write) -> Result<u8, CmdError> {
             )));
         };
         let svg = crate::sweep::chart::svg(&sw).map_err(|e| CmdError(exit::FAILURE, e))?;
-        crate::report::write_file(p, &crate::report::html::sweep_page(&sw, &svg))
+        crate::report::write_file(p, &crate::sweep::report::html(&sw, &svg))
             .map_err(|e| CmdError(exit::FAILURE, e))?;
         let _ = writeln!(out, "report: {}", p.display());
         return Ok(exit::OK);

@@ -13,7 +13,10 @@
 //! Memory is bounded by the number of flows in flight, never by the number of flows run.
 
 pub mod flow;
-pub mod http1;
+pub mod transport;
+
+/// The HTTP/1.1 client, at the path it had before [`transport`] existed.
+pub use transport::http1;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,7 +32,8 @@ use crate::plan::{Arrival, LoadModel, Plan};
 use crate::scenario::Scenario;
 use crate::stats::{new_histogram, record, Batch, Sample, Stats};
 use crate::timeline::TimelineBuilder;
-use flow::{micros, FlowContext, FlowState, FlowTiming};
+use flow::{FlowContext, FlowState, FlowTiming};
+use transport::micros;
 
 /// A flow that starts this much after its intended start is counted late.
 pub const LATE_AFTER: Duration = Duration::from_millis(10);
