@@ -212,6 +212,7 @@ impl Load {
             api_key: self.api_key.clone(),
             plan,
             progress,
+            color: opts.color,
             grace: opts.grace,
         }
     }

@@ -1,7 +1,9 @@
 //! Check reports: a terminal table, Markdown, JSON (the [`CheckReport`] struct as it
-//! is) and JUnit XML. Renderers return bytes and do no I/O; [`write_reports`] and
+//! is), JUnit XML and the HTML page (its body in the shared page of
+//! [`crate::report::html`]). Renderers return bytes and do no I/O; [`write_reports`] and
 //! [`write_junit`] write the files.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -9,6 +11,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::{CheckReport, Outcome};
+use crate::report::html::{esc, page};
 
 /// The terminal table: one row per probe, then the summary line.
 pub fn terminal(r: &CheckReport, color: bool) -> Vec<u8> {
@@ -172,6 +175,58 @@ pub fn junit(r: &CheckReport) -> anyhow::Result<Vec<u8>> {
     Ok(xml.into_bytes())
 }
 
+/// The HTML page of `authbench check`: the verdict, counts, and the probe table with
+/// severities, what was sent, expected and received.
+pub fn html(r: &CheckReport) -> Vec<u8> {
+    let mut o = String::new();
+    let s = &r.summary;
+    let verdict = if s.blocking_failures == 0 {
+        "PASS"
+    } else {
+        "FAIL"
+    };
+    let _ = write!(
+        o,
+        "<p class=\"verdict\"><strong>{verdict}</strong>: {} probes against {} ({}): {} passed, {} failed ({} high/medium), {} warned, {} skipped.</p>",
+        s.probes,
+        esc(&r.target),
+        if r.in_process_server { "the in-process reference server" } else { "an external service" },
+        s.passed,
+        s.failed,
+        s.blocking_failures,
+        s.warned,
+        s.skipped
+    );
+    o.push_str("<h2>Probes</h2><table id=\"probes\"><tr><th>probe</th><th>severity</th><th>result</th><th>sent</th><th>expected</th><th>got</th></tr>");
+    for p in &r.probes {
+        let cls = match p.outcome {
+            Outcome::Pass => "pass",
+            Outcome::Fail => "fail",
+            Outcome::Warn | Outcome::Skip => "",
+        };
+        let _ = write!(
+            o,
+            "<tr data-severity=\"{sev}\" data-outcome=\"{out}\"><td><code>{}</code><br><span class=\"note\">{}</span></td><td>{sev}</td><td class=\"{cls}\">{out}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
+            esc(&p.id),
+            esc(&p.title),
+            esc(&p.sent),
+            esc(&p.expected),
+            esc(&p.got),
+            p.note.as_deref().map(|n| format!("<br><span class=\"note\">{}</span>", esc(n))).unwrap_or_default(),
+            sev = p.severity.as_str(),
+            out = p.outcome.as_str(),
+        );
+    }
+    let _ = write!(
+        o,
+        "</table><p class=\"note\">Scenario {}; generated {} by {}.</p>",
+        esc(&r.scenario),
+        esc(&r.generated_at),
+        esc(&r.tool)
+    );
+    page("Authentication Conformance and Security Check", &o)
+}
+
 /// Writes `<dir>/<UTC timestamp>-check.{md,json,html}`, never overwriting an earlier set.
 pub fn write_reports(r: &CheckReport, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)
@@ -191,11 +246,7 @@ pub fn write_reports(r: &CheckReport, dir: &Path) -> anyhow::Result<Vec<PathBuf>
         base = format!("{stamp}-check-{n}");
     }
     let mut paths = Vec::new();
-    for (ext, bytes) in [
-        ("md", markdown(r)),
-        ("json", json(r)?),
-        ("html", crate::report::html::check_page(r)),
-    ] {
+    for (ext, bytes) in [("md", markdown(r)), ("json", json(r)?), ("html", html(r))] {
         let path = dir.join(format!("{base}.{ext}"));
         std::fs::write(&path, bytes)
             .with_context(|| format!("could not write the report file '{}'", path.display()))?;

@@ -67,7 +67,10 @@ impl CheckArgs {
 pub(super) async fn exec(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> u8 {
     match crate::check::check(&args.into_options()).await {
         Ok(result) => {
-            let _ = out.write_all(&crate::check::report::terminal(&result.report, ui.color_out));
+            let _ = out.write_all(&crate::check::report::terminal(
+                &result.report,
+                ui.color_out,
+            ));
             for f in &result.files {
                 let _ = writeln!(out, "report: {}", f.display());
             }

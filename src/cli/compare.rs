@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::shared::{report_errors, usage, CmdError, Ui, ToleranceArgs};
+use super::shared::{report_errors, usage, CmdError, ToleranceArgs, Ui};
 use crate::error::exit;
 use crate::report::{junit::JUnit, markdown, terminal, Exporter};
 
@@ -29,12 +29,7 @@ pub struct CompareArgs {
     pub junit: Option<PathBuf>,
 }
 
-pub(super) fn exec(
-    a: &CompareArgs,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-    ui: Ui,
-) -> u8 {
+pub(super) fn exec(a: &CompareArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> u8 {
     report_errors(compare(a, out, ui), err, ui)
 }
 

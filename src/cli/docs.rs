@@ -27,7 +27,12 @@ pub struct ManArgs {
     pub dir: Option<PathBuf>,
 }
 
-pub(super) fn completions(a: &CompletionsArgs, out: &mut dyn Write, _err: &mut dyn Write, _ui: Ui) -> u8 {
+pub(super) fn completions(
+    a: &CompletionsArgs,
+    out: &mut dyn Write,
+    _err: &mut dyn Write,
+    _ui: Ui,
+) -> u8 {
     let mut cmd = Cli::command();
     clap_complete::generate(a.shell, &mut cmd, "authbench", out);
     exit::OK

@@ -23,12 +23,7 @@ pub struct MergeArgs {
     pub thresholds: Vec<String>,
 }
 
-pub(super) fn exec(
-    a: &MergeArgs,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-    ui: Ui,
-) -> u8 {
+pub(super) fn exec(a: &MergeArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> u8 {
     report_errors(merge(a, out, ui), err, ui)
 }
 
@@ -45,7 +40,11 @@ fn merge(a: &MergeArgs, out: &mut dyn Write, ui: Ui) -> Result<u8, CmdError> {
     merged.thresholds = thresholds.iter().map(|t| t.evaluate(&merged)).collect();
     let files =
         crate::report::write_stem(&merged, &a.output).map_err(|e| CmdError(exit::FAILURE, e))?;
-    if let Ok(bytes) = (Terminal { color: ui.color_out }).render(&merged) {
+    if let Ok(bytes) = (Terminal {
+        color: ui.color_out,
+    })
+    .render(&merged)
+    {
         let _ = out.write_all(&bytes);
     }
     for f in files {

@@ -56,7 +56,13 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// When to use colour: `auto` (on a terminal, unless NO_COLOR is set), `always`, `never`.
-    #[arg(long, value_enum, default_value = "auto", global = true, value_name = "WHEN")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "auto",
+        global = true,
+        value_name = "WHEN"
+    )]
     pub color: ColorArg,
     /// No progress bar or progress lines (progress is only ever drawn on a terminal).
     #[arg(long, global = true)]
@@ -145,7 +151,14 @@ where
         Err(e) => {
             // The parse failed, so `--color` is read from the raw arguments for this message.
             let when = color_flag(&args);
-            let on = color::decide_from_env(when, if e.use_stderr() { terminals.err } else { terminals.out });
+            let on = color::decide_from_env(
+                when,
+                if e.use_stderr() {
+                    terminals.err
+                } else {
+                    terminals.out
+                },
+            );
             let rendered = e.render();
             let text = if on {
                 rendered.ansi().to_string()
@@ -228,9 +241,21 @@ mod tests {
     #[test]
     fn the_color_flag_is_read_from_raw_arguments() {
         let os = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
-        assert_eq!(color_flag(&os(&["authbench", "--color", "always", "run"])), When::Always);
-        assert_eq!(color_flag(&os(&["authbench", "run", "--color=never"])), When::Never);
-        assert_eq!(color_flag(&os(&["authbench", "run", "--color=bogus"])), When::Auto);
-        assert_eq!(color_flag(&os(&["authbench", "--", "--color=never"])), When::Auto);
+        assert_eq!(
+            color_flag(&os(&["authbench", "--color", "always", "run"])),
+            When::Always
+        );
+        assert_eq!(
+            color_flag(&os(&["authbench", "run", "--color=never"])),
+            When::Never
+        );
+        assert_eq!(
+            color_flag(&os(&["authbench", "run", "--color=bogus"])),
+            When::Auto
+        );
+        assert_eq!(
+            color_flag(&os(&["authbench", "--", "--color=never"])),
+            When::Auto
+        );
     }
 }

@@ -25,12 +25,7 @@ pub struct ReportArgs {
     pub junit: Option<PathBuf>,
 }
 
-pub(super) fn exec(
-    a: &ReportArgs,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-    ui: Ui,
-) -> u8 {
+pub(super) fn exec(a: &ReportArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> u8 {
     report_errors(render(a, out, ui), err, ui)
 }
 
@@ -42,7 +37,7 @@ fn render(a: &ReportArgs, out: &mut dyn Write, _ui: Ui) -> Result<u8, CmdError> 
                 "a check report re-renders as HTML only: give --html PATH"
             )));
         };
-        crate::report::write_file(p, &crate::report::html::check_page(&check))
+        crate::report::write_file(p, &crate::check::report::html(&check))
             .map_err(|e| CmdError(exit::FAILURE, e))?;
         let _ = writeln!(out, "report: {}", p.display());
         return Ok(exit::OK);
@@ -54,7 +49,7 @@ fn render(a: &ReportArgs, out: &mut dyn Write, _ui: Ui) -> Result<u8, CmdError> 
             )));
         };
         let svg = crate::sweep::chart::svg(&sw).map_err(|e| CmdError(exit::FAILURE, e))?;
-        crate::report::write_file(p, &crate::report::html::sweep_page(&sw, &svg))
+        crate::report::write_file(p, &crate::sweep::report::html(&sw, &svg))
             .map_err(|e| CmdError(exit::FAILURE, e))?;
         let _ = writeln!(out, "report: {}", p.display());
         return Ok(exit::OK);

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::shared::{HashModeArg, OutputArgs, ScenarioArgs, TargetArgs, TimeoutArgs, ToleranceArgs, Ui};
+use super::shared::{
+    HashModeArg, OutputArgs, ScenarioArgs, TargetArgs, TimeoutArgs, ToleranceArgs, Ui,
+};
 use crate::error::exit;
 use crate::gate::Verdict;
 use crate::options::{Connections, RunOptions};
@@ -249,7 +251,11 @@ pub(super) async fn exec(args: RunArgs, out: &mut dyn Write, err: &mut dyn Write
     };
     match crate::run(&opts, stop).await {
         Ok(result) => {
-            if let Ok(bytes) = (Terminal { color: ui.color_out }).render(&result.report) {
+            if let Ok(bytes) = (Terminal {
+                color: ui.color_out,
+            })
+            .render(&result.report)
+            {
                 let _ = out.write_all(&bytes);
             }
             for f in &result.files {

@@ -21,7 +21,12 @@ pub struct TargetArgs {
     #[arg(long, short = 't', value_name = "URL")]
     pub target: Option<String>,
     /// API key, sent where the scenario says (`{{api_key}}`, the X-API-Key header by default).
-    #[arg(long, env = "AUTHBENCH_API_KEY", hide_env_values = true, value_name = "KEY")]
+    #[arg(
+        long,
+        env = "AUTHBENCH_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
     pub api_key: Option<String>,
 }
 
@@ -93,7 +98,11 @@ impl Ui {
     /// Prints an error as `error: ` lines (see [`crate::error::lines`]).
     pub fn error(&self, err: &mut dyn Write, e: &(dyn std::error::Error + 'static)) {
         for line in crate::error::lines(e) {
-            let _ = writeln!(err, "{} {line}", paint(self.color_err, color::ERROR, "error:"));
+            let _ = writeln!(
+                err,
+                "{} {line}",
+                paint(self.color_err, color::ERROR, "error:")
+            );
         }
     }
 
@@ -104,7 +113,11 @@ impl Ui {
 
     /// Prints a warning line.
     pub fn warning(&self, err: &mut dyn Write, msg: &str) {
-        let _ = writeln!(err, "{} {msg}", paint(self.color_err, color::WARNING, "warning:"));
+        let _ = writeln!(
+            err,
+            "{} {msg}",
+            paint(self.color_err, color::WARNING, "warning:")
+        );
     }
 
     /// Prints a line that explains a non-zero exit (`gate failed: ...`, `interrupted: ...`).

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::shared::{interrupted, OutputArgs, ScenarioArgs, TimeoutArgs, Ui, TargetArgs};
+use super::shared::{interrupted, OutputArgs, ScenarioArgs, TargetArgs, TimeoutArgs, Ui};
 use crate::error::exit;
 use crate::units::{parse_count, parse_duration};
 
@@ -52,7 +52,10 @@ pub(super) async fn exec(a: SweepArgs, out: &mut dyn Write, err: &mut dyn Write,
     // checked here rather than by clap.
     match (&a.spawn, &a.target.target) {
         (Some(_), None) => {
-            ui.error_msg(err, "--spawn needs --target URL: the base URL the spawned service listens on");
+            ui.error_msg(
+                err,
+                "--spawn needs --target URL: the base URL the spawned service listens on",
+            );
             return exit::USAGE;
         }
         (None, Some(_)) => {

@@ -1,8 +1,10 @@
 //! Runs one flow: the scenario's steps in order, with a per-flow variable table.
 //!
-//! Each request is timed from just before it is handed to the HTTP client until the last
-//! byte of its body has arrived. A step that fails ends its flow. The result of every
-//! step and of the flow goes out as a [`Sample`]; nothing here prints or stores samples.
+//! Each step's request is rendered here, before the clock starts, and sent by
+//! [`super::transport`], which times it from just before it is handed to the HTTP client
+//! until the last byte of its body has arrived; the response is then checked here. A step
+//! that fails ends its flow. The result of every step and of the flow goes out as a
+//! [`Sample`]; nothing here prints or stores samples.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,7 +13,8 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, HeaderValue};
 use tokio::sync::mpsc::Sender;
 
-use super::http1::{Conn, Http1};
+use super::transport::http1::{Conn, Http1};
+use super::transport::{self, micros, Times};
 use crate::scenario::{
     Expectation, ExtractSource, Scenario, Step, SLOT_API_KEY, SLOT_RANDOM, SLOT_RUN_ID, SLOT_SEQ,
     SLOT_UUID,
@@ -53,14 +56,6 @@ impl FlowTiming {
     };
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct StepTimes {
-    total_us: u64,
-    ttfb_us: u64,
-    /// Set when the request opened a connection (hyper path only).
-    connect_us: Option<u64>,
-}
-
 /// A flow's samples until they are sent. Dropped unsent (the flow was cut off by an
 /// interrupt), it hands over the steps that finished, without waiting: the collector is
 /// still draining then, and a full channel loses only these few.
@@ -78,7 +73,7 @@ impl Drop for Pending<'_> {
 }
 
 /// A step that got no complete response (not built, not sent, or no answer).
-fn no_response(times: StepTimes, k: FailureKind) -> (StepTimes, StepOutcome) {
+fn no_response(times: Times, k: FailureKind) -> (Times, StepOutcome) {
     (
         times,
         StepOutcome {
@@ -89,7 +84,7 @@ fn no_response(times: StepTimes, k: FailureKind) -> (StepTimes, StepOutcome) {
 }
 
 /// A step that got a response, checked.
-fn responded(times: StepTimes, failure: Option<FailureKind>) -> (StepTimes, StepOutcome) {
+fn responded(times: Times, failure: Option<FailureKind>) -> (Times, StepOutcome) {
     (
         times,
         StepOutcome {
@@ -254,114 +249,26 @@ impl FlowContext {
         body: &mut Vec<u8>,
         scratch: &mut String,
         timer: Pin<&mut tokio::time::Sleep>,
-    ) -> (StepTimes, StepOutcome) {
-        if let Some(fast) = &self.fast {
-            return self
-                .run_step_http1(fast, conn, index, step, vars, body, scratch, timer)
-                .await;
-        }
+    ) -> (Times, StepOutcome) {
         // Build everything before the clock starts: templates, headers and body are the
         // harness's work, not the server's.
-        let request = match self.build_request(index, vars, body, scratch) {
-            Ok(r) => r,
-            Err(k) => return no_response(StepTimes::default(), k),
-        };
-        let start = Instant::now();
         let keep_headers = step.needs_headers();
-        let mut ttfb_us = 0;
-        let result = async {
-            let resp = client.execute(request).await?;
-            // `execute` returns once the status line and headers are in: time to first byte.
-            ttfb_us = micros(start.elapsed());
-            let status = resp.status().as_u16();
-            let headers = if keep_headers {
-                resp.headers().clone()
-            } else {
-                HeaderMap::new()
-            };
-            let bytes = resp.bytes().await?;
-            Ok::<_, reqwest::Error>((status, headers, bytes))
-        }
-        .await;
-        // reqwest does not say whether a request opened a connection: no connect time.
-        let times = StepTimes {
-            total_us: micros(start.elapsed()),
-            ttfb_us,
-            connect_us: None,
+        let sent = match &self.fast {
+            Some(fast) => match http1_request(fast, index, step, vars, body, scratch) {
+                Ok(req) => fast.exchange(conn, req, keep_headers, timer).await.into(),
+                Err(k) => return no_response(Times::default(), k),
+            },
+            None => match self.build_request(index, vars, body, scratch) {
+                Ok(req) => transport::send_reqwest(client, req, keep_headers).await,
+                Err(k) => return no_response(Times::default(), k),
+            },
         };
-        let (status, headers, bytes) = match result {
-            Ok(r) => r,
-            Err(e) => return no_response(times, classify(&e)),
-        };
-        responded(
-            times,
-            check_response(step, status, &headers, &bytes, vars).err(),
-        )
-    }
-
-    /// The same step on hyper's connection-level client (see [`super::http1`]).
-    #[allow(clippy::too_many_arguments)]
-    async fn run_step_http1(
-        &self,
-        fast: &Http1,
-        conn: &mut Option<Conn>,
-        index: usize,
-        step: &Step,
-        vars: &mut [String],
-        body: &mut Vec<u8>,
-        scratch: &mut String,
-        timer: Pin<&mut tokio::time::Sleep>,
-    ) -> (StepTimes, StepOutcome) {
-        let failed = |k| no_response(StepTimes::default(), k);
-        let uri = match fast.static_uri(index) {
-            Some(u) => u,
-            None => {
-                let mut path = String::with_capacity(fast.prefix.len() + 32);
-                path.push_str(&fast.prefix);
-                step.path.render_into(vars, &mut path);
-                match hyper::Uri::try_from(path) {
-                    Ok(u) => u,
-                    Err(_) => return failed(FailureKind::Request),
-                }
-            }
-        };
-        let headers = match render_headers(step, vars, scratch) {
-            Ok(h) => h,
-            Err(k) => return failed(k),
-        };
-        let payload = match &step.body {
-            Some(b) => {
-                body.clear();
-                b.render_into(vars, body, scratch);
-                // Hand the rendered buffer over instead of copying it.
-                bytes::Bytes::from(std::mem::take(body))
-            }
-            None => bytes::Bytes::new(),
-        };
-        // Set the parts in place: the builder moves the whole request through a `Result`
-        // at every call, which showed as copies in the profile.
-        let mut req = hyper::Request::new(http_body_util::Full::new(payload));
-        *req.method_mut() = step.method.clone();
-        *req.uri_mut() = uri;
-        *req.headers_mut() = headers;
-        let attempt = fast.exchange(conn, req, step.needs_headers(), timer).await;
-        match attempt.result {
-            Ok(ex) => responded(
-                StepTimes {
-                    total_us: ex.total_us,
-                    ttfb_us: ex.ttfb_us,
-                    connect_us: attempt.connect_us,
-                },
-                check_response(step, ex.status, &ex.headers, &ex.body, vars).err(),
+        match sent.response {
+            Ok(r) => responded(
+                sent.times,
+                check_response(step, r.status, &r.headers, &r.body, vars).err(),
             ),
-            Err(k) => no_response(
-                StepTimes {
-                    total_us: attempt.total_us,
-                    ttfb_us: 0,
-                    connect_us: attempt.connect_us,
-                },
-                k,
-            ),
+            Err(k) => no_response(sent.times, k),
         }
     }
 
@@ -404,6 +311,44 @@ impl FlowContext {
         }
         Ok(req)
     }
+}
+
+/// Step `index`'s request for hyper's connection-level client (see
+/// [`super::transport::http1`]), rendered with `vars`.
+fn http1_request(
+    fast: &Http1,
+    index: usize,
+    step: &Step,
+    vars: &[String],
+    body: &mut Vec<u8>,
+    scratch: &mut String,
+) -> Result<hyper::Request<http_body_util::Full<bytes::Bytes>>, FailureKind> {
+    let uri = match fast.static_uri(index) {
+        Some(u) => u,
+        None => {
+            let mut path = String::with_capacity(fast.prefix.len() + 32);
+            path.push_str(&fast.prefix);
+            step.path.render_into(vars, &mut path);
+            hyper::Uri::try_from(path).map_err(|_| FailureKind::Request)?
+        }
+    };
+    let headers = render_headers(step, vars, scratch)?;
+    let payload = match &step.body {
+        Some(b) => {
+            body.clear();
+            b.render_into(vars, body, scratch);
+            // Hand the rendered buffer over instead of copying it.
+            bytes::Bytes::from(std::mem::take(body))
+        }
+        None => bytes::Bytes::new(),
+    };
+    // Set the parts in place: the builder moves the whole request through a `Result`
+    // at every call, which showed as copies in the profile.
+    let mut req = hyper::Request::new(http_body_util::Full::new(payload));
+    *req.method_mut() = step.method.clone();
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    Ok(req)
 }
 
 /// The step's headers with their variables rendered.
@@ -488,23 +433,8 @@ fn scalar_string(v: &serde_json::Value) -> Option<String> {
     }
 }
 
-/// Maps a client error to a failure kind. Timeouts first: a connect attempt that timed out
-/// is a timeout, a refused one is a connect failure.
-pub fn classify(e: &reqwest::Error) -> FailureKind {
-    if e.is_timeout() {
-        FailureKind::Timeout
-    } else if e.is_connect() {
-        FailureKind::Connect
-    } else if e.is_builder() || e.is_request() && e.url().is_none() {
-        FailureKind::Request
-    } else {
-        FailureKind::Transport
-    }
-}
-
-pub fn micros(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
+/// `check` sends with reqwest too, and names its failures the same way.
+pub use super::transport::classify;
 
 fn uuid_v4(r: u128) -> String {
     let b =

@@ -13,7 +13,10 @@
 //! Memory is bounded by the number of flows in flight, never by the number of flows run.
 
 pub mod flow;
-pub mod http1;
+pub mod transport;
+
+/// The HTTP/1.1 client, at the path it had before [`transport`] existed.
+pub use transport::http1;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,7 +32,8 @@ use crate::plan::{Arrival, LoadModel, Plan};
 use crate::scenario::Scenario;
 use crate::stats::{new_histogram, record, Batch, Sample, Stats};
 use crate::timeline::TimelineBuilder;
-use flow::{micros, FlowContext, FlowState, FlowTiming};
+use flow::{FlowContext, FlowState, FlowTiming};
+use transport::micros;
 
 /// A flow that starts this much after its intended start is counted late.
 pub const LATE_AFTER: Duration = Duration::from_millis(10);
@@ -56,6 +60,8 @@ pub struct EngineConfig {
     pub api_key: String,
     pub plan: Plan,
     pub progress: bool,
+    /// Colour in the progress bar (decided once per process by the command line).
+    pub color: bool,
     pub grace: Duration,
 }
 
@@ -141,7 +147,7 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
     // Bounded: if the collector ever fell behind, workers wait instead of memory growing.
     let (tx, rx) = mpsc::channel::<Batch>(4096);
     let stats = Stats::new(&cfg.scenario.step_names());
-    let bar = progress_bar(cfg.progress, cfg.plan.planned_flows());
+    let bar = progress_bar(cfg.progress, cfg.color, cfg.plan.planned_flows());
     let shared = Arc::new(Shared::default());
     let collector = tokio::spawn(collect(rx, stats, bar, shared.clone()));
     let driver = Arc::new(Driver {
@@ -451,16 +457,19 @@ fn fold(
 
 /// The progress bar: drawn on stderr only when asked for and stdout is a terminal, so
 /// piped or CI output carries no control codes.
-pub fn progress_bar(wanted: bool, total: Option<u64>) -> ProgressBar {
+pub fn progress_bar(wanted: bool, color: bool, total: Option<u64>) -> ProgressBar {
     use std::io::IsTerminal;
     if !wanted || !std::io::stdout().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
-    let template = if total.is_some() {
-        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} flows {msg}"
-    } else {
-        "{spinner} [{elapsed_precise}] {pos} flows {msg}"
+    let template = match (total.is_some(), color) {
+        (true, true) => {
+            "{spinner:.green} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} flows {msg}"
+        }
+        (true, false) => "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} flows {msg}",
+        (false, true) => "{spinner:.green} [{elapsed_precise}] {pos} flows {msg}",
+        (false, false) => "{spinner} [{elapsed_precise}] {pos} flows {msg}",
     };
     if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style);

@@ -4,6 +4,11 @@
 //! percentile per step and per flow (both clocks in open loop), latency and throughput
 //! over time, the per-step table, failures, the diagnosis and the configuration.
 //!
+//! It also owns what every HTML page shares: `page` (head, CSP, style, render check)
+//! and `esc`. Other commands' pages live with their commands (`check::report::html`,
+//! `sweep::report::html`) and build on these; this module knows nothing of them (no
+//! import from `check`, `sweep` or `cli`).
+//!
 //! Charts are drawn here as SVG rather than by a JS charting library: nothing to vendor,
 //! nothing to load, and each drawn point carries its value in `data-*` attributes so tests
 //! can check the picture against the JSON.
@@ -23,7 +28,8 @@ const COLORS: &[&str] = &[
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
 ];
 
-fn esc(s: &str) -> String {
+/// Escapes text for HTML content and attribute values.
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -292,108 +298,13 @@ const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sa
 const SCRIPT: &str = "window.__errors=[];window.addEventListener('error',function(e){window.__errors.push(String(e.message));document.body.setAttribute('data-errors',String(window.__errors.length));});document.addEventListener('DOMContentLoaded',function(){var n=document.querySelectorAll('svg.chart polyline, svg.chart circle, svg.chart rect').length;document.body.setAttribute('data-drawn',String(n));document.body.setAttribute('data-errors',String(window.__errors.length));});";
 
 /// The page around a body: the same head, CSP, style and render check for every report.
-fn page(title: &str, body: &str) -> Vec<u8> {
+/// The check and sweep pages (in their own modules) are bodies put in this.
+pub(crate) fn page(title: &str, body: &str) -> Vec<u8> {
     format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{t}</title><style>{STYLE}</style><script>{SCRIPT}</script></head><body><h1>{t}</h1>{body}</body></html>",
         t = esc(title)
     )
     .into_bytes()
-}
-
-/// The HTML page of `authbench check`: the verdict, counts, and the probe table with
-/// severities, what was sent, expected and received.
-pub fn check_page(r: &crate::check::CheckReport) -> Vec<u8> {
-    use crate::check::Outcome;
-    let mut o = String::new();
-    let s = &r.summary;
-    let verdict = if s.blocking_failures == 0 {
-        "PASS"
-    } else {
-        "FAIL"
-    };
-    let _ = write!(
-        o,
-        "<p class=\"verdict\"><strong>{verdict}</strong>: {} probes against {} ({}): {} passed, {} failed ({} high/medium), {} warned, {} skipped.</p>",
-        s.probes,
-        esc(&r.target),
-        if r.in_process_server { "the in-process reference server" } else { "an external service" },
-        s.passed,
-        s.failed,
-        s.blocking_failures,
-        s.warned,
-        s.skipped
-    );
-    o.push_str("<h2>Probes</h2><table id=\"probes\"><tr><th>probe</th><th>severity</th><th>result</th><th>sent</th><th>expected</th><th>got</th></tr>");
-    for p in &r.probes {
-        let cls = match p.outcome {
-            Outcome::Pass => "pass",
-            Outcome::Fail => "fail",
-            Outcome::Warn | Outcome::Skip => "",
-        };
-        let _ = write!(
-            o,
-            "<tr data-severity=\"{sev}\" data-outcome=\"{out}\"><td><code>{}</code><br><span class=\"note\">{}</span></td><td>{sev}</td><td class=\"{cls}\">{out}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
-            esc(&p.id),
-            esc(&p.title),
-            esc(&p.sent),
-            esc(&p.expected),
-            esc(&p.got),
-            p.note.as_deref().map(|n| format!("<br><span class=\"note\">{}</span>", esc(n))).unwrap_or_default(),
-            sev = p.severity.as_str(),
-            out = p.outcome.as_str(),
-        );
-    }
-    let _ = write!(
-        o,
-        "</table><p class=\"note\">Scenario {}; generated {} by {}.</p>",
-        esc(&r.scenario),
-        esc(&r.generated_at),
-        esc(&r.tool)
-    );
-    page("Authentication Conformance and Security Check", &o)
-}
-
-/// The HTML page of `authbench sweep`: the chart of latency and capacity against cost
-/// (with the OWASP minimum of 10 marked), inline, and the table per cost.
-pub fn sweep_page(sw: &crate::sweep::Sweep, chart_svg: &str) -> Vec<u8> {
-    let mut o = String::new();
-    let svg = chart_svg
-        .trim_start()
-        .strip_prefix("<?xml")
-        .and_then(|rest| rest.split_once("?>").map(|(_, r)| r))
-        .unwrap_or(chart_svg);
-    let _ = write!(
-        o,
-        "<p class=\"verdict\">{} flows at concurrency {} per cost{}. Costs under 10 are below the OWASP minimum for bcrypt.</p><div class=\"sweep-chart\">{svg}</div>",
-        sw.config.flows,
-        sw.config.concurrency,
-        if sw.partial { " (PARTIAL: interrupted)" } else { "" }
-    );
-    let ms = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "–".into());
-    o.push_str("<h2>Per cost</h2><table id=\"sweep\"><tr><th>cost</th><th>hash (ms)</th><th>flow p50 (ms)</th><th>p95</th><th>p99</th><th>success</th><th>flows/s</th><th>capacity ≈ flows/s</th></tr>");
-    for r in &sw.rows {
-        let _ = write!(
-            o,
-            "<tr data-cost=\"{c}\"><td>{c}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}%</td><td>{:.2}</td><td>{}</td></tr>",
-            if r.cost < 10 { " (weak)" } else { "" },
-            ms(r.hash_ms),
-            ms(r.flow_p50_ms),
-            ms(r.flow_p95_ms),
-            ms(r.flow_p99_ms),
-            r.success_rate * 100.0,
-            r.flows_per_s,
-            ms(r.capacity_flows_per_s),
-            c = r.cost
-        );
-    }
-    let _ = write!(
-        o,
-        "</table><p class=\"note\">{}</p><p class=\"note\">Generated {} by {}.</p>",
-        esc(&crate::sweep::capacity_note(sw)),
-        esc(&sw.generated_at),
-        esc(&sw.tool)
-    );
-    page("bcrypt Cost Sweep", &o)
 }
 
 impl Exporter for Html {

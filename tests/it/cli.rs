@@ -57,7 +57,11 @@ fn colour_only_on_a_terminal_or_when_forced() {
         let mut forced_args = vec!["--color", "always"];
         forced_args.extend_from_slice(args);
         let forced = bin(&forced_args, &[]);
-        assert!(stream(&forced).contains(ESC), "{args:?} --color always: {:?}", stream(&forced));
+        assert!(
+            stream(&forced).contains(ESC),
+            "{args:?} --color always: {:?}",
+            stream(&forced)
+        );
         // The same exit code whatever the colour.
         assert_eq!(piped.status.code(), forced.status.code(), "{args:?}");
 
@@ -79,7 +83,11 @@ fn colour_only_on_a_terminal_or_when_forced() {
 fn one_line_per_error_class() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "name = \"x\"\n[[steps]]\nname = \"a\"\nmethod = \"GET\"\npath = 5\n").unwrap();
+    std::fs::write(
+        &bad,
+        "name = \"x\"\n[[steps]]\nname = \"a\"\nmethod = \"GET\"\npath = 5\n",
+    )
+    .unwrap();
     let bad = bad.display().to_string();
     let not_a_dir = dir.path().join("file");
     std::fs::write(&not_a_dir, "x").unwrap();
@@ -137,12 +145,23 @@ fn one_line_per_error_class() {
     }
     // A report directory that cannot be created: the run's own error, once.
     let (code, _, err) = cli(&[
-        "run", "--flows", "1", "--cost", "4", "--calibration", "0", "--out-dir", &not_a_dir,
+        "run",
+        "--flows",
+        "1",
+        "--cost",
+        "4",
+        "--calibration",
+        "0",
+        "--out-dir",
+        &not_a_dir,
     ]);
     assert_eq!(code, 1, "{err}");
     let l: Vec<&str> = err.lines().collect();
     assert_eq!(l.len(), 1, "{err}");
-    assert!(l[0].starts_with("error: ") && l[0].contains(&not_a_dir), "{err}");
+    assert!(
+        l[0].starts_with("error: ") && l[0].contains(&not_a_dir),
+        "{err}"
+    );
     assert_eq!(l[0].matches(&not_a_dir).count(), 1, "{err}");
 
     // clap's usage errors: the error is its first line (clap adds a usage hint below).
@@ -239,18 +258,29 @@ fn the_man_page_renders() {
         .arg(&page)
         .output()
     else {
-        assert!(std::env::var_os("CI").is_none(), "groff is required under CI (scripts/setup.sh installs it)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "groff is required under CI (scripts/setup.sh installs it)"
+        );
         eprintln!("skipped: no groff");
         return;
     };
     assert!(render.status.success(), "{}", text(&render.stderr));
-    assert!(render.stderr.is_empty(), "groff warned: {}", text(&render.stderr));
+    assert!(
+        render.stderr.is_empty(),
+        "groff warned: {}",
+        text(&render.stderr)
+    );
     let shown = text(&render.stdout);
     for c in ["run", "check", "sweep", "tune", "completions"] {
         assert!(shown.contains(c), "{c} missing from the man page");
     }
     // One page per command into a directory.
-    let (code, out, err) = cli(&["man", "--dir", &dir.path().join("man1").display().to_string()]);
+    let (code, out, err) = cli(&[
+        "man",
+        "--dir",
+        &dir.path().join("man1").display().to_string(),
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(dir.path().join("man1/authbench-run.1").exists(), "{out}");
 }

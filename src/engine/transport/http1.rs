@@ -24,6 +24,7 @@ use hyper::Uri;
 use hyper_util::rt::TokioIo;
 use tokio::time::Sleep;
 
+use super::micros;
 use crate::scenario::Scenario;
 use crate::stats::FailureKind;
 
@@ -225,8 +226,4 @@ impl Http1 {
             result,
         }
     }
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }

@@ -8,20 +8,23 @@
 //!
 //! It never goes below OWASP's minimum of 10 unless `--allow-weak` says so: when 10 misses
 //! the SLO, the answer is not a weaker hash but more hashing capacity, and [`advice`]
-//! prints the arithmetic that says how much.
+//! prints the arithmetic that says how much. Its `report` module renders and writes the
+//! result ([`terminal`], [`markdown`], [`write_tune`]).
 
-use std::fmt::Write as _;
+mod report;
+
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::runner::{drive_with_stop, in_process_run, stop_future};
 use super::{capacity, SweepError, OWASP_MIN_COST};
 use crate::gate::{Metric, Op, Threshold, ThresholdResult};
 use crate::options::ScenarioSource;
+
+pub use report::{markdown, terminal, write_tune};
 
 /// The version of the tune JSON format.
 pub const SCHEMA: &str = "authbench.tune/1";
@@ -34,6 +37,8 @@ pub struct TuneOptions {
     pub flows: u64,
     pub concurrency: usize,
     pub timeout: Duration,
+    /// TCP connect timeout (capped at `timeout`).
+    pub connect_timeout: Duration,
     pub scenario: ScenarioSource,
     pub min_cost: u32,
     pub max_cost: u32,
@@ -50,6 +55,7 @@ impl Default for TuneOptions {
             flows: 20,
             concurrency: 20,
             timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
             scenario: ScenarioSource::Builtin,
             min_cost: 4,
             max_cost: 14,
@@ -287,7 +293,7 @@ pub async fn tune(
         .map_err(|e| SweepError::Config(e.to_string()))?;
     let (tx, rx) = watch::channel(false);
     let (search, mut probes, partial) =
-        super::drive_with_stop(stop, tx, run_search(opts, &slos, floor, max, rx, progress)).await?;
+        drive_with_stop(stop, tx, run_search(opts, &slos, floor, max, rx, progress)).await?;
     probes.sort_by_key(|p| p.cost);
     let advice = match (search.best(), probes.iter().find(|p| p.cost == floor)) {
         (None, Some(p)) if !partial => advice(
@@ -343,14 +349,14 @@ async fn run_search(
             "cost {cost}: {hash_ms:.1} ms per hash; running {} flows",
             opts.flows
         ));
-        let run_opts = super::in_process_run(
+        let run_opts = in_process_run(
             cost,
             opts.flows,
             opts.concurrency,
-            opts.timeout,
+            (opts.timeout, opts.connect_timeout),
             &opts.scenario,
         );
-        let r = crate::run(&run_opts, super::stop_future(&stop))
+        let r = crate::run(&run_opts, stop_future(&stop))
             .await
             .map_err(|e| SweepError::Run { cost, source: e })?
             .report;
@@ -386,139 +392,6 @@ async fn run_search(
         }
     }
     Ok((search, probes, false))
-}
-
-/// The verdict and the probes, as plain text lines (terminal and Markdown share them).
-fn verdict(t: &Tune) -> Vec<String> {
-    let slos = t.slos.join(", ");
-    let mut lines = Vec::new();
-    match t.recommended {
-        Some(c) => {
-            lines.push(format!(
-                "Recommended bcrypt cost: {c} (the highest in {}..={} that meets {slos} on this machine, {} flows, {} at once).",
-                t.floor, t.max_cost, t.flows, t.concurrency
-            ));
-            if c < OWASP_MIN_COST {
-                lines.push(format!(
-                    "Warning: {c} is below the OWASP minimum of {OWASP_MIN_COST} (allowed by --allow-weak)."
-                ));
-            }
-        }
-        None if t.partial => lines.push("Interrupted before any cost was shown to meet the SLO.".into()),
-        None if t.floor >= OWASP_MIN_COST && !t.allow_weak => lines.push(format!(
-            "No recommendation: even cost {} (the OWASP minimum is {OWASP_MIN_COST}) misses {slos} on this machine. \
-             Do not lower the cost below {OWASP_MIN_COST}; what would meet it instead:",
-            t.floor
-        )),
-        None => lines.push(format!(
-            "No recommendation: no cost in {}..={} meets {slos} on this machine. What would:",
-            t.floor, t.max_cost
-        )),
-    }
-    if t.partial {
-        lines.push("PARTIAL: the search was interrupted.".into());
-    }
-    lines
-}
-
-fn probe_cells(p: &Probe) -> [String; 6] {
-    let ms = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.1}"));
-    [
-        p.cost.to_string(),
-        format!("{:.1}", p.hash_ms),
-        ms(p.flow_p95_ms),
-        format!("{:.1}%", p.success_rate * 100.0),
-        p.slos
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} {} (observed {})",
-                    r.expr,
-                    if r.passed { "✅" } else { "❌" },
-                    r.observed_text
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-        if p.partial {
-            "interrupted".into()
-        } else if p.passed {
-            "meets".into()
-        } else {
-            "misses".into()
-        },
-    ]
-}
-
-const PROBE_HEADERS: [&str; 6] = [
-    "cost",
-    "hash (ms)",
-    "flow p95 (ms)",
-    "success",
-    "SLOs",
-    "verdict",
-];
-
-/// The terminal text.
-pub fn terminal(t: &Tune) -> String {
-    let mut table = comfy_table::Table::new();
-    table
-        .load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
-        .set_header(PROBE_HEADERS);
-    for p in &t.probes {
-        table.add_row(probe_cells(p));
-    }
-    let mut out = format!("{table}\n");
-    for l in verdict(t) {
-        let _ = writeln!(out, "{l}");
-    }
-    for a in &t.advice {
-        let _ = writeln!(out, "  - {a}");
-    }
-    out
-}
-
-/// The Markdown report.
-pub fn markdown(t: &Tune) -> String {
-    let mut md = format!(
-        "# bcrypt cost tuning{}\n\n",
-        if t.partial { " (PARTIAL)" } else { "" }
-    );
-    for l in verdict(t) {
-        let _ = writeln!(md, "{l}\n");
-    }
-    for a in &t.advice {
-        let _ = writeln!(md, "- {a}");
-    }
-    if !t.advice.is_empty() {
-        md.push('\n');
-    }
-    let _ = writeln!(md, "| {} |", PROBE_HEADERS.join(" | "));
-    let _ = writeln!(md, "|{}", "---|".repeat(PROBE_HEADERS.len()));
-    for p in &t.probes {
-        let _ = writeln!(md, "| {} |", probe_cells(p).join(" | "));
-    }
-    let _ = writeln!(
-        md,
-        "\nIn-process reference server, {} hashing threads ({} cores), {} hashes per flow. Generated {} by {}.",
-        t.hashing_threads, t.cores, t.hashes_per_flow, t.generated_at, t.tool
-    );
-    md
-}
-
-/// Writes `<dir>/<stamp>-tune.{md,json}`.
-pub fn write_tune(t: &Tune, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("could not create the report directory '{}'", dir.display()))?;
-    let stem = super::unique_stem(dir, &t.generated_at, "tune", &["md", "json"]);
-    let md = stem.with_extension("md");
-    let json = stem.with_extension("json");
-    crate::report::write_file(&md, markdown(t).as_bytes())?;
-    crate::report::write_file(
-        &json,
-        &serde_json::to_vec_pretty(t).context("could not serialize the tune result")?,
-    )?;
-    Ok(vec![md, json])
 }
 
 #[cfg(test)]

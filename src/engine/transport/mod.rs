@@ -1,0 +1,128 @@
+//! The transport: sends one request, already rendered, and reads its whole response,
+//! timed from just before the request is handed to the client (time to first byte,
+//! total, and the connect time when the request opened a connection). Two clients:
+//! [`http1`], hyper's connection-level HTTP/1.1 client with its own keep-alive pool, for
+//! `http://` targets (the hot path), and reqwest for everything else (`https://`,
+//! `check`). TLS for the fast path belongs here too.
+//!
+//! It knows nothing of flows: it renders no template, checks no status, extracts
+//! nothing and records no sample (that is [`super::flow`]'s job), and it never retries a
+//! request once sent.
+
+pub mod http1;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::header::HeaderMap;
+
+use crate::stats::FailureKind;
+
+/// One request's times, in µs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Times {
+    /// From just before the request was handed to the client to the end of its body, or
+    /// to its failure.
+    pub total_us: u64,
+    /// To the status line and headers; 0 when they did not come.
+    pub ttfb_us: u64,
+    /// Set when the request opened a connection (hyper path only).
+    pub connect_us: Option<u64>,
+}
+
+/// A response, read whole. `headers` is empty unless the caller asked to keep them.
+pub struct Response {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// One request sent: its times, and its response or why there is none.
+pub struct Sent {
+    pub times: Times,
+    pub response: Result<Response, FailureKind>,
+}
+
+impl From<http1::Attempt> for Sent {
+    fn from(a: http1::Attempt) -> Sent {
+        match a.result {
+            Ok(ex) => Sent {
+                times: Times {
+                    total_us: ex.total_us,
+                    ttfb_us: ex.ttfb_us,
+                    connect_us: a.connect_us,
+                },
+                response: Ok(Response {
+                    status: ex.status,
+                    headers: ex.headers,
+                    body: ex.body,
+                }),
+            },
+            Err(k) => Sent {
+                times: Times {
+                    total_us: a.total_us,
+                    ttfb_us: 0,
+                    connect_us: a.connect_us,
+                },
+                response: Err(k),
+            },
+        }
+    }
+}
+
+/// Sends `request` with reqwest and reads the whole body; keeps the response headers
+/// only when `keep_headers`. The client's own timeout applies.
+pub async fn send_reqwest(
+    client: &reqwest::Client,
+    request: reqwest::Request,
+    keep_headers: bool,
+) -> Sent {
+    let start = Instant::now();
+    let mut ttfb_us = 0;
+    let result = async {
+        let resp = client.execute(request).await?;
+        // `execute` returns once the status line and headers are in: time to first byte.
+        ttfb_us = micros(start.elapsed());
+        let status = resp.status().as_u16();
+        let headers = if keep_headers {
+            resp.headers().clone()
+        } else {
+            HeaderMap::new()
+        };
+        let body = resp.bytes().await?;
+        Ok::<_, reqwest::Error>(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+    .await;
+    // reqwest does not say whether a request opened a connection: no connect time.
+    Sent {
+        times: Times {
+            total_us: micros(start.elapsed()),
+            ttfb_us,
+            connect_us: None,
+        },
+        response: result.map_err(|e| classify(&e)),
+    }
+}
+
+/// Maps a client error to a failure kind. Timeouts first: a connect attempt that timed out
+/// is a timeout, a refused one is a connect failure.
+pub fn classify(e: &reqwest::Error) -> FailureKind {
+    if e.is_timeout() {
+        FailureKind::Timeout
+    } else if e.is_connect() {
+        FailureKind::Connect
+    } else if e.is_builder() || e.is_request() && e.url().is_none() {
+        FailureKind::Request
+    } else {
+        FailureKind::Transport
+    }
+}
+
+/// A duration in whole µs, saturating.
+pub fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}

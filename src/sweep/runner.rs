@@ -1,0 +1,322 @@
+//! Running a sweep: per cost, time bcrypt alone, start the target at that cost (the
+//! in-process server, or the user's service with `--spawn`), run the flows, and turn the
+//! run's report into a [`SweepRow`]. Also the stop plumbing [`tune`](super::tune) shares.
+//!
+//! It renders nothing and writes no file: that is [`report`](super::report)'s job.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use super::{
+    capacity, now_rfc3339, spawn, HashSource, Sweep, SweepConfig, SweepError, SweepOptions,
+    SweepRow, COST_RANGE, SCHEMA,
+};
+use crate::options::{RunOptions, ScenarioSource};
+use crate::report::Report;
+
+/// Median time of a few `bcrypt::hash` calls at `cost`, in ms, on a blocking thread (so
+/// the caller's executor keeps running). Fewer samples at high costs, where one hash is
+/// already long enough to be stable.
+pub async fn measure_hash_ms(cost: u32) -> anyhow::Result<f64> {
+    let samples = if cost <= 10 { 5 } else { 3 };
+    tokio::task::spawn_blocking(move || -> anyhow::Result<f64> {
+        let mut times = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let start = Instant::now();
+            bcrypt::hash("authbench-sweep-password", cost)
+                .with_context(|| format!("bcrypt could not hash at cost {cost}"))?;
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        Ok(median(&mut times))
+    })
+    .await
+    .context("the hashing thread failed")?
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// A shared "stop now" flag built from a one-shot stop future, so each cost's run gets its
+/// own stop future and the flag can be checked between costs.
+pub(crate) fn stop_future(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + 'static {
+    let mut rx = rx.clone();
+    async move {
+        // An error means the sender is gone: nobody can ask to stop any more.
+        if rx.wait_for(|s| *s).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Drives `body` until it ends; when `stop` resolves first, sets the flag `tx` feeds
+/// (`body` holds its receiver) and keeps driving `body`, so it can wrap up and return
+/// what it has.
+pub(crate) async fn drive_with_stop<T>(
+    stop: impl Future<Output = ()>,
+    tx: watch::Sender<bool>,
+    body: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(body);
+    tokio::pin!(stop);
+    tokio::select! {
+        r = &mut body => return r,
+        () = &mut stop => { tx.send_replace(true); }
+    }
+    body.await
+}
+
+/// Runs the sweep. `stop` resolving interrupts the current cost's run (it is recorded as
+/// partial), stops a spawned service, and ends the sweep; the result is marked partial.
+/// `progress` gets one line per step, for the terminal.
+pub async fn sweep(
+    opts: &SweepOptions,
+    stop: impl Future<Output = ()>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Sweep, SweepError> {
+    if opts.costs.is_empty() {
+        return Err(SweepError::Config("--costs names no cost".into()));
+    }
+    if let Some(bad) = opts.costs.iter().find(|c| !COST_RANGE.contains(c)) {
+        return Err(SweepError::Config(format!(
+            "cost {bad} is outside bcrypt's range 4..=31"
+        )));
+    }
+    if !(opts.hashes_per_flow.is_finite() && opts.hashes_per_flow > 0.0) {
+        return Err(SweepError::Config(
+            "--hashes-per-flow must be a positive number".into(),
+        ));
+    }
+    if let Some(sp) = &opts.spawn {
+        // Checked before anything is started: a typo must not cost a service start.
+        match reqwest::Url::parse(&sp.target) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            _ => {
+                return Err(SweepError::Config(format!(
+                    "--target '{}' must be an http:// or https:// URL, e.g. http://127.0.0.1:8007",
+                    sp.target
+                )))
+            }
+        }
+        if !sp.command.contains("{cost}") {
+            return Err(SweepError::Config(format!(
+                "--spawn '{}' has no {{cost}}: every cost would start the same service",
+                sp.command
+            )));
+        }
+    }
+    let scenario = crate::load_scenario(&opts.scenario).map_err(|e| SweepError::Run {
+        cost: opts.costs[0],
+        source: e,
+    })?;
+    let config = SweepConfig {
+        costs: opts.costs.clone(),
+        flows: opts.flows,
+        concurrency: opts.concurrency,
+        timeout_ms: u64::try_from(opts.timeout.as_millis()).unwrap_or(u64::MAX),
+        scenario: scenario.name.clone(),
+        hashes_per_flow: opts.hashes_per_flow,
+        hashing_threads: opts.hashing_threads,
+        cores: crate::cores(),
+        target: opts.spawn.as_ref().map(|s| s.target.clone()),
+        // The key may be spelled out in the command; reports never hold it.
+        spawn: opts.spawn.as_ref().map(|s| match s.api_key.as_deref() {
+            Some(k) if !k.is_empty() => s.command.replace(k, "<api-key>"),
+            _ => s.command.clone(),
+        }),
+    };
+    let (tx, rx) = watch::channel(false);
+    let (rows, partial) = drive_with_stop(stop, tx, sweep_costs(opts, rx, progress)).await?;
+    Ok(Sweep {
+        schema: SCHEMA.into(),
+        tool: format!("authbench {}", env!("CARGO_PKG_VERSION")),
+        generated_at: now_rfc3339(),
+        partial,
+        config,
+        rows,
+    })
+}
+
+async fn sweep_costs(
+    opts: &SweepOptions,
+    stop: watch::Receiver<bool>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(Vec<SweepRow>, bool), SweepError> {
+    let mut rows = Vec::new();
+    for &cost in &opts.costs {
+        if *stop.borrow() {
+            return Ok((rows, true));
+        }
+        let row = match &opts.spawn {
+            None => sweep_in_process(opts, cost, &stop, progress).await?,
+            Some(sp) => sweep_spawned(opts, sp, cost, &stop, progress).await?,
+        };
+        let Some(row) = row else {
+            return Ok((rows, true));
+        };
+        let interrupted = row.partial;
+        rows.push(row);
+        if interrupted {
+            return Ok((rows, true));
+        }
+    }
+    Ok((rows, *stop.borrow()))
+}
+
+fn run_options(opts: &SweepOptions, cost: u32) -> RunOptions {
+    in_process_run(
+        cost,
+        opts.flows,
+        opts.concurrency,
+        (opts.timeout, opts.connect_timeout),
+        &opts.scenario,
+    )
+}
+
+/// The options of one quiet run against the in-process server at `cost` (sweep and tune).
+pub(crate) fn in_process_run(
+    cost: u32,
+    flows: u64,
+    concurrency: usize,
+    (timeout, connect_timeout): (Duration, Duration),
+    scenario: &ScenarioSource,
+) -> RunOptions {
+    RunOptions {
+        cost,
+        target: None,
+        out_dir: None,
+        flows,
+        concurrency,
+        timeout,
+        connect_timeout: connect_timeout.min(timeout),
+        scenario: scenario.clone(),
+        progress: false,
+        ..RunOptions::default()
+    }
+}
+
+/// One cost against the in-process server. `None` when stopped before the run started.
+async fn sweep_in_process(
+    opts: &SweepOptions,
+    cost: u32,
+    stop: &watch::Receiver<bool>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Option<SweepRow>, SweepError> {
+    progress(&format!("cost {cost}: timing bcrypt alone"));
+    // Measured before the load run, never during it: both would compete for the cores.
+    let hash_ms = measure_hash_ms(cost).await?;
+    if *stop.borrow() {
+        return Ok(None);
+    }
+    progress(&format!(
+        "cost {cost}: {hash_ms:.1} ms per hash; running {} flows",
+        opts.flows
+    ));
+    let result = crate::run(&run_options(opts, cost), stop_future(stop))
+        .await
+        .map_err(|e| SweepError::Run { cost, source: e })?;
+    Ok(Some(row_of(
+        cost,
+        Some(hash_ms),
+        HashSource::Measured,
+        &result.report,
+        opts,
+    )))
+}
+
+/// One cost against the user's service, started for this cost and stopped after it.
+async fn sweep_spawned(
+    opts: &SweepOptions,
+    sp: &spawn::SpawnOptions,
+    cost: u32,
+    stop: &watch::Receiver<bool>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Option<SweepRow>, SweepError> {
+    let command = sp.command.replace("{cost}", &cost.to_string());
+    progress(&format!("cost {cost}: starting `{command}`"));
+    let spawn_err = |source| SweepError::Spawn { cost, source };
+    // The guard kills the whole process group on every way out of this function.
+    let mut group = spawn::ProcessGroup::start(&command).map_err(spawn_err)?;
+    let ready_url = format!(
+        "{}/{}",
+        sp.target.trim_end_matches('/'),
+        sp.ready_path.trim_start_matches('/')
+    );
+    let mut stop_rx = stop.clone();
+    match spawn::wait_ready(&mut group, &ready_url, sp.ready_timeout, &mut stop_rx)
+        .await
+        .map_err(spawn_err)?
+    {
+        spawn::Readiness::Ready => {}
+        spawn::Readiness::Stopped => {
+            group.stop(spawn::STOP_GRACE).await;
+            return Ok(None);
+        }
+    }
+    progress(&format!("cost {cost}: ready; running {} flows", opts.flows));
+    let run_opts = RunOptions {
+        target: Some(sp.target.clone()),
+        api_key: sp.api_key.clone(),
+        ..run_options(opts, cost)
+    };
+    let result = crate::run(&run_opts, stop_future(stop)).await;
+    group.stop(spawn::STOP_GRACE).await;
+    let result = result.map_err(|e| SweepError::Run { cost, source: e })?;
+    let source = if sp.hash_time_ms.is_some() {
+        HashSource::Given
+    } else {
+        HashSource::External
+    };
+    Ok(Some(row_of(
+        cost,
+        sp.hash_time_ms,
+        source,
+        &result.report,
+        opts,
+    )))
+}
+
+fn row_of(
+    cost: u32,
+    hash_ms: Option<f64>,
+    hash_source: HashSource,
+    r: &Report,
+    opts: &SweepOptions,
+) -> SweepRow {
+    let lat = |v: f64| (r.flow.count > 0).then_some(v);
+    SweepRow {
+        cost,
+        hash_ms,
+        hash_source,
+        flow_p50_ms: lat(r.flow.p50_ms),
+        flow_p95_ms: lat(r.flow.p95_ms),
+        flow_p99_ms: lat(r.flow.p99_ms),
+        success_rate: r.summary.success_rate,
+        successful_flows: r.summary.successful_flows,
+        total_flows: r.summary.total_flows,
+        flows_per_s: r.summary.flows_per_s,
+        capacity_flows_per_s: hash_ms
+            .and_then(|ms| capacity(opts.hashing_threads, opts.hashes_per_flow, ms / 1e3)),
+        partial: r.partial,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&mut []), 0.0);
+    }
+}
