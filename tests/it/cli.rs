@@ -173,6 +173,9 @@ fn one_line_per_error_class() {
     );
 }
 
+/// What a flag means to a user: long name, help, defaults, short form, environment variable.
+type Meaning = (String, String, Vec<String>, Option<char>, Option<String>);
+
 /// One row per shared flag: the commands that must have it. Each flag must exist on each
 /// of them with the same help, default, value name and short form.
 #[test]
@@ -198,7 +201,7 @@ fn shared_flags_mean_the_same_on_every_command() {
         ("color", &every),
     ];
     for (flag, commands) in table {
-        let mut seen: Option<(String, String, Vec<String>, Option<char>, Option<String>)> = None;
+        let mut seen: Option<Meaning> = None;
         for name in commands {
             let sub = root
                 .find_subcommand(name)
