@@ -1,0 +1,299 @@
+//! Login probes (`login.*`): whether an attacker can tell registered emails from unknown
+//! ones by the answer (enumeration) or by the time it takes (timing), and whether a burst
+//! of wrong passwords on one account is throttled (brute force).
+
+use reqwest::header::RETRY_AFTER;
+use serde_json::Value;
+use tokio::task::JoinSet;
+
+use super::{result, step_name, with_body, Settings};
+use crate::check::jwt;
+use crate::check::roles::{Fields, Roles};
+use crate::check::target::{send_with, Probe, SendError, Target};
+use crate::check::timing::{mann_whitney, median};
+use crate::check::{Outcome, ProbeResult, Severity};
+
+/// Wrong-password attempts per account in the timing probe: under the per-account login
+/// limits services commonly use (5), so the probe measures hashing, not throttling.
+const ATTEMPTS_PER_ACCOUNT: usize = 4;
+/// Significance level of the timing test.
+const ALPHA: f64 = 0.01;
+/// A gap below this is noise on any network path, whatever the test says.
+const GAP_FLOOR_MS: f64 = 0.5;
+
+/// The login request for `vars` with the password replaced.
+fn wrong_password(
+    t: &Target,
+    login: usize,
+    fields: &Fields,
+    vars: &[String],
+) -> Result<Probe, SendError> {
+    let mut b = t
+        .json_body(login, vars)
+        .filter(Value::is_object)
+        .ok_or_else(|| SendError::Build(step_name(t, login)))?;
+    b[&fields.password] = format!("Wrong-{}", jwt::garbage()).into();
+    with_body(t, login, vars, &b)
+}
+
+/// A registered identity: a fresh identity with every step before `login` run.
+async fn registered(t: &Target, login: usize) -> Result<Vec<String>, String> {
+    t.prefix(login).await.map(|p| p.0)
+}
+
+pub(super) async fn login_probes(t: &Target, roles: &Roles) -> Vec<ProbeResult> {
+    let r = result(
+        "login.enumeration",
+        Severity::Medium,
+        "unknown user and wrong password answer alike",
+        "login as an unknown email; login as a registered user with a wrong password",
+        "the same status and body",
+    );
+    let (Some(login), Some(fields)) = (roles.login, &roles.login_fields) else {
+        return vec![r.skip("no login step found in the scenario")];
+    };
+    if roles.register.is_none() {
+        return vec![r.skip("no register step to create a known user")];
+    }
+    let known = match registered(t, login).await {
+        Ok(v) => v,
+        Err(e) => return vec![r.skip(format!("setup failed: {e}"))],
+    };
+    let unknown = t.fresh_vars();
+    let a = match t.build(login, &unknown) {
+        Ok(p) => t.send("login.enumeration", p).await,
+        Err(e) => Err(e),
+    };
+    let b = match wrong_password(t, login, fields, &known) {
+        Ok(p) => t.send("login.enumeration", p).await,
+        Err(e) => Err(e),
+    };
+    let (a, b) = match (a, b) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return vec![r.judged(Outcome::Warn, e.to_string())],
+    };
+    let got = format!("unknown: {}; wrong password: {}", a.brief(), b.brief());
+    let same_body = match (a.json(), b.json()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a.body == b.body,
+    };
+    vec![if a.is_success() || b.is_success() {
+        r.judged(Outcome::Fail, got)
+            .note("a login with bad credentials succeeded")
+    } else if a.is_server_error() || b.is_server_error() {
+        r.judged(Outcome::Fail, got)
+    } else if a.status == 429 || b.status == 429 {
+        r.judged(Outcome::Warn, got)
+            .note("rate-limited before it could be compared")
+    } else if a.status != b.status || !same_body {
+        r.judged(Outcome::Fail, got)
+            .note("the answers differ, so they tell an attacker which emails are registered")
+    } else {
+        r.judged(Outcome::Pass, got)
+    }]
+}
+
+// ---- login timing -------------------------------------------------------------------
+
+/// Interleaved login samples of three kinds: an unknown email, a known email with a
+/// wrong password, and a request refused before any hashing (`{}`), whose median is
+/// subtracted from the slower path's to estimate one hash time.
+pub(super) async fn timing_probe(t: &Target, roles: &Roles, s: &Settings) -> ProbeResult {
+    let n = s.timing_samples;
+    let r = result(
+        "login.timing",
+        Severity::Medium,
+        "login time does not reveal which emails exist",
+        format!(
+            "{n} logins as unknown emails and {n} with wrong passwords for known ones, interleaved"
+        ),
+        "no significant gap of half a hash time or more",
+    );
+    let (Some(login), Some(fields)) = (roles.login, &roles.login_fields) else {
+        return r.skip("no login step found in the scenario");
+    };
+    if roles.register.is_none() {
+        return r.skip("no register step to create known users");
+    }
+    // n + 2 wrong-password attempts (two warm-up), at most ATTEMPTS_PER_ACCOUNT each.
+    let accounts = (n + 2).div_ceil(ATTEMPTS_PER_ACCOUNT);
+    let mut known = Vec::with_capacity(accounts);
+    for _ in 0..accounts {
+        match registered(t, login).await {
+            Ok(v) => known.push(v),
+            Err(e) => return r.skip(format!("setup failed: {e}")),
+        }
+    }
+    let (mut unknown_ms, mut wrong_ms, mut base_ms) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut limited, mut accepted, mut errors) = (0usize, 0usize, 0usize);
+    // Two of each first, discarded: connection setup and cold caches.
+    for i in 0..n + 2 {
+        let mut kinds = [0u8, 1, 2];
+        if rand::random::<bool>() {
+            kinds.swap(0, 1);
+        }
+        for kind in kinds {
+            let probe = match kind {
+                0 => t.build(login, &t.fresh_vars()),
+                1 => wrong_password(
+                    t,
+                    login,
+                    fields,
+                    &known[(i / ATTEMPTS_PER_ACCOUNT).min(accounts - 1)],
+                ),
+                _ => with_body(t, login, &known[0], &Value::Object(Default::default())),
+            };
+            let reply = match probe {
+                Ok(p) => t.send("login.timing", p).await,
+                Err(e) => return r.skip(e.to_string()),
+            };
+            let rep = match reply {
+                Ok(rep) => rep,
+                Err(_) => {
+                    errors += 1;
+                    continue;
+                }
+            };
+            if rep.status == 429 {
+                limited += 1;
+                continue;
+            }
+            if kind < 2 && rep.is_success() {
+                accepted += 1;
+            }
+            if i < 2 {
+                continue;
+            }
+            let ms = rep.elapsed.as_secs_f64() * 1000.0;
+            match kind {
+                0 => unknown_ms.push(ms),
+                1 => wrong_ms.push(ms),
+                _ => base_ms.push(ms),
+            }
+        }
+    }
+    if accepted > 0 {
+        return r.judged(
+            Outcome::Fail,
+            format!("{accepted} logins with bad credentials succeeded"),
+        );
+    }
+    let enough = n / 2;
+    if unknown_ms.len() < enough || wrong_ms.len() < enough {
+        return r
+            .judged(
+                Outcome::Warn,
+                format!("only {} + {} usable samples ({limited} rate-limited, {errors} without a response)", unknown_ms.len(), wrong_ms.len()),
+            )
+            .note("too few samples to compare");
+    }
+    let (Some(mu), Some(mw)) = (median(&unknown_ms), median(&wrong_ms)) else {
+        return r.skip("no samples");
+    };
+    let mb = median(&base_ms).unwrap_or(0.0);
+    let (hash_ms, hash_src) = match s.hash_time {
+        Some(h) => (h.as_secs_f64() * 1000.0, "given by --hash-time"),
+        None => (
+            (mu.max(mw) - mb).max(0.0),
+            "estimated: slower median minus the median of a login refused before hashing",
+        ),
+    };
+    let gap = (mw - mu).abs();
+    let test = mann_whitney(&unknown_ms, &wrong_ms);
+    let p = test.map_or(1.0, |t| t.p);
+    let got = format!(
+        "median unknown {mu:.2} ms, wrong password {mw:.2} ms, gap {gap:.2} ms, p = {p:.3}; hash ≈ {hash_ms:.2} ms"
+    );
+    let note = format!(
+        "Mann–Whitney U, two-sided, over {} + {} interleaved samples; significant when p < {ALPHA}; hash time {hash_src}{}",
+        unknown_ms.len(),
+        wrong_ms.len(),
+        if limited > 0 { format!("; {limited} rate-limited samples dropped") } else { String::new() }
+    );
+    let significant = p < ALPHA;
+    let outcome = if significant && gap >= (0.5 * hash_ms).max(GAP_FLOOR_MS) {
+        Outcome::Fail
+    } else if significant && gap >= (0.25 * hash_ms).max(GAP_FLOOR_MS) {
+        Outcome::Warn
+    } else {
+        Outcome::Pass
+    };
+    let r = r.judged(outcome, got).note(note);
+    if outcome == Outcome::Fail {
+        let mut r = r;
+        r.note = Some(format!(
+            "{}. One path skips (or adds) password hashing: verify against a dummy hash for unknown users",
+            r.note.unwrap_or_default()
+        ));
+        r
+    } else {
+        r
+    }
+}
+
+// ---- brute force --------------------------------------------------------------------
+
+pub(super) async fn brute_force_probe(t: &Target, roles: &Roles, s: &Settings) -> ProbeResult {
+    let r = result(
+        "login.brute_force",
+        Severity::Medium,
+        "a burst of wrong logins on one account is throttled",
+        format!(
+            "{} concurrent logins with wrong passwords for one account",
+            s.burst
+        ),
+        "429 with Retry-After (warn when absent)",
+    );
+    let (Some(login), Some(fields)) = (roles.login, &roles.login_fields) else {
+        return r.skip("no login step found in the scenario");
+    };
+    if roles.register.is_none() {
+        return r.skip("no register step to create a known user");
+    }
+    let vars = match registered(t, login).await {
+        Ok(v) => v,
+        Err(e) => return r.skip(format!("setup failed: {e}")),
+    };
+    let mut set = JoinSet::new();
+    for _ in 0..s.burst {
+        match wrong_password(t, login, fields, &vars) {
+            Ok(p) => {
+                let client = t.client.clone();
+                set.spawn(async move { send_with(&client, p.request).await });
+            }
+            Err(e) => {
+                set.abort_all();
+                return r.skip(e.to_string());
+            }
+        }
+    }
+    let (mut limited, mut retry_after, mut ok, mut server_err, mut other, mut broken) =
+        (0, 0, 0, 0, 0, 0);
+    while let Some(j) = set.join_next().await {
+        match j {
+            Ok(Ok(rep)) if rep.status == 429 => {
+                limited += 1;
+                if rep.headers.contains_key(RETRY_AFTER) {
+                    retry_after += 1;
+                }
+            }
+            Ok(Ok(rep)) if rep.is_success() => ok += 1,
+            Ok(Ok(rep)) if rep.is_server_error() => server_err += 1,
+            Ok(Ok(_)) => other += 1,
+            _ => broken += 1,
+        }
+    }
+    let got = format!(
+        "{limited} × 429 ({retry_after} with Retry-After), {other} other 4xx, {ok} × 2xx, {server_err} × 5xx, {broken} without a response"
+    );
+    if ok > 0 || server_err > 0 {
+        r.judged(Outcome::Fail, got)
+    } else if limited == 0 {
+        r.judged(Outcome::Warn, got)
+            .note("no rate limiting: passwords can be guessed as fast as the server hashes")
+    } else if retry_after < limited {
+        r.judged(Outcome::Warn, got).note("429 without Retry-After")
+    } else {
+        r.judged(Outcome::Pass, got)
+    }
+}

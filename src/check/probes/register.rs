@@ -1,0 +1,362 @@
+//! Registration probes (`register.*`): duplicate and concurrent sign-ups of one email,
+//! weak, missing, malformed, mistyped and oversized input, and passwords past bcrypt's
+//! 72-byte limit. Sign-up is where accounts are created, so input it should refuse must
+//! get a 4xx, never a 2xx or a 5xx, and a race must not create two accounts.
+
+use reqwest::header::CONTENT_TYPE;
+use serde_json::Value;
+use tokio::task::JoinSet;
+
+use super::{judge_rejection, result, step_name, with_body, Settings};
+use crate::check::roles::{Fields, Roles};
+use crate::check::target::{send_with, Target};
+use crate::check::{Outcome, ProbeResult, Severity};
+
+pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> Vec<ProbeResult> {
+    let mut out = Vec::new();
+    let titles: [(&str, Severity, &str, &str); 8] = [
+        (
+            "duplicate",
+            Severity::High,
+            "a duplicate email is refused",
+            "4xx",
+        ),
+        (
+            "race",
+            Severity::High,
+            "concurrent registrations of one email: one wins",
+            "exactly one 2xx, no 5xx",
+        ),
+        (
+            "short_password",
+            Severity::Medium,
+            "a 3-character password is refused",
+            "4xx",
+        ),
+        (
+            "missing_fields",
+            Severity::Medium,
+            "bodies missing a field are refused",
+            "4xx for each",
+        ),
+        (
+            "malformed_json",
+            Severity::Medium,
+            "malformed JSON is refused",
+            "4xx",
+        ),
+        (
+            "content_type",
+            Severity::Low,
+            "a non-JSON content type is refused",
+            "4xx (415)",
+        ),
+        (
+            "large_body",
+            Severity::Medium,
+            "a 1 MiB body is refused",
+            "4xx (413)",
+        ),
+        (
+            "long_password",
+            Severity::High,
+            "bcrypt's 72-byte limit is handled",
+            "over-long refused, or both tails distinct",
+        ),
+    ];
+    let (Some(reg), Some(fields)) = (roles.register, roles.register_fields.clone()) else {
+        return titles
+            .iter()
+            .map(|(id, sev, title, exp)| {
+                result(format!("register.{id}"), *sev, title, "–", exp)
+                    .skip("no register step found in the scenario")
+            })
+            .collect();
+    };
+    let name = step_name(t, reg);
+    let probe_result = |k: usize, sent: String| {
+        let (id, sev, title, exp) = titles[k];
+        result(format!("register.{id}"), sev, title, sent, exp)
+    };
+
+    // Duplicate.
+    {
+        let r = probe_result(0, format!("{name} twice with one email"));
+        let mut vars = t.fresh_vars();
+        match t.run_step(reg, &mut vars).await {
+            Err(e) => out.push(r.skip(format!("the first registration failed: {e}"))),
+            Ok(_) => {
+                let reply = match t.build(reg, &vars) {
+                    Ok(p) => t.send("register.duplicate", p).await,
+                    Err(e) => Err(e),
+                };
+                out.push(judge_rejection(r, &reply, &[400, 409, 422], false));
+            }
+        }
+    }
+
+    // Race.
+    {
+        let r = probe_result(
+            1,
+            format!("{} concurrent {name} requests with one new email", s.race),
+        );
+        let vars = t.fresh_vars();
+        let mut set = JoinSet::new();
+        let mut build_error = None;
+        for _ in 0..s.race {
+            match t.build(reg, &vars) {
+                Ok(p) => {
+                    let client = t.client.clone();
+                    set.spawn(async move { send_with(&client, p.request).await });
+                }
+                Err(e) => build_error = Some(e),
+            }
+        }
+        if let Some(e) = build_error {
+            set.abort_all();
+            out.push(r.skip(e.to_string()));
+        } else {
+            let (mut ok, mut server_err, mut client_err, mut broken) = (0, 0, 0, 0);
+            while let Some(j) = set.join_next().await {
+                match j {
+                    Ok(Ok(rep)) if rep.is_success() => ok += 1,
+                    Ok(Ok(rep)) if rep.is_server_error() => server_err += 1,
+                    Ok(Ok(_)) => client_err += 1,
+                    _ => broken += 1,
+                }
+            }
+            let got = format!(
+                "{ok} × 2xx, {client_err} × 4xx, {server_err} × 5xx, {broken} without a response"
+            );
+            out.push(if ok == 1 && server_err == 0 && broken == 0 {
+                r.judged(Outcome::Pass, got)
+            } else if ok > 1 {
+                r.judged(Outcome::Fail, got)
+                    .note("several registrations of one email succeeded: the duplicate check races")
+            } else {
+                r.judged(Outcome::Fail, got)
+            });
+        }
+    }
+
+    let body_of = |vars: &[String]| t.json_body(reg, vars).filter(Value::is_object);
+
+    // Short password.
+    {
+        let r = probe_result(2, format!("{name} with password \"a1!\""));
+        let vars = t.fresh_vars();
+        match body_of(&vars) {
+            None => out.push(r.skip("the register body is not a JSON object")),
+            Some(mut b) => {
+                b[&fields.password] = "a1!".into();
+                let reply = match with_body(t, reg, &vars, &b) {
+                    Ok(p) => t.send("register.short_password", p).await,
+                    Err(e) => Err(e),
+                };
+                out.push(judge_rejection(r, &reply, &[400, 422], false));
+            }
+        }
+    }
+
+    // Missing fields.
+    {
+        let mut drops: Vec<String> = vec![fields.password.clone()];
+        drops.extend(fields.identity.clone());
+        let sent = format!("{name} without {} and with {{}}", drops.join(", without "));
+        let r = probe_result(3, sent);
+        let vars = t.fresh_vars();
+        match body_of(&vars) {
+            None => out.push(r.skip("the register body is not a JSON object")),
+            Some(b) => {
+                let mut bodies: Vec<Value> = drops
+                    .iter()
+                    .map(|k| {
+                        let mut b = b.clone();
+                        if let Some(o) = b.as_object_mut() {
+                            o.remove(k);
+                        }
+                        b
+                    })
+                    .collect();
+                bodies.push(Value::Object(Default::default()));
+                let mut worst: Option<ProbeResult> = None;
+                let mut gots = Vec::new();
+                for body in &bodies {
+                    let reply = match with_body(t, reg, &vars, body) {
+                        Ok(p) => t.send("register.missing_fields", p).await,
+                        Err(e) => Err(e),
+                    };
+                    let j = judge_rejection(r.clone(), &reply, &[400, 422], false);
+                    gots.push(j.got.clone());
+                    if worst
+                        .as_ref()
+                        .is_none_or(|w| rank(j.outcome) > rank(w.outcome))
+                    {
+                        worst = Some(j);
+                    }
+                }
+                if let Some(w) = worst {
+                    let outcome = w.outcome;
+                    let mut w = w.judged(outcome, gots.join("; "));
+                    if outcome == Outcome::Pass {
+                        w.note = None;
+                    }
+                    out.push(w);
+                }
+            }
+        }
+    }
+
+    // Malformed JSON.
+    {
+        let r = probe_result(4, format!("{name} with the body cut in half"));
+        let vars = t.fresh_vars();
+        let text = body_of(&vars)
+            .map(|b| b.to_string())
+            .unwrap_or_else(|| "{\"a\":".into());
+        let half = text.as_bytes()[..text.len() / 2].to_vec();
+        let reply = match t.build(reg, &vars) {
+            Ok(p) => {
+                t.send(
+                    "register.malformed_json",
+                    p.header(CONTENT_TYPE, "application/json").body(half),
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        out.push(judge_rejection(r, &reply, &[400, 422], false));
+    }
+
+    // Content type.
+    {
+        let r = probe_result(
+            5,
+            format!("{name} with a valid body as Content-Type: text/plain"),
+        );
+        let vars = t.fresh_vars();
+        let reply = match t.build(reg, &vars) {
+            Ok(p) => {
+                t.send(
+                    "register.content_type",
+                    p.header(CONTENT_TYPE, "text/plain"),
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        out.push(judge_rejection(r, &reply, &[415, 400, 422], false));
+    }
+
+    // Large body.
+    {
+        let r = probe_result(
+            6,
+            format!("{name} with a 1 MiB JSON body (a long extra field)"),
+        );
+        let vars = t.fresh_vars();
+        let mut b = body_of(&vars).unwrap_or_else(|| Value::Object(Default::default()));
+        b["padding"] = "a".repeat(1 << 20).into();
+        let reply = match with_body(t, reg, &vars, &b) {
+            Ok(p) => t.send("register.large_body", p).await,
+            Err(e) => Err(e),
+        };
+        let j = judge_rejection(r, &reply, &[413], false);
+        out.push(match &reply {
+            Err(_) => {
+                j.note("the server closed the connection instead of answering; a 413 is clearer")
+            }
+            Ok(rep) if rep.status != 413 && j.outcome == Outcome::Pass => {
+                j.note("413 is the precise status")
+            }
+            _ => j,
+        });
+    }
+
+    // Passwords over bcrypt's 72 bytes.
+    out.push(long_password_probe(t, roles, reg, &fields, probe_result(7, String::new())).await);
+    out
+}
+
+fn rank(o: Outcome) -> u8 {
+    match o {
+        Outcome::Pass => 0,
+        Outcome::Skip => 1,
+        Outcome::Warn => 2,
+        Outcome::Fail => 3,
+    }
+}
+
+async fn long_password_probe(
+    t: &Target,
+    roles: &Roles,
+    reg: usize,
+    fields: &Fields,
+    mut r: ProbeResult,
+) -> ProbeResult {
+    let prefix: String = format!("Lp9-{}", "x".repeat(68));
+    let (p1, p2) = (format!("{prefix}-tail-one"), format!("{prefix}-tail-two"));
+    r.sent =
+        "register with an 81-byte password, then log in with another sharing its first 72 bytes"
+            .to_string();
+    let vars = t.fresh_vars();
+    let Some(mut b) = t.json_body(reg, &vars).filter(Value::is_object) else {
+        return r.skip("the register body is not a JSON object");
+    };
+    b[&fields.password] = p1.into();
+    let reply = match with_body(t, reg, &vars, &b) {
+        Ok(p) => t.send("register.long_password", p).await,
+        Err(e) => Err(e),
+    };
+    let rep = match reply {
+        Err(e) => return r.judged(Outcome::Warn, e.to_string()),
+        Ok(rep) => rep,
+    };
+    if rep.is_server_error() {
+        return r.judged(Outcome::Fail, rep.brief());
+    }
+    if rep.is_client_error() {
+        return r
+            .judged(Outcome::Pass, format!("register: {}", rep.brief()))
+            .note("over-long passwords are refused");
+    }
+    let (Some(login), Some(lf)) = (roles.login, &roles.login_fields) else {
+        return r.skip("accepted the long password, and there is no login step to test it");
+    };
+    let Some(mut lb) = t.json_body(login, &vars).filter(Value::is_object) else {
+        return r.skip("the login body is not a JSON object");
+    };
+    lb[&lf.password] = p2.into();
+    let reply = match with_body(t, login, &vars, &lb) {
+        Ok(p) => t.send("register.long_password", p).await,
+        Err(e) => Err(e),
+    };
+    match reply {
+        Err(e) => r.judged(Outcome::Warn, e.to_string()),
+        Ok(l) if l.is_success() => r
+            .judged(
+                Outcome::Fail,
+                format!(
+                    "register: {}, login with the other password: {}",
+                    rep.status,
+                    l.brief()
+                ),
+            )
+            .note("only the first 72 bytes count: reject longer passwords or pre-hash them"),
+        Ok(l) if l.is_server_error() => r.judged(Outcome::Fail, l.brief()),
+        Ok(l) if l.status == 429 => r
+            .judged(Outcome::Warn, l.brief())
+            .note("rate-limited before it could be tested"),
+        Ok(l) => r
+            .judged(
+                Outcome::Pass,
+                format!(
+                    "register: {}, login with the other password: {}",
+                    rep.status,
+                    l.brief()
+                ),
+            )
+            .note("long passwords are accepted and the bytes past 72 count"),
+    }
+}

@@ -1,0 +1,344 @@
+//! Step three of loading: turning the raw data from `parse` into the runtime [`Scenario`]
+//! and [`Step`]s. Templates are resolved to variable slots (built-ins first, then
+//! `[vars]`, then values extracted by earlier steps), scenario headers are merged into each
+//! step's, JSON bodies are pre-serialized around their variable parts, and the built-ins
+//! that any template reads are recorded so flows generate only those.
+//!
+//! Every problem is reported through `validate`, as the compiler meets it; a scenario with
+//! any problem is never returned.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use reqwest::header::HeaderName;
+use toml::Spanned;
+
+use super::parse::{RawCheck, RawScenario};
+use super::template::{self, Template};
+use super::validate::{CheckSpec, Diagnostics};
+use super::{
+    Body, Check, Expectation, Extract, JsonPart, Scenario, ScenarioErrors, Step, BUILTINS,
+    SLOT_API_KEY,
+};
+
+/// Compiles a parsed scenario; `text` and `file` place its errors.
+pub(super) fn compile(
+    raw: RawScenario,
+    text: &str,
+    file: &str,
+) -> Result<Scenario, ScenarioErrors> {
+    let mut c = Compiler {
+        diag: Diagnostics::new(text, file),
+        file,
+        uses_api_key: false,
+        builtins_used: [false; BUILTINS.len()],
+    };
+    let scenario = c.scenario(raw);
+    c.diag.finish().map(|()| scenario)
+}
+
+struct Compiler<'a> {
+    diag: Diagnostics<'a>,
+    file: &'a str,
+    /// Set when any template reads `{{api_key}}`.
+    uses_api_key: bool,
+    /// Which built-ins any template reads (the rest are not generated per flow).
+    builtins_used: [bool; BUILTINS.len()],
+}
+
+/// Names visible to a template, with their slots.
+struct Scope {
+    names: BTreeMap<String, usize>,
+}
+
+impl Compiler<'_> {
+    fn template(&mut self, s: &str, span: &Range<usize>, scope: &Scope) -> Option<Template> {
+        let raw = match template::parse(s) {
+            Ok(r) => r,
+            Err(e) => {
+                self.diag.template_syntax(s, span, e);
+                return None;
+            }
+        };
+        match Template::resolve(&raw, |n| scope.names.get(n).copied()) {
+            Ok(t) => {
+                self.uses_api_key |= t.slots().any(|s| s == SLOT_API_KEY);
+                for slot in t.slots() {
+                    if let Some(u) = self.builtins_used.get_mut(slot) {
+                        *u = true;
+                    }
+                }
+                Some(t)
+            }
+            Err(v) => {
+                self.diag.undefined_variables(&raw, v, span, &scope.names);
+                None
+            }
+        }
+    }
+
+    fn scenario(&mut self, raw: RawScenario) -> Scenario {
+        let mut scope = Scope {
+            names: BUILTINS
+                .iter()
+                .enumerate()
+                .map(|(i, (n, _))| (n.to_string(), i))
+                .collect(),
+        };
+        let builtin_scope = Scope {
+            names: scope.names.clone(),
+        };
+        let mut slot_count = BUILTINS.len();
+
+        self.diag.scenario_name(&raw.name);
+
+        let mut vars = Vec::new();
+        for (k, v) in &raw.vars {
+            if !self.diag.var_name(k, &scope.names) {
+                continue;
+            }
+            // Per-flow variables read only built-ins, so their order never matters.
+            if let Some(t) = self.template(v.get_ref(), &v.span(), &builtin_scope) {
+                vars.push((slot_count, t));
+            }
+            scope.names.insert(k.get_ref().clone(), slot_count);
+            slot_count += 1;
+        }
+
+        let mut default_headers = Vec::new();
+        for (k, v) in &raw.headers {
+            let name = self.diag.header_name(k);
+            let t = self.template(v.get_ref(), &v.span(), &scope);
+            if let (Some(n), Some(t)) = (name, t) {
+                default_headers.push((n, t));
+            }
+        }
+
+        self.diag.steps_present(&raw.steps);
+        let mut seen_names: BTreeMap<String, usize> = BTreeMap::new();
+        let mut steps = Vec::new();
+        for rs in raw.steps.into_inner() {
+            let name = self.diag.step_name(&rs.name, &mut seen_names);
+            let method = self.diag.method(rs.method.as_ref());
+
+            self.diag.path(&rs.path);
+            let path = self
+                .template(rs.path.get_ref(), &rs.path.span(), &scope)
+                .unwrap_or_default();
+
+            let mut headers: Vec<(HeaderName, Template)> = default_headers.clone();
+            for (k, v) in &rs.headers {
+                let n = self.diag.header_name(k);
+                let t = self.template(v.get_ref(), &v.span(), &scope);
+                if let (Some(n), Some(t)) = (n, t) {
+                    headers.retain(|(h, _)| *h != n);
+                    headers.push((n, t));
+                }
+            }
+
+            let body = rs.body.as_ref().and_then(|b| self.body(b, &scope));
+            if body.as_ref().is_some_and(Body::is_json)
+                && !headers
+                    .iter()
+                    .any(|(h, _)| h == reqwest::header::CONTENT_TYPE)
+            {
+                headers.push((
+                    reqwest::header::CONTENT_TYPE,
+                    Template::literal("application/json"),
+                ));
+            }
+
+            let expect = self.diag.expect(rs.expect.as_ref());
+
+            let mut checks = Vec::new();
+            for c in &rs.check {
+                if let Some(chk) = self.check(c, &scope) {
+                    checks.push(chk);
+                }
+            }
+
+            let mut extract = Vec::new();
+            for (k, v) in &rs.extract {
+                let Some(source) = self.diag.extract(k, v, &builtin_scope.names) else {
+                    continue;
+                };
+                let slot = *scope.names.entry(k.get_ref().clone()).or_insert_with(|| {
+                    slot_count += 1;
+                    slot_count - 1
+                });
+                extract.push(Extract {
+                    var: k.get_ref().clone(),
+                    slot,
+                    source,
+                });
+            }
+
+            steps.push(Step {
+                name: name.into(),
+                method,
+                path,
+                headers,
+                body,
+                expect,
+                extract,
+                checks,
+            });
+        }
+
+        let step_names: Vec<String> = steps.iter().map(|s| s.name.to_string()).collect();
+        let thresholds = self.diag.thresholds(&raw.thresholds, &step_names);
+
+        Scenario {
+            thresholds,
+            name: raw.name.into_inner(),
+            description: raw.description.unwrap_or_default(),
+            source: self.file.to_string(),
+            steps,
+            vars,
+            slot_count,
+            uses_api_key: self.uses_api_key,
+            builtins_used: self.builtins_used,
+        }
+    }
+
+    fn check(&mut self, c: &Spanned<RawCheck>, scope: &Scope) -> Option<Check> {
+        let expect = match self.diag.check(c)? {
+            CheckSpec::Ready(e) => e,
+            CheckSpec::Equals(toml::Value::String(s)) => {
+                Expectation::EqualsStr(self.template(s, &c.span(), scope)?)
+            }
+            CheckSpec::Equals(v) => Expectation::EqualsJson(toml_to_json(v)),
+        };
+        Some(Check {
+            pointer: c.get_ref().pointer.as_str().into(),
+            expect,
+        })
+    }
+
+    fn body(&mut self, b: &Spanned<toml::Value>, scope: &Scope) -> Option<Body> {
+        let span = b.span();
+        match b.get_ref() {
+            toml::Value::String(s) => self.template(s, &span, scope).map(Body::Text),
+            v @ (toml::Value::Table(_) | toml::Value::Array(_)) => {
+                let mut parts = Vec::new();
+                let mut raw = String::new();
+                let mut ok = true;
+                self.json_parts(v, &span, scope, &mut parts, &mut raw, &mut ok);
+                if !raw.is_empty() {
+                    parts.push(JsonPart::Raw(raw));
+                }
+                ok.then_some(Body::Json(parts))
+            }
+            _ => {
+                self.diag.body_type(span.start);
+                None
+            }
+        }
+    }
+
+    fn json_parts(
+        &mut self,
+        v: &toml::Value,
+        span: &Range<usize>,
+        scope: &Scope,
+        parts: &mut Vec<JsonPart>,
+        raw: &mut String,
+        ok: &mut bool,
+    ) {
+        match v {
+            toml::Value::String(s) => match self.template(s, span, scope) {
+                Some(t) if t.slots().next().is_none() => {
+                    raw.push_str(&serde_json::Value::String(s.clone()).to_string());
+                }
+                Some(t) => {
+                    if !raw.is_empty() {
+                        parts.push(JsonPart::Raw(std::mem::take(raw)));
+                    }
+                    parts.push(JsonPart::Str(t));
+                }
+                None => *ok = false,
+            },
+            toml::Value::Table(t) => {
+                raw.push('{');
+                for (i, (k, v)) in t.iter().enumerate() {
+                    if i > 0 {
+                        raw.push(',');
+                    }
+                    raw.push_str(&serde_json::Value::String(k.clone()).to_string());
+                    raw.push(':');
+                    self.json_parts(v, span, scope, parts, raw, ok);
+                }
+                raw.push('}');
+            }
+            toml::Value::Array(a) => {
+                raw.push('[');
+                for (i, v) in a.iter().enumerate() {
+                    if i > 0 {
+                        raw.push(',');
+                    }
+                    self.json_parts(v, span, scope, parts, raw, ok);
+                }
+                raw.push(']');
+            }
+            other => raw.push_str(&toml_to_json(other).to_string()),
+        }
+    }
+}
+
+fn toml_to_json(v: &toml::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        toml::Value::String(s) => J::String(s.clone()),
+        toml::Value::Integer(i) => J::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(J::Number)
+            .unwrap_or(J::Null),
+        toml::Value::Boolean(b) => J::Bool(*b),
+        toml::Value::Datetime(d) => J::String(d.to_string()),
+        toml::Value::Array(a) => J::Array(a.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => J::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::Method;
+
+    use crate::scenario::{Scenario, SLOT_SEQ};
+
+    #[test]
+    fn json_body_renders_escaped() {
+        let s = Scenario::parse(
+            r#"
+name = "t"
+[vars]
+v = "a\"b{{seq}}"
+[[steps]]
+name = "s"
+method = "post"
+path = "/x"
+body = { k = "{{v}}", n = 3, list = [true, "lit"] }
+"#,
+            "t.toml",
+        )
+        .unwrap();
+        let mut vars = vec![String::new(); s.slot_count];
+        vars[SLOT_SEQ] = "7".into();
+        vars[s.vars[0].0] = s.vars[0].1.render(&vars);
+        let mut out = Vec::new();
+        s.steps[0]
+            .body
+            .as_ref()
+            .unwrap()
+            .render_into(&vars, &mut out, &mut String::new());
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["k"], "a\"b7");
+        assert_eq!(v["n"], 3);
+        assert_eq!(v["list"][1], "lit");
+        assert_eq!(s.steps[0].method, Method::POST);
+    }
+}

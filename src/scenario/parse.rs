@@ -1,0 +1,103 @@
+//! Step one of loading: reading a scenario file and parsing its TOML into raw data, shaped
+//! exactly as serde sees the format. Every value that can be wrong keeps its byte span
+//! ([`Spanned`]) so that `validate` can point at `file:line:col`; nothing is checked here
+//! beyond TOML syntax and the shape serde demands (unknown keys, wrong types).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{line_col, ScenarioError, ScenarioErrors};
+
+/// Reads a scenario file; `file` names it in the error, which has no position (line 0).
+pub(super) fn read_file(path: &Path, file: &str) -> Result<String, ScenarioErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ScenarioErrors(vec![ScenarioError {
+            file: file.to_string(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the file: {e}"),
+        }])
+    })
+}
+
+/// Parses scenario text into its raw form; a syntax or shape error is the only error
+/// reported, at the position TOML gives for it.
+pub(super) fn from_str(text: &str, file: &str) -> Result<RawScenario, ScenarioErrors> {
+    toml::from_str(text).map_err(|e| {
+        let at = e.span().map(|s| s.start).unwrap_or(0);
+        let (line, column) = line_col(text, at);
+        ScenarioErrors(vec![ScenarioError {
+            file: file.to_string(),
+            line,
+            column,
+            message: e.message().trim().to_string(),
+        }])
+    })
+}
+
+// ---- the file format, as serde sees it ------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawScenario {
+    pub(super) name: Spanned<String>,
+    #[serde(default)]
+    pub(super) description: Option<String>,
+    #[serde(default)]
+    pub(super) headers: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    pub(super) vars: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub(super) steps: Spanned<Vec<RawStep>>,
+    /// `metric = "op value"`, e.g. `"flow.p95" = "<2s"`.
+    #[serde(default)]
+    pub(super) thresholds: BTreeMap<Spanned<String>, Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStep {
+    pub(super) name: Spanned<String>,
+    #[serde(default)]
+    pub(super) method: Option<Spanned<String>>,
+    pub(super) path: Spanned<String>,
+    #[serde(default)]
+    pub(super) headers: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    pub(super) body: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub(super) expect: Option<Spanned<RawExpect>>,
+    #[serde(default)]
+    pub(super) extract: BTreeMap<Spanned<String>, Spanned<RawExtract>>,
+    #[serde(default)]
+    pub(super) check: Vec<Spanned<RawCheck>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawExpect {
+    One(i64),
+    Many(Vec<i64>),
+    Pattern(String),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawExtract {
+    Pointer(String),
+    Header { header: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCheck {
+    pub(super) pointer: String,
+    #[serde(default)]
+    pub(super) exists: Option<bool>,
+    #[serde(default)]
+    pub(super) equals: Option<toml::Value>,
+    #[serde(default)]
+    pub(super) matches: Option<String>,
+}
