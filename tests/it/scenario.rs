@@ -197,12 +197,15 @@ fn validate_command_reports_file_line_column_and_exits_2() {
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 2, "{err}");
     assert!(
-        lines[0].starts_with(&format!("{}:6:8: duplicate step name", bad.display())),
+        lines[0].starts_with(&format!(
+            "error: {}:6:8: duplicate step name",
+            bad.display()
+        )),
         "{err}"
     );
     assert!(
         lines[1].starts_with(&format!(
-            "{}:7:12: undefined variable `ghost`",
+            "error: {}:7:12: undefined variable `ghost`",
             bad.display()
         )),
         "{err}"
