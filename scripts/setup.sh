@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the project needs beyond a Rust toolchain: Debian's chromium (the HTML
-# report's browser test) and a font, so the PNG charts of `authbench sweep` have text (resvg
+# report's browser test), groff (the man page test renders `authbench man` with it) and a font, so the PNG charts of `authbench sweep` have text (resvg
 # renders with the system's fonts; without any, the chart is drawn but its labels are
 # missing). Idempotent and quiet when there is nothing to do; only a missing chromium under
 # CI is fatal.
@@ -23,6 +23,18 @@ if [ ! -x /usr/bin/chromium ]; then
             || { echo "error: could not install chromium" >&2; [ -z "${CI:-}" ] || exit 1; }
     else
         echo "warning: no /usr/bin/chromium; the HTML browser test will be skipped" >&2
+    fi
+fi
+
+# groff, for the man page test (tests/it/cli.rs renders `authbench man` and fails on any
+# warning). Debian's groff-base; fatal under CI, where the test requires it.
+if ! command -v groff >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "== installing groff-base (the man page test)"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq groff-base >/dev/null) \
+            || { echo "error: could not install groff-base" >&2; [ -z "${CI:-}" ] || exit 1; }
+    else
+        echo "warning: no groff; the man page test will be skipped" >&2
     fi
 fi
 

@@ -6,7 +6,7 @@
 //! The pipeline of `authbench run` ([`run`], its stages in [`pipeline`]):
 //! [`pipeline::prepare`] (options, [`scenario::Scenario`], thresholds, baseline: all that
 //! can fail before load) → [`pipeline::start_target`] (the in-process [`server`] when there
-//! is no target) → [`preflight`] (is the target reachable) → calibrate and execute
+//! is no target) → `preflight` (is the target reachable) → calibrate and execute
 //! ([`engine::run`]: workers send samples to a collector that builds [`stats::Stats`]) →
 //! [`pipeline::report`] ([`report::Report`], diagnosis, gate) → [`pipeline::export`].
 

@@ -1,6 +1,6 @@
 //! The stages of `authbench run`, each a function with a typed input and output, in the
 //! order [`crate::run`] chains them: [`prepare`] → [`start_target`] → preflight →
-//! [`Load::new`] → [`Load::calibrate_and_execute`] → [`report`] → [`export`]. A new stage
+//! [`Load::new`] → [`Load::calibrate_and_execute`] → [`report()`] → [`export`]. A new stage
 //! (sampling CPU, a synchronized start) goes between two of these. Nothing here prints.
 
 use std::future::Future;

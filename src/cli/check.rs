@@ -8,20 +8,16 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::shared::{OutputArgs, ScenarioArgs, TargetArgs, TimeoutArgs, Ui};
+use super::shared::{CommonArgs, TargetArgs, Ui};
 use crate::check::CheckOptions;
 use crate::units::{parse_count, parse_duration};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
     pub target: TargetArgs,
-    #[command(flatten)]
-    pub scenario: ScenarioArgs,
-    #[command(flatten)]
-    pub timeouts: TimeoutArgs,
-    #[command(flatten)]
-    pub output: OutputArgs,
     /// The target's HS256 signing secret, to forge an expired token (else that probe is skipped).
     #[arg(long, env = "AUTHBENCH_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -48,12 +44,12 @@ impl CheckArgs {
         CheckOptions {
             target: self.target.target,
             api_key: self.target.api_key,
-            scenario: self.scenario.source(),
+            scenario: self.common.scenario.source(),
             jwt_secret: self.jwt_secret,
             cost: self.cost,
-            connect_timeout: self.timeouts.connect(),
-            timeout: self.timeouts.timeout,
-            out_dir: self.output.dir(),
+            connect_timeout: self.common.timeouts.connect(),
+            timeout: self.common.timeouts.timeout,
+            out_dir: self.common.output.dir(),
             junit: self.junit,
             timing_samples: size(self.timing_samples),
             hash_time: self.hash_time,

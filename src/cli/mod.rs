@@ -33,7 +33,9 @@ pub use run::{
     ArrivalArg, ConnectionsArg, RunArgs, DEFAULT_MAX_IN_FLIGHT, MAX_DEFAULT_CONCURRENCY,
 };
 pub use serve::ServeArgs;
-pub use shared::{HashModeArg, OutputArgs, TargetArgs, TimeoutArgs, ToleranceArgs, Ui};
+pub use shared::{
+    CommonArgs, HashModeArg, OutputArgs, ScenarioArgs, TargetArgs, TimeoutArgs, ToleranceArgs, Ui,
+};
 pub use sweep::SweepArgs;
 pub use tune::TuneArgs;
 pub use validate::ValidateArgs;

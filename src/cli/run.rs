@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::shared::{
-    HashModeArg, OutputArgs, ScenarioArgs, TargetArgs, TimeoutArgs, ToleranceArgs, Ui,
-};
+use super::shared::{CommonArgs, HashModeArg, TargetArgs, ToleranceArgs, Ui};
 use crate::error::exit;
 use crate::gate::Verdict;
 use crate::options::{Connections, RunOptions};
@@ -20,6 +18,8 @@ use crate::units::{parse_count, parse_duration, parse_rate};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// Number of flows to run (accepts 10k, 1m) [default: 20, or unbounded with
     /// --duration/--stages].
     #[arg(long, short = 'n', value_parser = parse_count)]
@@ -51,15 +51,9 @@ pub struct RunArgs {
     pub connections: ConnectionsArg,
     #[command(flatten)]
     pub target: TargetArgs,
-    #[command(flatten)]
-    pub timeouts: TimeoutArgs,
     /// bcrypt cost of the in-process server (4-31).
     #[arg(long, default_value = "12", value_parser = clap::value_parser!(u32).range(4..=31), conflicts_with = "target")]
     pub cost: u32,
-    #[command(flatten)]
-    pub scenario: ScenarioArgs,
-    #[command(flatten)]
-    pub output: OutputArgs,
     /// A threshold the run must meet, e.g. 'success_rate>=0.99', 'flow.p95<2s' (repeatable).
     #[arg(long = "threshold", value_name = "EXPR")]
     pub thresholds: Vec<String>,
@@ -204,13 +198,13 @@ impl RunArgs {
                 ConnectionsArg::Shared => Connections::Shared,
                 ConnectionsArg::PerFlow => Connections::PerFlow,
             },
-            connect_timeout: self.timeouts.connect(),
-            timeout: self.timeouts.timeout,
+            connect_timeout: self.common.timeouts.connect(),
+            timeout: self.common.timeouts.timeout,
             target: self.target.target,
             api_key: self.target.api_key,
             cost: self.cost,
-            scenario: self.scenario.source(),
-            out_dir: self.output.dir(),
+            scenario: self.common.scenario.source(),
+            out_dir: self.common.output.dir(),
             progress: true,
             thresholds: self.thresholds,
             baseline: self.baseline,

@@ -30,7 +30,19 @@ pub struct TargetArgs {
     pub api_key: Option<String>,
 }
 
-/// The flow definition. Flattened into every command that runs flows.
+/// What every command that runs flows shares: the scenario, the timeouts, the output
+/// directory. Flattened into `run`, `check`, `sweep` and `tune`.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    #[command(flatten)]
+    pub timeouts: TimeoutArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// The flow definition.
 #[derive(Debug, Args)]
 pub struct ScenarioArgs {
     /// Scenario file (TOML) [default: the built-in scenarios/pyairtable.toml].
@@ -47,7 +59,7 @@ impl ScenarioArgs {
     }
 }
 
-/// Request timeouts. Flattened into every command that sends requests.
+/// Request timeouts.
 #[derive(Debug, Args)]
 pub struct TimeoutArgs {
     /// Per-request timeout, from send to the last byte of the response (e.g. 30s, 500ms).
@@ -65,7 +77,7 @@ impl TimeoutArgs {
     }
 }
 
-/// Where report files go. Flattened into every command that writes reports of a run.
+/// Where report files go.
 #[derive(Debug, Args)]
 pub struct OutputArgs {
     /// Directory for the report files.

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::shared::{interrupted, OutputArgs, ScenarioArgs, TargetArgs, TimeoutArgs, Ui};
+use super::shared::{interrupted, CommonArgs, TargetArgs, Ui};
 use crate::error::exit;
 use crate::units::{parse_count, parse_duration};
 
 #[derive(Debug, Args)]
 pub struct SweepArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// bcrypt costs: 4..=14, 4..14 (end excluded), 4,6,8 or 12 (each 4-31).
     #[arg(long, default_value = "4..=14", value_parser = crate::sweep::parse_costs)]
     pub costs: ::std::vec::Vec<u32>,
@@ -24,12 +26,6 @@ pub struct SweepArgs {
     /// bcrypt operations per flow, for the capacity estimate (register hashes, login verifies).
     #[arg(long, default_value = "2")]
     pub hashes_per_flow: f64,
-    #[command(flatten)]
-    pub scenario: ScenarioArgs,
-    #[command(flatten)]
-    pub timeouts: TimeoutArgs,
-    #[command(flatten)]
-    pub output: OutputArgs,
     #[command(flatten)]
     pub target: TargetArgs,
     /// Start your service per cost instead of the in-process server: a shell command where
@@ -73,9 +69,9 @@ pub(super) async fn exec(a: SweepArgs, out: &mut dyn Write, err: &mut dyn Write,
             .unwrap_or(flows)
             .try_into()
             .unwrap_or(usize::MAX),
-        timeout: a.timeouts.timeout,
-        connect_timeout: a.timeouts.connect(),
-        scenario: a.scenario.source(),
+        timeout: a.common.timeouts.timeout,
+        connect_timeout: a.common.timeouts.connect(),
+        scenario: a.common.scenario.source(),
         hashes_per_flow: a.hashes_per_flow,
         spawn: match (a.spawn, a.target.target) {
             (Some(command), Some(target)) => Some(crate::sweep::spawn::SpawnOptions {
@@ -103,7 +99,7 @@ pub(super) async fn exec(a: SweepArgs, out: &mut dyn Write, err: &mut dyn Write,
         }
     };
     let _ = write!(out, "{}", crate::sweep::terminal_table(&sweep));
-    let written = match a.output.dir() {
+    let written = match a.common.output.dir() {
         Some(dir) => crate::sweep::write_sweep(&sweep, &dir).map(Some),
         None => Ok(None),
     };

@@ -5,12 +5,14 @@ use std::io::Write;
 
 use clap::Args;
 
-use super::shared::{interrupted, OutputArgs, ScenarioArgs, TimeoutArgs, Ui};
+use super::shared::{interrupted, CommonArgs, Ui};
 use crate::error::exit;
 use crate::units::parse_count;
 
 #[derive(Debug, Args)]
 pub struct TuneArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// An SLO in the --threshold syntax, e.g. 'flow.p95<1s' (repeatable; all must hold).
     #[arg(long = "slo", value_name = "EXPR", required = true)]
     pub slos: Vec<String>,
@@ -32,12 +34,6 @@ pub struct TuneArgs {
     /// bcrypt operations per flow, for the capacity arithmetic.
     #[arg(long, default_value = "2")]
     pub hashes_per_flow: f64,
-    #[command(flatten)]
-    pub scenario: ScenarioArgs,
-    #[command(flatten)]
-    pub timeouts: TimeoutArgs,
-    #[command(flatten)]
-    pub output: OutputArgs,
 }
 
 pub(super) async fn exec(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> u8 {
@@ -45,9 +41,9 @@ pub(super) async fn exec(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write, 
         slos: a.slos,
         flows: a.flows,
         concurrency: a.concurrency.try_into().unwrap_or(usize::MAX),
-        timeout: a.timeouts.timeout,
-        connect_timeout: a.timeouts.connect(),
-        scenario: a.scenario.source(),
+        timeout: a.common.timeouts.timeout,
+        connect_timeout: a.common.timeouts.connect(),
+        scenario: a.common.scenario.source(),
         min_cost: a.min_cost,
         max_cost: a.max_cost,
         allow_weak: a.allow_weak,
@@ -67,7 +63,7 @@ pub(super) async fn exec(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write, 
         }
     };
     let _ = write!(out, "{}", crate::sweep::tune::terminal(&tune));
-    let written = match a.output.dir() {
+    let written = match a.common.output.dir() {
         Some(dir) => crate::sweep::tune::write_tune(&tune, &dir),
         None => Ok(Vec::new()),
     };
