@@ -18,6 +18,7 @@ pub mod engine;
 pub mod error;
 pub mod gate;
 pub mod options;
+pub mod outage;
 pub mod pipeline;
 pub mod plan;
 pub mod report;

@@ -214,6 +214,7 @@ impl Load {
             progress,
             color: opts.color,
             grace: opts.grace,
+            connect_timeout: opts.connect_timeout,
         }
     }
 
@@ -312,6 +313,12 @@ pub fn report(
         });
         let server_cores = opts.target.is_none().then(cores);
         report.diagnosis = diagnosis::diagnose(&cal_report, &report, server_cores);
+    }
+    // Outages come first in the diagnosis: they explain the failures before anything else.
+    if let Some(d) = &mut report.diagnosis {
+        let mut f = crate::outage::findings(&report.availability);
+        f.append(&mut d.findings);
+        d.findings = f;
     }
     report.thresholds = prepared
         .thresholds

@@ -96,6 +96,9 @@ pub enum Sample {
     /// A step's request opened a new connection, which took `us` (TCP connect plus the
     /// HTTP/1 handshake, which sends nothing). Requests on a kept-alive connection send none.
     Connect { step: usize, us: u64 },
+    /// A connection probe, made while the target refused connections (closed loop: one
+    /// worker probes with back-off while the others wait). An attempt, not a flow.
+    Probe { ok: bool },
     /// A whole flow finished: all its steps succeeded, or one failed and ended it.
     Flow {
         /// From the start of the first step to the end of the last one (service time).
@@ -166,6 +169,8 @@ pub struct Stats {
     pub warmup_flows: u64,
     /// Per-second figures over the run (filled in by the collector).
     pub timeline: crate::timeline::Timeline,
+    /// Outage windows and the figures around them (filled in by the collector).
+    pub availability: crate::outage::Availability,
 }
 
 impl Stats {
@@ -188,6 +193,7 @@ impl Stats {
             flow_intended: new_histogram(),
             warmup_flows: 0,
             timeline: Default::default(),
+            availability: Default::default(),
         }
     }
 
@@ -236,6 +242,8 @@ impl Stats {
                     record(&mut self.flow_failed, elapsed_us);
                 }
             }
+            // Counted by the collector's outage tracker, not here.
+            Sample::Probe { .. } => {}
         }
     }
 
@@ -274,6 +282,7 @@ impl Stats {
         let _ = self.flow_intended.add(&other.flow_intended);
         self.warmup_flows += other.warmup_flows;
         self.timeline.merge(&other.timeline);
+        self.availability.merge(&other.availability);
     }
 }
 

@@ -39,6 +39,16 @@ pub struct FlowContext {
     pub pool_connections: bool,
 }
 
+/// How a flow ended, as its worker needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowEnd {
+    Ok,
+    /// A step failed for another reason than a refused connection.
+    Failed,
+    /// A step could not connect (refused, unreachable): the target is not serving.
+    Refused,
+}
+
 /// When a flow started relative to its schedule, and whether it is measured.
 #[derive(Debug, Clone, Copy)]
 pub struct FlowTiming {
@@ -174,7 +184,7 @@ impl FlowContext {
         timing: FlowTiming,
         tx: &Sender<Batch>,
         state: &mut FlowState,
-    ) -> Option<bool> {
+    ) -> Option<FlowEnd> {
         let FlowState {
             vars,
             body,
@@ -192,6 +202,7 @@ impl FlowContext {
         };
         let flow_start = Instant::now();
         let mut failed_step = None;
+        let mut refused = false;
         for (i, step) in self.scenario.steps.iter().enumerate() {
             let (t, outcome) = self
                 .run_step(
@@ -206,6 +217,7 @@ impl FlowContext {
                 )
                 .await;
             let failed = outcome.failure.is_some();
+            refused = matches!(outcome.failure, Some(FailureKind::Connect));
             if timing.measured {
                 if let Some(us) = t.connect_us {
                     pending.samples.push(Sample::Connect { step: i, us });
@@ -235,7 +247,11 @@ impl FlowContext {
         });
         let batch = std::mem::take(&mut pending.samples);
         tx.send(batch).await.ok()?;
-        Some(failed_step.is_none())
+        Some(match failed_step {
+            None => FlowEnd::Ok,
+            Some(_) if refused => FlowEnd::Refused,
+            Some(_) => FlowEnd::Failed,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]

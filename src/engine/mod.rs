@@ -9,9 +9,13 @@
 //!   arrival waits for one and starts late. Its latency is counted from the intended start,
 //!   so a stalled server shows up in the figures instead of silently slowing the load
 //!   (coordinated omission). Arrivals still waiting when the plan ends are counted dropped.
+//! - A refused connection in the closed loop sends its worker to the [`breaker`]: one
+//!   worker probes with back-off, the others wait, so a dead port is not hammered.
+//! - The collector also finds outage windows ([`crate::outage`]) as flows end.
 //!
 //! Memory is bounded by the number of flows in flight, never by the number of flows run.
 
+pub mod breaker;
 pub mod flow;
 pub mod transport;
 
@@ -28,11 +32,13 @@ use rand::SeedableRng;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::outage::OutageTracker;
 use crate::plan::{Arrival, LoadModel, Plan};
 use crate::scenario::Scenario;
 use crate::stats::{new_histogram, record, Batch, Sample, Stats};
 use crate::timeline::TimelineBuilder;
-use flow::{FlowContext, FlowState, FlowTiming};
+use breaker::Breaker;
+use flow::{FlowContext, FlowEnd, FlowState, FlowTiming};
 use transport::micros;
 
 /// A flow that starts this much after its intended start is counted late.
@@ -63,6 +69,8 @@ pub struct EngineConfig {
     /// Colour in the progress bar (decided once per process by the command line).
     pub color: bool,
     pub grace: Duration,
+    /// Connect timeout of the closed loop's connection probes (capped at 1 s).
+    pub connect_timeout: Duration,
 }
 
 /// What the engine measured.
@@ -97,6 +105,20 @@ struct Driver {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Batch>,
     t0: tokio::time::Instant,
+    /// Closed loop: where workers go when the target refuses connections.
+    breaker: Option<Breaker>,
+}
+
+impl breaker::Run for Driver {
+    fn over(&self) -> bool {
+        self.stopping() || self.plan.level_at(self.t0.elapsed()).is_none()
+    }
+
+    async fn probed(&self, ok: bool) {
+        let mut b = Batch::new();
+        b.push(Sample::Probe { ok });
+        let _ = self.tx.send(b).await;
+    }
 }
 
 impl Driver {
@@ -109,7 +131,7 @@ impl Driver {
         }
     }
 
-    async fn flow(&self, seq: u64, timing: FlowTiming, state: &mut FlowState) -> Option<bool> {
+    async fn flow(&self, seq: u64, timing: FlowTiming, state: &mut FlowState) -> Option<FlowEnd> {
         self.shared.started.fetch_add(1, Ordering::Relaxed);
         match &self.per_flow_client {
             Some(make) => {
@@ -149,14 +171,20 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
     let stats = Stats::new(&cfg.scenario.step_names());
     let bar = progress_bar(cfg.progress, cfg.color, cfg.plan.planned_flows());
     let shared = Arc::new(Shared::default());
-    let collector = tokio::spawn(collect(rx, stats, bar, shared.clone()));
+    let t0 = tokio::time::Instant::now();
+    let collector = tokio::spawn(collect(rx, stats, bar, shared.clone(), t0));
+    let breaker = match cfg.plan.model {
+        LoadModel::Closed => Breaker::new(&cfg.base_url, cfg.connect_timeout),
+        LoadModel::Open { .. } => None,
+    };
     let driver = Arc::new(Driver {
         ctx,
         per_flow_client: cfg.per_flow_client,
         plan: cfg.plan,
         shared: shared.clone(),
         tx,
-        t0: tokio::time::Instant::now(),
+        t0,
+        breaker,
     });
     let start = Instant::now();
     let mut handle = tokio::spawn({
@@ -231,8 +259,14 @@ async fn closed_loop(d: Arc<Driver>) {
                     lateness_us: 0,
                     measured: t >= d.plan.warmup,
                 };
-                if d.flow(seq, timing, &mut state).await.is_none() {
-                    break;
+                match d.flow(seq, timing, &mut state).await {
+                    None => break,
+                    Some(FlowEnd::Refused) => {
+                        if let Some(b) = &d.breaker {
+                            b.refused(&*d).await;
+                        }
+                    }
+                    Some(_) => {}
                 }
             }
         });
@@ -354,8 +388,10 @@ async fn collect(
     mut stats: Stats,
     bar: ProgressBar,
     shared: Arc<Shared>,
+    t0: tokio::time::Instant,
 ) -> Stats {
     let mut timeline = TimelineBuilder::default();
+    let mut outages = OutageTracker::default();
     let mut ticks = tokio::time::interval_at(
         tokio::time::Instant::now() + Duration::from_secs(1),
         Duration::from_secs(1),
@@ -382,8 +418,14 @@ async fn collect(
             }
         };
         let full = batches.len() == COLLECT_AT_ONCE;
-        for s in batches.drain(..).flatten() {
-            fold(&mut stats, &mut timeline, &bar, &mut window, window_p99, s);
+        // Samples arrive when their flow ends (within the pause below), so the time of
+        // arrival is the time of the flow's end, to about a millisecond.
+        let now_s = t0.elapsed().as_secs_f64();
+        for batch in batches.drain(..) {
+            observe(&mut outages, now_s, &batch);
+            for s in batch {
+                fold(&mut stats, &mut timeline, &bar, &mut window, window_p99, s);
+            }
         }
         if !full {
             // Let samples gather for a moment: woken by every flow, the collector cost
@@ -394,8 +436,41 @@ async fn collect(
         }
     }
     stats.timeline = timeline.finish(shared.started.load(Ordering::Relaxed));
+    stats.availability = outages.finish(
+        t0.elapsed().as_secs_f64(),
+        stats.flows_total(),
+        stats.flows_ok(),
+    );
+    crate::outage::latency_recovery(&mut stats.availability, &stats.timeline);
     bar.finish_and_clear();
     stats
+}
+
+/// Feeds one flow's (or probe's) end to the outage tracker; `now_s` is when it ended.
+fn observe(outages: &mut OutageTracker, now_s: f64, batch: &Batch) {
+    let mut failure = None;
+    for s in batch {
+        match s {
+            Sample::Probe { ok } => outages.on_probe(now_s, *ok),
+            Sample::Step {
+                failure: Some(f), ..
+            } => failure = Some(f),
+            Sample::Flow {
+                elapsed_us,
+                failed_step,
+                measured: true,
+                ..
+            } => {
+                let started = now_s - *elapsed_us as f64 / 1e6;
+                match (failed_step, failure) {
+                    (None, _) => outages.on_ok_flow(started, now_s),
+                    (Some(_), Some(f)) => outages.on_failed_flow(started, now_s, f),
+                    (Some(_), None) => {}
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Folds one sample into the stats and the timeline, and moves the progress bar on for

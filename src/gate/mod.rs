@@ -121,6 +121,15 @@ pub enum Metric {
     StepSuccessRate(String),
     /// A step's failed requests (a count).
     StepErrors(String),
+    /// The sum of the outage windows' durations (0 without an outage).
+    OutageTotal,
+    /// The longest outage window (0 without an outage).
+    OutageMax,
+    /// The longest time from an outage's end to the next successful flow (0 without an
+    /// outage; no data, so failing, when the target never came back within the run).
+    Recovery,
+    /// The success rate of the flows outside outage windows.
+    Availability,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +143,8 @@ enum Kind {
 impl Metric {
     fn kind(&self) -> Kind {
         match self {
-            Metric::SuccessRate | Metric::StepSuccessRate(_) => Kind::Ratio,
+            Metric::SuccessRate | Metric::StepSuccessRate(_) | Metric::Availability => Kind::Ratio,
+            Metric::OutageTotal | Metric::OutageMax | Metric::Recovery => Kind::Latency,
             Metric::Throughput | Metric::RequestRate => Kind::Rate,
             Metric::FailedFlows | Metric::Errors(_) | Metric::StepErrors(_) => Kind::Count,
             Metric::Latency { .. } | Metric::IntendedLatency(_) => Kind::Latency,
@@ -284,6 +294,19 @@ impl Threshold {
                 .filter(|s| s.requests > 0)
                 .map(|s| s.ok as f64 / s.requests as f64),
             Metric::StepErrors(s) => step(s).map(|s| s.failed as f64),
+            Metric::OutageTotal => Some(r.availability.total_outage_ms),
+            Metric::OutageMax => Some(r.availability.max_outage_ms),
+            Metric::Recovery => {
+                let a = &r.availability;
+                if a.outages.iter().any(|w| w.recovery_ms.is_none()) {
+                    None
+                } else {
+                    Some(a.max_recovery_ms.unwrap_or(0.0))
+                }
+            }
+            Metric::Availability => {
+                (r.summary.total_flows > 0).then_some(r.availability.success_rate_outside)
+            }
         }
     }
 
@@ -301,7 +324,7 @@ impl Threshold {
 }
 
 fn parse_metric(expr: &str, m: &str, at: usize) -> Result<Metric, ThresholdError> {
-    let known = "success_rate, throughput, request_rate, failed_flows, errors, errors.CLASS, flow.STAT, flow_intended.STAT, STEP.STAT, STEP.success_rate, STEP.errors (STAT: min p50 p90 p95 p99 p999 max mean)";
+    let known = "success_rate, throughput, request_rate, failed_flows, errors, errors.CLASS, flow.STAT, flow_intended.STAT, STEP.STAT, STEP.success_rate, STEP.errors (STAT: min p50 p90 p95 p99 p999 max mean), outage.total, outage.max, recovery, availability";
     if let Some(bad) = m
         .char_indices()
         .find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
@@ -318,6 +341,10 @@ fn parse_metric(expr: &str, m: &str, at: usize) -> Result<Metric, ThresholdError
         "request_rate" | "rps" => Some(Metric::RequestRate),
         "failed_flows" => Some(Metric::FailedFlows),
         "errors" => Some(Metric::Errors(None)),
+        "outage.total" => Some(Metric::OutageTotal),
+        "outage.max" => Some(Metric::OutageMax),
+        "recovery" => Some(Metric::Recovery),
+        "availability" => Some(Metric::Availability),
         _ => None,
     };
     if let Some(s) = simple {

@@ -205,6 +205,20 @@ fn timeline_chart(r: &Report) -> String {
             rate_max * f
         );
     }
+    // Outage windows, shaded behind the bars.
+    for win in &r.availability.outages {
+        let (x0, x1) = (px(win.start_s.min(tmax)), px(win.end_s.min(tmax)));
+        let _ = write!(
+            o,
+            r##"<rect class="outage" x="{x0:.1}" y="{mt:.1}" width="{:.1}" height="{:.1}" fill="#f6d5d5" data-start="{:.3}" data-end="{:.3}"><title>outage {:.2}s to {:.2}s</title></rect>"##,
+            (x1 - x0).max(1.0),
+            h - mt - mb,
+            win.start_s,
+            win.end_s,
+            win.start_s,
+            win.end_s
+        );
+    }
     let bw = ((w - ml - mr) * t.bucket_s / tmax).max(1.0);
     for p in &t.points {
         let rate = p.completed as f64 / t.bucket_s;
@@ -401,6 +415,14 @@ impl Exporter for Html {
             timeline_chart(r),
             r.timeline.bucket_s
         );
+        let outage_findings = crate::outage::findings(&r.availability);
+        if !outage_findings.is_empty() {
+            o.push_str("<h2>Outages</h2><p class=\"note\">Shaded on the chart above.</p><ul id=\"outages\">");
+            for f in &outage_findings {
+                let _ = write!(o, "<li>{}</li>", esc(f));
+            }
+            o.push_str("</ul>");
+        }
 
         o.push_str("<h2>Latency per Step (ms)</h2><table id=\"steps\"><tr><th>step</th><th>requests</th><th>ok</th><th>min</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>mean</th></tr>");
         for s in &r.steps {

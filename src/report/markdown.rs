@@ -117,6 +117,50 @@ pub fn write_gate(o: &mut String, r: &Report) -> std::fmt::Result {
     Ok(())
 }
 
+/// The "Outages" section, when the run had any: one row per window, then the sentences.
+pub fn write_outages(o: &mut String, r: &Report) -> std::fmt::Result {
+    let a = &r.availability;
+    if a.outages.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        o,
+        "### Outages
+"
+    )?;
+    writeln!(o, "| start (s) | end (s) | duration | cause | failed attempts | failed flows | cut off in flight | first success after | its flow time | latency back after |")?;
+    writeln!(o, "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")?;
+    let opt = |v: Option<f64>| v.map(crate::outage::ms_text).unwrap_or_else(|| "–".into());
+    for w in &a.outages {
+        writeln!(
+            o,
+            "| {:.3} | {:.3} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            w.start_s,
+            w.end_s,
+            crate::outage::ms_text(w.duration_ms),
+            w.cause,
+            w.attempts,
+            w.failed_flows,
+            w.in_flight,
+            opt(w.recovery_ms),
+            opt(w.first_flow_ms),
+            opt(w.latency_recovery_ms)
+        )?;
+    }
+    writeln!(o)?;
+    for f in crate::outage::findings(a) {
+        writeln!(o, "{f}")?;
+    }
+    writeln!(
+        o,
+        "Availability outside the windows: {:.2}%; {} connection probe(s); {} attempts in all.\n",
+        a.success_rate_outside * 100.0,
+        a.connection_probes,
+        r.summary.attempts
+    )?;
+    Ok(())
+}
+
 /// The "Diagnosis" section: findings, then the figures they follow from.
 pub fn write_diagnosis(o: &mut String, r: &Report) -> std::fmt::Result {
     let Some(d) = &r.diagnosis else {
@@ -290,6 +334,7 @@ impl Exporter for Markdown {
                 "Closed loop: each worker starts its next flow only when its last one ends, so a slow server slows the load down and these latencies are service times; they understate what users arriving at a fixed rate would see (use `--rate` for an open loop)."
             )?;
         }
+        writeln!(o, "{}", crate::outage::POLICY)?;
         if r.summary.warmup_flows > 0 {
             writeln!(
                 o,
@@ -303,6 +348,7 @@ impl Exporter for Markdown {
             r.summary.flows_per_s, r.summary.requests_per_s, r.summary.wall_time_s
         )?;
 
+        write_outages(&mut o, r)?;
         write_connect_ttfb(&mut o, r)?;
         write_gate(&mut o, r)?;
         write_diagnosis(&mut o, r)?;

@@ -58,6 +58,10 @@ pub struct Report {
     /// Per-second figures over the run (bounded; see [`crate::timeline`]).
     #[serde(default)]
     pub timeline: crate::timeline::Timeline,
+    /// Outage windows (spans where every attempt failed to reach a serving target) and the
+    /// availability figures around them (see [`crate::outage`]).
+    #[serde(default)]
+    pub availability: crate::outage::Availability,
     /// How the `*_histogram` fields are encoded: [`histogram::ENCODING`].
     pub histogram_encoding: String,
     /// The full histogram of successful flow durations (microseconds).
@@ -136,6 +140,10 @@ pub struct Summary {
     /// Open loop: flows due before the end that could not start at all.
     #[serde(default)]
     pub dropped_flows: u64,
+    /// Raw attempts: flows, plus the connection probes made while the target refused
+    /// connections (closed loop), which are not flows.
+    #[serde(default)]
+    pub attempts: u64,
 }
 
 /// Figures of one step of the scenario.
@@ -256,6 +264,7 @@ impl Report {
                 warmup_flows: s.warmup_flows,
                 late_flows: 0,
                 dropped_flows: 0,
+                attempts: total + s.availability.connection_probes,
             },
             flow: LatencySummary::of(&s.flow_ok),
             flow_failed: LatencySummary::of(&s.flow_failed),
@@ -288,6 +297,11 @@ impl Report {
             comparison: None,
             diagnosis: None,
             timeline: s.timeline.clone(),
+            availability: {
+                let mut a = s.availability.clone();
+                a.recount(total, ok);
+                a
+            },
             histogram_encoding: histogram::ENCODING.to_string(),
             flow_histogram: histogram::encode(&s.flow_ok),
             flow_failed_histogram: histogram::encode(&s.flow_failed),
@@ -334,6 +348,7 @@ impl Report {
         };
         stats.warmup_flows = self.summary.warmup_flows;
         stats.timeline = self.timeline.clone();
+        stats.availability = self.availability.clone();
         Ok(stats)
     }
 

@@ -134,6 +134,23 @@ impl Exporter for Terminal {
                 "closed loop: latencies are service times (a slow server slows the load).\n",
             );
         }
+        let a = &r.availability;
+        if !a.outages.is_empty() {
+            out.push_str(&format!(
+                "outages: {} (total {}, longest {}); availability outside them {:.2}%; {} attempts ({} connection probes)\n",
+                a.outages.len(),
+                crate::outage::ms_text(a.total_outage_ms),
+                crate::outage::ms_text(a.max_outage_ms),
+                a.success_rate_outside * 100.0,
+                r.summary.attempts,
+                a.connection_probes
+            ));
+            for f in crate::outage::findings(a) {
+                out.push_str("  ");
+                out.push_str(&f);
+                out.push('\n');
+            }
+        }
         if !r.failures.is_empty() {
             let mut f = Table::new();
             f.load_preset(UTF8_FULL_CONDENSED)

@@ -6,6 +6,7 @@ mod diagnosis;
 mod gate;
 mod html;
 mod load;
+mod outage;
 mod report;
 mod run;
 mod scenario;
