@@ -227,7 +227,7 @@ impl OutageTracker {
 }
 
 /// The policy, in words, for the reports' load-model line.
-pub const POLICY: &str = "A refused connection is not retried at once: in a closed loop one worker probes the port with bare TCP connects (back-off 10 ms doubling to 50 ms, with jitter) while the others wait, and probes are counted as attempts, not flows; an open loop keeps its schedule and counts every arrival. Nothing else is ever retried.";
+pub const POLICY: &str = "A refused connection is not retried at once: in a closed loop its worker waits before its next flow (back-off 10 ms doubling to 1 s, with jitter, reset when a flow gets through) while one prober tries the port every 50 ms at most (probes are attempts, not flows); an open loop keeps its schedule and counts every arrival. Nothing is ever retried once sent.";
 
 /// One plain-words sentence per window, and one on the flows outside them, each with the
 /// figures it rests on. Empty when there was no outage.

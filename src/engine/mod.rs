@@ -106,19 +106,7 @@ struct Driver {
     tx: mpsc::Sender<Batch>,
     t0: tokio::time::Instant,
     /// Closed loop: where workers go when the target refuses connections.
-    breaker: Option<Breaker>,
-}
-
-impl breaker::Run for Driver {
-    fn over(&self) -> bool {
-        self.stopping() || self.plan.level_at(self.t0.elapsed()).is_none()
-    }
-
-    async fn probed(&self, ok: bool) {
-        let mut b = Batch::new();
-        b.push(Sample::Probe { ok });
-        let _ = self.tx.send(b).await;
-    }
+    breaker: Option<Arc<Breaker>>,
 }
 
 impl Driver {
@@ -174,7 +162,17 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
     let t0 = tokio::time::Instant::now();
     let collector = tokio::spawn(collect(rx, stats, bar, shared.clone(), t0));
     let breaker = match cfg.plan.model {
-        LoadModel::Closed => Breaker::new(&cfg.base_url, cfg.connect_timeout),
+        LoadModel::Closed => {
+            let (shared, plan) = (shared.clone(), cfg.plan.clone());
+            let over: breaker::Over = Arc::new(move || {
+                shared.stopping.load(Ordering::Relaxed)
+                    || plan.level_at(t0.elapsed()).is_none()
+                    || plan
+                        .max_flows
+                        .is_some_and(|m| shared.next_seq.load(Ordering::Relaxed) >= m)
+            });
+            Breaker::new(&cfg.base_url, cfg.connect_timeout, tx.clone(), over)
+        }
         LoadModel::Open { .. } => None,
     };
     let driver = Arc::new(Driver {
@@ -240,6 +238,7 @@ async fn closed_loop(d: Arc<Driver>) {
         let d = d.clone();
         set.spawn(async move {
             let mut state = FlowState::new();
+            let mut backoff = breaker::Backoff::default();
             loop {
                 if d.stopping() {
                     break;
@@ -259,19 +258,22 @@ async fn closed_loop(d: Arc<Driver>) {
                     lateness_us: 0,
                     measured: t >= d.plan.warmup,
                 };
-                match d.flow(seq, timing, &mut state).await {
-                    None => break,
-                    Some(FlowEnd::Refused) => {
-                        if let Some(b) = &d.breaker {
-                            b.refused(&*d).await;
-                        }
+                match (d.flow(seq, timing, &mut state).await, &d.breaker) {
+                    (None, _) => break,
+                    (Some(FlowEnd::Refused), Some(b)) => b.refused(&mut backoff).await,
+                    (Some(_), Some(b)) => {
+                        backoff.reset();
+                        b.through();
                     }
-                    Some(_) => {}
+                    (Some(_), None) => {}
                 }
             }
         });
     }
     while set.join_next().await.is_some() {}
+    if let Some(b) = &d.breaker {
+        b.shutdown();
+    }
 }
 
 async fn open_loop(d: Arc<Driver>, arrival: Arrival, max_in_flight: usize) {
