@@ -463,6 +463,23 @@ mod tests {
             }
 
             #[test]
+            fn form_values_decode_back_to_what_was_rendered(v in "\\PC{0,24}", k in "[a-k &=+@%./?#é]{1,8}") {
+                let key = format!("\"{k}\"");
+                let text = format!("name = \"p\"\n[[steps]]\nname = \"s\"\npath = \"/\"\nform = {{ {key} = \"{{{{seq}}}}\", lit = \"a b&c\" }}\n");
+                let s = Scenario::parse(&text, "p.toml").unwrap();
+                let mut vars = vec![String::new(); s.slot_count];
+                vars[SLOT_SEQ] = v.clone();
+                let mut out = Vec::new();
+                s.steps[0].body.as_ref().unwrap().render_into(&vars, &mut out, &mut String::new());
+                let decoded: Vec<(String, String)> = form_urlencoded::parse(&out).into_owned().collect();
+                let mut want = vec![(k, v), ("lit".to_string(), "a b&c".to_string())];
+                want.sort();
+                let mut got = decoded;
+                got.sort();
+                prop_assert_eq!(got, want);
+            }
+
+            #[test]
             fn line_col_never_panics(s in ".{0,50}", off in 0usize..200) {
                 let (l, c) = line_col(&s, off);
                 prop_assert!(l >= 1 && c >= 1);
