@@ -2,8 +2,11 @@
 # on a free loopback port. Sets AB (the binary), URL (the server) and TMP (a scratch
 # directory); both the server and TMP go away when the script exits.
 cargo build --quiet --release --bin authbench
-AB=$PWD/target/release/authbench
 TMP=$(mktemp -d); SRV_PID=""
+# A copy, taken right after the build: with a target directory shared between work trees
+# (CARGO_TARGET_DIR), another tree's build replaces target/release/authbench at any time.
+cp "${CARGO_TARGET_DIR:-$PWD/target}/release/authbench" "$TMP/authbench"
+AB=$TMP/authbench
 cleanup() { [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null; rm -rf "$TMP"; }
 trap cleanup EXIT
 # With PIN=1 the server gets core 1 and the load generators core 0 (see throughput.sh).

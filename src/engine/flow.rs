@@ -5,19 +5,25 @@
 //! until the last byte of its body has arrived; the response is then checked here. A step
 //! that fails ends its flow. The result of every step and of the flow goes out as a
 //! [`Sample`]; nothing here prints or stores samples.
+//!
+//! A flow keeps its cookies in a [`Jar`] (when the scenario has `cookies = true`), starts
+//! with its `[data]` row's values in its variable table, and sleeps a step's think time
+//! after its response: outside the step's latency, inside the flow's time.
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderValue, COOKIE};
 use tokio::sync::mpsc::Sender;
+use url::Url;
 
+use super::cookies::{self, Jar};
 use super::transport::http1::{Conn, Http1};
 use super::transport::{self, micros, Times};
 use crate::scenario::{
-    Expectation, ExtractSource, Scenario, Step, SLOT_API_KEY, SLOT_RANDOM, SLOT_RUN_ID, SLOT_SEQ,
-    SLOT_UUID,
+    Scenario, Step, SLOT_API_KEY, SLOT_RANDOM, SLOT_RUN_ID, SLOT_SEQ, SLOT_UUID,
 };
 use crate::stats::{Batch, FailureKind, Sample};
 
@@ -120,6 +126,8 @@ pub struct FlowState {
     body: Vec<u8>,
     scratch: String,
     timer: Pin<Box<tokio::time::Sleep>>,
+    /// Emptied at each flow's start and end: cookies never pass from flow to flow.
+    jar: Jar,
 }
 
 impl FlowState {
@@ -133,20 +141,33 @@ impl FlowState {
             scratch: String::new(),
             // Not armed until the first request resets it.
             timer: Box::pin(tokio::time::sleep(Duration::from_secs(86_400 * 365))),
+            jar: Jar::default(),
         }
+    }
+
+    /// The variable table as the last flow left it (its `[vars]`, data columns and
+    /// extracted values).
+    pub fn vars(&self) -> &[String] {
+        &self.vars
     }
 }
 
 impl FlowContext {
-    /// The per-flow variable table with the built-ins and `[vars]` filled in.
+    /// The per-flow variable table with the built-ins, the data row (row `seq`, wrapping
+    /// around) and `[vars]` filled in.
     pub(crate) fn new_vars(&self, seq: u64) -> Vec<String> {
         let mut vars = Vec::new();
-        self.fill_vars(seq, &mut vars);
+        let row = self.scenario.data.as_ref().map(|d| {
+            let rows = d.feeder.len().max(1) as u64;
+            (seq % rows) as usize
+        });
+        self.fill_vars(seq, row, &mut vars);
         vars
     }
 
-    /// Resets `vars` to a fresh flow's table (keeping its allocations).
-    fn fill_vars(&self, seq: u64, vars: &mut Vec<String>) {
+    /// Resets `vars` to a fresh flow's table (keeping its allocations), with the values of
+    /// data row `row`.
+    fn fill_vars(&self, seq: u64, row: Option<usize>, vars: &mut Vec<String>) {
         vars.resize(self.scenario.slot_count, String::new());
         vars.iter_mut().for_each(String::clear);
         // Only the built-ins some template reads: the health scenario reads none, and a
@@ -168,18 +189,26 @@ impl FlowContext {
         if used(SLOT_RANDOM) {
             vars[SLOT_RANDOM] = random_alnum(16);
         }
+        if let (Some(d), Some(row)) = (&self.scenario.data, row) {
+            for (i, (_, slot)) in d.columns().enumerate() {
+                vars[slot].push_str(d.feeder.value(row, i));
+            }
+        }
         for (slot, t) in &self.scenario.vars {
             vars[*slot] = t.render(vars);
         }
     }
 
-    /// Runs flow number `seq` with `client` and sends its samples, as one [`Batch`] when
-    /// the flow ends. Returns whether it succeeded, or `None` when the collector has gone
-    /// away (the run is being torn down). A flow cut off mid-way (an interrupt past the
-    /// grace period drops it) still hands over the steps it finished, from a drop guard.
+    /// Runs flow number `seq` (with data row `row`) with `client` and sends its samples,
+    /// as one [`Batch`] when the flow ends. Returns how it ended, or `None` when the
+    /// collector has gone away (the run is being torn down). A flow cut off mid-way (an
+    /// interrupt past the grace period drops it) still hands over the steps it finished,
+    /// from a drop guard.
+    #[allow(clippy::too_many_arguments)]
     pub async fn run_flow(
         &self,
         seq: u64,
+        row: Option<usize>,
         client: &reqwest::Client,
         timing: FlowTiming,
         tx: &Sender<Batch>,
@@ -190,8 +219,11 @@ impl FlowContext {
             body,
             scratch,
             timer,
+            jar,
         } = state;
-        self.fill_vars(seq, vars);
+        self.fill_vars(seq, row, vars);
+        // A flow cut off by an interrupt may have left cookies behind.
+        jar.clear();
         let mut conn: Option<Conn> = match &self.fast {
             Some(f) if self.pool_connections => f.take(),
             _ => None,
@@ -203,6 +235,7 @@ impl FlowContext {
         let flow_start = Instant::now();
         let mut failed_step = None;
         let mut refused = false;
+        let last = self.scenario.steps.len().saturating_sub(1);
         for (i, step) in self.scenario.steps.iter().enumerate() {
             let (t, outcome) = self
                 .run_step(
@@ -213,6 +246,7 @@ impl FlowContext {
                     vars,
                     body,
                     scratch,
+                    jar,
                     timer.as_mut(),
                 )
                 .await;
@@ -234,8 +268,14 @@ impl FlowContext {
                 failed_step = Some(i);
                 break;
             }
+            // Think time: after the response, before the next step; in the flow's time,
+            // not the step's. Nothing follows the last step, so it has none.
+            if let (Some(think), true) = (&step.think, i < last) {
+                tokio::time::sleep(think.sample()).await;
+            }
         }
         let elapsed_us = micros(flow_start.elapsed());
+        jar.clear();
         if let (Some(f), Some(c), true) = (&self.fast, conn, self.pool_connections) {
             f.give(c);
         }
@@ -264,28 +304,79 @@ impl FlowContext {
         vars: &mut [String],
         body: &mut Vec<u8>,
         scratch: &mut String,
+        jar: &mut Jar,
         timer: Pin<&mut tokio::time::Sleep>,
     ) -> (Times, StepOutcome) {
-        // Build everything before the clock starts: templates, headers and body are the
-        // harness's work, not the server's.
-        let keep_headers = step.needs_headers();
+        // Build everything before the clock starts: templates, headers, body and cookies
+        // are the harness's work, not the server's.
+        let cookies = self.scenario.cookies;
+        // The response headers are kept (moved, not copied) when the jar may need them.
+        let keep_headers = step.needs_headers() || cookies;
+        let cookie = match jar.is_empty() {
+            true => None,
+            false => self.step_url(index, vars).and_then(|url| jar.header(&url)),
+        };
         let sent = match &self.fast {
             Some(fast) => match http1_request(fast, index, step, vars, body, scratch) {
-                Ok(req) => fast.exchange(conn, req, keep_headers, timer).await.into(),
+                Ok(mut req) => {
+                    add_cookie(req.headers_mut(), cookie);
+                    fast.exchange(conn, req, keep_headers, timer).await.into()
+                }
                 Err(k) => return no_response(Times::default(), k),
             },
             None => match self.build_request(index, vars, body, scratch) {
-                Ok(req) => transport::send_reqwest(client, req, keep_headers).await,
+                Ok(mut req) => {
+                    add_cookie(req.headers_mut(), cookie);
+                    transport::send_reqwest(client, req, keep_headers).await
+                }
                 Err(k) => return no_response(Times::default(), k),
             },
         };
-        match sent.response {
-            Ok(r) => responded(
-                sent.times,
-                check_response(step, r.status, &r.headers, &r.body, vars).err(),
-            ),
-            Err(k) => no_response(sent.times, k),
+        let r = match sent.response {
+            Ok(r) => r,
+            Err(k) => return no_response(sent.times, k),
+        };
+        // Cookies are stored whatever the status, as a browser does, before extraction
+        // reads them.
+        let sets = cookies && Jar::sets_cookies(&r.headers);
+        let url = match sets || (cookies && step.reads_cookies()) {
+            true => self.step_url(index, vars),
+            false => None,
+        };
+        if let (true, Some(u)) = (sets, &url) {
+            jar.store(&r.headers, u);
         }
+        let jar_view = url.as_deref().map(|u| (&*jar, u));
+        responded(
+            sent.times,
+            check_with_cookies(step, r.status, &r.headers, &r.body, vars, jar_view).err(),
+        )
+    }
+
+    /// Per step, its URL when its path has no variable, parsed once per run.
+    fn static_urls(&self) -> &[Option<Url>] {
+        self.static_urls.get_or_init(|| {
+            self.scenario
+                .steps
+                .iter()
+                .map(|s| {
+                    let path = s.path.constant()?;
+                    reqwest::Url::parse(&format!("{}{path}", self.base_url)).ok()
+                })
+                .collect()
+        })
+    }
+
+    /// Step `index`'s URL with `vars`: the cached one when its path is constant.
+    fn step_url(&self, index: usize, vars: &[String]) -> Option<Cow<'_, Url>> {
+        if let Some(u) = self.static_urls().get(index).and_then(Option::as_ref) {
+            return Some(Cow::Borrowed(u));
+        }
+        let step = self.scenario.steps.get(index)?;
+        let mut url = String::with_capacity(self.base_url.len() + 32);
+        url.push_str(&self.base_url);
+        step.path.render_into(vars, &mut url);
+        Url::parse(&url).ok().map(Cow::Owned)
     }
 
     /// Step `index`'s request, rendered with `vars`.
@@ -297,27 +388,10 @@ impl FlowContext {
         scratch: &mut String,
     ) -> Result<reqwest::Request, FailureKind> {
         let step = self.scenario.steps.get(index).ok_or(FailureKind::Request)?;
-        let full = |vars: &[String]| {
-            let mut url = String::with_capacity(self.base_url.len() + 32);
-            url.push_str(&self.base_url);
-            step.path.render_into(vars, &mut url);
-            reqwest::Url::parse(&url).ok()
-        };
-        let statics = self.static_urls.get_or_init(|| {
-            self.scenario
-                .steps
-                .iter()
-                .map(|s| {
-                    let path = s.path.constant()?;
-                    reqwest::Url::parse(&format!("{}{path}", self.base_url)).ok()
-                })
-                .collect()
-        });
-        let cached = statics.get(index).cloned().flatten();
-        let url = match cached {
-            Some(u) => u,
-            None => full(vars).ok_or(FailureKind::Request)?,
-        };
+        let url = self
+            .step_url(index, vars)
+            .ok_or(FailureKind::Request)?
+            .into_owned();
         let mut req = reqwest::Request::new(step.method.clone(), url);
         *req.headers_mut() = render_headers(step, vars, scratch)?;
         if let Some(b) = &step.body {
@@ -367,90 +441,48 @@ fn http1_request(
     Ok(req)
 }
 
-/// The step's headers with their variables rendered.
+/// The step's headers with their variables rendered, and its `basic` credentials.
 fn render_headers(
     step: &Step,
     vars: &[String],
     scratch: &mut String,
 ) -> Result<HeaderMap, FailureKind> {
-    let mut headers = HeaderMap::with_capacity(step.headers.len());
+    let mut headers = HeaderMap::with_capacity(step.headers.len() + 1);
     for (name, t) in &step.headers {
         scratch.clear();
         t.render_into(vars, scratch);
         let v = HeaderValue::from_str(scratch).map_err(|_| FailureKind::Request)?;
         headers.insert(name.clone(), v);
     }
+    if let Some((user, password)) = &step.basic {
+        use base64::Engine;
+        scratch.clear();
+        user.render_into(vars, scratch);
+        scratch.push(':');
+        password.render_into(vars, scratch);
+        let mut v = String::with_capacity(6 + scratch.len().div_ceil(3) * 4);
+        v.push_str("Basic ");
+        base64::engine::general_purpose::STANDARD.encode_string(scratch.as_bytes(), &mut v);
+        let v = HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
+            .map_err(|_| FailureKind::Request)?;
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
     Ok(headers)
 }
 
-/// Checks status, extracts values and runs the step's checks.
-pub(crate) fn check_response(
-    step: &Step,
-    status: u16,
-    headers: &HeaderMap,
-    bytes: &[u8],
-    vars: &mut [String],
-) -> Result<(), FailureKind> {
-    if !step.expect.contains(status) {
-        return Err(FailureKind::Status(status));
-    }
-    let json: Option<serde_json::Value> = if step.needs_json() {
-        Some(serde_json::from_slice(bytes).map_err(|_| FailureKind::NotJson)?)
-    } else {
-        None
-    };
-    for ex in &step.extract {
-        let value = match &ex.source {
-            ExtractSource::Pointer(p) => json
-                .as_ref()
-                .and_then(|j| j.pointer(p))
-                .and_then(scalar_string)
-                .ok_or_else(|| FailureKind::Missing(p.clone()))?,
-            ExtractSource::Header(h) => headers
-                .get(h)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-                .ok_or_else(|| FailureKind::Missing(format!("header {h}").into()))?,
-        };
-        if let Some(slot) = vars.get_mut(ex.slot) {
-            *slot = value;
-        }
-    }
-    for c in &step.checks {
-        let found = json.as_ref().and_then(|j| j.pointer(&c.pointer));
-        let pass = match (&c.expect, found) {
-            (_, None) => return Err(FailureKind::Missing(c.pointer.clone())),
-            (Expectation::Exists, Some(_)) => true,
-            (Expectation::EqualsJson(want), Some(v)) => v == want,
-            (Expectation::EqualsStr(t), Some(v)) => v.as_str() == Some(t.render(vars).as_str()),
-            (Expectation::Matches(re), Some(v)) => match v {
-                serde_json::Value::String(s) => re.is_match(s),
-                serde_json::Value::Number(_) | serde_json::Value::Bool(_) => {
-                    re.is_match(&v.to_string())
-                }
-                _ => false,
-            },
-        };
-        if !pass {
-            return Err(FailureKind::Check(c.pointer.clone()));
-        }
-    }
-    Ok(())
-}
-
-/// The text of a JSON scalar (strings without quotes); objects, arrays and null are not
-/// values a later request can use.
-fn scalar_string(v: &serde_json::Value) -> Option<String> {
-    match v {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        serde_json::Value::Bool(b) => Some(b.to_string()),
-        _ => None,
+/// Adds the jar's `Cookie` header, after any the step sets itself.
+fn add_cookie(headers: &mut HeaderMap, jar: Option<HeaderValue>) {
+    if let Some(v) = jar {
+        let merged = cookies::merge(headers.get(COOKIE), v);
+        headers.insert(COOKIE, merged);
     }
 }
 
 /// `check` sends with reqwest too, and names its failures the same way.
 pub use super::transport::classify;
+
+/// `check` checks responses as flows do.
+pub(crate) use super::response::{check_response, check_with_cookies};
 
 fn uuid_v4(r: u128) -> String {
     let b =
@@ -482,92 +514,6 @@ mod tests {
             assert_eq!(u.len(), 36);
             assert_eq!(&u[14..15], "4", "{u}");
             assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"), "{u}");
-        }
-    }
-
-    #[test]
-    fn checks_status_fields_and_extracts() {
-        let s = Scenario::builtin();
-        let login = &s.steps[1];
-        let mut vars = vec![String::new(); s.slot_count];
-        let h = HeaderMap::new();
-        assert_eq!(
-            check_response(login, 500, &h, b"{}", &mut vars),
-            Err(FailureKind::Status(500))
-        );
-        assert_eq!(
-            check_response(login, 200, &h, b"<html>", &mut vars),
-            Err(FailureKind::NotJson)
-        );
-        assert_eq!(
-            check_response(login, 200, &h, b"{\"token\":\"x\"}", &mut vars),
-            Err(FailureKind::Missing("/access_token".into()))
-        );
-        check_response(login, 200, &h, b"{\"access_token\":\"abc\"}", &mut vars).unwrap();
-        assert!(vars.contains(&"abc".to_string()));
-        let verify = &s.steps[2];
-        assert_eq!(
-            check_response(verify, 200, &h, b"{\"valid\":false}", &mut vars),
-            Err(FailureKind::Check("/valid".into()))
-        );
-    }
-
-    mod props {
-        use super::super::*;
-        use crate::scenario::Scenario;
-        use proptest::prelude::*;
-
-        const WITH_POINTERS: &str = r#"
-name = "p"
-[[steps]]
-name = "s"
-path = "/x"
-extract = { a = "/a/0/b", h = { header = "x-h" } }
-check = [{ pointer = "/c", matches = "^[0-9]+$" }, { pointer = "/d~1e", equals = "{{seq}}" }]
-"#;
-
-        proptest! {
-            #[test]
-            fn checking_any_body_never_panics(body in proptest::collection::vec(any::<u8>(), 0..200), status in 0u16..1000) {
-                for s in [Scenario::builtin(), Scenario::parse(WITH_POINTERS, "p.toml").unwrap()] {
-                    for step in &s.steps {
-                        let mut vars = vec![String::new(); s.slot_count];
-                        let _ = check_response(step, status, &HeaderMap::new(), &body, &mut vars);
-                    }
-                }
-            }
-
-            #[test]
-            fn checking_any_json_never_panics(j in json_value(), ptr in "(/[a-z0-9~]{0,3}){0,4}") {
-                let text = format!(
-                    "name = \"p\"\n[[steps]]\nname = \"s\"\npath = \"/\"\nextract = {{ v = \"{ptr}\" }}\ncheck = [{{ pointer = \"{ptr}\", exists = true }}]\n"
-                );
-                let s = Scenario::parse(&text, "p.toml").unwrap();
-                let bytes = serde_json::to_vec(&j).unwrap();
-                let mut vars = vec![String::new(); s.slot_count];
-                let r = check_response(&s.steps[0], 200, &HeaderMap::new(), &bytes, &mut vars);
-                // Either the pointer resolves (to a scalar or not) or it is reported missing.
-                if j.pointer(&ptr).is_none() {
-                    prop_assert!(matches!(r, Err(FailureKind::Missing(_))));
-                }
-            }
-        }
-
-        fn json_value() -> impl Strategy<Value = serde_json::Value> {
-            let leaf = prop_oneof![
-                Just(serde_json::Value::Null),
-                any::<bool>().prop_map(serde_json::Value::from),
-                any::<i64>().prop_map(serde_json::Value::from),
-                "[a-z]{0,4}".prop_map(serde_json::Value::from),
-            ];
-            leaf.prop_recursive(3, 24, 4, |inner| {
-                prop_oneof![
-                    proptest::collection::vec(inner.clone(), 0..4)
-                        .prop_map(serde_json::Value::from),
-                    proptest::collection::btree_map("[a-z0-9~]{0,3}", inner, 0..4)
-                        .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
-                ]
-            })
         }
     }
 }

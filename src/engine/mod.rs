@@ -13,10 +13,17 @@
 //!   worker probes with back-off, the others wait, so a dead port is not hammered.
 //! - The collector also finds outage windows ([`crate::outage`]) as flows end.
 //!
+//!
+//! A flow asks the [`feed::Feed`] for its `[data]` row as it starts; when `unique` rows
+//! run out, no new flow starts and the run ends once the flows in flight have.
+//!
 //! Memory is bounded by the number of flows in flight, never by the number of flows run.
 
 pub mod breaker;
+pub mod cookies;
+pub mod feed;
 pub mod flow;
+mod response;
 pub mod transport;
 
 /// The HTTP/1.1 client, at the path it had before [`transport`] existed.
@@ -71,6 +78,10 @@ pub struct EngineConfig {
     pub grace: Duration,
     /// Connect timeout of the closed loop's connection probes (capped at 1 s).
     pub connect_timeout: Duration,
+    /// The scenario's `[data]` rows, shared with the calibration run.
+    pub feed: Option<Arc<feed::Feed>>,
+    /// `--save-users`: where successful flows' accounts go.
+    pub users: Option<Arc<feed::UserSink>>,
 }
 
 /// What the engine measured.
@@ -86,6 +97,8 @@ pub struct EngineOutcome {
     pub late: u64,
     /// Open loop: flows due before the plan ended that never started.
     pub dropped: u64,
+    /// `unique` data rows ran out (the run ended there): how many rows there were.
+    pub feeder_exhausted: Option<u64>,
 }
 
 /// Counters shared by the driver and its flows.
@@ -101,6 +114,8 @@ struct Shared {
 struct Driver {
     ctx: Arc<FlowContext>,
     per_flow_client: Option<ClientFactory>,
+    feed: Option<Arc<feed::Feed>>,
+    users: Option<Arc<feed::UserSink>>,
     plan: Plan,
     shared: Arc<Shared>,
     tx: mpsc::Sender<Batch>,
@@ -119,21 +134,40 @@ impl Driver {
         }
     }
 
-    async fn flow(&self, seq: u64, timing: FlowTiming, state: &mut FlowState) -> Option<FlowEnd> {
+    /// The data row for a flow about to start: `Some(None)` without `[data]`, `None` when
+    /// `unique` rows have run out (no flow may start any more).
+    fn take_row(&self) -> Option<Option<usize>> {
+        match &self.feed {
+            None => Some(None),
+            Some(f) => f.take().map(Some),
+        }
+    }
+
+    async fn flow(
+        &self,
+        seq: u64,
+        row: Option<usize>,
+        timing: FlowTiming,
+        state: &mut FlowState,
+    ) -> Option<FlowEnd> {
         self.shared.started.fetch_add(1, Ordering::Relaxed);
-        match &self.per_flow_client {
+        let ok = match &self.per_flow_client {
             Some(make) => {
                 let client = make();
                 self.ctx
-                    .run_flow(seq, &client, timing, &self.tx, state)
+                    .run_flow(seq, row, &client, timing, &self.tx, state)
                     .await
             }
             None => {
                 self.ctx
-                    .run_flow(seq, &self.ctx.client, timing, &self.tx, state)
+                    .run_flow(seq, row, &self.ctx.client, timing, &self.tx, state)
                     .await
             }
+        };
+        if let (Some(FlowEnd::Ok), Some(users)) = (ok, &self.users) {
+            users.save(state.vars());
         }
+        ok
     }
 
     fn stopping(&self) -> bool {
@@ -175,9 +209,12 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
         }
         LoadModel::Open { .. } => None,
     };
+    let feed = cfg.feed.clone();
     let driver = Arc::new(Driver {
         ctx,
         per_flow_client: cfg.per_flow_client,
+        feed: cfg.feed,
+        users: cfg.users,
         plan: cfg.plan,
         shared: shared.clone(),
         tx,
@@ -228,6 +265,7 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
         abandoned,
         late: shared.late.load(Ordering::Relaxed),
         dropped: shared.dropped.load(Ordering::Relaxed),
+        feeder_exhausted: feed.and_then(|f| f.exhausted_after()),
     }
 }
 
@@ -254,11 +292,12 @@ async fn closed_loop(d: Arc<Driver>) {
                     Some(_) => {}
                 }
                 let Some(seq) = d.take_seq() else { break };
+                let Some(row) = d.take_row() else { break };
                 let timing = FlowTiming {
                     lateness_us: 0,
                     measured: t >= d.plan.warmup,
                 };
-                match (d.flow(seq, timing, &mut state).await, &d.breaker) {
+                match (d.flow(seq, row, timing, &mut state).await, &d.breaker) {
                     (None, _) => break,
                     (Some(FlowEnd::Refused), Some(b)) => b.refused(&mut backoff).await,
                     (Some(_), Some(b)) => {
@@ -316,6 +355,7 @@ async fn open_loop(d: Arc<Driver>, arrival: Arrival, max_in_flight: usize) {
             break;
         }
         let Some(seq) = d.take_seq() else { break };
+        let Some(row) = d.take_row() else { break };
         let lateness = tokio::time::Instant::now().saturating_duration_since(intended);
         if lateness > LATE_AFTER {
             d.shared.late.fetch_add(1, Ordering::Relaxed);
@@ -327,7 +367,7 @@ async fn open_loop(d: Arc<Driver>, arrival: Arrival, max_in_flight: usize) {
         let dd = d.clone();
         set.spawn(async move {
             let _slot = permit;
-            dd.flow(seq, timing, &mut FlowState::new()).await;
+            dd.flow(seq, row, timing, &mut FlowState::new()).await;
         });
         // Reap finished flows so the set holds only those in flight.
         while set.try_join_next().is_some() {}

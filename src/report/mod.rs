@@ -104,6 +104,13 @@ pub struct RunConfig {
     /// How many runs this report adds up (1 unless made by `authbench merge`).
     #[serde(default = "one")]
     pub generators: u64,
+    /// Think time configured per step (`login 1000ms, verify 500ms-2000ms`): inside flow
+    /// times, not step latencies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub think: Option<String>,
+    /// The `[data]` feeder: rows, columns and order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
 }
 
 fn one() -> u64 {
@@ -144,6 +151,10 @@ pub struct Summary {
     /// connections (closed loop), which are not flows.
     #[serde(default)]
     pub attempts: u64,
+    /// `order = "unique"` data rows ran out after this many rows, and the run ended there
+    /// (by design, not an error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feeder_exhausted_after: Option<u64>,
 }
 
 /// Figures of one step of the scenario.
@@ -265,6 +276,7 @@ impl Report {
                 late_flows: 0,
                 dropped_flows: 0,
                 attempts: total + s.availability.connection_probes,
+                feeder_exhausted_after: None,
             },
             flow: LatencySummary::of(&s.flow_ok),
             flow_failed: LatencySummary::of(&s.flow_failed),
@@ -435,6 +447,9 @@ impl Report {
                 "; {} of {} planned flows finished",
                 s.total_flows, self.config.flows_planned
             ));
+        }
+        if let Some(n) = s.feeder_exhausted_after {
+            line.push_str(&format!("; feeder exhausted after {n} rows"));
         }
         line.push('.');
         line
