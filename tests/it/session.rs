@@ -92,6 +92,7 @@ async fn run_engine(
         progress: false,
         color: false,
         grace: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(1),
         feed: None,
         users: None,
     };
