@@ -66,6 +66,7 @@ pub async fn run(
     preflight(&target.base_url, opts.connect_timeout).await?;
     let load = pipeline::Load::new(opts, &prepared, &target, stop).await?;
     let (calibration, outcome) = load.calibrate_and_execute(opts, &prepared).await;
+    load.finish_users()?;
     let bcrypt_cost = target.server.as_ref().map(|_| opts.cost);
     target.shutdown();
     let report = pipeline::report(

@@ -71,6 +71,8 @@ pub struct RunOptions {
     pub plan: Option<crate::plan::Plan>,
     /// Shared connection pool or a new client per flow.
     pub connections: Connections,
+    /// Write the `[vars]` and data columns of successful flows here, as CSV.
+    pub save_users: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -97,6 +99,7 @@ impl Default for RunOptions {
             hash_mode: crate::server::HashMode::Pool,
             plan: None,
             connections: Connections::Shared,
+            save_users: None,
         }
     }
 }

@@ -28,6 +28,10 @@ pub struct Prepared {
     pub plan: Plan,
     /// Flows in flight at once: the closed loop's peak workers, or the open loop's cap.
     pub concurrency: usize,
+    /// The scenario's `[data]` rows, handed out across the calibration and the run.
+    pub feed: Option<Arc<engine::feed::Feed>>,
+    /// `--save-users`: the file, created with its header row.
+    pub users: Option<Arc<engine::feed::UserSink>>,
 }
 
 /// Stage 1: options, scenario, thresholds, baseline and plan.
@@ -62,12 +66,25 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
         plan::LoadModel::Closed => plan.peak() as usize,
         plan::LoadModel::Open { max_in_flight, .. } => max_in_flight,
     };
+    let feed = scenario
+        .data
+        .clone()
+        .map(|d| Arc::new(engine::feed::Feed::new(d)));
+    let users = match &opts.save_users {
+        Some(path) => Some(Arc::new(
+            engine::feed::UserSink::create(path, &scenario)
+                .map_err(|e| RunError::Config(format!("{e:#}")))?,
+        )),
+        None => None,
+    };
     Ok(Prepared {
         scenario,
         thresholds,
         baseline,
         plan,
         concurrency,
+        feed,
+        users,
     })
 }
 
@@ -128,6 +145,8 @@ pub struct Load {
     fast: Option<Arc<engine::http1::Http1>>,
     pub base_url: String,
     api_key: String,
+    feed: Option<Arc<engine::feed::Feed>>,
+    users: Option<Arc<engine::feed::UserSink>>,
     stop_rx: tokio::sync::watch::Receiver<bool>,
     stop_task: tokio::task::JoinHandle<()>,
 }
@@ -191,6 +210,8 @@ impl Load {
             fast,
             base_url: target.base_url.clone(),
             api_key: target.api_key.clone(),
+            feed: prepared.feed.clone(),
+            users: prepared.users.clone(),
             stop_rx,
             stop_task,
         })
@@ -214,6 +235,17 @@ impl Load {
             progress,
             color: opts.color,
             grace: opts.grace,
+            feed: self.feed.clone(),
+            users: self.users.clone(),
+        }
+    }
+
+    /// Flushes the `--save-users` file (also after an interrupt: it holds the flows that
+    /// succeeded until then).
+    pub fn finish_users(&self) -> Result<(), RunError> {
+        match &self.users {
+            Some(u) => u.finish().map_err(RunError::Other),
+            None => Ok(()),
         }
     }
 
@@ -290,6 +322,15 @@ pub fn report(
             }
             .to_string()
         }),
+        think: prepared.scenario.think_description(),
+        data: prepared.scenario.data.as_ref().map(|d| {
+            format!(
+                "{} rows ({}), order {}",
+                d.feeder.len(),
+                d.feeder.columns().join(", "),
+                d.order.as_str()
+            )
+        }),
     };
     let mut report = Report::build(ReportInput {
         stats: &outcome.stats,
@@ -301,6 +342,7 @@ pub fn report(
     });
     report.summary.late_flows = outcome.late;
     report.summary.dropped_flows = outcome.dropped;
+    report.summary.feeder_exhausted_after = outcome.feeder_exhausted;
     if let Some(cal) = &calibration {
         let cal_report = Report::build(ReportInput {
             stats: &cal.stats,

@@ -82,6 +82,10 @@ pub struct RunArgs {
     /// `inline` (on its single event-loop thread, as a one-worker async service does).
     #[arg(long, value_enum, default_value = "pool", conflicts_with = "target")]
     pub hash_mode: HashModeArg,
+    /// Write the [vars] (and [data] columns) of the flows that succeeded to this CSV file,
+    /// e.g. the accounts a registration run created, to feed a later login run.
+    #[arg(long, value_name = "FILE")]
+    pub save_users: Option<PathBuf>,
 }
 
 /// `--arrival` values.
@@ -219,6 +223,7 @@ impl RunArgs {
             html: self.html,
             calibration_flows: self.calibration,
             hash_mode: self.hash_mode.into(),
+            save_users: self.save_users,
             ..RunOptions::default()
         })
     }

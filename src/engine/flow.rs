@@ -5,14 +5,21 @@
 //! until the last byte of its body has arrived; the response is then checked here. A step
 //! that fails ends its flow. The result of every step and of the flow goes out as a
 //! [`Sample`]; nothing here prints or stores samples.
+//!
+//! A flow keeps its cookies in a [`Jar`] (when the scenario has `cookies = true`), starts
+//! with its `[data]` row's values in its variable table, and sleeps a step's think time
+//! after its response: outside the step's latency, inside the flow's time.
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderValue, COOKIE};
 use tokio::sync::mpsc::Sender;
+use url::Url;
 
+use super::cookies::{self, Jar};
 use super::transport::http1::{Conn, Http1};
 use super::transport::{self, micros, Times};
 use crate::scenario::{
@@ -110,6 +117,8 @@ pub struct FlowState {
     body: Vec<u8>,
     scratch: String,
     timer: Pin<Box<tokio::time::Sleep>>,
+    /// Emptied at each flow's start and end: cookies never pass from flow to flow.
+    jar: Jar,
 }
 
 impl FlowState {
@@ -123,20 +132,33 @@ impl FlowState {
             scratch: String::new(),
             // Not armed until the first request resets it.
             timer: Box::pin(tokio::time::sleep(Duration::from_secs(86_400 * 365))),
+            jar: Jar::default(),
         }
+    }
+
+    /// The variable table as the last flow left it (its `[vars]`, data columns and
+    /// extracted values).
+    pub fn vars(&self) -> &[String] {
+        &self.vars
     }
 }
 
 impl FlowContext {
-    /// The per-flow variable table with the built-ins and `[vars]` filled in.
+    /// The per-flow variable table with the built-ins, the data row (row `seq`, wrapping
+    /// around) and `[vars]` filled in.
     pub(crate) fn new_vars(&self, seq: u64) -> Vec<String> {
         let mut vars = Vec::new();
-        self.fill_vars(seq, &mut vars);
+        let row = self.scenario.data.as_ref().map(|d| {
+            let rows = d.feeder.len().max(1) as u64;
+            (seq % rows) as usize
+        });
+        self.fill_vars(seq, row, &mut vars);
         vars
     }
 
-    /// Resets `vars` to a fresh flow's table (keeping its allocations).
-    fn fill_vars(&self, seq: u64, vars: &mut Vec<String>) {
+    /// Resets `vars` to a fresh flow's table (keeping its allocations), with the values of
+    /// data row `row`.
+    fn fill_vars(&self, seq: u64, row: Option<usize>, vars: &mut Vec<String>) {
         vars.resize(self.scenario.slot_count, String::new());
         vars.iter_mut().for_each(String::clear);
         // Only the built-ins some template reads: the health scenario reads none, and a
@@ -158,18 +180,26 @@ impl FlowContext {
         if used(SLOT_RANDOM) {
             vars[SLOT_RANDOM] = random_alnum(16);
         }
+        if let (Some(d), Some(row)) = (&self.scenario.data, row) {
+            for (i, (_, slot)) in d.columns().enumerate() {
+                vars[slot].push_str(d.feeder.value(row, i));
+            }
+        }
         for (slot, t) in &self.scenario.vars {
             vars[*slot] = t.render(vars);
         }
     }
 
-    /// Runs flow number `seq` with `client` and sends its samples, as one [`Batch`] when
-    /// the flow ends. Returns whether it succeeded, or `None` when the collector has gone
-    /// away (the run is being torn down). A flow cut off mid-way (an interrupt past the
-    /// grace period drops it) still hands over the steps it finished, from a drop guard.
+    /// Runs flow number `seq` (with data row `row`) with `client` and sends its samples,
+    /// as one [`Batch`] when the flow ends. Returns whether it succeeded, or `None` when the
+    /// collector has gone away (the run is being torn down). A flow cut off mid-way (an
+    /// interrupt past the grace period drops it) still hands over the steps it finished,
+    /// from a drop guard.
+    #[allow(clippy::too_many_arguments)]
     pub async fn run_flow(
         &self,
         seq: u64,
+        row: Option<usize>,
         client: &reqwest::Client,
         timing: FlowTiming,
         tx: &Sender<Batch>,
@@ -180,8 +210,11 @@ impl FlowContext {
             body,
             scratch,
             timer,
+            jar,
         } = state;
-        self.fill_vars(seq, vars);
+        self.fill_vars(seq, row, vars);
+        // A flow cut off by an interrupt may have left cookies behind.
+        jar.clear();
         let mut conn: Option<Conn> = match &self.fast {
             Some(f) if self.pool_connections => f.take(),
             _ => None,
@@ -192,6 +225,7 @@ impl FlowContext {
         };
         let flow_start = Instant::now();
         let mut failed_step = None;
+        let last = self.scenario.steps.len().saturating_sub(1);
         for (i, step) in self.scenario.steps.iter().enumerate() {
             let (t, outcome) = self
                 .run_step(
@@ -202,6 +236,7 @@ impl FlowContext {
                     vars,
                     body,
                     scratch,
+                    jar,
                     timer.as_mut(),
                 )
                 .await;
@@ -222,8 +257,14 @@ impl FlowContext {
                 failed_step = Some(i);
                 break;
             }
+            // Think time: after the response, before the next step; in the flow's time,
+            // not the step's. Nothing follows the last step, so it has none.
+            if let (Some(think), true) = (&step.think, i < last) {
+                tokio::time::sleep(think.sample()).await;
+            }
         }
         let elapsed_us = micros(flow_start.elapsed());
+        jar.clear();
         if let (Some(f), Some(c), true) = (&self.fast, conn, self.pool_connections) {
             f.give(c);
         }
@@ -248,28 +289,79 @@ impl FlowContext {
         vars: &mut [String],
         body: &mut Vec<u8>,
         scratch: &mut String,
+        jar: &mut Jar,
         timer: Pin<&mut tokio::time::Sleep>,
     ) -> (Times, StepOutcome) {
-        // Build everything before the clock starts: templates, headers and body are the
-        // harness's work, not the server's.
-        let keep_headers = step.needs_headers();
+        // Build everything before the clock starts: templates, headers, body and cookies
+        // are the harness's work, not the server's.
+        let cookies = self.scenario.cookies;
+        // The response headers are kept (moved, not copied) when the jar may need them.
+        let keep_headers = step.needs_headers() || cookies;
+        let cookie = match jar.is_empty() {
+            true => None,
+            false => self.step_url(index, vars).and_then(|url| jar.header(&url)),
+        };
         let sent = match &self.fast {
             Some(fast) => match http1_request(fast, index, step, vars, body, scratch) {
-                Ok(req) => fast.exchange(conn, req, keep_headers, timer).await.into(),
+                Ok(mut req) => {
+                    add_cookie(req.headers_mut(), cookie);
+                    fast.exchange(conn, req, keep_headers, timer).await.into()
+                }
                 Err(k) => return no_response(Times::default(), k),
             },
             None => match self.build_request(index, vars, body, scratch) {
-                Ok(req) => transport::send_reqwest(client, req, keep_headers).await,
+                Ok(mut req) => {
+                    add_cookie(req.headers_mut(), cookie);
+                    transport::send_reqwest(client, req, keep_headers).await
+                }
                 Err(k) => return no_response(Times::default(), k),
             },
         };
-        match sent.response {
-            Ok(r) => responded(
-                sent.times,
-                check_response(step, r.status, &r.headers, &r.body, vars).err(),
-            ),
-            Err(k) => no_response(sent.times, k),
+        let r = match sent.response {
+            Ok(r) => r,
+            Err(k) => return no_response(sent.times, k),
+        };
+        // Cookies are stored whatever the status, as a browser does, before extraction
+        // reads them.
+        let sets = cookies && Jar::sets_cookies(&r.headers);
+        let url = match sets || (cookies && step.reads_cookies()) {
+            true => self.step_url(index, vars),
+            false => None,
+        };
+        if let (true, Some(u)) = (sets, &url) {
+            jar.store(&r.headers, u);
         }
+        let jar_view = url.as_deref().map(|u| (&*jar, u));
+        responded(
+            sent.times,
+            check_with_cookies(step, r.status, &r.headers, &r.body, vars, jar_view).err(),
+        )
+    }
+
+    /// Per step, its URL when its path has no variable, parsed once per run.
+    fn static_urls(&self) -> &[Option<Url>] {
+        self.static_urls.get_or_init(|| {
+            self.scenario
+                .steps
+                .iter()
+                .map(|s| {
+                    let path = s.path.constant()?;
+                    reqwest::Url::parse(&format!("{}{path}", self.base_url)).ok()
+                })
+                .collect()
+        })
+    }
+
+    /// Step `index`'s URL with `vars`: the cached one when its path is constant.
+    fn step_url(&self, index: usize, vars: &[String]) -> Option<Cow<'_, Url>> {
+        if let Some(u) = self.static_urls().get(index).and_then(Option::as_ref) {
+            return Some(Cow::Borrowed(u));
+        }
+        let step = self.scenario.steps.get(index)?;
+        let mut url = String::with_capacity(self.base_url.len() + 32);
+        url.push_str(&self.base_url);
+        step.path.render_into(vars, &mut url);
+        Url::parse(&url).ok().map(Cow::Owned)
     }
 
     /// Step `index`'s request, rendered with `vars`.
@@ -281,27 +373,10 @@ impl FlowContext {
         scratch: &mut String,
     ) -> Result<reqwest::Request, FailureKind> {
         let step = self.scenario.steps.get(index).ok_or(FailureKind::Request)?;
-        let full = |vars: &[String]| {
-            let mut url = String::with_capacity(self.base_url.len() + 32);
-            url.push_str(&self.base_url);
-            step.path.render_into(vars, &mut url);
-            reqwest::Url::parse(&url).ok()
-        };
-        let statics = self.static_urls.get_or_init(|| {
-            self.scenario
-                .steps
-                .iter()
-                .map(|s| {
-                    let path = s.path.constant()?;
-                    reqwest::Url::parse(&format!("{}{path}", self.base_url)).ok()
-                })
-                .collect()
-        });
-        let cached = statics.get(index).cloned().flatten();
-        let url = match cached {
-            Some(u) => u,
-            None => full(vars).ok_or(FailureKind::Request)?,
-        };
+        let url = self
+            .step_url(index, vars)
+            .ok_or(FailureKind::Request)?
+            .into_owned();
         let mut req = reqwest::Request::new(step.method.clone(), url);
         *req.headers_mut() = render_headers(step, vars, scratch)?;
         if let Some(b) = &step.body {
@@ -351,29 +426,64 @@ fn http1_request(
     Ok(req)
 }
 
-/// The step's headers with their variables rendered.
+/// The step's headers with their variables rendered, and its `basic` credentials.
 fn render_headers(
     step: &Step,
     vars: &[String],
     scratch: &mut String,
 ) -> Result<HeaderMap, FailureKind> {
-    let mut headers = HeaderMap::with_capacity(step.headers.len());
+    let mut headers = HeaderMap::with_capacity(step.headers.len() + 1);
     for (name, t) in &step.headers {
         scratch.clear();
         t.render_into(vars, scratch);
         let v = HeaderValue::from_str(scratch).map_err(|_| FailureKind::Request)?;
         headers.insert(name.clone(), v);
     }
+    if let Some((user, password)) = &step.basic {
+        use base64::Engine;
+        scratch.clear();
+        user.render_into(vars, scratch);
+        scratch.push(':');
+        password.render_into(vars, scratch);
+        let mut v = String::with_capacity(6 + scratch.len().div_ceil(3) * 4);
+        v.push_str("Basic ");
+        base64::engine::general_purpose::STANDARD.encode_string(scratch.as_bytes(), &mut v);
+        let v = HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
+            .map_err(|_| FailureKind::Request)?;
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
     Ok(headers)
 }
 
-/// Checks status, extracts values and runs the step's checks.
+/// Adds the jar's `Cookie` header, after any the step sets itself.
+fn add_cookie(headers: &mut HeaderMap, jar: Option<HeaderValue>) {
+    if let Some(v) = jar {
+        let merged = cookies::merge(headers.get(COOKIE), v);
+        headers.insert(COOKIE, merged);
+    }
+}
+
+/// Checks status, extracts values and runs the step's checks (without a cookie jar: a
+/// cookie to extract is missing).
 pub(crate) fn check_response(
     step: &Step,
     status: u16,
     headers: &HeaderMap,
     bytes: &[u8],
     vars: &mut [String],
+) -> Result<(), FailureKind> {
+    check_with_cookies(step, status, headers, bytes, vars, None)
+}
+
+/// Checks status, extracts values (cookies from `jar`, as sent to the URL with it) and
+/// runs the step's checks.
+pub(crate) fn check_with_cookies(
+    step: &Step,
+    status: u16,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    vars: &mut [String],
+    jar: Option<(&Jar, &Url)>,
 ) -> Result<(), FailureKind> {
     if !step.expect.contains(status) {
         return Err(FailureKind::Status(status));
@@ -395,6 +505,27 @@ pub(crate) fn check_response(
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
                 .ok_or_else(|| FailureKind::Missing(format!("header {h}").into()))?,
+            ExtractSource::Regex { re, group, header } => {
+                let text = match header {
+                    Some(h) => headers
+                        .get(h)
+                        .ok_or_else(|| FailureKind::Missing(format!("header {h}").into()))?
+                        .as_bytes(),
+                    None => bytes,
+                };
+                re.captures(text)
+                    .and_then(|c| c.get(*group))
+                    .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
+                    .ok_or_else(|| {
+                        FailureKind::Missing(format!("a match of the regex of `{}`", ex.var).into())
+                    })?
+            }
+            ExtractSource::Cookie(name) => jar
+                .and_then(|(jar, url)| jar.value(name, url))
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    FailureKind::Missing(format!("cookie {name} (for `{}`)", ex.var).into())
+                })?,
         };
         if let Some(slot) = vars.get_mut(ex.slot) {
             *slot = value;

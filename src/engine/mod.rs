@@ -10,8 +10,14 @@
 //!   so a stalled server shows up in the figures instead of silently slowing the load
 //!   (coordinated omission). Arrivals still waiting when the plan ends are counted dropped.
 //!
+//!
+//! A flow asks the [`feed::Feed`] for its `[data]` row as it starts; when `unique` rows
+//! run out, no new flow starts and the run ends once the flows in flight have.
+//!
 //! Memory is bounded by the number of flows in flight, never by the number of flows run.
 
+pub mod cookies;
+pub mod feed;
 pub mod flow;
 pub mod transport;
 
@@ -63,6 +69,10 @@ pub struct EngineConfig {
     /// Colour in the progress bar (decided once per process by the command line).
     pub color: bool,
     pub grace: Duration,
+    /// The scenario's `[data]` rows, shared with the calibration run.
+    pub feed: Option<Arc<feed::Feed>>,
+    /// `--save-users`: where successful flows' accounts go.
+    pub users: Option<Arc<feed::UserSink>>,
 }
 
 /// What the engine measured.
@@ -78,6 +88,8 @@ pub struct EngineOutcome {
     pub late: u64,
     /// Open loop: flows due before the plan ended that never started.
     pub dropped: u64,
+    /// `unique` data rows ran out (the run ended there): how many rows there were.
+    pub feeder_exhausted: Option<u64>,
 }
 
 /// Counters shared by the driver and its flows.
@@ -93,6 +105,8 @@ struct Shared {
 struct Driver {
     ctx: Arc<FlowContext>,
     per_flow_client: Option<ClientFactory>,
+    feed: Option<Arc<feed::Feed>>,
+    users: Option<Arc<feed::UserSink>>,
     plan: Plan,
     shared: Arc<Shared>,
     tx: mpsc::Sender<Batch>,
@@ -109,21 +123,40 @@ impl Driver {
         }
     }
 
-    async fn flow(&self, seq: u64, timing: FlowTiming, state: &mut FlowState) -> Option<bool> {
+    /// The data row for a flow about to start: `Some(None)` without `[data]`, `None` when
+    /// `unique` rows have run out (no flow may start any more).
+    fn take_row(&self) -> Option<Option<usize>> {
+        match &self.feed {
+            None => Some(None),
+            Some(f) => f.take().map(Some),
+        }
+    }
+
+    async fn flow(
+        &self,
+        seq: u64,
+        row: Option<usize>,
+        timing: FlowTiming,
+        state: &mut FlowState,
+    ) -> Option<bool> {
         self.shared.started.fetch_add(1, Ordering::Relaxed);
-        match &self.per_flow_client {
+        let ok = match &self.per_flow_client {
             Some(make) => {
                 let client = make();
                 self.ctx
-                    .run_flow(seq, &client, timing, &self.tx, state)
+                    .run_flow(seq, row, &client, timing, &self.tx, state)
                     .await
             }
             None => {
                 self.ctx
-                    .run_flow(seq, &self.ctx.client, timing, &self.tx, state)
+                    .run_flow(seq, row, &self.ctx.client, timing, &self.tx, state)
                     .await
             }
+        };
+        if let (Some(true), Some(users)) = (ok, &self.users) {
+            users.save(state.vars());
         }
+        ok
     }
 
     fn stopping(&self) -> bool {
@@ -150,9 +183,12 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
     let bar = progress_bar(cfg.progress, cfg.color, cfg.plan.planned_flows());
     let shared = Arc::new(Shared::default());
     let collector = tokio::spawn(collect(rx, stats, bar, shared.clone()));
+    let feed = cfg.feed.clone();
     let driver = Arc::new(Driver {
         ctx,
         per_flow_client: cfg.per_flow_client,
+        feed: cfg.feed,
+        users: cfg.users,
         plan: cfg.plan,
         shared: shared.clone(),
         tx,
@@ -202,6 +238,7 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
         abandoned,
         late: shared.late.load(Ordering::Relaxed),
         dropped: shared.dropped.load(Ordering::Relaxed),
+        feeder_exhausted: feed.and_then(|f| f.exhausted_after()),
     }
 }
 
@@ -227,11 +264,12 @@ async fn closed_loop(d: Arc<Driver>) {
                     Some(_) => {}
                 }
                 let Some(seq) = d.take_seq() else { break };
+                let Some(row) = d.take_row() else { break };
                 let timing = FlowTiming {
                     lateness_us: 0,
                     measured: t >= d.plan.warmup,
                 };
-                if d.flow(seq, timing, &mut state).await.is_none() {
+                if d.flow(seq, row, timing, &mut state).await.is_none() {
                     break;
                 }
             }
@@ -280,6 +318,7 @@ async fn open_loop(d: Arc<Driver>, arrival: Arrival, max_in_flight: usize) {
             break;
         }
         let Some(seq) = d.take_seq() else { break };
+        let Some(row) = d.take_row() else { break };
         let lateness = tokio::time::Instant::now().saturating_duration_since(intended);
         if lateness > LATE_AFTER {
             d.shared.late.fetch_add(1, Ordering::Relaxed);
@@ -291,7 +330,7 @@ async fn open_loop(d: Arc<Driver>, arrival: Arrival, max_in_flight: usize) {
         let dd = d.clone();
         set.spawn(async move {
             let _slot = permit;
-            dd.flow(seq, timing, &mut FlowState::new()).await;
+            dd.flow(seq, row, timing, &mut FlowState::new()).await;
         });
         // Reap finished flows so the set holds only those in flight.
         while set.try_join_next().is_some() {}

@@ -535,7 +535,11 @@ impl Exporter for Html {
             ("cores", c.cores.to_string()),
             ("generators", c.generators.to_string()),
         ];
-        for (k, v) in rows {
+        let optional = [("think time", &c.think), ("data", &c.data)];
+        let optional = optional
+            .into_iter()
+            .filter_map(|(k, v)| v.clone().map(|v| (k, v)));
+        for (k, v) in rows.into_iter().chain(optional) {
             let _ = write!(o, "<tr><td>{k}</td><td>{}</td></tr>", esc(&v));
         }
         let _ = write!(

@@ -347,6 +347,19 @@ impl Exporter for Markdown {
         if !c.connections.is_empty() {
             writeln!(o, "| connections | {} |", c.connections)?;
         }
+        if let Some(t) = &c.think {
+            writeln!(
+                o,
+                "| think time | {t} (inside flow times, not in step latencies) |"
+            )?;
+        }
+        if let Some(d) = &c.data {
+            let end = match r.summary.feeder_exhausted_after {
+                Some(n) => format!("; feeder exhausted after {n} rows (the run ended there)"),
+                None => String::new(),
+            };
+            writeln!(o, "| data | {d}{end} |")?;
+        }
         writeln!(
             o,
             "| request timeout | {} ms (connect {} ms) |",

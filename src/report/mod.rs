@@ -100,6 +100,13 @@ pub struct RunConfig {
     /// How many runs this report adds up (1 unless made by `authbench merge`).
     #[serde(default = "one")]
     pub generators: u64,
+    /// Think time configured per step (`login 1000ms, verify 500ms-2000ms`): inside flow
+    /// times, not step latencies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub think: Option<String>,
+    /// The `[data]` feeder: rows, columns and order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
 }
 
 fn one() -> u64 {
@@ -136,6 +143,10 @@ pub struct Summary {
     /// Open loop: flows due before the end that could not start at all.
     #[serde(default)]
     pub dropped_flows: u64,
+    /// `order = "unique"` data rows ran out after this many rows, and the run ended there
+    /// (by design, not an error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feeder_exhausted_after: Option<u64>,
 }
 
 /// Figures of one step of the scenario.
@@ -256,6 +267,7 @@ impl Report {
                 warmup_flows: s.warmup_flows,
                 late_flows: 0,
                 dropped_flows: 0,
+                feeder_exhausted_after: None,
             },
             flow: LatencySummary::of(&s.flow_ok),
             flow_failed: LatencySummary::of(&s.flow_failed),
@@ -420,6 +432,9 @@ impl Report {
                 "; {} of {} planned flows finished",
                 s.total_flows, self.config.flows_planned
             ));
+        }
+        if let Some(n) = s.feeder_exhausted_after {
+            line.push_str(&format!("; feeder exhausted after {n} rows"));
         }
         line.push('.');
         line

@@ -134,6 +134,16 @@ impl Exporter for Terminal {
                 "closed loop: latencies are service times (a slow server slows the load).\n",
             );
         }
+        if let Some(t) = &r.config.think {
+            out.push_str(&format!(
+                "think time: {t} (inside flow times, not in step latencies)\n"
+            ));
+        }
+        if let Some(n) = r.summary.feeder_exhausted_after {
+            out.push_str(&format!(
+                "feeder exhausted after {n} rows: no flow started after the last unique row; the flows in flight finished.\n"
+            ));
+        }
         if !r.failures.is_empty() {
             let mut f = Table::new();
             f.load_preset(UTF8_FULL_CONDENSED)

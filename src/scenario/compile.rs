@@ -1,24 +1,26 @@
 //! Step three of loading: turning the raw data from `parse` into the runtime [`Scenario`]
 //! and [`Step`]s. Templates are resolved to variable slots (built-ins first, then
 //! `[vars]`, then values extracted by earlier steps), scenario headers are merged into each
-//! step's, JSON bodies are pre-serialized around their variable parts, and the built-ins
-//! that any template reads are recorded so flows generate only those.
+//! step's, JSON and form bodies are pre-serialized around their variable parts, the
+//! `[data]` file is loaded (its columns take the slots after the built-ins), and the
+//! built-ins that any template reads are recorded so flows generate only those.
 //!
 //! Every problem is reported through `validate`, as the compiler meets it; a scenario with
 //! any problem is never returned.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::path::Path;
 
 use reqwest::header::HeaderName;
 use toml::Spanned;
 
-use super::parse::{RawCheck, RawScenario};
+use super::parse::{RawCheck, RawScenario, RawStep};
 use super::template::{self, Template};
 use super::validate::{CheckSpec, Diagnostics};
 use super::{
-    Body, Check, Expectation, Extract, JsonPart, Scenario, ScenarioErrors, Step, BUILTINS,
-    SLOT_API_KEY,
+    Body, Check, Data, Expectation, Extract, FormPart, JsonPart, Scenario, ScenarioErrors, Step,
+    BUILTINS, SLOT_API_KEY,
 };
 
 /// Compiles a parsed scenario; `text` and `file` place its errors.
@@ -92,18 +94,54 @@ impl Compiler<'_> {
 
         self.diag.scenario_name(&raw.name);
 
+        // The data file's columns come right after the built-ins: `[vars]` may read them.
+        let base = Path::new(self.file).parent().unwrap_or(Path::new(""));
+        let data = raw.data.as_ref().and_then(|d| {
+            let (feeder, order) = self.diag.data(d.get_ref(), base)?;
+            let first_slot = slot_count;
+            for c in feeder.columns() {
+                scope.names.insert(c.clone(), slot_count);
+                slot_count += 1;
+            }
+            Some(Data {
+                feeder,
+                order,
+                first_slot,
+            })
+        });
+        let vars_scope = Scope {
+            names: scope.names.clone(),
+        };
+
         let mut vars = Vec::new();
+        let mut var_names = Vec::new();
         for (k, v) in &raw.vars {
-            if !self.diag.var_name(k, &scope.names) {
+            if data
+                .as_ref()
+                .is_some_and(|d| d.columns().any(|(c, _)| c == k.get_ref()))
+            {
+                self.diag.err(
+                    k.span().start,
+                    format!(
+                        "`{}` is a column of the [data] file: a [vars] entry cannot redefine it",
+                        k.get_ref()
+                    ),
+                );
                 continue;
             }
-            // Per-flow variables read only built-ins, so their order never matters.
-            if let Some(t) = self.template(v.get_ref(), &v.span(), &builtin_scope) {
+            if !self.diag.var_name(k, &builtin_scope.names) {
+                continue;
+            }
+            // Per-flow variables read only built-ins and columns, so their order never
+            // matters.
+            if let Some(t) = self.template(v.get_ref(), &v.span(), &vars_scope) {
                 vars.push((slot_count, t));
             }
+            var_names.push((k.get_ref().clone(), slot_count));
             scope.names.insert(k.get_ref().clone(), slot_count);
             slot_count += 1;
         }
+        let cookies = raw.cookies.as_ref().is_none_or(|c| *c.get_ref());
 
         let mut default_headers = Vec::new();
         for (k, v) in &raw.headers {
@@ -136,17 +174,22 @@ impl Compiler<'_> {
                 }
             }
 
-            let body = rs.body.as_ref().and_then(|b| self.body(b, &scope));
-            if body.as_ref().is_some_and(Body::is_json)
-                && !headers
+            let body = self.request_body(&rs, &scope);
+            let content_type = match &body {
+                Some(Body::Json(_)) => Some("application/json"),
+                Some(Body::Form(_)) => Some("application/x-www-form-urlencoded"),
+                _ => None,
+            };
+            if let Some(ct) = content_type {
+                if !headers
                     .iter()
                     .any(|(h, _)| h == reqwest::header::CONTENT_TYPE)
-            {
-                headers.push((
-                    reqwest::header::CONTENT_TYPE,
-                    Template::literal("application/json"),
-                ));
+                {
+                    headers.push((reqwest::header::CONTENT_TYPE, Template::literal(ct)));
+                }
             }
+            let basic = self.basic(&rs, &scope, &mut headers);
+            let think = rs.think.as_ref().and_then(|t| self.diag.think(t));
 
             let expect = self.diag.expect(rs.expect.as_ref());
 
@@ -159,7 +202,7 @@ impl Compiler<'_> {
 
             let mut extract = Vec::new();
             for (k, v) in &rs.extract {
-                let Some(source) = self.diag.extract(k, v, &builtin_scope.names) else {
+                let Some(source) = self.diag.extract(k, v, &builtin_scope.names, cookies) else {
                     continue;
                 };
                 let slot = *scope.names.entry(k.get_ref().clone()).or_insert_with(|| {
@@ -182,6 +225,8 @@ impl Compiler<'_> {
                 expect,
                 extract,
                 checks,
+                basic,
+                think,
             });
         }
 
@@ -198,7 +243,93 @@ impl Compiler<'_> {
             slot_count,
             uses_api_key: self.uses_api_key,
             builtins_used: self.builtins_used,
+            cookies,
+            data,
+            var_names,
         }
+    }
+
+    /// The step's `body` or `form` (not both).
+    fn request_body(&mut self, rs: &RawStep, scope: &Scope) -> Option<Body> {
+        match (&rs.body, &rs.form) {
+            (Some(_), Some(f)) => {
+                self.diag.body_and_form(&f.span());
+                None
+            }
+            (Some(b), None) => self.body(b, scope),
+            (None, Some(f)) => self.form(f.get_ref(), scope),
+            (None, None) => None,
+        }
+    }
+
+    /// A form body: keys and constant values encoded now, the rest when rendered.
+    fn form(
+        &mut self,
+        fields: &BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+        scope: &Scope,
+    ) -> Option<Body> {
+        let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let mut parts = Vec::new();
+        let mut raw = String::new();
+        let mut ok = true;
+        for (i, (k, v)) in fields.iter().enumerate() {
+            if i > 0 {
+                raw.push('&');
+            }
+            raw.push_str(&encode(k.get_ref()));
+            raw.push('=');
+            let text = match v.get_ref() {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                _ => {
+                    self.diag.form_value(v.span().start, k.get_ref());
+                    ok = false;
+                    continue;
+                }
+            };
+            match self.template(&text, &v.span(), scope) {
+                Some(t) => match t.constant() {
+                    Some(c) => raw.push_str(&encode(&c)),
+                    None => {
+                        parts.push(FormPart::Raw(std::mem::take(&mut raw)));
+                        parts.push(FormPart::Encoded(t));
+                    }
+                },
+                None => ok = false,
+            }
+        }
+        if !raw.is_empty() {
+            parts.push(FormPart::Raw(raw));
+        }
+        parts.retain(|p| !matches!(p, FormPart::Raw(s) if s.is_empty()));
+        ok.then_some(Body::Form(parts))
+    }
+
+    /// `basic = { user, password }`, which replaces a scenario-wide Authorization header
+    /// and conflicts with the step's own.
+    fn basic(
+        &mut self,
+        rs: &RawStep,
+        scope: &Scope,
+        headers: &mut Vec<(HeaderName, Template)>,
+    ) -> Option<(Template, Template)> {
+        let b = rs.basic.as_ref()?;
+        let auth = reqwest::header::AUTHORIZATION;
+        if rs
+            .headers
+            .keys()
+            .any(|k| k.get_ref().eq_ignore_ascii_case(auth.as_str()))
+        {
+            self.diag.basic_and_authorization(&b.span());
+            return None;
+        }
+        headers.retain(|(h, _)| *h != auth);
+        let raw = b.get_ref();
+        let user = self.template(raw.user.get_ref(), &raw.user.span(), scope);
+        let password = self.template(raw.password.get_ref(), &raw.password.span(), scope);
+        Some((user?, password?))
     }
 
     fn check(&mut self, c: &Spanned<RawCheck>, scope: &Scope) -> Option<Check> {

@@ -11,6 +11,7 @@
 //! and `compile` (templates to slots, pre-serialized bodies, the runtime types).
 
 mod compile;
+pub mod feeder;
 mod parse;
 pub mod template;
 mod validate;
@@ -18,12 +19,14 @@ mod validate;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::header::HeaderName;
 use reqwest::Method;
 
 use template::Template;
 
+pub use feeder::{DataOrder, Feeder};
 pub use validate::parse_status_pattern;
 
 /// The default scenario, embedded at build time: `run` without `--scenario` uses these bytes.
@@ -123,6 +126,18 @@ pub enum Body {
     Text(Template),
     /// JSON: pre-serialized text with string templates that are escaped when rendered.
     Json(Vec<JsonPart>),
+    /// `application/x-www-form-urlencoded`: pre-encoded text with values that are
+    /// rendered, then percent-encoded.
+    Form(Vec<FormPart>),
+}
+
+/// A piece of a form body template.
+#[derive(Debug, Clone)]
+pub enum FormPart {
+    /// Text copied as it is (already encoded: keys, `=`, `&`, constant values).
+    Raw(String),
+    /// A value rendered, then encoded by the form-urlencoded rules (space as `+`).
+    Encoded(Template),
 }
 
 /// A piece of a JSON body template.
@@ -156,6 +171,20 @@ impl Body {
                     }
                 }
             }
+            Body::Form(parts) => {
+                for p in parts {
+                    match p {
+                        FormPart::Raw(s) => out.extend_from_slice(s.as_bytes()),
+                        FormPart::Encoded(t) => {
+                            scratch.clear();
+                            t.render_into(vars, scratch);
+                            for piece in form_urlencoded::byte_serialize(scratch.as_bytes()) {
+                                out.extend_from_slice(piece.as_bytes());
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -171,6 +200,16 @@ pub enum ExtractSource {
     Pointer(Arc<str>),
     /// A response header.
     Header(HeaderName),
+    /// A capture group of a regular expression, over the body text or a header's value.
+    Regex {
+        re: regex::bytes::Regex,
+        /// 0 is the whole match.
+        group: usize,
+        /// Search this header's value instead of the body.
+        header: Option<HeaderName>,
+    },
+    /// A cookie's value, from the flow's jar after this step's `Set-Cookie` headers.
+    Cookie(Arc<str>),
 }
 
 /// Stores a value from the response in a variable slot for later steps.
@@ -213,14 +252,61 @@ pub struct Step {
     pub expect: StatusSet,
     pub extract: Vec<Extract>,
     pub checks: Vec<Check>,
+    /// `basic = { user, password }`: an `Authorization: Basic` header rendered per request.
+    pub basic: Option<(Template, Template)>,
+    /// Slept after a successful response when another step follows.
+    pub think: Option<Think>,
+}
+
+/// Think time after a step: fixed (`min == max`) or uniform in `min..=max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Think {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Think {
+    /// One pause, drawn uniformly from the range.
+    pub fn sample(&self) -> Duration {
+        if self.max <= self.min {
+            return self.min;
+        }
+        use rand::Rng;
+        rand::thread_rng().gen_range(self.min..=self.max)
+    }
+}
+
+impl fmt::Display for Think {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = |d: Duration| format!("{}ms", d.as_millis());
+        if self.min == self.max {
+            f.write_str(&d(self.min))
+        } else {
+            write!(f, "{}-{}", d(self.min), d(self.max))
+        }
+    }
 }
 
 impl Step {
     /// Whether a response header is extracted (headers are copied only then).
     pub fn needs_headers(&self) -> bool {
+        self.extract.iter().any(|e| {
+            matches!(
+                e.source,
+                ExtractSource::Header(_)
+                    | ExtractSource::Regex {
+                        header: Some(_),
+                        ..
+                    }
+            )
+        })
+    }
+
+    /// Whether a cookie is extracted (the jar is then read after the response).
+    pub fn reads_cookies(&self) -> bool {
         self.extract
             .iter()
-            .any(|e| matches!(e.source, ExtractSource::Header(_)))
+            .any(|e| matches!(e.source, ExtractSource::Cookie(_)))
     }
 
     /// Whether the response body has to be parsed as JSON for this step.
@@ -251,6 +337,33 @@ pub struct Scenario {
     pub thresholds: Vec<String>,
     /// Which built-in variables (by slot) any template reads: flows generate only those.
     pub builtins_used: [bool; BUILTINS.len()],
+    /// A cookie jar per flow (`cookies = true`, the default).
+    pub cookies: bool,
+    /// The `[data]` feeder: rows of existing accounts, one per flow.
+    pub data: Option<Data>,
+    /// The `[vars]` names with their slots, in file order (what `--save-users` writes).
+    pub var_names: Vec<(String, usize)>,
+}
+
+/// A scenario's `[data]`: the rows (loaded once, shared), how flows take them, and where
+/// the columns go in the variable table.
+#[derive(Debug, Clone)]
+pub struct Data {
+    pub feeder: Arc<Feeder>,
+    pub order: DataOrder,
+    /// Slot of the first column; the others follow in column order.
+    pub first_slot: usize,
+}
+
+impl Data {
+    /// Column names with their slots.
+    pub fn columns(&self) -> impl Iterator<Item = (&str, usize)> + '_ {
+        self.feeder
+            .columns()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.as_str(), self.first_slot + i))
+    }
 }
 
 impl Scenario {
@@ -277,6 +390,16 @@ impl Scenario {
 
     pub fn step_names(&self) -> Vec<String> {
         self.steps.iter().map(|s| s.name.to_string()).collect()
+    }
+
+    /// The think times configured, as `step time` pieces (`None` when there is none).
+    pub fn think_description(&self) -> Option<String> {
+        let parts: Vec<String> = self
+            .steps
+            .iter()
+            .filter_map(|s| s.think.map(|t| format!("{} {t}", s.name)))
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
     }
 }
 

@@ -54,6 +54,27 @@ pub(super) struct RawScenario {
     /// `metric = "op value"`, e.g. `"flow.p95" = "<2s"`.
     #[serde(default)]
     pub(super) thresholds: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// A cookie jar per flow; on when absent.
+    #[serde(default)]
+    pub(super) cookies: Option<Spanned<bool>>,
+    /// A feeder: rows of a data file, one per flow.
+    #[serde(default)]
+    pub(super) data: Option<Spanned<RawData>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawData {
+    pub(super) file: Spanned<String>,
+    #[serde(default)]
+    pub(super) order: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBasic {
+    pub(super) user: Spanned<String>,
+    pub(super) password: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -67,10 +88,20 @@ pub(super) struct RawStep {
     pub(super) headers: BTreeMap<Spanned<String>, Spanned<String>>,
     #[serde(default)]
     pub(super) body: Option<Spanned<toml::Value>>,
+    /// `application/x-www-form-urlencoded` fields (values are templates).
+    #[serde(default)]
+    pub(super) form: Option<Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>>,
+    #[serde(default)]
+    pub(super) basic: Option<Spanned<RawBasic>>,
+    /// `"1s"` or `{ min = "500ms", max = "2s" }`, checked by `validate`.
+    #[serde(default)]
+    pub(super) think: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub(super) expect: Option<Spanned<RawExpect>>,
+    /// A JSON pointer (a string) or a table (`header`, `regex`, `group`, `cookie`), told
+    /// apart by `validate` so that a wrong key gets its own message.
     #[serde(default)]
-    pub(super) extract: BTreeMap<Spanned<String>, Spanned<RawExtract>>,
+    pub(super) extract: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
     #[serde(default)]
     pub(super) check: Vec<Spanned<RawCheck>>,
 }
@@ -81,13 +112,6 @@ pub(super) enum RawExpect {
     One(i64),
     Many(Vec<i64>),
     Pattern(String),
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-pub(super) enum RawExtract {
-    Pointer(String),
-    Header { header: String },
 }
 
 #[derive(Deserialize)]

@@ -13,9 +13,12 @@ use reqwest::header::HeaderName;
 use reqwest::Method;
 use toml::Spanned;
 
-use super::parse::{RawCheck, RawExpect, RawExtract, RawStep};
+use super::parse::{RawCheck, RawExpect, RawStep};
 use super::template::{RawSegment, TemplateError, VarRef};
-use super::{line_col, Expectation, ExtractSource, ScenarioError, ScenarioErrors, StatusSet};
+use super::{line_col, Expectation, ScenarioError, ScenarioErrors, StatusSet};
+
+mod data;
+mod step;
 
 /// The problems found so far in one scenario text.
 pub(super) struct Diagnostics<'a> {
@@ -50,7 +53,7 @@ impl<'a> Diagnostics<'a> {
         }
     }
 
-    fn err(&mut self, at: usize, message: impl Into<String>) {
+    pub(super) fn err(&mut self, at: usize, message: impl Into<String>) {
         let (line, column) = line_col(self.text, at);
         self.errors.push(ScenarioError {
             file: self.file.to_string(),
@@ -124,7 +127,7 @@ impl<'a> Diagnostics<'a> {
     }
 
     /// A name for a variable: letters, digits and `_`.
-    fn ident(&mut self, k: &Spanned<String>) -> bool {
+    pub(super) fn ident(&mut self, k: &Spanned<String>) -> bool {
         if valid_ident(k.get_ref()).is_err() {
             self.err(
                 k.span().start,
@@ -282,50 +285,6 @@ impl<'a> Diagnostics<'a> {
         }
     }
 
-    /// An `[steps.extract]` entry: its variable name and where the value comes from.
-    pub(super) fn extract(
-        &mut self,
-        k: &Spanned<String>,
-        v: &Spanned<RawExtract>,
-        builtins: &BTreeMap<String, usize>,
-    ) -> Option<ExtractSource> {
-        if !self.ident(k) {
-            return None;
-        }
-        if builtins.contains_key(k.get_ref()) {
-            self.err(
-                k.span().start,
-                format!(
-                    "`{}` is a built-in variable and cannot be extracted into",
-                    k.get_ref()
-                ),
-            );
-            return None;
-        }
-        match v.get_ref() {
-            RawExtract::Pointer(p) => {
-                if !(p.is_empty() || p.starts_with('/')) {
-                    self.err(
-                        v.span().start,
-                        format!("`{p}` is not a JSON pointer: it must be empty or start with `/`, e.g. `/access_token`"),
-                    );
-                    return None;
-                }
-                Some(ExtractSource::Pointer(p.as_str().into()))
-            }
-            RawExtract::Header { header } => match HeaderName::from_bytes(header.as_bytes()) {
-                Ok(h) => Some(ExtractSource::Header(h)),
-                Err(_) => {
-                    self.err(
-                        v.span().start,
-                        format!("`{header}` is not a valid HTTP header name"),
-                    );
-                    None
-                }
-            },
-        }
-    }
-
     /// A `[[steps.check]]`: its pointer and exactly one valid expectation.
     pub(super) fn check<'r>(&mut self, c: &'r Spanned<RawCheck>) -> Option<CheckSpec<'r>> {
         let at = c.span().start;
@@ -407,7 +366,7 @@ impl<'a> Diagnostics<'a> {
     }
 }
 
-fn valid_ident(s: &str) -> Result<(), ()> {
+pub(super) fn valid_ident(s: &str) -> Result<(), ()> {
     if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         Ok(())
     } else {

@@ -67,6 +67,8 @@ fn report(s: &Stats, wall_s: f64) -> Report {
             cores: 2,
             generators: 1,
             hash_mode: None,
+            think: None,
+            data: None,
         },
         wall: Duration::from_secs_f64(wall_s),
         partial: false,

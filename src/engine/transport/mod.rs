@@ -80,12 +80,13 @@ pub async fn send_reqwest(
     let start = Instant::now();
     let mut ttfb_us = 0;
     let result = async {
-        let resp = client.execute(request).await?;
+        let mut resp = client.execute(request).await?;
         // `execute` returns once the status line and headers are in: time to first byte.
         ttfb_us = micros(start.elapsed());
         let status = resp.status().as_u16();
+        // Moved out, not cloned: the body is read without them.
         let headers = if keep_headers {
-            resp.headers().clone()
+            std::mem::take(resp.headers_mut())
         } else {
             HeaderMap::new()
         };
