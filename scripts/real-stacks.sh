@@ -22,6 +22,7 @@
 # (REAL_STACKS_TIMEOUT seconds, default 150); its server is in a session of its own and its
 # whole process group is killed when the stack ends, however it ends. Loopback only.
 set -euo pipefail
+SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SRC=$ROOT/scripts/real-stacks
@@ -39,7 +40,7 @@ ALL=(fastapi-users django-session oauth2-client-credentials)
 fail() { echo "error: real-stacks: $*" >&2; exit 1; }
 
 # ---------------------------------------------------------------------------------------
-# One stack, in its own process (the outer part runs `timeout ... "$0" --one NAME`).
+# One stack, in its own process (the outer part runs `timeout ... "$SELF" --one NAME`).
 # ---------------------------------------------------------------------------------------
 SRV_PID=""
 stop_server() {
@@ -55,10 +56,18 @@ stop_server() {
 }
 
 # start_server DIR CMD...: CMD in DIR, as the leader of a new session (so of a process group
-# that stop_server kills whole), output to $WORK/server.log.
+# that stop_server kills whole), output to $WORK/server.log. Not setsid(1): it forks when its
+# caller already leads a process group (under job control), and the pid would be lost; here
+# the pid of the background job is the server's, and its process group's id.
 start_server() {
     local dir=$1; shift
-    (cd "$dir" && exec setsid "$@" >"$WORK/server.log" 2>&1 </dev/null) &
+    (cd "$dir" && exec "$PY" -c '
+import os, sys
+try:
+    os.setsid()
+except OSError:
+    pass  # already the leader of a process group of its own
+os.execvp(sys.argv[1], sys.argv[1:])' "$@" >"$WORK/server.log" 2>&1 </dev/null) &
     SRV_PID=$!
     echo "$SRV_PID" >"$WORK/server.pgid"
 }
@@ -248,7 +257,7 @@ failed=()
 for s in "${STACKS[@]}"; do
     echo "== real stack: $s (scenarios/$s.toml, $FLOWS flows)"
     rc=0
-    timeout -k 10 "$STACK_TIMEOUT" "$0" --one "$s" || rc=$?
+    timeout -k 10 "$STACK_TIMEOUT" "$SELF" --one "$s" || rc=$?
     # A stack killed by timeout could not stop its own server: do it here.
     if [ -f "$OUT/work/$s/server.pgid" ]; then
         kill -KILL -- "-$(cat "$OUT/work/$s/server.pgid")" 2>/dev/null || true
@@ -261,6 +270,17 @@ done
 
 echo "== real stacks: ${#STACKS[@]} run, ${#failed[@]} failed, $((SECONDS - start)) s"
 for s in "${STACKS[@]}"; do
-    printf '%-28s %s\n' "$s" "$(grep -h '^Success Rate:' "$OUT/$s.txt" 2>/dev/null || echo 'no result')"
+    json=$(sed -n 's/^report: \(.*\.json\)$/\1/p' "$OUT/$s.txt" 2>/dev/null | tail -n 1)
+    if [ -n "$json" ] && [ -f "$json" ]; then
+        "$PY" - "$s" "$json" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[2]))
+s = r["summary"]
+print(f"{sys.argv[1]:<27} success {100 * s['success_rate']:.2f}%, {s['flows_per_s']:.2f} flows/s, "
+      f"flow p50 {r['flow']['p50_ms']:.1f} ms, p99 {r['flow']['p99_ms']:.1f} ms ({s['successful_flows']}/{s['total_flows']})")
+EOF
+    else
+        printf '%-27s no result\n' "$s"
+    fi
 done
 [ ${#failed[@]} = 0 ] || fail "failed: ${failed[*]}"
