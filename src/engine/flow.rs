@@ -23,8 +23,7 @@ use super::cookies::{self, Jar};
 use super::transport::http1::{Conn, Http1};
 use super::transport::{self, micros, Times};
 use crate::scenario::{
-    Expectation, ExtractSource, Scenario, Step, SLOT_API_KEY, SLOT_RANDOM, SLOT_RUN_ID, SLOT_SEQ,
-    SLOT_UUID,
+    Scenario, Step, SLOT_API_KEY, SLOT_RANDOM, SLOT_RUN_ID, SLOT_SEQ, SLOT_UUID,
 };
 use crate::stats::{Batch, FailureKind, Sample};
 
@@ -463,109 +462,11 @@ fn add_cookie(headers: &mut HeaderMap, jar: Option<HeaderValue>) {
     }
 }
 
-/// Checks status, extracts values and runs the step's checks (without a cookie jar: a
-/// cookie to extract is missing).
-pub(crate) fn check_response(
-    step: &Step,
-    status: u16,
-    headers: &HeaderMap,
-    bytes: &[u8],
-    vars: &mut [String],
-) -> Result<(), FailureKind> {
-    check_with_cookies(step, status, headers, bytes, vars, None)
-}
-
-/// Checks status, extracts values (cookies from `jar`, as sent to the URL with it) and
-/// runs the step's checks.
-pub(crate) fn check_with_cookies(
-    step: &Step,
-    status: u16,
-    headers: &HeaderMap,
-    bytes: &[u8],
-    vars: &mut [String],
-    jar: Option<(&Jar, &Url)>,
-) -> Result<(), FailureKind> {
-    if !step.expect.contains(status) {
-        return Err(FailureKind::Status(status));
-    }
-    let json: Option<serde_json::Value> = if step.needs_json() {
-        Some(serde_json::from_slice(bytes).map_err(|_| FailureKind::NotJson)?)
-    } else {
-        None
-    };
-    for ex in &step.extract {
-        let value = match &ex.source {
-            ExtractSource::Pointer(p) => json
-                .as_ref()
-                .and_then(|j| j.pointer(p))
-                .and_then(scalar_string)
-                .ok_or_else(|| FailureKind::Missing(p.clone()))?,
-            ExtractSource::Header(h) => headers
-                .get(h)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-                .ok_or_else(|| FailureKind::Missing(format!("header {h}").into()))?,
-            ExtractSource::Regex { re, group, header } => {
-                let text = match header {
-                    Some(h) => headers
-                        .get(h)
-                        .ok_or_else(|| FailureKind::Missing(format!("header {h}").into()))?
-                        .as_bytes(),
-                    None => bytes,
-                };
-                re.captures(text)
-                    .and_then(|c| c.get(*group))
-                    .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
-                    .ok_or_else(|| {
-                        FailureKind::Missing(format!("a match of the regex of `{}`", ex.var).into())
-                    })?
-            }
-            ExtractSource::Cookie(name) => jar
-                .and_then(|(jar, url)| jar.value(name, url))
-                .map(str::to_string)
-                .ok_or_else(|| {
-                    FailureKind::Missing(format!("cookie {name} (for `{}`)", ex.var).into())
-                })?,
-        };
-        if let Some(slot) = vars.get_mut(ex.slot) {
-            *slot = value;
-        }
-    }
-    for c in &step.checks {
-        let found = json.as_ref().and_then(|j| j.pointer(&c.pointer));
-        let pass = match (&c.expect, found) {
-            (_, None) => return Err(FailureKind::Missing(c.pointer.clone())),
-            (Expectation::Exists, Some(_)) => true,
-            (Expectation::EqualsJson(want), Some(v)) => v == want,
-            (Expectation::EqualsStr(t), Some(v)) => v.as_str() == Some(t.render(vars).as_str()),
-            (Expectation::Matches(re), Some(v)) => match v {
-                serde_json::Value::String(s) => re.is_match(s),
-                serde_json::Value::Number(_) | serde_json::Value::Bool(_) => {
-                    re.is_match(&v.to_string())
-                }
-                _ => false,
-            },
-        };
-        if !pass {
-            return Err(FailureKind::Check(c.pointer.clone()));
-        }
-    }
-    Ok(())
-}
-
-/// The text of a JSON scalar (strings without quotes); objects, arrays and null are not
-/// values a later request can use.
-fn scalar_string(v: &serde_json::Value) -> Option<String> {
-    match v {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        serde_json::Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
 /// `check` sends with reqwest too, and names its failures the same way.
 pub use super::transport::classify;
+
+/// `check` checks responses as flows do.
+pub(crate) use super::response::{check_response, check_with_cookies};
 
 fn uuid_v4(r: u128) -> String {
     let b =
@@ -597,92 +498,6 @@ mod tests {
             assert_eq!(u.len(), 36);
             assert_eq!(&u[14..15], "4", "{u}");
             assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"), "{u}");
-        }
-    }
-
-    #[test]
-    fn checks_status_fields_and_extracts() {
-        let s = Scenario::builtin();
-        let login = &s.steps[1];
-        let mut vars = vec![String::new(); s.slot_count];
-        let h = HeaderMap::new();
-        assert_eq!(
-            check_response(login, 500, &h, b"{}", &mut vars),
-            Err(FailureKind::Status(500))
-        );
-        assert_eq!(
-            check_response(login, 200, &h, b"<html>", &mut vars),
-            Err(FailureKind::NotJson)
-        );
-        assert_eq!(
-            check_response(login, 200, &h, b"{\"token\":\"x\"}", &mut vars),
-            Err(FailureKind::Missing("/access_token".into()))
-        );
-        check_response(login, 200, &h, b"{\"access_token\":\"abc\"}", &mut vars).unwrap();
-        assert!(vars.contains(&"abc".to_string()));
-        let verify = &s.steps[2];
-        assert_eq!(
-            check_response(verify, 200, &h, b"{\"valid\":false}", &mut vars),
-            Err(FailureKind::Check("/valid".into()))
-        );
-    }
-
-    mod props {
-        use super::super::*;
-        use crate::scenario::Scenario;
-        use proptest::prelude::*;
-
-        const WITH_POINTERS: &str = r#"
-name = "p"
-[[steps]]
-name = "s"
-path = "/x"
-extract = { a = "/a/0/b", h = { header = "x-h" } }
-check = [{ pointer = "/c", matches = "^[0-9]+$" }, { pointer = "/d~1e", equals = "{{seq}}" }]
-"#;
-
-        proptest! {
-            #[test]
-            fn checking_any_body_never_panics(body in proptest::collection::vec(any::<u8>(), 0..200), status in 0u16..1000) {
-                for s in [Scenario::builtin(), Scenario::parse(WITH_POINTERS, "p.toml").unwrap()] {
-                    for step in &s.steps {
-                        let mut vars = vec![String::new(); s.slot_count];
-                        let _ = check_response(step, status, &HeaderMap::new(), &body, &mut vars);
-                    }
-                }
-            }
-
-            #[test]
-            fn checking_any_json_never_panics(j in json_value(), ptr in "(/[a-z0-9~]{0,3}){0,4}") {
-                let text = format!(
-                    "name = \"p\"\n[[steps]]\nname = \"s\"\npath = \"/\"\nextract = {{ v = \"{ptr}\" }}\ncheck = [{{ pointer = \"{ptr}\", exists = true }}]\n"
-                );
-                let s = Scenario::parse(&text, "p.toml").unwrap();
-                let bytes = serde_json::to_vec(&j).unwrap();
-                let mut vars = vec![String::new(); s.slot_count];
-                let r = check_response(&s.steps[0], 200, &HeaderMap::new(), &bytes, &mut vars);
-                // Either the pointer resolves (to a scalar or not) or it is reported missing.
-                if j.pointer(&ptr).is_none() {
-                    prop_assert!(matches!(r, Err(FailureKind::Missing(_))));
-                }
-            }
-        }
-
-        fn json_value() -> impl Strategy<Value = serde_json::Value> {
-            let leaf = prop_oneof![
-                Just(serde_json::Value::Null),
-                any::<bool>().prop_map(serde_json::Value::from),
-                any::<i64>().prop_map(serde_json::Value::from),
-                "[a-z]{0,4}".prop_map(serde_json::Value::from),
-            ];
-            leaf.prop_recursive(3, 24, 4, |inner| {
-                prop_oneof![
-                    proptest::collection::vec(inner.clone(), 0..4)
-                        .prop_map(serde_json::Value::from),
-                    proptest::collection::btree_map("[a-z0-9~]{0,3}", inner, 0..4)
-                        .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
-                ]
-            })
         }
     }
 }

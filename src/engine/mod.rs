@@ -19,6 +19,7 @@
 pub mod cookies;
 pub mod feed;
 pub mod flow;
+mod response;
 pub mod transport;
 
 /// The HTTP/1.1 client, at the path it had before [`transport`] existed.

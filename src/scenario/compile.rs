@@ -34,6 +34,7 @@ pub(super) fn compile(
         file,
         uses_api_key: false,
         builtins_used: [false; BUILTINS.len()],
+        data_failed: false,
     };
     let scenario = c.scenario(raw);
     c.diag.finish().map(|()| scenario)
@@ -46,6 +47,9 @@ struct Compiler<'a> {
     uses_api_key: bool,
     /// Which built-ins any template reads (the rest are not generated per flow).
     builtins_used: [bool; BUILTINS.len()],
+    /// The `[data]` file did not load: its columns are unknown, so a variable that is not
+    /// defined elsewhere is not reported (it is likely a column; the file's error is).
+    data_failed: bool,
 }
 
 /// Names visible to a template, with their slots.
@@ -72,6 +76,7 @@ impl Compiler<'_> {
                 }
                 Some(t)
             }
+            Err(_) if self.data_failed => None,
             Err(v) => {
                 self.diag.undefined_variables(&raw, v, span, &scope.names);
                 None
@@ -97,7 +102,9 @@ impl Compiler<'_> {
         // The data file's columns come right after the built-ins: `[vars]` may read them.
         let base = Path::new(self.file).parent().unwrap_or(Path::new(""));
         let data = raw.data.as_ref().and_then(|d| {
-            let (feeder, order) = self.diag.data(d.get_ref(), base)?;
+            let loaded = self.diag.data(d.get_ref(), base);
+            self.data_failed = loaded.is_none();
+            let (feeder, order) = loaded?;
             let first_slot = slot_count;
             for c in feeder.columns() {
                 scope.names.insert(c.clone(), slot_count);

@@ -3,6 +3,7 @@
 mod check;
 mod cli;
 mod diagnosis;
+mod feeder;
 mod gate;
 mod html;
 mod load;
@@ -10,6 +11,7 @@ mod report;
 mod run;
 mod scenario;
 mod server;
+mod session;
 mod support;
 mod sweep;
 mod truth;
