@@ -35,3 +35,6 @@ cargo run --quiet --release -- validate scenarios/*.toml
 
 echo "== a bcrypt cost sweep writes its table, Markdown, JSON and chart"
 cargo run --quiet --release -- sweep --costs 4..=8 --flows 10 --out-dir target/ci-reports
+
+echo "== the scenario gallery against real implementations: fastapi-users, Django, oidc-provider"
+scripts/real-stacks.sh
