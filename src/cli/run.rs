@@ -82,6 +82,10 @@ pub struct RunArgs {
     /// `inline` (on its single event-loop thread, as a one-worker async service does).
     #[arg(long, value_enum, default_value = "pool", conflicts_with = "target")]
     pub hash_mode: HashModeArg,
+    /// The in-process server serves HTTPS with a self-signed certificate generated at
+    /// start, which this run trusts.
+    #[arg(long, conflicts_with = "target")]
+    pub tls: bool,
 }
 
 /// `--arrival` values.
@@ -206,6 +210,8 @@ impl RunArgs {
             },
             connect_timeout: self.timeouts.connect(),
             timeout: self.timeouts.timeout,
+            tls: self.target.tls(),
+            server_tls: self.tls,
             target: self.target.target,
             api_key: self.target.api_key,
             cost: self.cost,

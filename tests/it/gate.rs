@@ -67,6 +67,7 @@ fn report(s: &Stats, wall_s: f64) -> Report {
             cores: 2,
             generators: 1,
             hash_mode: None,
+            insecure: false,
         },
         wall: Duration::from_secs_f64(wall_s),
         partial: false,

@@ -12,4 +12,5 @@ mod scenario;
 mod server;
 mod support;
 mod sweep;
+mod tls;
 mod truth;

@@ -58,6 +58,7 @@ fn sample_report(partial: bool) -> Report {
             cores: 2,
             generators: 1,
             hash_mode: None,
+            insecure: false,
         },
         wall: Duration::from_millis(1_234),
         partial,
