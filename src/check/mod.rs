@@ -138,6 +138,9 @@ pub struct CheckReport {
     pub scenario: String,
     /// bcrypt cost of the in-process server; null for an external target.
     pub bcrypt_cost: Option<u32>,
+    /// `--insecure`: the server's certificate was not verified (written only when true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
     pub roles: RolesSummary,
     pub summary: CheckSummary,
     pub probes: Vec<ProbeResult>,
@@ -166,6 +169,7 @@ impl CheckReport {
             in_process_server: meta.in_process_server,
             scenario: meta.scenario,
             bcrypt_cost: meta.bcrypt_cost,
+            insecure: meta.insecure,
             roles: meta.roles,
             summary,
             probes,
@@ -189,6 +193,7 @@ pub struct ReportMeta {
     pub in_process_server: bool,
     pub scenario: String,
     pub bcrypt_cost: Option<u32>,
+    pub insecure: bool,
     pub roles: RolesSummary,
 }
 
@@ -318,6 +323,7 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
             in_process_server: opts.target.is_none(),
             scenario: scenario.source.clone(),
             bcrypt_cost,
+            insecure: opts.tls.insecure,
             roles: roles.summary(&scenario),
         },
         results,

@@ -1,7 +1,9 @@
 //! Serving [`app`](super::app) for real: on its own OS thread with its own
 //! tokio runtime, so the server and a load generator in the same process
 //! never compete for executor threads (a busy generator cannot delay the
-//! server's accept loop, nor the reverse), plus a handle to stop it.
+//! server's accept loop, nor the reverse), plus a handle to stop it. With a
+//! TLS identity in the config it serves HTTPS through
+//! [`TlsListener`](super::tls::TlsListener), the same app behind it.
 //!
 //! Runtime per [`HashMode`]:
 //!
