@@ -272,6 +272,13 @@ mod tests {
     }
 
     #[test]
+    fn aes_128_gcm_is_offered_first_as_browsers_do() {
+        let suites: Vec<_> = provider().cipher_suites.iter().map(|s| s.suite()).collect();
+        assert_eq!(suites[0], rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+        assert!(suites.contains(&rustls::CipherSuite::TLS13_AES_256_GCM_SHA384));
+    }
+
+    #[test]
     fn server_names_from_hosts() {
         assert!(matches!(
             server_name("[::1]"),

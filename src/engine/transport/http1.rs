@@ -4,13 +4,13 @@
 //! (tokio-rustls, the run's one rustls config), then the same HTTP/1.1 connection over the
 //! encrypted stream: same pool, same timers, and the handshake timed on its own.
 //!
-//! reqwest (used by `check`, and when the target's host does not resolve up front) wraps this same hyper client in
-//! URL conversion, redirect and retry layers and a connection pool keyed by host; on the
-//! health scenario those cost about twice hyper's own per-request CPU, enough to make the
-//! harness, not the server, the bottleneck. Here a flow takes a connection, sends its
-//! requests on it in order, and gives it back: no per-request URL parsing, no pool lookup.
-//! A request is never retried once sent; a pooled connection found closed before sending
-//! is replaced (the request had not left).
+//! reqwest (used by `check`, and when the target's host does not resolve up front) wraps
+//! this same hyper client in URL conversion, redirect and retry layers and a connection
+//! pool keyed by host; on the health scenario those cost about twice hyper's own
+//! per-request CPU, enough to make the harness, not the server, the bottleneck. Here a
+//! flow takes a connection, sends its requests on it in order, and gives it back: no
+//! per-request URL parsing, no pool lookup. A request is never retried once sent; a pooled
+//! connection found closed before sending is replaced (the request had not left).
 
 use std::future::Future;
 use std::net::SocketAddr;
