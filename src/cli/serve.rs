@@ -82,16 +82,29 @@ pub(super) async fn exec(a: ServeArgs, out: &mut dyn Write, err: &mut dyn Write,
     // The certificate file: where the user asked, else a temporary file removed at exit.
     let mut temporary = None;
     if let Some(id) = &cfg.tls {
-        let path = match opts.tls_cert_out {
-            Some(p) => p,
+        let (path, written) = match opts.tls_cert_out {
+            Some(p) => {
+                let w = std::fs::write(&p, id.cert_pem());
+                (p, w)
+            }
             None => {
-                let p = std::env::temp_dir()
-                    .join(format!("authbench-serve-{}.pem", handle.addr().port()));
+                let p = std::env::temp_dir().join(format!(
+                    "authbench-serve-{}-{}.pem",
+                    std::process::id(),
+                    handle.addr().port()
+                ));
+                // A new file only: in a shared temporary directory, never write through a
+                // file or link someone else put there.
+                let w = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&p)
+                    .and_then(|mut f| f.write_all(id.cert_pem().as_bytes()));
                 temporary = Some(p.clone());
-                p
+                (p, w)
             }
         };
-        if let Err(e) = std::fs::write(&path, id.cert_pem()) {
+        if let Err(e) = written {
             ui.error_msg(
                 err,
                 &format!(

@@ -339,3 +339,47 @@ async fn mutual_tls_sends_the_client_certificate() {
     assert_eq!(r.summary.successful_flows, 0);
     assert_eq!(r.summary.failed_flows, 4);
 }
+
+#[test]
+fn serve_tls_writes_its_certificate_for_another_tool_and_removes_a_temporary_one() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authbench"))
+        .args(["serve", "--tls", "--addr", "127.0.0.1:0", "--cost", "4"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut url, mut cert) = (None, None);
+    for line in lines.by_ref().take(3) {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            url = rest.split_whitespace().next().map(str::to_string);
+        }
+        if let Some(p) = line.strip_prefix("TLS certificate (PEM, for --cacert): ") {
+            cert = Some(p.to_string());
+        }
+    }
+    let (url, cert) = (url.unwrap(), cert.unwrap());
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    assert!(std::path::Path::new(&cert).exists());
+
+    let (code, out, err) = cli(&health_args(&url, &["--cacert", &cert]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("Success Rate: 100.00%"), "{out}");
+
+    // SAFETY: kill(2) with a pid we own; no memory is touched.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve did not stop on Ctrl-C");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        !std::path::Path::new(&cert).exists(),
+        "{cert} was left behind"
+    );
+}
