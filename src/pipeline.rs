@@ -325,7 +325,8 @@ pub fn report(
             }
             .to_string()
         }),
-        insecure: opts.tls.insecure,
+        // Only where there was a certificate to skip: --insecure on http:// changes nothing.
+        insecure: opts.tls.insecure && base_url.starts_with("https://"),
     };
     let mut report = Report::build(ReportInput {
         stats: &outcome.stats,

@@ -319,11 +319,11 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
 
     let report = CheckReport::new(
         ReportMeta {
+            insecure: opts.tls.insecure && base_url.starts_with("https://"),
             target: base_url,
             in_process_server: opts.target.is_none(),
             scenario: scenario.source.clone(),
             bcrypt_cost,
-            insecure: opts.tls.insecure,
             roles: roles.summary(&scenario),
         },
         results,

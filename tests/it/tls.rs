@@ -383,3 +383,38 @@ fn serve_tls_writes_its_certificate_for_another_tool_and_removes_a_temporary_one
         "{cert} was left behind"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_over_https_with_insecure_says_so() {
+    let s = HttpsServer::start(&["127.0.0.1"]);
+    let opts = authbench::check::CheckOptions {
+        target: Some(s.url()),
+        api_key: Some("k".into()),
+        out_dir: None,
+        timing_samples: 10,
+        burst: 5,
+        race: 2,
+        tls: TlsOptions {
+            insecure: true,
+            ..TlsOptions::default()
+        },
+        ..authbench::check::CheckOptions::default()
+    };
+    let r = authbench::check::check(&opts).await.unwrap().report;
+    assert!(r.insecure);
+    let term = String::from_utf8(authbench::check::report::terminal(&r, false)).unwrap();
+    assert!(term.contains("INSECURE"), "{term}");
+    let md = String::from_utf8(authbench::check::report::markdown(&r)).unwrap();
+    assert!(md.contains("INSECURE"));
+
+    // --insecure on a plain http:// target skipped nothing, and no report claims it did.
+    let plain = crate::support::delayed_health(0).await;
+    let o = RunOptions {
+        tls: TlsOptions {
+            insecure: true,
+            ..TlsOptions::default()
+        },
+        ..crate::support::health_opts(plain, 2, 1)
+    };
+    assert!(!report(&o).await.config.insecure);
+}
