@@ -1,20 +1,27 @@
 //! The preflight's TLS handshake, and a failed handshake in one line: the cause and the
 //! flag that fixes it ("certificate not trusted (self-signed): pass --cacert FILE ...").
 //! [`crate::preflight`] calls [`probe`] before any load, so an untrusted certificate, a
-//! name mismatch or a protocol failure stops the run (exit 3) instead of failing every
-//! flow with the same error.
+//! name mismatch, a protocol failure or a missing client certificate stops the run (exit
+//! 3) instead of failing every flow with the same error.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::ResolvesClientCert;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 const SKIP: &str = "or --insecure to skip verification";
+const CLIENT_CERT: &str = "pass --cert FILE --key FILE";
+
+/// How long the probe waits for a refusal after a handshake in which the server asked for
+/// a client certificate and got none (see [`probe`]).
+const REFUSAL_WAIT: Duration = Duration::from_millis(300);
 
 /// One TLS handshake with `host`'s server at `addr`, as the load will do it; on failure,
 /// the one-line cause.
@@ -26,8 +33,18 @@ pub async fn probe(
 ) -> Result<(), String> {
     let name = super::server_name(host)
         .ok_or_else(|| format!("'{host}' is not a name a TLS certificate can carry"))?;
-    let e = match handshake(addr, name.clone(), config.clone(), timeout).await {
-        Ok(()) => return Ok(()),
+    // Without a certificate of our own, note whether the server asks for one.
+    let asked = Arc::new(AskedForCertificate::default());
+    let config = if config.client_auth_cert_resolver.has_certs() {
+        config.clone()
+    } else {
+        let mut c = ClientConfig::clone(config);
+        c.client_auth_cert_resolver = asked.clone();
+        Arc::new(c)
+    };
+    let e = match handshake(addr, name.clone(), config, timeout).await {
+        Ok(stream) if asked.get() => return refusal(stream, timeout).await,
+        Ok(_) => return Ok(()),
         Err(e) => e,
     };
     let Some(tls) = e.get_ref().and_then(|r| r.downcast_ref::<rustls::Error>()) else {
@@ -49,7 +66,31 @@ pub async fn probe(
         }
         _ => None,
     };
-    Err(describe(tls, host, self_signed))
+    match tls {
+        // TLS 1.2: the server refuses a missing certificate inside the handshake.
+        rustls::Error::AlertReceived(_) if asked.get() => Err(format!(
+            "the server asks for a client certificate and refused the handshake without one: {CLIENT_CERT}"
+        )),
+        _ => Err(describe(tls, host, self_signed)),
+    }
+}
+
+/// After a handshake in which the server asked for a client certificate and got none:
+/// under TLS 1.3 a server that requires one refuses only once the client's side of the
+/// handshake is done, with an alert that follows at once. A server for which the
+/// certificate is optional sends nothing until asked, so the wait ends quietly.
+async fn refusal(
+    mut stream: tokio_rustls::client::TlsStream<TcpStream>,
+    timeout: Duration,
+) -> Result<(), String> {
+    use tokio::io::AsyncReadExt;
+    let refused = format!(
+        "the server asks for a client certificate and refused the connection without one: {CLIENT_CERT}"
+    );
+    match tokio::time::timeout(REFUSAL_WAIT.min(timeout), stream.read(&mut [0u8; 1])).await {
+        Ok(Ok(0)) | Ok(Err(_)) => Err(refused),
+        Ok(Ok(_)) | Err(_) => Ok(()),
+    }
 }
 
 async fn handshake(
@@ -57,11 +98,10 @@ async fn handshake(
     name: ServerName<'static>,
     config: Arc<ClientConfig>,
     timeout: Duration,
-) -> std::io::Result<()> {
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
     let attempt = async {
         let tcp = TcpStream::connect(addr).await?;
-        TlsConnector::from(config).connect(name, tcp).await?;
-        Ok(())
+        TlsConnector::from(config).connect(name, tcp).await
     };
     tokio::time::timeout(timeout, attempt)
         .await
@@ -81,7 +121,7 @@ async fn peer_certificate(
         .dangerous()
         .with_custom_certificate_verifier(keep.clone())
         .with_no_client_auth();
-    let _ = handshake(addr, name, Arc::new(config), timeout).await;
+    drop(handshake(addr, name, Arc::new(config), timeout).await);
     let cert = keep.0.lock().ok()?.take();
     cert
 }
@@ -192,6 +232,31 @@ fn header(b: &[u8]) -> Option<(usize, usize)> {
         .iter()
         .fold(0usize, |acc, &x| (acc << 8) | usize::from(x));
     Some((2 + n, len))
+}
+
+/// Offers no client certificate and notes whether the server asked for one.
+#[derive(Debug, Default)]
+struct AskedForCertificate(AtomicBool);
+
+impl AskedForCertificate {
+    fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl ResolvesClientCert for AskedForCertificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.0.store(true, Ordering::Relaxed);
+        None
+    }
+
+    fn has_certs(&self) -> bool {
+        false
+    }
 }
 
 /// Accepts any certificate and keeps the server's, for [`peer_certificate`].
