@@ -27,6 +27,7 @@ pub mod server;
 pub mod stats;
 pub mod sweep;
 pub mod timeline;
+pub mod tls;
 pub mod units;
 
 use std::future::Future;
@@ -64,7 +65,7 @@ pub async fn run(
 ) -> Result<RunResult, RunError> {
     let prepared = pipeline::prepare(opts)?;
     let target = pipeline::start_target(opts, &prepared.scenario)?;
-    preflight(&target.base_url, opts.connect_timeout).await?;
+    preflight(&target.base_url, opts.connect_timeout, target.tls.as_ref()).await?;
     let load = pipeline::Load::new(opts, &prepared, &target, stop).await?;
     let (calibration, outcome) = load.calibrate_and_execute(opts, &prepared).await;
     load.finish_users()?;
@@ -135,8 +136,14 @@ pub(crate) fn check_target_url(t: &str) -> Result<String, RunError> {
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
-/// Fails fast, with exit code 3, when nothing accepts a TCP connection at the target.
-pub(crate) async fn preflight(base_url: &str, timeout: Duration) -> Result<(), RunError> {
+/// Fails fast, with exit code 3, when nothing accepts a TCP connection at the target, or,
+/// for `https://`, when a TLS handshake with `tls` fails (an untrusted certificate, a name
+/// mismatch, a protocol failure): one line names the cause and the flag that fixes it.
+pub(crate) async fn preflight(
+    base_url: &str,
+    timeout: Duration,
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
+) -> Result<(), RunError> {
     let unreachable = |cause: String| RunError::Unreachable {
         target: base_url.to_string(),
         cause,
@@ -156,19 +163,29 @@ pub(crate) async fn preflight(base_url: &str, timeout: Duration) -> Result<(), R
         let mut last = format!("'{host}' resolved to no address");
         for a in addrs {
             match tokio::net::TcpStream::connect(a).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(a),
                 Err(e) => last = format!("{a}: {e}"),
             }
         }
         Err(last)
     };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(cause)) => Err(unreachable(cause)),
-        Err(_) => Err(unreachable(format!(
-            "no TCP connection within {} ms",
-            millis(timeout)
-        ))),
+    let addr = match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(cause)) => return Err(unreachable(cause)),
+        Err(_) => {
+            return Err(unreachable(format!(
+                "no TCP connection within {} ms",
+                millis(timeout)
+            )))
+        }
+    };
+    match tls {
+        Some(config) if url.scheme() == "https" => {
+            tls::diagnose::probe(addr, &host, config, timeout)
+                .await
+                .map_err(unreachable)
+        }
+        _ => Ok(()),
     }
 }
 

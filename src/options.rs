@@ -24,6 +24,18 @@ pub enum Connections {
     PerFlow,
 }
 
+/// TLS settings of the clients, for `https://` targets (`--insecure`, `--cacert`,
+/// `--cert`/`--key`); built into a rustls config by [`crate::tls::client_config`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// Accept any server certificate, for any name; every report says so.
+    pub insecure: bool,
+    /// PEM certificates trusted besides the system's roots.
+    pub cacert: Option<PathBuf>,
+    /// A client certificate chain and its private key (PEM), for mutual TLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
 /// Options of `authbench run`.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -73,6 +85,11 @@ pub struct RunOptions {
     pub connections: Connections,
     /// Write the `[vars]` and data columns of successful flows here, as CSV.
     pub save_users: Option<PathBuf>,
+    /// TLS settings of the clients (`https://` targets).
+    pub tls: TlsOptions,
+    /// The in-process server serves HTTPS with a certificate generated at start, which
+    /// the run trusts (`--tls`; ignored with an external target).
+    pub server_tls: bool,
 }
 
 impl Default for RunOptions {
@@ -100,6 +117,8 @@ impl Default for RunOptions {
             plan: None,
             connections: Connections::Shared,
             save_users: None,
+            tls: TlsOptions::default(),
+            server_tls: false,
         }
     }
 }
@@ -111,4 +130,9 @@ pub struct ServeOptions {
     pub cost: u32,
     pub api_key: Option<String>,
     pub hash_mode: crate::server::HashMode,
+    /// Serve HTTPS with a self-signed certificate generated at start.
+    pub tls: bool,
+    /// Where to write that certificate (PEM) for other tools' `--cacert`; a temporary
+    /// file when unset.
+    pub tls_cert_out: Option<PathBuf>,
 }

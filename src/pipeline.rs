@@ -94,6 +94,9 @@ pub struct Target {
     pub server: Option<ServerHandle>,
     pub base_url: String,
     pub api_key: String,
+    /// The clients' TLS config (`https://`, or any TLS flag); for the in-process server
+    /// over TLS it trusts the certificate generated for it.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Target {
@@ -112,19 +115,49 @@ pub fn start_target(opts: &RunOptions, scenario: &Scenario) -> Result<Target, Ru
             let key = opts.api_key.clone().unwrap_or_else(random_key);
             let mut cfg = server::ServerConfig::new(opts.cost, key.clone());
             cfg.hash_mode = opts.hash_mode;
-            let handle = start_reference_server(cfg)?;
+            let (handle, tls) = start_reference_server_with_tls(cfg, opts.server_tls, &opts.tls)?;
             Target {
                 base_url: handle.base_url(),
                 server: Some(handle),
                 api_key: key,
+                tls,
             }
         }
-        Some(t) => Target {
-            server: None,
-            base_url: crate::check_target_url(t)?,
-            api_key: crate::external_api_key(opts.api_key.as_deref(), scenario)?,
-        },
+        Some(t) => {
+            let base_url = crate::check_target_url(t)?;
+            Target {
+                server: None,
+                tls: crate::tls::for_target(&base_url, &opts.tls, &[])?,
+                base_url,
+                api_key: crate::external_api_key(opts.api_key.as_deref(), scenario)?,
+            }
+        }
     })
+}
+
+/// Starts the reference server, over HTTPS with a certificate generated now when
+/// `https`, and returns the clients' TLS config, which trusts that certificate.
+pub fn start_reference_server_with_tls(
+    mut cfg: server::ServerConfig,
+    https: bool,
+    tls: &options::TlsOptions,
+) -> Result<(ServerHandle, Option<Arc<rustls::ClientConfig>>), RunError> {
+    let identity = if https {
+        Some(
+            server::TlsIdentity::self_signed().map_err(|e| RunError::Server {
+                usage: false,
+                cause: e.to_string(),
+            })?,
+        )
+    } else {
+        None
+    };
+    let roots: Vec<_> = identity.iter().map(|i| i.cert_der().clone()).collect();
+    cfg.tls = identity;
+    // The TLS flags are checked before the server starts: a bad file is a usage error.
+    let base = if https { "https://" } else { "http://" };
+    let client = crate::tls::for_target(base, tls, &roots)?;
+    Ok((start_reference_server(cfg)?, client))
 }
 
 /// Starts the reference server on a loopback port. It runs on its own OS thread and tokio
@@ -161,11 +194,12 @@ impl Load {
     ) -> Result<Load, RunError> {
         let concurrency = prepared.concurrency;
         let (timeout, connect_timeout) = (opts.timeout, opts.connect_timeout);
+        let tls = target.tls.clone();
         let build_client = move |pool: usize| {
             // A load tester measures what the server answers: no redirect is followed (a 302
             // is checked against the step's `expect` like any status) and no request is
             // retried behind the scenario's back.
-            reqwest::Client::builder()
+            crate::tls::reqwest_tls(reqwest::Client::builder(), tls.as_ref())
                 .timeout(timeout)
                 .connect_timeout(connect_timeout)
                 .tcp_nodelay(true)
@@ -201,6 +235,7 @@ impl Load {
             opts.timeout,
             opts.connect_timeout,
             concurrency.min(10_000),
+            target.tls.clone(),
         )
         .await
         .map(Arc::new);
@@ -332,6 +367,8 @@ pub fn report(
                 d.order.as_str()
             )
         }),
+        // Only where there was a certificate to skip: --insecure on http:// changes nothing.
+        insecure: opts.tls.insecure && base_url.starts_with("https://"),
     };
     let mut report = Report::build(ReportInput {
         stats: &outcome.stats,

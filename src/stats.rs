@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 pub enum FailureKind {
     /// No TCP connection could be made (refused, unreachable, DNS).
     Connect,
+    /// The TLS handshake of a new connection failed.
+    Tls,
     /// The request or the connection attempt exceeded its timeout.
     Timeout,
     /// A response came with a status the step does not accept.
@@ -43,6 +45,7 @@ impl FailureKind {
         match self {
             FailureKind::Loaded { class, .. } => class,
             FailureKind::Connect => "connect",
+            FailureKind::Tls => "tls",
             FailureKind::Timeout => "timeout",
             FailureKind::Status(_) => "status",
             FailureKind::NotJson | FailureKind::Missing(_) => "bad_body",
@@ -56,6 +59,7 @@ impl FailureKind {
     pub fn detail(&self) -> String {
         match self {
             FailureKind::Connect => "connection failed".into(),
+            FailureKind::Tls => "TLS handshake failed".into(),
             FailureKind::Timeout => "no complete response in time".into(),
             FailureKind::Status(c) => format!("unexpected status {c}"),
             FailureKind::NotJson => "body is not JSON".into(),
@@ -93,12 +97,14 @@ pub enum Sample {
         /// `None` when the step succeeded.
         failure: Option<FailureKind>,
     },
-    /// A step's request opened a new connection, which took `us` (TCP connect plus the
-    /// HTTP/1 handshake, which sends nothing). Requests on a kept-alive connection send none.
+    /// A step's request opened a new connection, whose TCP connect took `us`. Requests
+    /// on a kept-alive connection send none.
     Connect { step: usize, us: u64 },
     /// A connection probe, made while the target refused connections (closed loop: one
     /// worker probes with back-off while the others wait). An attempt, not a flow.
     Probe { ok: bool },
+    /// That new connection's TLS handshake took `us` (`https://` targets).
+    Tls { step: usize, us: u64 },
     /// A whole flow finished: all its steps succeeded, or one failed and ended it.
     Flow {
         /// From the start of the first step to the end of the last one (service time).
@@ -151,6 +157,9 @@ pub struct StepStats {
     pub ttfb: Histogram<u64>,
     /// Time to open a connection, for the requests that opened one.
     pub connect: Histogram<u64>,
+    /// TLS handshake time of those connections (`https://`); its count is the TLS
+    /// connections opened.
+    pub tls: Histogram<u64>,
     /// Failure counts by kind.
     pub failures: BTreeMap<FailureKind, u64>,
 }
@@ -185,6 +194,7 @@ impl Stats {
                     latency: new_histogram(),
                     ttfb: new_histogram(),
                     connect: new_histogram(),
+                    tls: new_histogram(),
                     failures: BTreeMap::new(),
                 })
                 .collect(),
@@ -222,6 +232,11 @@ impl Stats {
             Sample::Connect { step, us } => {
                 if let Some(s) = self.steps.get_mut(step) {
                     record(&mut s.connect, us);
+                }
+            }
+            Sample::Tls { step, us } => {
+                if let Some(s) = self.steps.get_mut(step) {
+                    record(&mut s.tls, us);
                 }
             }
             Sample::Flow {
@@ -273,6 +288,7 @@ impl Stats {
             let _ = a.latency.add(&b.latency);
             let _ = a.ttfb.add(&b.ttfb);
             let _ = a.connect.add(&b.connect);
+            let _ = a.tls.add(&b.tls);
             for (k, n) in &b.failures {
                 *a.failures.entry(k.clone()).or_insert(0) += n;
             }

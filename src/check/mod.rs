@@ -138,6 +138,9 @@ pub struct CheckReport {
     pub scenario: String,
     /// bcrypt cost of the in-process server; null for an external target.
     pub bcrypt_cost: Option<u32>,
+    /// `--insecure`: the server's certificate was not verified (written only when true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
     pub roles: RolesSummary,
     pub summary: CheckSummary,
     pub probes: Vec<ProbeResult>,
@@ -166,6 +169,7 @@ impl CheckReport {
             in_process_server: meta.in_process_server,
             scenario: meta.scenario,
             bcrypt_cost: meta.bcrypt_cost,
+            insecure: meta.insecure,
             roles: meta.roles,
             summary,
             probes,
@@ -189,6 +193,7 @@ pub struct ReportMeta {
     pub in_process_server: bool,
     pub scenario: String,
     pub bcrypt_cost: Option<u32>,
+    pub insecure: bool,
     pub roles: RolesSummary,
 }
 
@@ -217,6 +222,11 @@ pub struct CheckOptions {
     pub burst: usize,
     /// Concurrent registrations of one email in the race probe.
     pub race: usize,
+    /// TLS settings of the client (`https://` targets).
+    pub tls: crate::options::TlsOptions,
+    /// Check the in-process server over HTTPS (`--tls`), trusting its generated
+    /// certificate.
+    pub server_tls: bool,
 }
 
 impl Default for CheckOptions {
@@ -235,6 +245,8 @@ impl Default for CheckOptions {
             hash_time: None,
             burst: 50,
             race: 20,
+            tls: crate::options::TlsOptions::default(),
+            server_tls: false,
         }
     }
 }
@@ -262,26 +274,28 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
     }
     let scenario = Arc::new(crate::load_scenario(&opts.scenario)?);
 
-    let (server, base_url, api_key, jwt_secret) = match &opts.target {
+    let (server, base_url, api_key, jwt_secret, tls) = match &opts.target {
         None => {
             let key = opts.api_key.clone().unwrap_or_else(crate::random_key);
             let mut cfg = crate::server::ServerConfig::new(opts.cost, key.clone());
             // We chose the secret, so the expired-token probe can forge with it.
             let secret = crate::random_key();
             cfg.jwt_secret = secret.clone().into_bytes();
-            let handle = crate::pipeline::start_reference_server(cfg)?;
+            let (handle, tls) =
+                crate::pipeline::start_reference_server_with_tls(cfg, opts.server_tls, &opts.tls)?;
             let url = handle.base_url();
-            (Some(handle), url, key, Some(secret))
+            (Some(handle), url, key, Some(secret), tls)
         }
         Some(t) => {
             let url = crate::check_target_url(t)?;
             let key = crate::external_api_key(opts.api_key.as_deref(), &scenario)?;
-            (None, url, key, opts.jwt_secret.clone())
+            let tls = crate::tls::for_target(&url, &opts.tls, &[])?;
+            (None, url, key, opts.jwt_secret.clone(), tls)
         }
     };
-    crate::preflight(&base_url, opts.connect_timeout).await?;
+    crate::preflight(&base_url, opts.connect_timeout, tls.as_ref()).await?;
 
-    let client = reqwest::Client::builder()
+    let client = crate::tls::reqwest_tls(reqwest::Client::builder(), tls.as_ref())
         .timeout(opts.timeout)
         .connect_timeout(opts.connect_timeout)
         .tcp_nodelay(true)
@@ -305,6 +319,7 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
 
     let report = CheckReport::new(
         ReportMeta {
+            insecure: opts.tls.insecure && base_url.starts_with("https://"),
             target: base_url,
             in_process_server: opts.target.is_none(),
             scenario: scenario.source.clone(),

@@ -36,7 +36,12 @@ pub fn terminal(r: &CheckReport, color: bool) -> Vec<u8> {
             comfy_table::Cell::new(cut(&p.got, 90)),
         ]);
     }
-    let mut out = format!("authbench check: {} ({})\n{t}\n", r.target, r.scenario);
+    let mut out = format!("authbench check: {} ({})\n", r.target, r.scenario);
+    if r.insecure {
+        out.push_str(INSECURE);
+        out.push('\n');
+    }
+    out.push_str(&format!("{t}\n"));
     for p in r
         .probes
         .iter()
@@ -50,6 +55,9 @@ pub fn terminal(r: &CheckReport, color: bool) -> Vec<u8> {
     out.push('\n');
     out.into_bytes()
 }
+
+const INSECURE: &str =
+    "INSECURE: run with --insecure; the server's TLS certificate was not verified.";
 
 fn summary_line(r: &CheckReport) -> String {
     let s = &r.summary;
@@ -79,6 +87,9 @@ pub fn markdown(r: &CheckReport) -> Vec<u8> {
     let mut m = String::new();
     m.push_str("# authbench check\n\n");
     m.push_str(&format!("**{}**\n\n", summary_line(r)));
+    if r.insecure {
+        m.push_str(&format!("> {INSECURE}\n\n"));
+    }
     m.push_str(&format!(
         "- Target: {}{}\n- Scenario: {}\n- Roles: register `{}`, login `{}`, protected `{}`\n- Generated: {} by {}\n\n",
         r.target,
@@ -197,6 +208,9 @@ pub fn html(r: &CheckReport) -> Vec<u8> {
         s.warned,
         s.skipped
     );
+    if r.insecure {
+        let _ = write!(o, "<p class=\"note\"><strong>{INSECURE}</strong></p>");
+    }
     o.push_str("<h2>Probes</h2><table id=\"probes\"><tr><th>probe</th><th>severity</th><th>result</th><th>sent</th><th>expected</th><th>got</th></tr>");
     for p in &r.probes {
         let cls = match p.outcome {

@@ -36,12 +36,18 @@ pub struct CheckArgs {
     /// Also write a JUnit XML file, one test case per probe.
     #[arg(long)]
     pub junit: Option<PathBuf>,
+    /// Check the in-process server over HTTPS (a self-signed certificate generated at
+    /// start, which the check trusts).
+    #[arg(long, conflicts_with = "target")]
+    pub tls: bool,
 }
 
 impl CheckArgs {
     pub fn into_options(self) -> CheckOptions {
         let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         CheckOptions {
+            tls: self.target.tls(),
+            server_tls: self.tls,
             target: self.target.target,
             api_key: self.target.api_key,
             scenario: self.common.scenario.source(),

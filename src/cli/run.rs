@@ -80,6 +80,10 @@ pub struct RunArgs {
     /// e.g. the accounts a registration run created, to feed a later login run.
     #[arg(long, value_name = "FILE")]
     pub save_users: Option<PathBuf>,
+    /// The in-process server serves HTTPS with a self-signed certificate generated at
+    /// start, which this run trusts.
+    #[arg(long, conflicts_with = "target")]
+    pub tls: bool,
 }
 
 /// `--arrival` values.
@@ -204,6 +208,8 @@ impl RunArgs {
             },
             connect_timeout: self.common.timeouts.connect(),
             timeout: self.common.timeouts.timeout,
+            tls: self.target.tls(),
+            server_tls: self.tls,
             target: self.target.target,
             api_key: self.target.api_key,
             cost: self.cost,

@@ -1,7 +1,10 @@
-//! `authbench serve`: the reference auth server on its own, until Ctrl-C.
+//! `authbench serve`: the reference auth server on its own, until Ctrl-C; with `--tls`,
+//! over HTTPS with a certificate generated at start, written where another tool can
+//! `--cacert` it.
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::Args;
 
@@ -23,6 +26,14 @@ pub struct ServeArgs {
     /// Where bcrypt runs: `pool` (off the event loop) or `inline` (on a single event loop).
     #[arg(long, value_enum, default_value = "pool")]
     pub hash_mode: HashModeArg,
+    /// Serve HTTPS with a self-signed certificate for 127.0.0.1 and localhost, generated
+    /// at start; its PEM is written to --tls-cert-out (or a temporary file) for --cacert.
+    #[arg(long)]
+    pub tls: bool,
+    /// Where to write the generated certificate (PEM) [default: a temporary file,
+    /// removed when the server stops on Ctrl-C].
+    #[arg(long, value_name = "PATH", requires = "tls")]
+    pub tls_cert_out: Option<PathBuf>,
 }
 
 pub(super) async fn exec(a: ServeArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> u8 {
@@ -31,6 +42,8 @@ pub(super) async fn exec(a: ServeArgs, out: &mut dyn Write, err: &mut dyn Write,
         cost: a.cost,
         api_key: a.api_key,
         hash_mode: a.hash_mode.into(),
+        tls: a.tls,
+        tls_cert_out: a.tls_cert_out,
     };
     let key_given = opts.api_key.is_some();
     let key = opts
@@ -38,7 +51,16 @@ pub(super) async fn exec(a: ServeArgs, out: &mut dyn Write, err: &mut dyn Write,
         .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
     let mut cfg = crate::server::ServerConfig::new(opts.cost, key.clone());
     cfg.hash_mode = opts.hash_mode;
-    let handle = match crate::server::spawn(cfg, opts.addr) {
+    if opts.tls {
+        match crate::server::TlsIdentity::self_signed() {
+            Ok(id) => cfg.tls = Some(id),
+            Err(e) => {
+                ui.error(err, &e);
+                return exit::FAILURE;
+            }
+        }
+    }
+    let handle = match crate::server::spawn(cfg.clone(), opts.addr) {
         Ok(h) => h,
         Err(e) => {
             ui.error(err, &e);
@@ -57,8 +79,53 @@ pub(super) async fn exec(a: ServeArgs, out: &mut dyn Write, err: &mut dyn Write,
     if !key_given {
         let _ = writeln!(out, "API key (X-API-Key): {key}");
     }
+    // The certificate file: where the user asked, else a temporary file removed at exit.
+    let mut temporary = None;
+    if let Some(id) = &cfg.tls {
+        let (path, written) = match opts.tls_cert_out {
+            Some(p) => {
+                let w = std::fs::write(&p, id.cert_pem());
+                (p, w)
+            }
+            None => {
+                let p = std::env::temp_dir().join(format!(
+                    "authbench-serve-{}-{}.pem",
+                    std::process::id(),
+                    handle.addr().port()
+                ));
+                // A new file only: in a shared temporary directory, never write through a
+                // file or link someone else put there.
+                let w = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&p)
+                    .and_then(|mut f| f.write_all(id.cert_pem().as_bytes()));
+                temporary = Some(p.clone());
+                (p, w)
+            }
+        };
+        if let Err(e) = written {
+            ui.error_msg(
+                err,
+                &format!(
+                    "could not write the certificate to '{}': {e}",
+                    path.display()
+                ),
+            );
+            handle.shutdown();
+            return exit::FAILURE;
+        }
+        let _ = writeln!(
+            out,
+            "TLS certificate (PEM, for --cacert): {}",
+            path.display()
+        );
+    }
     let _ = out.flush();
     let _ = tokio::signal::ctrl_c().await;
     handle.shutdown();
+    if let Some(p) = temporary {
+        let _ = std::fs::remove_file(p);
+    }
     exit::OK
 }

@@ -28,6 +28,31 @@ pub struct TargetArgs {
         value_name = "KEY"
     )]
     pub api_key: Option<String>,
+    /// https: accept any server certificate, for any name (no verification; every report
+    /// says so).
+    #[arg(long)]
+    pub insecure: bool,
+    /// https: also trust the CA or self-signed certificates in this PEM file (besides the
+    /// system's roots).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// https: client certificate chain (PEM) for mutual TLS; needs --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// https: the client certificate's private key (PEM); needs --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+}
+
+impl TargetArgs {
+    /// The TLS flags as options.
+    pub fn tls(&self) -> crate::options::TlsOptions {
+        crate::options::TlsOptions {
+            insecure: self.insecure,
+            cacert: self.cacert.clone(),
+            client_cert: self.cert.clone().zip(self.key.clone()),
+        }
+    }
 }
 
 /// What every command that runs flows shares: the scenario, the timeouts, the output

@@ -61,6 +61,7 @@ pub(super) async fn exec(a: SweepArgs, out: &mut dyn Write, err: &mut dyn Write,
         _ => {}
     }
     let flows = a.flows;
+    let tls = a.target.tls();
     let opts = crate::sweep::SweepOptions {
         costs: a.costs,
         flows,
@@ -81,6 +82,7 @@ pub(super) async fn exec(a: SweepArgs, out: &mut dyn Write, err: &mut dyn Write,
                 ready_timeout: a.ready_timeout,
                 api_key: a.target.api_key,
                 hash_time_ms: a.hash_time_ms,
+                tls,
             }),
             _ => None,
         },

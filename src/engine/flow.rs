@@ -256,6 +256,9 @@ impl FlowContext {
                 if let Some(us) = t.connect_us {
                     pending.samples.push(Sample::Connect { step: i, us });
                 }
+                if let Some(us) = t.tls_us {
+                    pending.samples.push(Sample::Tls { step: i, us });
+                }
                 pending.samples.push(Sample::Step {
                     step: i,
                     elapsed_us: t.total_us,

@@ -14,6 +14,7 @@ pub use compare::{compare, CompareOptions, CompareRow, Comparison, Verdict};
 /// Failure classes a `errors.<class>` threshold can name.
 pub const ERROR_CLASSES: &[&str] = &[
     "connect",
+    "tls",
     "timeout",
     "status",
     "bad_body",

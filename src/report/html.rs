@@ -349,6 +349,9 @@ impl Exporter for Html {
                 r.summary.total_flows, c.flows_planned
             );
         }
+        if c.insecure {
+            o.push_str("<p class=\"partial\"><strong>INSECURE</strong>: run with --insecure; the server's TLS certificate was not verified.</p>");
+        }
         // The emoji marks of the Markdown verdict need an emoji font; words travel better.
         let verdict = r
             .verdict()
@@ -452,15 +455,24 @@ impl Exporter for Html {
         }
         o.push_str("</table>");
         if r.steps.iter().any(|s| s.ttfb.count > 0) {
-            o.push_str("<h2>Connect and First Byte per Step (ms)</h2><table id=\"connect\"><tr><th>step</th><th>connections opened</th><th>connect p50</th><th>connect p99</th><th>first byte p50</th><th>first byte p99</th></tr>");
+            let tls = r.over_tls();
+            o.push_str("<h2>Connect and First Byte per Step (ms)</h2><table id=\"connect\"><tr><th>step</th><th>connections opened</th><th>connect p50</th><th>connect p99</th>");
+            if tls {
+                o.push_str("<th>TLS handshake p50</th><th>TLS handshake p99</th>");
+            }
+            o.push_str("<th>first byte p50</th><th>first byte p99</th></tr>");
             for s in &r.steps {
                 let _ = write!(o, "<tr><td>{}</td>", esc(&s.name));
-                for c in s.connect_ttfb_cells() {
+                for c in s.connect_ttfb_cells(tls) {
                     let _ = write!(o, "<td>{c}</td>");
                 }
                 o.push_str("</tr>");
             }
-            o.push_str("</table><p class=\"note\">Connect: TCP connect, for the requests that opened a connection (not measured on https:// targets). First byte: to the response's status line and headers, connect included.</p>");
+            o.push_str(if tls {
+                "</table><p class=\"note\">Connect: TCP connect, for the requests that opened a connection. TLS handshake: after it, a full handshake (authbench never resumes a session). First byte: to the response's status line and headers, connect and handshake included.</p>"
+            } else {
+                "</table><p class=\"note\">Connect: TCP connect, for the requests that opened a connection. First byte: to the response's status line and headers, connect included.</p>"
+            });
         }
         let _ = write!(
             o,
@@ -561,7 +573,15 @@ impl Exporter for Html {
         let optional = optional
             .into_iter()
             .filter_map(|(k, v)| v.clone().map(|v| (k, v)));
-        for (k, v) in rows.into_iter().chain(optional) {
+        let tls = if c.insecure {
+            Some("off (--insecure): the server's certificate was not checked")
+        } else if c.target.starts_with("https://") {
+            Some("on")
+        } else {
+            None
+        };
+        let tls = tls.map(|v| ("TLS verification", v.to_string()));
+        for (k, v) in rows.into_iter().chain(optional).chain(tls) {
             let _ = write!(o, "<tr><td>{k}</td><td>{}</td></tr>", esc(&v));
         }
         let _ = write!(

@@ -44,25 +44,39 @@ fn write_connect_ttfb(o: &mut String, r: &Report) -> std::fmt::Result {
     if r.steps.iter().all(|s| s.ttfb.count == 0) {
         return Ok(());
     }
+    let tls = r.over_tls();
     writeln!(o, "### Connect and First Byte per Step (ms)\n")?;
-    writeln!(
-        o,
-        "| step | connections opened | connect p50 | connect p99 | first byte p50 | first byte p99 |"
-    )?;
-    writeln!(o, "|---|---:|---:|---:|---:|---:|")?;
+    if tls {
+        writeln!(
+            o,
+            "| step | connections opened | connect p50 | connect p99 | TLS handshake p50 | TLS handshake p99 | first byte p50 | first byte p99 |"
+        )?;
+        writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
+    } else {
+        writeln!(
+            o,
+            "| step | connections opened | connect p50 | connect p99 | first byte p50 | first byte p99 |"
+        )?;
+        writeln!(o, "|---|---:|---:|---:|---:|---:|")?;
+    }
     for s in &r.steps {
-        writeln!(o, "| {} | {} |", s.name, s.connect_ttfb_cells().join(" | "))?;
+        writeln!(
+            o,
+            "| {} | {} |",
+            s.name,
+            s.connect_ttfb_cells(tls).join(" | ")
+        )?;
     }
     writeln!(o)?;
-    let https = r.config.target.starts_with("https://");
     writeln!(
         o,
-        "Connect is the TCP connect for the requests that opened a connection (a kept-alive one is reused without it){}. First byte is the time to the response's status line and headers, connect included.\n",
-        if https {
-            "; it is not measured on https:// targets, where the HTTP client does not expose it"
+        "Connect is the TCP connect for the requests that opened a connection (a kept-alive one is reused without it){}. First byte is the time to the response's status line and headers, {} included.\n",
+        if tls {
+            "; the TLS handshake follows it, timed on its own (a full handshake: authbench never resumes a session)"
         } else {
             ""
-        }
+        },
+        if tls { "connect and handshake" } else { "connect" }
     )
 }
 
@@ -247,6 +261,12 @@ impl Exporter for Markdown {
                 r.summary.total_flows, c.flows_planned, r.summary.abandoned_flows
             )?;
         }
+        if c.insecure {
+            writeln!(
+                o,
+                "> **INSECURE**: run with `--insecure`; the server's TLS certificate was not verified.\n"
+            )?;
+        }
         writeln!(o, "## Executive Summary\n")?;
         writeln!(o, "{}\n", r.verdict())?;
 
@@ -418,6 +438,12 @@ impl Exporter for Markdown {
         writeln!(o, "| bcrypt cost | {cost} |")?;
         if let Some(m) = &c.hash_mode {
             writeln!(o, "| hashing | {m} |")?;
+        }
+        if c.insecure {
+            writeln!(
+                o,
+                "| TLS verification | **off** (`--insecure`): the server's certificate was not checked |"
+            )?;
         }
         writeln!(o, "| cores | {} |", c.cores)?;
         writeln!(o)?;

@@ -39,6 +39,7 @@ pub fn merge(reports: &[Report]) -> anyhow::Result<Report> {
         if cfg.bcrypt_cost != r.config.bcrypt_cost {
             cfg.bcrypt_cost = None;
         }
+        cfg.insecure |= r.config.insecure;
         abandoned += r.summary.abandoned_flows;
     }
     Ok(Report::build(ReportInput {

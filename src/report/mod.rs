@@ -99,6 +99,9 @@ pub struct RunConfig {
     /// Where the in-process server hashed: `pool` (off the event loop) or `inline`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash_mode: Option<String>,
+    /// `--insecure`: server certificates were not verified (written only when true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
     /// CPU cores of the machine that ran authbench (and the in-process server).
     pub cores: usize,
     /// How many runs this report adds up (1 unless made by `authbench merge`).
@@ -171,11 +174,14 @@ pub struct StepReport {
     /// connection it includes the connect.
     #[serde(default)]
     pub ttfb: LatencySummary,
-    /// Time to open a connection, for the requests of this step that opened one (its
-    /// `count` is the number of connections opened). Measured on `http://` targets; empty
-    /// on `https://`, where the client does not expose it.
+    /// TCP connect time, for the requests of this step that opened a connection (its
+    /// `count` is the number of connections opened).
     #[serde(default)]
     pub connect: LatencySummary,
+    /// TLS handshake time of those connections (`https://` targets; its `count` is the
+    /// TLS connections opened), after the TCP connect and before the request is sent.
+    #[serde(default)]
+    pub tls: LatencySummary,
     /// Failure counts by class (`connect`, `timeout`, `status`, `bad_body`, `check`, ...).
     pub failures: BTreeMap<String, u64>,
     /// The full latency histogram (microseconds), see [`histogram::ENCODING`].
@@ -186,13 +192,16 @@ pub struct StepReport {
     /// The full connect-time histogram.
     #[serde(default)]
     pub connect_histogram: String,
+    /// The full TLS handshake-time histogram.
+    #[serde(default)]
+    pub tls_histogram: String,
 }
 
 impl StepReport {
     /// The row of the connect and first-byte tables (Markdown and HTML): connections
-    /// opened, connect p50 and p99, first byte p50 and p99, in ms; "–" where nothing was
-    /// measured.
-    pub fn connect_ttfb_cells(&self) -> [String; 5] {
+    /// opened, connect p50 and p99, with `tls` the TLS handshake p50 and p99, then first
+    /// byte p50 and p99, in ms; "–" where nothing was measured.
+    pub fn connect_ttfb_cells(&self, tls: bool) -> Vec<String> {
         let cell = |l: &LatencySummary, v: f64| {
             if l.count == 0 {
                 "–".to_string()
@@ -200,13 +209,18 @@ impl StepReport {
                 format!("{v:.2}")
             }
         };
-        [
+        let mut cells = vec![
             self.connect.count.to_string(),
             cell(&self.connect, self.connect.p50_ms),
             cell(&self.connect, self.connect.p99_ms),
-            cell(&self.ttfb, self.ttfb.p50_ms),
-            cell(&self.ttfb, self.ttfb.p99_ms),
-        ]
+        ];
+        if tls {
+            cells.push(cell(&self.tls, self.tls.p50_ms));
+            cells.push(cell(&self.tls, self.tls.p99_ms));
+        }
+        cells.push(cell(&self.ttfb, self.ttfb.p50_ms));
+        cells.push(cell(&self.ttfb, self.ttfb.p99_ms));
+        cells
     }
 }
 
@@ -297,10 +311,12 @@ impl Report {
                         latency: LatencySummary::of(&st.latency),
                         ttfb: LatencySummary::of(&st.ttfb),
                         connect: LatencySummary::of(&st.connect),
+                        tls: LatencySummary::of(&st.tls),
                         failures: by_class,
                         histogram: histogram::encode(&st.latency),
                         ttfb_histogram: histogram::encode(&st.ttfb),
                         connect_histogram: histogram::encode(&st.connect),
+                        tls_histogram: histogram::encode(&st.tls),
                     }
                 })
                 .collect(),
@@ -339,6 +355,10 @@ impl Report {
                 st.connect = histogram::decode(&rep.connect_histogram)
                     .with_context(|| format!("the connect histogram of step '{}'", rep.name))?;
             }
+            if !rep.tls_histogram.is_empty() {
+                st.tls = histogram::decode(&rep.tls_histogram)
+                    .with_context(|| format!("the TLS histogram of step '{}'", rep.name))?;
+            }
         }
         for f in &self.failures {
             if let Some(st) = stats.steps.iter_mut().find(|s| s.name == f.step) {
@@ -362,6 +382,12 @@ impl Report {
         stats.timeline = self.timeline.clone();
         stats.availability = self.availability.clone();
         Ok(stats)
+    }
+
+    /// Whether the run was over TLS: any step has TLS handshakes, or the target is
+    /// `https://` (the connect tables then get TLS columns).
+    pub fn over_tls(&self) -> bool {
+        self.config.target.starts_with("https://") || self.steps.iter().any(|s| s.tls.count > 0)
     }
 
     /// Whether every threshold passed and no baseline row regressed.

@@ -120,10 +120,21 @@ impl Exporter for Terminal {
         if r.partial {
             out.push_str("PARTIAL: the run was interrupted; figures cover finished flows only.\n");
         }
+        if r.config.insecure {
+            out.push_str(
+                "INSECURE: run with --insecure; the server's TLS certificate was not verified.\n",
+            );
+        }
         out.push_str(&r.metrics_block());
         out.push('\n');
         out.push_str(&t.to_string());
         out.push('\n');
+        for s in r.steps.iter().filter(|s| s.tls.count > 0) {
+            out.push_str(&format!(
+                "TLS handshakes ({}): {} (one per connection opened), p50 {:.2} ms, p99 {:.2} ms\n",
+                s.name, s.tls.count, s.tls.p50_ms, s.tls.p99_ms
+            ));
+        }
         if r.config.load_model == "open" {
             out.push_str(&format!(
                 "open loop: 'flow (ok)' is service time; 'from intended start' is corrected for coordinated omission. late flows: {}, dropped: {}\n",

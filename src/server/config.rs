@@ -56,6 +56,8 @@ pub struct ServerConfig {
     pub refresh_ttl: Duration,
     /// Login and registration rate limits.
     pub rate_limit: RateLimitConfig,
+    /// Serve HTTPS with this certificate; plain HTTP when `None`.
+    pub tls: Option<super::tls::TlsIdentity>,
 }
 
 /// Default refresh-token lifetime: 30 days.
@@ -105,6 +107,7 @@ impl ServerConfig {
             token_ttl: DEFAULT_TOKEN_TTL,
             refresh_ttl: DEFAULT_REFRESH_TTL,
             rate_limit: RateLimitConfig::default(),
+            tls: None,
         }
     }
 }
@@ -134,6 +137,7 @@ impl fmt::Debug for ServerConfig {
             .field("token_ttl", &self.token_ttl)
             .field("refresh_ttl", &self.refresh_ttl)
             .field("rate_limit", &self.rate_limit)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }

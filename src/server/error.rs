@@ -53,6 +53,9 @@ pub enum ServerError {
     /// The OS refused to start the server thread.
     #[error("could not start the server thread")]
     Thread(#[source] std::io::Error),
+    /// The TLS certificate could not be generated or used.
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
     /// The server thread ended before reporting that it was listening.
     #[error("the server thread exited before it started listening")]
     ThreadExited,

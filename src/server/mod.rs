@@ -17,7 +17,7 @@
 //! `ratelimit` (per account and per IP), `hashing` (bcrypt, where it runs),
 //! `jwt` (tokens), `extract` (API key, body and token checks), `handlers`
 //! (endpoints), `error` (errors to responses), `serve` (thread, runtime,
-//! shutdown).
+//! shutdown), `tls` (HTTPS: the generated certificate and the TLS listener).
 
 mod config;
 mod error;
@@ -30,6 +30,7 @@ mod serve;
 mod sessions;
 mod state;
 mod store;
+mod tls;
 
 use axum::middleware;
 use axum::routing::{get, post};
@@ -41,6 +42,7 @@ pub use config::{
 pub use error::ServerError;
 pub use serve::{spawn, spawn_with_ctrl_c, ServerHandle, SHUTDOWN_GRACE};
 pub use state::AppState;
+pub use tls::{TlsIdentity, TlsListener};
 
 /// The router with `state` applied, ready to serve or to call with
 /// `tower::ServiceExt::oneshot`.

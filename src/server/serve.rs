@@ -1,7 +1,9 @@
 //! Serving [`app`](super::app) for real: on its own OS thread with its own
 //! tokio runtime, so the server and a load generator in the same process
 //! never compete for executor threads (a busy generator cannot delay the
-//! server's accept loop, nor the reverse), plus a handle to stop it.
+//! server's accept loop, nor the reverse), plus a handle to stop it. With a
+//! TLS identity in the config it serves HTTPS through
+//! [`TlsListener`](super::tls::TlsListener), the same app behind it.
 //!
 //! Runtime per [`HashMode`]:
 //!
@@ -19,12 +21,14 @@
 //! bounded by [`SHUTDOWN_GRACE`], so stopping never hangs on a stalled
 //! client.
 
-use std::future::IntoFuture;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::runtime::{Builder, Runtime};
 use tokio::sync::watch;
 
@@ -43,6 +47,8 @@ const POOL_WORKER_THREADS: usize = 2;
 /// running until it is stopped some other way (Ctrl-C).
 pub struct ServerHandle {
     addr: SocketAddr,
+    /// Serving HTTPS.
+    tls: bool,
     stop: Arc<watch::Sender<bool>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -53,9 +59,10 @@ impl ServerHandle {
         self.addr
     }
 
-    /// `http://IP:PORT`, without a trailing slash.
+    /// `http://IP:PORT` (`https://` when serving TLS), without a trailing slash.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Stops the server gracefully and waits for its thread to end.
@@ -113,6 +120,7 @@ fn start(
     addr: SocketAddr,
     stop_on_ctrl_c: bool,
 ) -> Result<ServerHandle, ServerError> {
+    let tls = cfg.tls.is_some();
     let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<SocketAddr, ServerError>>(1);
     let (stop, stop_rx) = watch::channel(false);
     let stop = Arc::new(stop);
@@ -131,10 +139,12 @@ fn start(
                 runtime,
                 listener,
                 state,
+                tls,
             } = ready;
             runtime.block_on(run(
                 listener,
                 state,
+                tls,
                 thread_stop,
                 stop_rx,
                 stop_on_ctrl_c,
@@ -148,6 +158,7 @@ fn start(
     match ready_rx.recv() {
         Ok(Ok(addr)) => Ok(ServerHandle {
             addr,
+            tls,
             stop,
             thread: Some(thread),
         }),
@@ -166,6 +177,7 @@ struct Prepared {
     runtime: Runtime,
     listener: std::net::TcpListener,
     state: AppState,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Everything that can fail at startup, in the order that fails cheapest:
@@ -174,6 +186,7 @@ struct Prepared {
 fn prepare(cfg: ServerConfig, addr: SocketAddr) -> Result<Prepared, ServerError> {
     let mode = cfg.hash_mode;
     let hash_threads = cfg.hash_threads;
+    let tls = cfg.tls.as_ref().map(|t| t.server_config()).transpose()?;
     let state = AppState::new(cfg)?;
     let bind_error = |source| ServerError::Bind { addr, source };
     let listener = std::net::TcpListener::bind(addr).map_err(bind_error)?;
@@ -183,6 +196,7 @@ fn prepare(cfg: ServerConfig, addr: SocketAddr) -> Result<Prepared, ServerError>
         runtime,
         listener,
         state,
+        tls,
     })
 }
 
@@ -201,6 +215,7 @@ fn build_runtime(mode: HashMode, hash_threads: usize) -> std::io::Result<Runtime
 async fn run(
     listener: std::net::TcpListener,
     state: AppState,
+    tls: Option<Arc<rustls::ServerConfig>>,
     stop: Arc<watch::Sender<bool>>,
     stop_rx: watch::Receiver<bool>,
     stop_on_ctrl_c: bool,
@@ -227,7 +242,6 @@ async fn run(
             }
         });
     }
-    let _ = ready_tx.send(Ok(addr));
 
     // A closed channel (every sender gone) also means stop.
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -235,9 +249,27 @@ async fn run(
     };
     // Connect info gives handlers the peer address, for per-IP rate limits.
     let app = super::app(state).into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(stopped(stop_rx.clone()))
-        .into_future();
+    let server: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
+        None => Box::pin(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped(stop_rx.clone()))
+                .into_future(),
+        ),
+        // `tap_io` is only there for the connect info: axum provides the peer address
+        // for a `TcpListener` and for a tapped listener, not for any listener.
+        Some(config) => match super::tls::TlsListener::new(listener, config) {
+            Ok(l) => Box::pin(
+                axum::serve(l.tap_io(|_| {}), app)
+                    .with_graceful_shutdown(stopped(stop_rx.clone()))
+                    .into_future(),
+            ),
+            Err(e) => {
+                let _ = ready_tx.send(Err(ServerError::Runtime(e)));
+                return;
+            }
+        },
+    };
+    let _ = ready_tx.send(Ok(addr));
     let deadline = async move {
         stopped(stop_rx).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;

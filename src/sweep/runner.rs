@@ -243,6 +243,8 @@ async fn sweep_spawned(
     let command = sp.command.replace("{cost}", &cost.to_string());
     progress(&format!("cost {cost}: starting `{command}`"));
     let spawn_err = |source| SweepError::Spawn { cost, source };
+    let tls = crate::tls::for_target(&sp.target, &sp.tls, &[])
+        .map_err(|e| SweepError::Config(e.to_string()))?;
     // The guard kills the whole process group on every way out of this function.
     let mut group = spawn::ProcessGroup::start(&command).map_err(spawn_err)?;
     let ready_url = format!(
@@ -251,9 +253,15 @@ async fn sweep_spawned(
         sp.ready_path.trim_start_matches('/')
     );
     let mut stop_rx = stop.clone();
-    match spawn::wait_ready(&mut group, &ready_url, sp.ready_timeout, &mut stop_rx)
-        .await
-        .map_err(spawn_err)?
+    match spawn::wait_ready(
+        &mut group,
+        &ready_url,
+        sp.ready_timeout,
+        &mut stop_rx,
+        tls.as_ref(),
+    )
+    .await
+    .map_err(spawn_err)?
     {
         spawn::Readiness::Ready => {}
         spawn::Readiness::Stopped => {
@@ -265,6 +273,7 @@ async fn sweep_spawned(
     let run_opts = RunOptions {
         target: Some(sp.target.clone()),
         api_key: sp.api_key.clone(),
+        tls: sp.tls.clone(),
         ..run_options(opts, cost)
     };
     let result = crate::run(&run_opts, stop_future(stop)).await;

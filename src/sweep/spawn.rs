@@ -51,6 +51,8 @@ pub struct SpawnOptions {
     pub api_key: Option<String>,
     /// The service's time per hash at each cost, if the user knows it (for the capacity).
     pub hash_time_ms: Option<f64>,
+    /// TLS settings for an `https://` target (the readiness check and the runs).
+    pub tls: crate::options::TlsOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -260,8 +262,9 @@ pub async fn wait_ready(
     url: &str,
     timeout: Duration,
     stop: &mut watch::Receiver<bool>,
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
 ) -> Result<Readiness, SpawnError> {
-    let client = reqwest::Client::builder()
+    let client = crate::tls::reqwest_tls(reqwest::Client::builder(), tls)
         .no_proxy()
         .build()
         .map_err(|e| SpawnError::Client(e.to_string()))?;

@@ -69,6 +69,7 @@ fn report(s: &Stats, wall_s: f64) -> Report {
             hash_mode: None,
             think: None,
             data: None,
+            insecure: false,
         },
         wall: Duration::from_secs_f64(wall_s),
         partial: false,

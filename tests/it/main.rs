@@ -15,4 +15,5 @@ mod server;
 mod session;
 mod support;
 mod sweep;
+mod tls;
 mod truth;

@@ -60,6 +60,7 @@ fn sample_report(partial: bool) -> Report {
             hash_mode: None,
             think: None,
             data: None,
+            insecure: false,
         },
         wall: Duration::from_millis(1_234),
         partial,

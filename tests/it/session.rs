@@ -72,6 +72,7 @@ async fn run_engine(
             Duration::from_secs(10),
             Duration::from_secs(5),
             4,
+            None,
         )
         .await
         .map(Arc::new),

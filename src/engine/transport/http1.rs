@@ -1,18 +1,21 @@
-//! The hot path's HTTP/1.1 client for `http://` targets: hyper's connection-level API, one
-//! keep-alive connection per flow in flight, kept in a small pool between flows.
+//! The hot path's HTTP/1.1 client for `http://` and `https://` targets: hyper's
+//! connection-level API, one keep-alive connection per flow in flight, kept in a small pool
+//! between flows. For `https://` a new connection is a TCP connect, then a TLS handshake
+//! (tokio-rustls, the run's one rustls config), then the same HTTP/1.1 connection over the
+//! encrypted stream: same pool, same timers, and the handshake timed on its own.
 //!
-//! reqwest (used for `https://` targets and by `check`) wraps this same hyper client in
-//! URL conversion, redirect and retry layers and a connection pool keyed by host; on the
-//! health scenario those cost about twice hyper's own per-request CPU, enough to make the
-//! harness, not the server, the bottleneck. Here a flow takes a connection, sends its
-//! requests on it in order, and gives it back: no per-request URL parsing, no pool lookup.
-//! A request is never retried once sent; a pooled connection found closed before sending
-//! is replaced (the request had not left).
+//! reqwest (used by `check`, and when the target's host does not resolve up front) wraps
+//! this same hyper client in URL conversion, redirect and retry layers and a connection
+//! pool keyed by host; on the health scenario those cost about twice hyper's own
+//! per-request CPU, enough to make the harness, not the server, the bottleneck. Here a
+//! flow takes a connection, sends its requests on it in order, and gives it back: no
+//! per-request URL parsing, no pool lookup. A request is never retried once sent; a pooled
+//! connection found closed before sending is replaced (the request had not left).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -22,7 +25,10 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{HeaderMap, HeaderValue, HOST};
 use hyper::Uri;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
+use tokio_rustls::TlsConnector;
 
 use super::micros;
 use crate::scenario::Scenario;
@@ -46,7 +52,22 @@ pub struct Attempt {
     pub total_us: u64,
     /// Set when the request opened a new connection and the connect succeeded.
     pub connect_us: Option<u64>,
+    /// Set when that connection's TLS handshake succeeded (`https://` only).
+    pub tls_us: Option<u64>,
     pub result: Result<Exchange, FailureKind>,
+}
+
+/// TLS for an `https://` target: the connector and the name its certificate must carry.
+struct Tls {
+    connector: TlsConnector,
+    name: ServerName<'static>,
+}
+
+/// A new connection and what opening it took.
+struct Opened {
+    conn: Conn,
+    connect_us: u64,
+    tls_us: Option<u64>,
 }
 
 /// The target and the idle connections.
@@ -59,26 +80,34 @@ pub struct Http1 {
     static_uris: Vec<Option<Uri>>,
     timeout: Duration,
     connect_timeout: Duration,
+    /// Set for `https://` targets.
+    tls: Option<Tls>,
     idle: Mutex<Vec<Conn>>,
     /// Keep at most this many idle connections.
     max_idle: usize,
 }
 
 impl Http1 {
-    /// For an `http://` base URL whose host resolves now; `None` otherwise (the caller then
-    /// uses reqwest).
+    /// For an `http://` base URL, or an `https://` one given its TLS config, whose host
+    /// resolves now; `None` otherwise (the caller then uses reqwest).
     pub async fn for_target(
         base_url: &str,
         scenario: &Scenario,
         timeout: Duration,
         connect_timeout: Duration,
         max_idle: usize,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Option<Http1> {
         let url = reqwest::Url::parse(base_url).ok()?;
-        if url.scheme() != "http" {
-            return None;
-        }
         let host = url.host_str()?.to_string();
+        let tls = match (url.scheme(), tls) {
+            ("http", _) => None,
+            ("https", Some(config)) => Some(Tls {
+                connector: TlsConnector::from(config),
+                name: crate::tls::server_name(&host)?,
+            }),
+            _ => return None,
+        };
         let port = url.port_or_known_default()?;
         let addr = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
             .await
@@ -102,6 +131,7 @@ impl Http1 {
             static_uris,
             timeout,
             connect_timeout,
+            tls,
             idle: Mutex::new(Vec::new()),
             max_idle,
         })
@@ -129,9 +159,9 @@ impl Http1 {
         }
     }
 
-    /// Opens a connection; also returns how long that took (TCP connect and hyper's
-    /// handshake, which for HTTP/1 sends nothing).
-    async fn connect(&self) -> Result<(Conn, u64), FailureKind> {
+    /// Opens a connection: the TCP connect (timed), then for `https://` the TLS handshake
+    /// (timed on its own), then hyper's HTTP/1 handshake, which sends nothing.
+    async fn connect(&self) -> Result<Opened, FailureKind> {
         let start = Instant::now();
         let stream = tokio::time::timeout(
             self.connect_timeout,
@@ -140,15 +170,27 @@ impl Http1 {
         .await
         .map_err(|_| FailureKind::Timeout)?
         .map_err(|_| FailureKind::Connect)?;
+        let connect_us = micros(start.elapsed());
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        let Some(tls) = &self.tls else {
+            return Ok(Opened {
+                conn: over(stream).await?,
+                connect_us,
+                tls_us: None,
+            });
+        };
+        let start = Instant::now();
+        let stream = tls
+            .connector
+            .connect(tls.name.clone(), stream)
             .await
-            .map_err(|_| FailureKind::Connect)?;
-        tokio::spawn(async move {
-            // Ends when the connection closes; its errors surface on the sender.
-            let _ = conn.await;
-        });
-        Ok((sender, micros(start.elapsed())))
+            .map_err(|_| FailureKind::Tls)?;
+        let tls_us = micros(start.elapsed());
+        Ok(Opened {
+            conn: over(stream).await?,
+            connect_us,
+            tls_us: Some(tls_us),
+        })
     }
 
     /// Sends `req` on `conn` (connecting first if there is none or it has closed) and
@@ -166,7 +208,7 @@ impl Http1 {
         timer
             .as_mut()
             .reset(tokio::time::Instant::from_std(start) + self.timeout);
-        let mut connect_us = None;
+        let (mut connect_us, mut tls_us) = (None, None);
         let work = async {
             let fresh = match conn.take() {
                 Some(mut c) => match c.ready().await {
@@ -180,9 +222,10 @@ impl Http1 {
             let mut sender = match fresh {
                 Ok(c) => c,
                 Err(()) => {
-                    let (c, us) = self.connect().await?;
-                    connect_us = Some(us);
-                    c
+                    let opened = self.connect().await?;
+                    connect_us = Some(opened.connect_us);
+                    tls_us = opened.tls_us;
+                    opened.conn
                 }
             };
             let resp = sender
@@ -223,7 +266,23 @@ impl Http1 {
         Attempt {
             total_us: micros(start.elapsed()),
             connect_us,
+            tls_us,
             result,
         }
     }
+}
+
+/// An HTTP/1 connection over `io` (plain TCP or TLS), its driver spawned.
+async fn over<I>(io: I) -> Result<Conn, FailureKind>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|_| FailureKind::Connect)?;
+    tokio::spawn(async move {
+        // Ends when the connection closes; its errors surface on the sender.
+        let _ = conn.await;
+    });
+    Ok(sender)
 }

@@ -1,9 +1,9 @@
 //! The transport: sends one request, already rendered, and reads its whole response,
 //! timed from just before the request is handed to the client (time to first byte,
-//! total, and the connect time when the request opened a connection). Two clients:
-//! [`http1`], hyper's connection-level HTTP/1.1 client with its own keep-alive pool, for
-//! `http://` targets (the hot path), and reqwest for everything else (`https://`,
-//! `check`). TLS for the fast path belongs here too.
+//! total, and the connect and TLS handshake times when the request opened a connection).
+//! Two clients: [`http1`], hyper's connection-level HTTP/1.1 client with its own
+//! keep-alive pool, for `http://` and `https://` targets (the hot path), and reqwest for
+//! the rest (`check`, a host that did not resolve up front), with the same TLS config.
 //!
 //! It knows nothing of flows: it renders no template, checks no status, extracts
 //! nothing and records no sample (that is [`super::flow`]'s job), and it never retries a
@@ -28,6 +28,8 @@ pub struct Times {
     pub ttfb_us: u64,
     /// Set when the request opened a connection (hyper path only).
     pub connect_us: Option<u64>,
+    /// Set when that connection's TLS handshake succeeded (hyper path, `https://`).
+    pub tls_us: Option<u64>,
 }
 
 /// A response, read whole. `headers` is empty unless the caller asked to keep them.
@@ -51,6 +53,7 @@ impl From<http1::Attempt> for Sent {
                     total_us: ex.total_us,
                     ttfb_us: ex.ttfb_us,
                     connect_us: a.connect_us,
+                    tls_us: a.tls_us,
                 },
                 response: Ok(Response {
                     status: ex.status,
@@ -63,6 +66,7 @@ impl From<http1::Attempt> for Sent {
                     total_us: a.total_us,
                     ttfb_us: 0,
                     connect_us: a.connect_us,
+                    tls_us: a.tls_us,
                 },
                 response: Err(k),
             },
@@ -104,6 +108,7 @@ pub async fn send_reqwest(
             total_us: micros(start.elapsed()),
             ttfb_us,
             connect_us: None,
+            tls_us: None,
         },
         response: result.map_err(|e| classify(&e)),
     }
