@@ -341,7 +341,7 @@ pub struct Scenario {
     pub cookies: bool,
     /// The `[data]` feeder: rows of existing accounts, one per flow.
     pub data: Option<Data>,
-    /// The `[vars]` names with their slots, in file order (what `--save-users` writes).
+    /// The `[vars]` names with their slots, in name order (what `--save-users` writes).
     pub var_names: Vec<(String, usize)>,
 }
 
