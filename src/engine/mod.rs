@@ -20,6 +20,7 @@
 //! Memory is bounded by the number of flows in flight, never by the number of flows run.
 
 pub mod breaker;
+mod collector;
 pub mod cookies;
 pub mod feed;
 pub mod flow;
@@ -34,27 +35,21 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::SeedableRng;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::outage::OutageTracker;
 use crate::plan::{Arrival, LoadModel, Plan};
 use crate::scenario::Scenario;
-use crate::stats::{new_histogram, record, Batch, Sample, Stats};
-use crate::timeline::TimelineBuilder;
+use crate::stats::{Batch, Stats};
 use breaker::Breaker;
+use collector::collect;
+pub use collector::progress_bar;
 use flow::{FlowContext, FlowEnd, FlowState, FlowTiming};
 use transport::micros;
 
 /// A flow that starts this much after its intended start is counted late.
 pub const LATE_AFTER: Duration = Duration::from_millis(10);
-
-/// The most flows' samples the collector takes from the channel at once.
-const COLLECT_AT_ONCE: usize = 256;
-/// How long the collector lets samples gather after a wake-up that found few.
-const COLLECT_PAUSE: Duration = Duration::from_millis(1);
 
 /// Makes a fresh HTTP client, for `--connections per-flow` (a new user, new connections).
 pub type ClientFactory = Arc<dyn Fn() -> reqwest::Client + Send + Sync>;
@@ -421,178 +416,6 @@ fn next_stage_start(plan: &Plan, t: Duration) -> Duration {
         }
     }
     Duration::MAX
-}
-
-/// The collector: folds samples into stats and the per-second timeline; updates the
-/// progress bar with flows done, success rate and the p99 of the last few seconds.
-async fn collect(
-    mut rx: mpsc::Receiver<Batch>,
-    mut stats: Stats,
-    bar: ProgressBar,
-    shared: Arc<Shared>,
-    t0: tokio::time::Instant,
-) -> Stats {
-    let mut timeline = TimelineBuilder::default();
-    let mut outages = OutageTracker::default();
-    let mut ticks = tokio::time::interval_at(
-        tokio::time::Instant::now() + Duration::from_secs(1),
-        Duration::from_secs(1),
-    );
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut window = new_histogram();
-    let mut window_p99 = 0.0;
-    // Everything waiting is taken at each wake-up, so the select (and its timer poll) is
-    // paid once per wake-up rather than once per flow.
-    let mut batches: Vec<Batch> = Vec::with_capacity(COLLECT_AT_ONCE);
-    loop {
-        tokio::select! {
-            n = rx.recv_many(&mut batches, COLLECT_AT_ONCE) => if n == 0 {
-                break;
-            },
-            _ = ticks.tick() => {
-                timeline.tick(shared.started.load(Ordering::Relaxed));
-                // The rolling p99 shown on the bar covers the last 5 seconds.
-                if timeline.seconds() % 5 == 0 {
-                    window_p99 = window.value_at_quantile(0.99) as f64 / 1e6;
-                    window.reset();
-                }
-                continue;
-            }
-        };
-        let full = batches.len() == COLLECT_AT_ONCE;
-        // Samples arrive when their flow ends (within the pause below), so the time of
-        // arrival is the time of the flow's end, to about a millisecond.
-        let now_s = t0.elapsed().as_secs_f64();
-        for batch in batches.drain(..) {
-            observe(&mut outages, now_s, &batch);
-            for s in batch {
-                fold(&mut stats, &mut timeline, &bar, &mut window, window_p99, s);
-            }
-        }
-        if !full {
-            // Let samples gather for a moment: woken by every flow, the collector cost
-            // about 5% of the harness's CPU in task switches alone at 80k flows/s. The
-            // channel holds 4096 flows, so senders never wait on this pause below
-            // ~4M flows/s; samples reach the stats at most a millisecond later.
-            tokio::time::sleep(COLLECT_PAUSE).await;
-        }
-    }
-    stats.timeline = timeline.finish(shared.started.load(Ordering::Relaxed));
-    stats.availability = outages.finish(
-        t0.elapsed().as_secs_f64(),
-        stats.flows_total(),
-        stats.flows_ok(),
-    );
-    crate::outage::latency_recovery(&mut stats.availability, &stats.timeline);
-    bar.finish_and_clear();
-    stats
-}
-
-/// Feeds one flow's (or probe's) end to the outage tracker; `now_s` is when it ended.
-fn observe(outages: &mut OutageTracker, now_s: f64, batch: &Batch) {
-    let mut failure = None;
-    for s in batch {
-        match s {
-            Sample::Probe { ok } => outages.on_probe(now_s, *ok),
-            Sample::Step {
-                failure: Some(f), ..
-            } => failure = Some(f),
-            Sample::Flow {
-                elapsed_us,
-                failed_step,
-                measured: true,
-                ..
-            } => {
-                let started = now_s - *elapsed_us as f64 / 1e6;
-                match (failed_step, failure) {
-                    (None, _) => outages.on_ok_flow(started, now_s),
-                    (Some(_), Some(f)) => outages.on_failed_flow(started, now_s, f),
-                    (Some(_), None) => {}
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Folds one sample into the stats and the timeline, and moves the progress bar on for
-/// a finished flow.
-fn fold(
-    stats: &mut Stats,
-    timeline: &mut TimelineBuilder,
-    bar: &ProgressBar,
-    window: &mut hdrhistogram::Histogram<u64>,
-    window_p99: f64,
-    s: Sample,
-) {
-    let flow = match &s {
-        Sample::Flow {
-            elapsed_us,
-            lateness_us,
-            failed_step,
-            measured: true,
-        } => Some((
-            elapsed_us.saturating_add(*lateness_us),
-            failed_step.is_none(),
-        )),
-        Sample::Step {
-            failure: Some(_), ..
-        } => {
-            timeline.on_error();
-            None
-        }
-        _ => None,
-    };
-    let warmup_done = matches!(
-        s,
-        Sample::Flow {
-            measured: false,
-            ..
-        }
-    );
-    stats.record(s);
-    if let Some((us, ok)) = flow {
-        timeline.on_flow(us, ok);
-    }
-    if (flow.is_some() || warmup_done) && !bar.is_hidden() {
-        if let Some((us, _)) = flow {
-            record(window, us);
-        }
-        bar.inc(1);
-        let total = stats.flows_total();
-        bar.set_message(format!(
-            "ok {:.1}% | p99 (last 5s) {:.3}s",
-            100.0 * stats.flows_ok() as f64 / total.max(1) as f64,
-            if window_p99 > 0.0 {
-                window_p99
-            } else {
-                window.value_at_quantile(0.99) as f64 / 1e6
-            }
-        ));
-    }
-}
-
-/// The progress bar: drawn on stderr only when asked for and stdout is a terminal, so
-/// piped or CI output carries no control codes.
-pub fn progress_bar(wanted: bool, color: bool, total: Option<u64>) -> ProgressBar {
-    use std::io::IsTerminal;
-    if !wanted || !std::io::stdout().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
-    let template = match (total.is_some(), color) {
-        (true, true) => {
-            "{spinner:.green} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} flows {msg}"
-        }
-        (true, false) => "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} flows {msg}",
-        (false, true) => "{spinner:.green} [{elapsed_precise}] {pos} flows {msg}",
-        (false, false) => "{spinner} [{elapsed_precise}] {pos} flows {msg}",
-    };
-    if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style);
-    }
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
 }
 
 fn random_run_id() -> String {
