@@ -76,7 +76,7 @@ pub struct RunArgs {
     /// `inline` (on its single event-loop thread, as a one-worker async service does).
     #[arg(long, value_enum, default_value = "pool", conflicts_with = "target")]
     pub hash_mode: HashModeArg,
-    /// Write the [vars] (and [data] columns) of the flows that succeeded to this CSV file,
+    /// Write the `[vars]` (and `[data]` columns) of the flows that succeeded to this CSV file,
     /// e.g. the accounts a registration run created, to feed a later login run.
     #[arg(long, value_name = "FILE")]
     pub save_users: Option<PathBuf>,

@@ -1,6 +1,6 @@
 //! The preflight's TLS handshake, and a failed handshake in one line: the cause and the
 //! flag that fixes it ("certificate not trusted (self-signed): pass --cacert FILE ...").
-//! [`crate::preflight`] calls [`probe`] before any load, so an untrusted certificate, a
+//! `crate::preflight` calls [`probe`] before any load, so an untrusted certificate, a
 //! name mismatch, a protocol failure or a missing client certificate stops the run (exit
 //! 3) instead of failing every flow with the same error.
 
