@@ -142,7 +142,7 @@ impl Exporter for Terminal {
             ));
         } else {
             out.push_str(
-                "closed loop: latencies are service times (a slow server slows the load).\n",
+                "closed loop: latencies are service times (a slow server slows the load); a refused port is backed off (10 ms doubling to 1 s), never hammered.\n",
             );
         }
         let a = &r.availability;
