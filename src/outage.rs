@@ -1,5 +1,6 @@
 //! Outages during a run: spans where every attempt failed because the target was not
-//! serving (refused or broken connections, timeouts, 5xx), found as the collector sees
+//! serving (refused or broken connections, 5xx; not request timeouts, which a queueing
+//! server gives while it is up), found as the collector sees
 //! flows end, and the availability figures around them (success rate outside the
 //! windows, time to recover). Streaming and bounded: it keeps the windows found and one
 //! pending span, never a record per flow.
@@ -95,10 +96,12 @@ impl Availability {
     }
 }
 
-/// A failure that means the target was not serving, rather than serving wrongly.
+/// A failure that means the target was not serving, rather than serving wrongly. A
+/// timeout is not one: a server that queues (one event loop hashing inline) times requests
+/// out while it is up and working, and calling that an outage would hide the diagnosis.
 pub fn is_outage(kind: &FailureKind) -> bool {
     match kind {
-        FailureKind::Connect | FailureKind::Transport | FailureKind::Timeout => true,
+        FailureKind::Connect | FailureKind::Transport => true,
         FailureKind::Status(code) => (500..=599).contains(code),
         FailureKind::Loaded { class, .. } => matches!(&**class, "connect" | "transport"),
         _ => false,
@@ -343,6 +346,18 @@ mod tests {
         assert_eq!(a.flows_in_outages, 2);
         assert_eq!(a.success_rate_outside, 1.0);
         assert_eq!(a.connection_probes, 3);
+    }
+
+    #[test]
+    fn timeouts_of_a_queueing_server_are_not_an_outage() {
+        let mut t = OutageTracker::default();
+        t.on_ok_flow(0.0, 0.5);
+        for i in 0..10 {
+            t.on_failed_flow(0.0, 1.0 + f64::from(i) * 0.01, &FailureKind::Timeout);
+        }
+        t.on_ok_flow(0.9, 1.5);
+        let a = t.finish(2.0, 12, 2);
+        assert!(a.outages.is_empty(), "{a:?}");
     }
 
     #[test]

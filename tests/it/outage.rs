@@ -124,7 +124,10 @@ fn check_window(r: &Report) {
     assert_eq!(r.summary.failed_flows, a.flows_in_outages, "{a:?}");
 }
 
+/// Ignored in the default run and run alone by scripts/test.sh: the window is checked
+/// against the truth to ±100 ms, which other tests loading both cores would blur.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "times the window to ±100 ms: scripts/test.sh runs it alone"]
 async fn a_closed_loop_finds_the_window_and_does_not_hammer_the_dead_port() {
     let server = Restartable::start(0).await;
     let r = run_through_an_outage(opts(server.addr, LoadModel::Closed, 8.0), server).await;
@@ -150,7 +153,10 @@ async fn a_closed_loop_finds_the_window_and_does_not_hammer_the_dead_port() {
     assert!(r.summary.total_flows > 500, "{}", r.summary.total_flows);
 }
 
+/// Ignored in the default run and run alone by scripts/test.sh: the window is checked
+/// against the truth to ±100 ms, which other tests loading both cores would blur.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "times the window to ±100 ms: scripts/test.sh runs it alone"]
 async fn an_open_loop_keeps_its_schedule_and_counts_the_arrivals_it_lost() {
     let server = Restartable::start(0).await;
     let model = LoadModel::Open {
