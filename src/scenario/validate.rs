@@ -321,12 +321,7 @@ impl<'a> Diagnostics<'a> {
             match regex::Regex::new(pattern) {
                 Ok(re) => Some(CheckSpec::Ready(Expectation::Matches(re))),
                 Err(e) => {
-                    let first = e.to_string();
-                    let last = first.lines().last().unwrap_or("").trim().to_string();
-                    self.err(
-                        at,
-                        format!("`{pattern}` is not a valid regular expression: {last}"),
-                    );
+                    self.err(at, regex_error(pattern, &e));
                     None
                 }
             }
@@ -411,6 +406,14 @@ pub fn parse_status_pattern(p: &str) -> Result<(u16, u16), String> {
         return Ok((lo, hi));
     }
     code(p).map(|c| (c, c))
+}
+
+/// A regular expression that does not compile, in one line: the pattern and the last line
+/// of the regex crate's message (its first lines repeat the pattern with a caret).
+pub(crate) fn regex_error(pattern: &str, e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text.lines().last().unwrap_or("").trim();
+    format!("`{pattern}` is not a valid regular expression: {last}")
 }
 
 #[cfg(test)]

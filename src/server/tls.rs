@@ -58,6 +58,20 @@ impl TlsIdentity {
         })
     }
 
+    /// A certificate and its PKCS#8 private key, both PEM (one certificate).
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<TlsIdentity, ServerError> {
+        use rustls::pki_types::pem::PemObject;
+        let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+            .map_err(|e| ServerError::Tls(format!("certificate: {e}")))?;
+        let key = PrivatePkcs8KeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|e| ServerError::Tls(format!("private key: {e}")))?;
+        Ok(TlsIdentity {
+            cert,
+            cert_pem: cert_pem.to_string(),
+            key: key.secret_pkcs8_der().to_vec(),
+        })
+    }
+
     /// The certificate, for a client's roots.
     pub fn cert_der(&self) -> &CertificateDer<'static> {
         &self.cert

@@ -6,13 +6,12 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::ResolvesClientCert;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{AlertDescription, CertificateError, ClientConfig};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -114,7 +113,7 @@ async fn peer_certificate(
     name: ServerName<'static>,
     timeout: Duration,
 ) -> Option<CertificateDer<'static>> {
-    let keep = Arc::new(KeepCertificate(Mutex::new(None), super::provider()));
+    let keep = Arc::new(super::AcceptAnyCertificate::keeping(super::provider()));
     let config = ClientConfig::builder_with_provider(super::provider())
         .with_safe_default_protocol_versions()
         .ok()?
@@ -122,8 +121,7 @@ async fn peer_certificate(
         .with_custom_certificate_verifier(keep.clone())
         .with_no_client_auth();
     drop(handshake(addr, name, Arc::new(config), timeout).await);
-    let cert = keep.0.lock().ok()?.take();
-    cert
+    keep.take_kept()
 }
 
 /// The cause of a failed handshake and what fixes it, in one line. `self_signed` says
@@ -152,7 +150,10 @@ pub fn describe(e: &rustls::Error, host: &str, self_signed: Option<bool>) -> Str
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
                 format!("certificate not valid yet (check both machines' clocks), {SKIP}")
             }
-            other => format!("certificate rejected ({other:?}): {SKIP}"),
+            other if format!("{other:?}").contains("CaUsedAsEndEntity") => format!(
+                "the server's certificate is a CA certificate (basicConstraints CA:TRUE, as `openssl req -x509` makes by default): pass exactly that certificate with --cacert FILE, reissue it with `-addext basicConstraints=critical,CA:FALSE`, {SKIP}"
+            ),
+            other => format!("certificate rejected ({other:?}): fix the certificate, {SKIP}"),
         },
         rustls::Error::AlertReceived(alert) => {
             let client_cert = matches!(
@@ -256,51 +257,6 @@ impl ResolvesClientCert for AskedForCertificate {
 
     fn has_certs(&self) -> bool {
         false
-    }
-}
-
-/// Accepts any certificate and keeps the server's, for [`peer_certificate`].
-#[derive(Debug)]
-struct KeepCertificate(
-    Mutex<Option<CertificateDer<'static>>>,
-    Arc<rustls::crypto::CryptoProvider>,
-);
-
-impl ServerCertVerifier for KeepCertificate {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Ok(mut kept) = self.0.lock() {
-            *kept = Some(end_entity.clone().into_owned());
-        }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.1.signature_verification_algorithms.supported_schemes()
     }
 }
 

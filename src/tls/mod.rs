@@ -85,16 +85,25 @@ pub fn client_config(
     let builder = if opts.insecure {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate::new(provider)))
     } else {
         let mut roots = RootCertStore::empty();
         roots.extend(system_roots().roots.iter().cloned());
-        for c in cacerts.into_iter().chain(extra_roots.iter().cloned()) {
+        for c in cacerts.iter().cloned().chain(extra_roots.iter().cloned()) {
             roots
                 .add(c)
                 .map_err(|e| TlsError::Config(format!("--cacert: {e}")))?;
         }
-        builder.with_root_certificates(roots)
+        let webpki =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| TlsError::Config(format!("--cacert: {e}")))?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedOrWebPki {
+                webpki,
+                pinned: cacerts,
+            }))
     };
     let mut config = match client_auth {
         Some((chain, key)) => builder
@@ -183,22 +192,118 @@ pub fn server_name(host: &str) -> Option<ServerName<'static>> {
     ServerName::try_from(host.trim_matches(['[', ']']).to_string()).ok()
 }
 
+/// The roots' verification (webpki), plus one case webpki refuses and curl accepts: the
+/// server presents, as its own certificate, exactly a certificate given with `--cacert`,
+/// but one marked as a CA (`basicConstraints CA:TRUE`, which `openssl req -x509` sets by
+/// default; webpki answers `CaUsedAsEndEntity`). The user pinned that very certificate, so
+/// it is accepted, and its name is still checked against the target's host.
+#[derive(Debug)]
+struct PinnedOrWebPki {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for PinnedOrWebPki {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .webpki
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            // rustls does not name webpki's reason in a type of its own: the Debug text of
+            // `CertificateError::Other` is the one place it shows.
+            Err(e)
+                if format!("{e:?}").contains("CaUsedAsEndEntity")
+                    && self
+                        .pinned
+                        .iter()
+                        .any(|p| p.as_ref() == end_entity.as_ref()) =>
+            {
+                let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_name(&parsed, server_name)?;
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
 /// `--insecure`: any certificate, for any name, is accepted. The handshake signature is
 /// not checked either: a signature by a key nobody vouches for proves nothing, and
 /// checking it would only add CPU to every handshake (curl -k and oha --insecure do the
 /// same).
+///
+/// The preflight's diagnosis uses the same verifier with `kept` set, to read the server's
+/// certificate whatever it is (see `diagnose::peer_certificate`).
 #[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
+pub(crate) struct AcceptAnyCertificate {
+    provider: Arc<CryptoProvider>,
+    /// Where the server's certificate is kept, when the caller wants it.
+    kept: Option<std::sync::Mutex<Option<CertificateDer<'static>>>>,
+}
+
+impl AcceptAnyCertificate {
+    pub(crate) fn new(provider: Arc<CryptoProvider>) -> Self {
+        AcceptAnyCertificate {
+            provider,
+            kept: None,
+        }
+    }
+
+    /// One that keeps the certificate the server presents.
+    pub(crate) fn keeping(provider: Arc<CryptoProvider>) -> Self {
+        AcceptAnyCertificate {
+            provider,
+            kept: Some(std::sync::Mutex::new(None)),
+        }
+    }
+
+    /// The certificate the server presented, if this verifier keeps it and saw one.
+    pub(crate) fn take_kept(&self) -> Option<CertificateDer<'static>> {
+        self.kept.as_ref()?.lock().ok()?.take()
+    }
+}
 
 impl ServerCertVerifier for AcceptAnyCertificate {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
+        end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(Ok(mut kept)) = self.kept.as_ref().map(|k| k.lock()) {
+            *kept = Some(end_entity.clone().into_owned());
+        }
         Ok(ServerCertVerified::assertion())
     }
 
@@ -221,7 +326,9 @@ impl ServerCertVerifier for AcceptAnyCertificate {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

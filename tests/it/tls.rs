@@ -156,6 +156,44 @@ fn an_untrusted_certificate_is_refused_before_any_load_naming_the_fix() {
     assert!(out.contains("Success Rate: 100.00%"), "{out}");
 }
 
+/// A server whose own certificate is marked as a CA (`basicConstraints CA:TRUE`), as
+/// `openssl req -x509` makes by default: webpki refuses it as a server certificate. Given
+/// as `--cacert`, that exact certificate is accepted (its name still checked); without it,
+/// the preflight says what is wrong with it. Found against `openssl s_server`.
+#[test]
+fn a_self_signed_ca_certificate_is_accepted_only_when_pinned_with_cacert() {
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let id = TlsIdentity::from_pem(&cert.pem(), &key.serialize_pem()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("ca-as-leaf.pem");
+    std::fs::write(&pem, cert.pem()).unwrap();
+    let mut cfg = ServerConfig::new(4, "k");
+    cfg.tls = Some(id);
+    let handle = authbench::server::spawn(cfg, ([127, 0, 0, 1], 0).into()).unwrap();
+    let url = handle.base_url().replace("127.0.0.1", "localhost");
+
+    let (code, _, err) = cli(&health_args(&url, &[]));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("is a CA certificate") && err.contains("--cacert FILE"),
+        "{err}"
+    );
+
+    let (code, out, err) = cli(&health_args(&url, &["--cacert", pem.to_str().unwrap()]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("Success Rate: 100.00%"), "{out}");
+
+    // Pinned, but reached by a name it does not carry: refused, and named.
+    let other = url.replace("localhost", "127.0.0.1");
+    let (code, _, err) = cli(&health_args(&other, &["--cacert", pem.to_str().unwrap()]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("hostname mismatch"), "{err}");
+    handle.shutdown();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insecure_accepts_any_certificate_and_every_report_says_so() {
     // A certificate for another name, not trusted: --insecure takes it anyway.

@@ -167,12 +167,7 @@ impl Diagnostics<'_> {
         let re = match regex::bytes::Regex::new(pattern) {
             Ok(re) => re,
             Err(e) => {
-                let first = e.to_string();
-                let last = first.lines().last().unwrap_or("").trim().to_string();
-                self.err(
-                    at,
-                    format!("`{pattern}` is not a valid regular expression: {last}"),
-                );
+                self.err(at, super::regex_error(pattern, &e));
                 return None;
             }
         };
