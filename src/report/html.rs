@@ -581,7 +581,16 @@ impl Exporter for Html {
             None
         };
         let tls = tls.map(|v| ("TLS verification", v.to_string()));
-        for (k, v) in rows.into_iter().chain(optional).chain(tls) {
+        let sources =
+            (!c.source_addrs.is_empty()).then(|| ("source addresses", c.source_addrs.join(", ")));
+        let notes = c.notes.iter().map(|n| ("generator", n.clone()));
+        for (k, v) in rows
+            .into_iter()
+            .chain(optional)
+            .chain(tls)
+            .chain(sources)
+            .chain(notes)
+        {
             let _ = write!(o, "<tr><td>{k}</td><td>{}</td></tr>", esc(&v));
         }
         let _ = write!(

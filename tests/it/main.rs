@@ -2,6 +2,7 @@
 
 mod check;
 mod cli;
+mod connections;
 mod diagnosis;
 mod feeder;
 mod gate;

@@ -11,10 +11,21 @@
 //! flow takes a connection, sends its requests on it in order, and gives it back: no
 //! per-request URL parsing, no pool lookup. A request is never retried once sent; a pooled
 //! connection found closed before sending is replaced (the request had not left).
+//!
+//! Who closes first: the side that closes a TCP connection first keeps it in TIME_WAIT for
+//! 60 s, holding a local port on the generator's side (see [`super::local`]). So when
+//! authbench knows a connection is done (the last request of a flow under `--connections
+//! per-flow`) that request says `Connection: close`; the response is read whole, then the
+//! connection's task waits for the server's FIN (over TLS, its `close_notify`), answers with
+//! its own (`close_notify`, then FIN) and closes: the TIME_WAIT lands on the server. A
+//! server that ignores `Connection: close` is closed by authbench after [`LINGER`]. Idle
+//! pooled connections retired at the end of a run (at most one per flow in flight) and
+//! connections of a flow that failed are closed by authbench at once.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -22,20 +33,29 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{HeaderMap, HeaderValue, HOST};
+use hyper::header::{HeaderMap, HeaderValue, CONNECTION, HOST};
 use hyper::Uri;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Sleep;
 use tokio_rustls::TlsConnector;
 
+use super::local::{classify_io, Sources};
 use super::micros;
 use crate::scenario::Scenario;
 use crate::stats::FailureKind;
 
-/// A connection to the target.
-pub type Conn = SendRequest<Full<Bytes>>;
+/// How long a connection whose last request said `Connection: close` waits for the
+/// server's FIN before authbench closes it itself.
+pub const LINGER: Duration = Duration::from_millis(500);
+
+/// A connection to the target: hyper's sender, and whether its task should wait for the
+/// server to close it once hyper is done with it.
+pub struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    server_closes: Arc<AtomicBool>,
+}
 
 /// What one request measured and received.
 pub struct Exchange {
@@ -85,6 +105,8 @@ pub struct Http1 {
     idle: Mutex<Vec<Conn>>,
     /// Keep at most this many idle connections.
     max_idle: usize,
+    /// Where new connections leave from (`--source-addr`).
+    sources: Sources,
 }
 
 impl Http1 {
@@ -97,6 +119,7 @@ impl Http1 {
         connect_timeout: Duration,
         max_idle: usize,
         tls: Option<Arc<rustls::ClientConfig>>,
+        sources: Sources,
     ) -> Option<Http1> {
         let url = reqwest::Url::parse(base_url).ok()?;
         let host = url.host_str()?.to_string();
@@ -134,6 +157,7 @@ impl Http1 {
             tls,
             idle: Mutex::new(Vec::new()),
             max_idle,
+            sources,
         })
     }
 
@@ -149,7 +173,7 @@ impl Http1 {
 
     /// Gives a connection back for the next flow.
     pub fn give(&self, conn: Conn) {
-        if conn.is_closed() {
+        if conn.sender.is_closed() {
             return;
         }
         if let Ok(mut idle) = self.idle.lock() {
@@ -163,13 +187,10 @@ impl Http1 {
     /// (timed on its own), then hyper's HTTP/1 handshake, which sends nothing.
     async fn connect(&self) -> Result<Opened, FailureKind> {
         let start = Instant::now();
-        let stream = tokio::time::timeout(
-            self.connect_timeout,
-            tokio::net::TcpStream::connect(self.addr),
-        )
-        .await
-        .map_err(|_| FailureKind::Timeout)?
-        .map_err(|_| FailureKind::Connect)?;
+        let stream = tokio::time::timeout(self.connect_timeout, self.sources.connect(self.addr))
+            .await
+            .map_err(|_| FailureKind::Timeout)?
+            .map_err(|e| classify_io(&e))?;
         let connect_us = micros(start.elapsed());
         let _ = stream.set_nodelay(true);
         let Some(tls) = &self.tls else {
@@ -195,15 +216,23 @@ impl Http1 {
 
     /// Sends `req` on `conn` (connecting first if there is none or it has closed) and
     /// reads the whole response. Timed from just before the request is handed to the
-    /// connection; the timeout covers the whole exchange, connecting included.
+    /// connection; the timeout covers the whole exchange, connecting included. With
+    /// `last`, the request is the connection's last: it says `Connection: close` (unless
+    /// the step sets its own `Connection`) and the server is left to close first.
     pub async fn exchange(
         &self,
         conn: &mut Option<Conn>,
         mut req: hyper::Request<Full<Bytes>>,
         keep_headers: bool,
+        last: bool,
         mut timer: Pin<&mut Sleep>,
     ) -> Attempt {
         req.headers_mut().insert(HOST, self.host.clone());
+        let last = last && !req.headers().contains_key(CONNECTION);
+        if last {
+            req.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         let start = Instant::now();
         timer
             .as_mut()
@@ -211,7 +240,7 @@ impl Http1 {
         let (mut connect_us, mut tls_us) = (None, None);
         let work = async {
             let fresh = match conn.take() {
-                Some(mut c) => match c.ready().await {
+                Some(mut c) => match c.sender.ready().await {
                     Ok(()) => Ok(c),
                     // Closed while idle (the server's keep-alive ended): the request has
                     // not left, so a new connection is not a retry.
@@ -228,11 +257,19 @@ impl Http1 {
                     opened.conn
                 }
             };
+            if last {
+                sender.server_closes.store(true, Ordering::Relaxed);
+            }
             let resp = sender
+                .sender
                 .send_request(req)
                 .await
                 .map_err(|_| FailureKind::Transport)?;
             let ttfb_us = micros(start.elapsed());
+            if closes(&resp) {
+                // The server said it closes this connection: let it.
+                sender.server_closes.store(true, Ordering::Relaxed);
+            }
             let status = resp.status().as_u16();
             let (parts, body) = resp.into_parts();
             let body = body
@@ -272,7 +309,19 @@ impl Http1 {
     }
 }
 
-/// An HTTP/1 connection over `io` (plain TCP or TLS), its driver spawned.
+/// Whether the server said it closes the connection after this response: `Connection:
+/// close`, or HTTP/1.0 without `keep-alive`.
+fn closes<B>(resp: &hyper::Response<B>) -> bool {
+    let has = |token: &str| {
+        resp.headers().get_all(CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    has("close") || (resp.version() == hyper::Version::HTTP_10 && !has("keep-alive"))
+}
+
+/// An HTTP/1 connection over `io` (plain TCP or TLS), its task spawned.
 async fn over<I>(io: I) -> Result<Conn, FailureKind>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -280,9 +329,31 @@ where
     let (sender, conn) = http1::handshake(TokioIo::new(io))
         .await
         .map_err(|_| FailureKind::Connect)?;
+    let server_closes = Arc::new(AtomicBool::new(false));
+    let flag = server_closes.clone();
     tokio::spawn(async move {
-        // Ends when the connection closes; its errors surface on the sender.
-        let _ = conn.await;
+        // Ends when hyper is done with the connection (errors surface on the sender);
+        // without shutting it down, so that the server may close first.
+        if let Ok(parts) = conn.without_shutdown().await {
+            if flag.load(Ordering::Relaxed) {
+                linger(parts.io.into_inner()).await;
+            }
+        }
     });
-    Ok(sender)
+    Ok(Conn {
+        sender,
+        server_closes,
+    })
+}
+
+/// Waits up to [`LINGER`] for the server to close `io` (reading and dropping whatever it
+/// still sends; over TLS, up to its `close_notify`), then closes our side: `close_notify`
+/// and FIN, both after the server's, so the TIME_WAIT is the server's.
+async fn linger<I: AsyncRead + AsyncWrite + Unpin>(mut io: I) {
+    let mut buf = [0u8; 256];
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(1..) = io.read(&mut buf).await {}
+    })
+    .await;
+    let _ = tokio::time::timeout(Duration::from_millis(100), io.shutdown()).await;
 }
