@@ -351,9 +351,11 @@ where
 /// and FIN, both after the server's, so the TIME_WAIT is the server's.
 async fn linger<I: AsyncRead + AsyncWrite + Unpin>(mut io: I) {
     let mut buf = [0u8; 256];
+    // One timer for both halves: a server that never closes, or never reads our
+    // close_notify, costs at most LINGER.
     let _ = tokio::time::timeout(LINGER, async {
         while let Ok(1..) = io.read(&mut buf).await {}
+        let _ = io.shutdown().await;
     })
     .await;
-    let _ = tokio::time::timeout(Duration::from_millis(100), io.shutdown()).await;
 }
