@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # New connections: `--connections per-flow` (one new TCP connection per flow, one GET /health
 # each) against `oha --disable-keepalive`, same target, same concurrency, in the same run.
-# The reference server (`authbench serve`) gets core 1 and the generators core 0, one thread
-# each, as in throughput.sh. Prints, as medians over interleaved rounds in a rotating order:
+# The target is nginx (one worker, `return 200` on /health: a server whose cost per
+# connection is fixed and small, as in the issue's measurement), pinned to core 1; the
+# generators get core 0, one thread each, as in throughput.sh. SERVER=reference uses the
+# reference server (`authbench serve`) instead. Prints, as medians over interleaved rounds in
+# a rotating order:
 #   - new connections per second of each tool, and authbench/oha taken within each round;
 #   - CPU (user + system, from the tool's own rusage) per new connection, and its ratio;
 #   - the noise floor: oha runs twice per round, oha/oha is one tool against itself;
@@ -17,6 +20,39 @@ scripts/install-peers.sh > /dev/null
 PIN=1 source scripts/lib.sh
 export TOKIO_WORKER_THREADS=1
 TIME=(/usr/bin/time -f "%e %U %S" -o "$TMP/cpu")
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+# Servers started here (by start_server, which runs in a command substitution) note their
+# PIDs in a file, killed on exit before lib.sh's cleanup.
+trap 'kill $(cat "$TMP/pids" 2>/dev/null) 2>/dev/null; cleanup' EXIT
+
+# Starts a server pinned to core 1 on a free port; prints its URL. `name` keeps the files apart.
+start_server() {
+  local name=$1 port url
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  if [ "${SERVER:-nginx}" = nginx ]; then
+    mkdir -p "$TMP/ngx-$name"
+    cat > "$TMP/ngx-$name/nginx.conf" <<CONF
+worker_processes 1; daemon off; master_process off;
+pid $TMP/ngx-$name/nginx.pid; error_log $TMP/ngx-$name/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/ngx-$name; proxy_temp_path $TMP/ngx-$name; fastcgi_temp_path $TMP/ngx-$name;
+  uwsgi_temp_path $TMP/ngx-$name; scgi_temp_path $TMP/ngx-$name;
+  server { listen 127.0.0.1:$port backlog=4096;
+    location /health { default_type application/json; return 200 '{"status":"healthy"}'; } }
+}
+CONF
+    taskset -c 1 "$NGINX" -c "$TMP/ngx-$name/nginx.conf" > /dev/null 2> "$TMP/ngx-$name.err" &
+  else
+    taskset -c 1 "$AB" serve --addr "127.0.0.1:$port" --cost 4 --api-key k > /dev/null 2>&1 &
+  fi
+  echo $! >> "$TMP/pids"
+  url="http://127.0.0.1:$port"
+  for _ in $(seq 100); do curl -sf "$url/health" > /dev/null && break; sleep 0.05; done
+  echo "$url"
+}
+URL=$(start_server main)
 
 # Each prints "connections/s connections cpu-seconds".
 oha_run() {
@@ -47,15 +83,10 @@ oha2_run() { oha_run "$@"; }
 # tools sharing one server port would blur each other's counts.
 tw() { ss -Htan state time-wait "( $1 = :$2 )" | wc -l; }
 tw_of() {
-  local url port pid
-  taskset -c 1 "$AB" serve --addr 127.0.0.1:0 --cost 4 --api-key k > "$TMP/tw-$1.txt" & pid=$!
-  for _ in $(seq 100); do
-    url=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$TMP/tw-$1.txt"); [ -n "$url" ] && break; sleep 0.05
-  done
-  port=${url##*:}
+  local url port
+  url=$(start_server "tw-$1"); port=${url##*:}
   URL=$url "${1}_run" "$FLOWS_TW" > /dev/null
   echo "$(tw dport "$port") $(tw sport "$port")"
-  kill "$pid"
 }
 read -r ab_c ab_s < <(tw_of ab)
 read -r oha_c oha_s < <(tw_of oha)
