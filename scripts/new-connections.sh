@@ -12,12 +12,14 @@
 # and first, once, where the TIME_WAIT sockets of FLOWS_TW flows end up: on the generator's
 # side or the server's (`ss -tan state time-wait`, by port). Whoever closes first keeps the
 # TIME_WAIT for 60 s; on the generator's side it holds one of its ~28,000 ephemeral ports.
+# AB_BIN=path measures that authbench binary instead of this tree's (a before/after figure).
 # Usage: scripts/new-connections.sh [FLOWS=20000] [CONNECTIONS=32] [ROUNDS=9] [FLOWS_TW=10000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FLOWS=${1:-20000}; CONN=${2:-32}; ROUNDS=${3:-9}; FLOWS_TW=${4:-10000}
 scripts/install-peers.sh > /dev/null
 PIN=1 source scripts/lib.sh
+[ -n "${AB_BIN:-}" ] && cp "$AB_BIN" "$TMP/authbench-under-test" && AB=$TMP/authbench-under-test
 export TOKIO_WORKER_THREADS=1
 TIME=(/usr/bin/time -f "%e %U %S" -o "$TMP/cpu")
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)

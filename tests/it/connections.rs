@@ -262,3 +262,41 @@ fn the_descriptor_limit_is_raised_or_the_run_refused_with_the_cause() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_planned_connection_rate_past_the_ephemeral_ports_is_noted() {
+    let Some((lo, hi)) = authbench::engine::transport::local::ephemeral_ports() else {
+        eprintln!("SKIPPED: no /proc/sys/net/ipv4/ip_local_port_range");
+        return;
+    };
+    // A minute at this rate needs more ports than the range has; 5 flows are enough to
+    // see the note.
+    let rate = ((hi - lo + 1) / 60 + 100).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = crate::support::cli(&[
+        "run",
+        "--rate",
+        &rate,
+        "--flows",
+        "5",
+        "--connections",
+        "per-flow",
+        "--cost",
+        "4",
+        "--calibration",
+        "0",
+        "--out-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("generator:") && out.contains("new connections/s for 60 s"),
+        "{out}"
+    );
+    let md = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "md"))
+        .unwrap();
+    assert!(std::fs::read_to_string(md).unwrap().contains("| generator |"));
+}
