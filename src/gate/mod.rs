@@ -21,6 +21,8 @@ pub const ERROR_CLASSES: &[&str] = &[
     "check",
     "transport",
     "request",
+    "ports",
+    "descriptors",
 ];
 
 /// A comparison operator.

@@ -124,9 +124,12 @@ async fn closed_loop_duration_warmup_and_per_flow_connections() {
     };
     let r = support::report(&o).await;
     let s = &r.summary;
-    // 4 workers × ~10 ms flows: ~120 flows in the first 300 ms are warm-up.
-    assert!(s.warmup_flows >= 40, "{s:?}");
-    assert!(s.total_flows >= 80, "{s:?}");
+    // 4 workers × ~10 ms flows: ~120 flows in the first 300 ms are warm-up, ~200 after.
+    // On a busy machine every flow is slower, but the split stays by time: about 3/8 of
+    // the flows started in the first 300 ms of 800.
+    assert!(s.warmup_flows >= 8 && s.total_flows >= 8, "{s:?}");
+    let share = s.warmup_flows as f64 / (s.warmup_flows + s.total_flows) as f64;
+    assert!((0.2..0.6).contains(&share), "warm-up share {share:.2}: {s:?}");
     assert_eq!(s.failed_flows, 0, "{:#?}", r.failures);
     assert_eq!(r.config.connections, "per-flow");
     // Each measured flow opened its own connection (warm-up flows' are not measured).
