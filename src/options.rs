@@ -71,6 +71,11 @@ pub struct RunOptions {
     pub plan: Option<crate::plan::Plan>,
     /// Shared connection pool or a new client per flow.
     pub connections: Connections,
+    /// A server process on this machine whose CPU, memory and threads are sampled from
+    /// `/proc` during the run (`--server-pid`).
+    pub server_pid: Option<u32>,
+    /// A Prometheus text endpoint of the service, scraped during the run (`--scrape`).
+    pub scrape: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -97,6 +102,8 @@ impl Default for RunOptions {
             hash_mode: crate::server::HashMode::Pool,
             plan: None,
             connections: Connections::Shared,
+            server_pid: None,
+            scrape: None,
         }
     }
 }

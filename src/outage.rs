@@ -98,9 +98,12 @@ impl Availability {
 /// A failure that means the target was not serving, rather than serving wrongly.
 pub fn is_outage(kind: &FailureKind) -> bool {
     match kind {
-        FailureKind::Connect | FailureKind::Transport | FailureKind::Timeout => true,
+        FailureKind::Connect
+        | FailureKind::Transport
+        | FailureKind::Closed { .. }
+        | FailureKind::Timeout => true,
         FailureKind::Status(code) => (500..=599).contains(code),
-        FailureKind::Loaded { class, .. } => matches!(&**class, "connect" | "transport"),
+        FailureKind::Loaded { class, .. } => matches!(&**class, "connect" | "transport" | "closed"),
         _ => false,
     }
 }

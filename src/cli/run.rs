@@ -76,6 +76,14 @@ pub struct RunArgs {
     /// `inline` (on its single event-loop thread, as a one-worker async service does).
     #[arg(long, value_enum, default_value = "pool", conflicts_with = "target")]
     pub hash_mode: HashModeArg,
+    /// The server's process id on this machine: its CPU, memory and threads are sampled
+    /// from /proc during the run and used by the diagnosis.
+    #[arg(long, value_name = "PID", requires = "target")]
+    pub server_pid: Option<u32>,
+    /// The service's Prometheus endpoint (e.g. http://127.0.0.1:8000/metrics): its
+    /// process CPU, memory and open files are scraped during the run.
+    #[arg(long, value_name = "URL")]
+    pub scrape: Option<String>,
 }
 
 /// `--arrival` values.
@@ -213,6 +221,8 @@ impl RunArgs {
             html: self.html,
             calibration_flows: self.calibration,
             hash_mode: self.hash_mode.into(),
+            server_pid: self.server_pid,
+            scrape: self.scrape,
             ..RunOptions::default()
         })
     }

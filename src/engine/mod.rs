@@ -71,6 +71,8 @@ pub struct EngineConfig {
     pub grace: Duration,
     /// Connect timeout of the closed loop's connection probes (capped at 1 s).
     pub connect_timeout: Duration,
+    /// Every thread that runs a flow joins it, so the generator's own CPU can be sampled.
+    pub threads: Arc<crate::usage::ThreadSet>,
 }
 
 /// What the engine measured.
@@ -107,6 +109,7 @@ struct Driver {
     t0: tokio::time::Instant,
     /// Closed loop: where workers go when the target refuses connections.
     breaker: Option<Breaker>,
+    threads: Arc<crate::usage::ThreadSet>,
 }
 
 impl breaker::Run for Driver {
@@ -133,6 +136,7 @@ impl Driver {
 
     async fn flow(&self, seq: u64, timing: FlowTiming, state: &mut FlowState) -> Option<FlowEnd> {
         self.shared.started.fetch_add(1, Ordering::Relaxed);
+        self.threads.join();
         match &self.per_flow_client {
             Some(make) => {
                 let client = make();
@@ -185,6 +189,7 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
         tx,
         t0,
         breaker,
+        threads: cfg.threads,
     });
     let start = Instant::now();
     let mut handle = tokio::spawn({

@@ -9,6 +9,7 @@ pub mod junit;
 pub mod markdown;
 pub mod merge;
 pub mod terminal;
+pub mod usage_chart;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -58,6 +59,10 @@ pub struct Report {
     /// Per-second figures over the run (bounded; see [`crate::timeline`]).
     #[serde(default)]
     pub timeline: crate::timeline::Timeline,
+    /// CPU and memory of the generator, the machine and the server during the measured
+    /// run, when sampled (see [`crate::usage`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::usage::Usage>,
     /// Outage windows (spans where every attempt failed to reach a serving target) and the
     /// availability figures around them (see [`crate::outage`]).
     #[serde(default)]
@@ -165,8 +170,13 @@ pub struct StepReport {
     /// on `https://`, where the client does not expose it.
     #[serde(default)]
     pub connect: LatencySummary,
-    /// Failure counts by class (`connect`, `timeout`, `status`, `bad_body`, `check`, ...).
+    /// Failure counts by class (`connect`, `timeout`, `status`, `bad_body`, `check`,
+    /// `closed`, `transport`, ...).
     pub failures: BTreeMap<String, u64>,
+    /// Requests whose connection the server closed without answering (`closed` failures):
+    /// how long the connection had been idle, and how long the request waited for the close.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<ClosedSummary>,
     /// The full latency histogram (microseconds), see [`histogram::ENCODING`].
     pub histogram: String,
     /// The full time-to-first-byte histogram.
@@ -196,6 +206,33 @@ impl StepReport {
             cell(&self.ttfb, self.ttfb.p50_ms),
             cell(&self.ttfb, self.ttfb.p99_ms),
         ]
+    }
+}
+
+/// Times around the `closed` failures of a step, ms.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct ClosedSummary {
+    pub count: u64,
+    /// Of them, on kept-alive (reused) connections.
+    pub reused: u64,
+    pub idle_mean_ms: f64,
+    pub idle_max_ms: f64,
+    pub waited_mean_ms: f64,
+    pub waited_max_ms: f64,
+}
+
+impl ClosedSummary {
+    fn of(st: &crate::stats::StepStats) -> Option<ClosedSummary> {
+        let c = &st.closed;
+        let mean = |sum: u64| sum as f64 / c.count.max(1) as f64 / 1000.0;
+        (c.count > 0).then(|| ClosedSummary {
+            count: c.count,
+            reused: c.reused,
+            idle_mean_ms: mean(c.idle_sum_us),
+            idle_max_ms: c.idle_max_us as f64 / 1000.0,
+            waited_mean_ms: mean(c.waited_sum_us),
+            waited_max_ms: c.waited_max_us as f64 / 1000.0,
+        })
     }
 }
 
@@ -286,6 +323,7 @@ impl Report {
                         ttfb: LatencySummary::of(&st.ttfb),
                         connect: LatencySummary::of(&st.connect),
                         failures: by_class,
+                        closed: ClosedSummary::of(st),
                         histogram: histogram::encode(&st.latency),
                         ttfb_histogram: histogram::encode(&st.ttfb),
                         connect_histogram: histogram::encode(&st.connect),
@@ -296,6 +334,7 @@ impl Report {
             thresholds: Vec::new(),
             comparison: None,
             diagnosis: None,
+            usage: None,
             timeline: s.timeline.clone(),
             availability: {
                 let mut a = s.availability.clone();
@@ -322,6 +361,17 @@ impl Report {
             if !rep.ttfb_histogram.is_empty() {
                 st.ttfb = histogram::decode(&rep.ttfb_histogram)
                     .with_context(|| format!("the ttfb histogram of step '{}'", rep.name))?;
+            }
+            if let Some(c) = &rep.closed {
+                let us = |ms: f64| (ms * 1000.0).round() as u64;
+                st.closed = crate::stats::ClosedTimes {
+                    count: c.count,
+                    reused: c.reused,
+                    idle_sum_us: us(c.idle_mean_ms * c.count as f64),
+                    idle_max_us: us(c.idle_max_ms),
+                    waited_sum_us: us(c.waited_mean_ms * c.count as f64),
+                    waited_max_us: us(c.waited_max_ms),
+                };
             }
             if !rep.connect_histogram.is_empty() {
                 st.connect = histogram::decode(&rep.connect_histogram)

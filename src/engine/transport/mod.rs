@@ -28,6 +28,9 @@ pub struct Times {
     pub ttfb_us: u64,
     /// Set when the request opened a connection (hyper path only).
     pub connect_us: Option<u64>,
+    /// Set when the request went on a kept-alive connection: how long it had been idle
+    /// (hyper path only).
+    pub idle_us: Option<u64>,
 }
 
 /// A response, read whole. `headers` is empty unless the caller asked to keep them.
@@ -51,6 +54,7 @@ impl From<http1::Attempt> for Sent {
                     total_us: ex.total_us,
                     ttfb_us: ex.ttfb_us,
                     connect_us: a.connect_us,
+                    idle_us: a.idle_us,
                 },
                 response: Ok(Response {
                     status: ex.status,
@@ -63,6 +67,7 @@ impl From<http1::Attempt> for Sent {
                     total_us: a.total_us,
                     ttfb_us: 0,
                     connect_us: a.connect_us,
+                    idle_us: a.idle_us,
                 },
                 response: Err(k),
             },
@@ -103,6 +108,7 @@ pub async fn send_reqwest(
             total_us: micros(start.elapsed()),
             ttfb_us,
             connect_us: None,
+            idle_us: None,
         },
         response: result.map_err(|e| classify(&e)),
     }
