@@ -147,7 +147,8 @@ async fn a_full_accept_queue_is_named_from_the_connect_times() {
         .iter()
         .find(|f| f.contains("SYN retransmission"))
         .expect("a SYN finding");
-    assert!(syn.contains("at ≈1 s"), "{syn}");
+    // ≈1 s, or ≈3 s when a loaded machine kept the accept loop from resuming in time.
+    assert!(syn.contains("at ≈1 s") || syn.contains("at ≈3 s"), "{syn}");
     assert!(
         syn.contains("listen backlog") && syn.contains("somaxconn"),
         "{syn}"
