@@ -6,7 +6,8 @@
 //! The pipeline of `authbench run` ([`run`], its stages in [`pipeline`]):
 //! [`pipeline::prepare`] (options, [`scenario::Scenario`], thresholds, baseline: all that
 //! can fail before load) → [`pipeline::start_target`] (the in-process [`server`] when there
-//! is no target) → `preflight` (is the target reachable) → calibrate and execute
+//! is no target) → `preflight` (is the target reachable) → [`pipeline::sampling`] (what
+//! [`usage`] watches) → calibrate and execute
 //! ([`engine::run`]: workers send samples to a collector that builds [`stats::Stats`]) →
 //! [`pipeline::report`] ([`report::Report`], diagnosis, gate) → [`pipeline::export`].
 
@@ -29,6 +30,7 @@ pub mod sweep;
 pub mod timeline;
 pub mod tls;
 pub mod units;
+pub mod usage;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -66,19 +68,13 @@ pub async fn run(
     let prepared = pipeline::prepare(opts)?;
     let target = pipeline::start_target(opts, &prepared.scenario)?;
     preflight(&target.base_url, opts.connect_timeout, target.tls.as_ref()).await?;
+    let sample = pipeline::sampling(opts, &target).await?;
     let load = pipeline::Load::new(opts, &prepared, &target, stop).await?;
-    let (calibration, outcome) = load.calibrate_and_execute(opts, &prepared).await;
+    let measured = load.calibrate_and_execute(opts, &prepared, sample).await;
     load.finish_users()?;
     let bcrypt_cost = target.server.as_ref().map(|_| opts.cost);
     target.shutdown();
-    let report = pipeline::report(
-        opts,
-        &prepared,
-        &load.base_url,
-        bcrypt_cost,
-        calibration,
-        outcome,
-    );
+    let report = pipeline::report(opts, &prepared, &load.base_url, bcrypt_cost, measured);
     let files = pipeline::export(opts, &report)?;
     Ok(RunResult { report, files })
 }

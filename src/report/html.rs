@@ -414,9 +414,10 @@ impl Exporter for Html {
 
         let _ = write!(
             o,
-            "<h2>Over Time</h2>{}<p class=\"note\">Per {}-second bucket: flows completed (bars), errors (red), and p50/p99 of flow latency from the intended start.</p>",
+            "<h2>Over Time</h2>{}<p class=\"note\">Per {}-second bucket: flows completed (bars), errors (red), and p50/p99 of flow latency from the intended start.</p>{}",
             timeline_chart(r),
-            r.timeline.bucket_s
+            r.timeline.bucket_s,
+            super::usage_chart::chart(r)
         );
         let outage_findings = crate::outage::findings(&r.availability);
         if !outage_findings.is_empty() {

@@ -10,7 +10,9 @@
 //! per-request CPU, enough to make the harness, not the server, the bottleneck. Here a
 //! flow takes a connection, sends its requests on it in order, and gives it back: no
 //! per-request URL parsing, no pool lookup. A request is never retried once sent; a pooled
-//! connection found closed before sending is replaced (the request had not left).
+//! connection found closed before sending is replaced (the request had not left). A
+//! connection the server closes after the request left is [`FailureKind::Closed`], with
+//! how long it had been idle.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -34,8 +36,11 @@ use super::micros;
 use crate::scenario::Scenario;
 use crate::stats::FailureKind;
 
-/// A connection to the target.
-pub type Conn = SendRequest<Full<Bytes>>;
+/// A connection to the target, and since when it has been idle (its last response).
+pub struct Conn {
+    send: SendRequest<Full<Bytes>>,
+    idle_since: Instant,
+}
 
 /// What one request measured and received.
 pub struct Exchange {
@@ -54,6 +59,8 @@ pub struct Attempt {
     pub connect_us: Option<u64>,
     /// Set when that connection's TLS handshake succeeded (`https://` only).
     pub tls_us: Option<u64>,
+    /// Set when the request went on a kept-alive connection: how long it had been idle.
+    pub idle_us: Option<u64>,
     pub result: Result<Exchange, FailureKind>,
 }
 
@@ -149,7 +156,7 @@ impl Http1 {
 
     /// Gives a connection back for the next flow.
     pub fn give(&self, conn: Conn) {
-        if conn.is_closed() {
+        if conn.send.is_closed() {
             return;
         }
         if let Ok(mut idle) = self.idle.lock() {
@@ -209,10 +216,14 @@ impl Http1 {
             .as_mut()
             .reset(tokio::time::Instant::from_std(start) + self.timeout);
         let (mut connect_us, mut tls_us) = (None, None);
+        let mut idle_us = None;
         let work = async {
             let fresh = match conn.take() {
-                Some(mut c) => match c.ready().await {
-                    Ok(()) => Ok(c),
+                Some(mut c) => match c.send.ready().await {
+                    Ok(()) => {
+                        idle_us = Some(micros(start.saturating_duration_since(c.idle_since)));
+                        Ok(c)
+                    }
                     // Closed while idle (the server's keep-alive ended): the request has
                     // not left, so a new connection is not a retry.
                     Err(_) => Err(()),
@@ -228,10 +239,12 @@ impl Http1 {
                     opened.conn
                 }
             };
+            let reused = connect_us.is_none();
             let resp = sender
+                .send
                 .send_request(req)
                 .await
-                .map_err(|_| FailureKind::Transport)?;
+                .map_err(|e| closed_or_transport(&e, reused))?;
             let ttfb_us = micros(start.elapsed());
             let status = resp.status().as_u16();
             let (parts, body) = resp.into_parts();
@@ -240,6 +253,7 @@ impl Http1 {
                 .await
                 .map_err(|_| FailureKind::Transport)?
                 .to_bytes();
+            sender.idle_since = Instant::now();
             *conn = Some(sender);
             Ok(Exchange {
                 ttfb_us,
@@ -267,6 +281,7 @@ impl Http1 {
             total_us: micros(start.elapsed()),
             connect_us,
             tls_us,
+            idle_us,
             result,
         }
     }
@@ -284,5 +299,28 @@ where
         // Ends when the connection closes; its errors surface on the sender.
         let _ = conn.await;
     });
-    Ok(sender)
+    Ok(Conn {
+        send: sender,
+        idle_since: Instant::now(),
+    })
+}
+
+/// A request that got no response head: the server closing the connection (an EOF, a
+/// reset, or hyper cancelling the request because the connection closed under it) is
+/// [`FailureKind::Closed`]; anything else (invalid HTTP, a too-large head) is transport.
+fn closed_or_transport(e: &hyper::Error, reused: bool) -> FailureKind {
+    use std::error::Error as _;
+    let io_kind = e
+        .source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .map(|io| io.kind());
+    let reset = matches!(
+        io_kind,
+        Some(std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe)
+    );
+    if reset || e.is_incomplete_message() || e.is_canceled() {
+        FailureKind::Closed { reused, reset }
+    } else {
+        FailureKind::Transport
+    }
 }
