@@ -67,14 +67,22 @@ pub async fn run(
 ) -> Result<RunResult, RunError> {
     let prepared = pipeline::prepare(opts)?;
     let target = pipeline::start_target(opts, &prepared.scenario)?;
-    preflight(&target.base_url, opts.connect_timeout, target.tls.as_ref()).await?;
+    let addr = preflight(&target.base_url, opts.connect_timeout, target.tls.as_ref()).await?;
+    engine::transport::local::check_sources(&opts.source_addrs, addr).map_err(RunError::Config)?;
     let sample = pipeline::sampling(opts, &target).await?;
     let load = pipeline::Load::new(opts, &prepared, &target, stop).await?;
     let measured = load.calibrate_and_execute(opts, &prepared, sample).await;
     load.finish_users()?;
     let bcrypt_cost = target.server.as_ref().map(|_| opts.cost);
     target.shutdown();
-    let report = pipeline::report(opts, &prepared, &load.base_url, bcrypt_cost, measured);
+    let report = pipeline::report(
+        opts,
+        &prepared,
+        &load.base_url,
+        load.notes.clone(),
+        bcrypt_cost,
+        measured,
+    );
     let files = pipeline::export(opts, &report)?;
     Ok(RunResult { report, files })
 }
@@ -135,11 +143,12 @@ pub(crate) fn check_target_url(t: &str) -> Result<String, RunError> {
 /// Fails fast, with exit code 3, when nothing accepts a TCP connection at the target, or,
 /// for `https://`, when a TLS handshake with `tls` fails (an untrusted certificate, a name
 /// mismatch, a protocol failure): one line names the cause and the flag that fixes it.
+/// Returns the address that accepted the connection.
 pub(crate) async fn preflight(
     base_url: &str,
     timeout: Duration,
     tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
-) -> Result<(), RunError> {
+) -> Result<std::net::SocketAddr, RunError> {
     let unreachable = |cause: String| RunError::Unreachable {
         target: base_url.to_string(),
         cause,
@@ -179,9 +188,10 @@ pub(crate) async fn preflight(
         Some(config) if url.scheme() == "https" => {
             tls::diagnose::probe(addr, &host, config, timeout)
                 .await
-                .map_err(unreachable)
+                .map_err(unreachable)?;
+            Ok(addr)
         }
-        _ => Ok(()),
+        _ => Ok(addr),
     }
 }
 

@@ -83,6 +83,9 @@ pub struct RunOptions {
     pub plan: Option<crate::plan::Plan>,
     /// Shared connection pool or a new client per flow.
     pub connections: Connections,
+    /// Local addresses new connections leave from, in turn (`--source-addr`); empty lets
+    /// the kernel choose.
+    pub source_addrs: Vec<std::net::IpAddr>,
     /// Write the `[vars]` and data columns of successful flows here, as CSV.
     pub save_users: Option<PathBuf>,
     /// TLS settings of the clients (`https://` targets).
@@ -121,6 +124,7 @@ impl Default for RunOptions {
             hash_mode: crate::server::HashMode::Pool,
             plan: None,
             connections: Connections::Shared,
+            source_addrs: Vec::new(),
             save_users: None,
             tls: TlsOptions::default(),
             server_tls: false,

@@ -231,6 +231,63 @@ pub struct Load {
     stop_task: tokio::task::JoinHandle<()>,
     /// The threads that run flows (the generator), for the sampler.
     threads: Arc<usage::ThreadSet>,
+    /// What the set-up did to or found about this machine (the descriptor limit raised,
+    /// ports short of the planned rate), for the report's configuration.
+    pub notes: Vec<String>,
+}
+
+/// Descriptors kept free for everything but connections (files, the runtime, the server).
+const FD_RESERVE: u64 = 64;
+
+/// The generator's own limits against the load asked for: raises the descriptor limit and
+/// refuses a concurrency it cannot hold; notes a planned new-connection rate that would
+/// outrun the ephemeral ports of a client that closes first.
+fn generator_limits(opts: &RunOptions, prepared: &Prepared) -> Result<Vec<String>, RunError> {
+    use engine::transport::local;
+    let mut notes = Vec::new();
+    // The in-process server holds the other end of every connection in this process.
+    let per_conn = if opts.target.is_none() { 2 } else { 1 };
+    let needed = prepared.concurrency as u64 * per_conn + FD_RESERVE;
+    if let Some(l) = local::raise_fd_limit() {
+        if l.now > l.before {
+            notes.push(format!(
+                "descriptor limit raised from {} to {} (the hard limit)",
+                l.before, l.now
+            ));
+        }
+        if needed > l.now {
+            return Err(RunError::Config(format!(
+                "{} flows at once need about {needed} file descriptors and this process may \
+                 open {} (its hard limit): raise it (ulimit -n, LimitNOFILE=) or lower \
+                 --concurrency",
+                prepared.concurrency, l.now
+            )));
+        }
+    }
+    let peak_rate = match prepared.plan.model {
+        plan::LoadModel::Open { .. } => prepared
+            .plan
+            .stages
+            .iter()
+            .map(|s| s.level)
+            .fold(0.0, f64::max),
+        plan::LoadModel::Closed => 0.0,
+    };
+    if let (options::Connections::PerFlow, Some((lo, hi))) =
+        (opts.connections, local::ephemeral_ports())
+    {
+        let ports = u64::from(hi - lo + 1) * opts.source_addrs.len().max(1) as u64;
+        let per_minute = (peak_rate * 60.0) as u64;
+        if per_minute > ports {
+            notes.push(format!(
+                "{peak_rate:.0} new connections/s for 60 s is {per_minute} connections, more \
+                 than the {ports} local ports they can use: fine while the server closes first \
+                 (authbench asks it to); if it does not, connects fail as class 'ports' \
+                 (spread them with --source-addr, or widen net.ipv4.ip_local_port_range)"
+            ));
+        }
+    }
+    Ok(notes)
 }
 
 impl Load {
@@ -241,9 +298,12 @@ impl Load {
         target: &Target,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Load, RunError> {
+        let notes = generator_limits(opts, prepared)?;
         let concurrency = prepared.concurrency;
         let (timeout, connect_timeout) = (opts.timeout, opts.connect_timeout);
         let tls = target.tls.clone();
+        // reqwest leaves from one address: the first (the hot path takes them in turn).
+        let local_address = opts.source_addrs.first().copied();
         let build_client = move |pool: usize| {
             // A load tester measures what the server answers: no redirect is followed (a 302
             // is checked against the step's `expect` like any status) and no request is
@@ -255,6 +315,7 @@ impl Load {
                 .no_proxy()
                 .redirect(reqwest::redirect::Policy::none())
                 .retry(reqwest::retry::never())
+                .local_address(local_address)
                 .pool_max_idle_per_host(pool)
                 .build()
         };
@@ -285,6 +346,7 @@ impl Load {
             opts.connect_timeout,
             concurrency.min(10_000),
             target.tls.clone(),
+            engine::transport::local::Sources::new(opts.source_addrs.clone()),
         )
         .await
         .map(Arc::new);
@@ -299,6 +361,7 @@ impl Load {
             stop_rx,
             stop_task,
             threads: Arc::default(),
+            notes,
         })
     }
 
@@ -387,10 +450,12 @@ impl Load {
 }
 
 /// Stage 6: the report, its diagnosis (from the calibration), thresholds and comparison.
+#[allow(clippy::too_many_arguments)]
 pub fn report(
     opts: &RunOptions,
     prepared: &Prepared,
     base_url: &str,
+    notes: Vec<String>,
     bcrypt_cost: Option<u32>,
     measured: Measured,
 ) -> Report {
@@ -439,6 +504,8 @@ pub fn report(
         }),
         // Only where there was a certificate to skip: --insecure on http:// changes nothing.
         insecure: opts.tls.insecure && base_url.starts_with("https://"),
+        source_addrs: opts.source_addrs.iter().map(|a| a.to_string()).collect(),
+        notes,
     };
     let mut report = Report::build(ReportInput {
         stats: &outcome.stats,

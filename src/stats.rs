@@ -21,6 +21,11 @@ pub enum FailureKind {
     Connect,
     /// The TLS handshake of a new connection failed.
     Tls,
+    /// This machine had no local port left for a new connection (`EADDRNOTAVAIL`): the
+    /// generator's limit, not the target's.
+    Ports,
+    /// This process had no file descriptor left for a new connection (`EMFILE`, `ENFILE`).
+    Descriptors,
     /// The request or the connection attempt exceeded its timeout.
     Timeout,
     /// A response came with a status the step does not accept.
@@ -50,6 +55,8 @@ impl FailureKind {
             FailureKind::Loaded { class, .. } => class,
             FailureKind::Connect => "connect",
             FailureKind::Tls => "tls",
+            FailureKind::Ports => "ports",
+            FailureKind::Descriptors => "descriptors",
             FailureKind::Timeout => "timeout",
             FailureKind::Status(_) => "status",
             FailureKind::NotJson | FailureKind::Missing(_) => "bad_body",
@@ -65,6 +72,14 @@ impl FailureKind {
         match self {
             FailureKind::Connect => "connection failed".into(),
             FailureKind::Tls => "TLS handshake failed".into(),
+            FailureKind::Ports => "no local port left on this machine (EADDRNOTAVAIL): widen \
+                 net.ipv4.ip_local_port_range, set net.ipv4.tcp_tw_reuse=1, or spread \
+                 connections over --source-addr"
+                .into(),
+            FailureKind::Descriptors => "no file descriptor left in authbench (EMFILE/ENFILE): \
+                 raise its limit (ulimit -n; authbench raises the soft limit to the hard one) \
+                 or lower the concurrency"
+                .into(),
             FailureKind::Timeout => "no complete response in time".into(),
             FailureKind::Status(c) => format!("unexpected status {c}"),
             FailureKind::NotJson => "body is not JSON".into(),

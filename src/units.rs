@@ -2,7 +2,45 @@
 //! rates (`100/s`). The lowest layer: plans, scenarios and every command import them
 //! downward; they know nothing of clap.
 
+use std::net::IpAddr;
 use std::time::Duration;
+
+/// The most local addresses `--source-addr` may list (a CIDR is expanded to its hosts).
+pub const MAX_SOURCE_ADDRS: usize = 1024;
+
+/// `127.0.0.2,127.0.0.3`, `127.0.0.0/29`, `::1`: local addresses, comma-separated, each an
+/// address or a CIDR block (expanded to its host addresses), without duplicates.
+pub fn parse_source_addrs(s: &str) -> Result<Vec<IpAddr>, String> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let hosts: Vec<IpAddr> = if part.contains('/') {
+            let net: ipnet::IpNet = part
+                .parse()
+                .map_err(|_| format!("'{part}' is not an address block: use e.g. 127.0.0.0/29"))?;
+            // A /32 (or /128) is its one address; otherwise the hosts, capped.
+            match net.prefix_len() == net.max_prefix_len() {
+                true => vec![net.addr()],
+                false => net.hosts().take(MAX_SOURCE_ADDRS + 1).collect(),
+            }
+        } else {
+            vec![part.parse().map_err(|_| {
+                format!("'{part}' is not an IP address: use e.g. 127.0.0.2,127.0.0.3")
+            })?]
+        };
+        for h in hosts {
+            if !out.contains(&h) {
+                out.push(h);
+            }
+        }
+        if out.len() > MAX_SOURCE_ADDRS {
+            return Err(format!("more than {MAX_SOURCE_ADDRS} source addresses"));
+        }
+    }
+    match out.is_empty() {
+        true => Err("no address given".into()),
+        false => Ok(out),
+    }
+}
 
 /// `100`, `2.5` flows per second (a trailing `/s` is accepted).
 pub fn parse_rate(s: &str) -> Result<f64, String> {
@@ -64,6 +102,26 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_addresses_are_lists_or_blocks() {
+        let v = |s: &str| {
+            parse_source_addrs(s).map(|v| v.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            v("127.0.0.2, 127.0.0.3").unwrap(),
+            ["127.0.0.2", "127.0.0.3"]
+        );
+        assert_eq!(v("127.0.0.0/30").unwrap(), ["127.0.0.1", "127.0.0.2"]);
+        assert_eq!(v("127.0.0.5/32,127.0.0.5").unwrap(), ["127.0.0.5"]);
+        assert_eq!(v("::1").unwrap(), ["::1"]);
+        assert!(v("127.0.0.300").unwrap_err().contains("not an IP address"));
+        assert!(v("127.0.0.0/33")
+            .unwrap_err()
+            .contains("not an address block"));
+        assert!(v("10.0.0.0/8").unwrap_err().contains("more than 1024"));
+        assert!(v(",").is_err());
+    }
 
     #[test]
     fn counts() {

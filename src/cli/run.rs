@@ -14,6 +14,10 @@ use crate::gate::Verdict;
 use crate::options::{Connections, RunOptions};
 use crate::plan::{parse_stages, Arrival, LoadModel, Plan, Stage};
 use crate::report::{markdown, terminal::Terminal, Exporter, Report};
+
+/// `--source-addr`'s value: one argument holding the whole list (an alias, so that clap
+/// does not read a `Vec` as a repeated flag).
+type SourceAddrs = Vec<std::net::IpAddr>;
 use crate::units::{parse_count, parse_duration, parse_rate};
 
 #[derive(Debug, Args)]
@@ -49,6 +53,10 @@ pub struct RunArgs {
     /// like new users.
     #[arg(long, value_enum, default_value = "shared")]
     pub connections: ConnectionsArg,
+    /// Local addresses new connections leave from, in turn: each has its own ~28,000
+    /// ephemeral ports (e.g. 127.0.0.2,127.0.0.3 or 127.0.0.0/29).
+    #[arg(long, value_name = "ADDRS", value_parser = crate::units::parse_source_addrs)]
+    pub source_addr: Option<SourceAddrs>,
     #[command(flatten)]
     pub target: TargetArgs,
     /// bcrypt cost of the in-process server (4-31).
@@ -214,6 +222,7 @@ impl RunArgs {
                 ConnectionsArg::Shared => Connections::Shared,
                 ConnectionsArg::PerFlow => Connections::PerFlow,
             },
+            source_addrs: self.source_addr.unwrap_or_default(),
             connect_timeout: self.common.timeouts.connect(),
             timeout: self.common.timeouts.timeout,
             tls: self.target.tls(),

@@ -73,6 +73,11 @@ impl Backoff {
         d
     }
 
+    /// Waits the next delay (a failure that is this machine's, not the target's: no prober).
+    pub async fn wait(&mut self) {
+        tokio::time::sleep(self.next()).await;
+    }
+
     /// A flow got through: the next refusal starts from the first delay again.
     pub fn reset(&mut self) {
         self.0 = FIRST_DELAY;

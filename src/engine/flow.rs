@@ -53,6 +53,9 @@ pub enum FlowEnd {
     Failed,
     /// A step could not connect (refused, unreachable): the target is not serving.
     Refused,
+    /// A step could not open a connection for lack of a local port or descriptor: this
+    /// machine's limit, not the target's.
+    Starved,
 }
 
 /// When a flow started relative to its schedule, and whether it is measured.
@@ -234,7 +237,7 @@ impl FlowContext {
         };
         let flow_start = Instant::now();
         let mut failed_step = None;
-        let mut refused = false;
+        let (mut refused, mut starved) = (false, false);
         let last = self.scenario.steps.len().saturating_sub(1);
         for (i, step) in self.scenario.steps.iter().enumerate() {
             let (t, outcome) = self
@@ -252,6 +255,10 @@ impl FlowContext {
                 .await;
             let failed = outcome.failure.is_some();
             refused = matches!(outcome.failure, Some(FailureKind::Connect));
+            starved = matches!(
+                outcome.failure,
+                Some(FailureKind::Ports | FailureKind::Descriptors)
+            );
             if timing.measured {
                 if let Some(us) = t.connect_us {
                     pending.samples.push(Sample::Connect { step: i, us });
@@ -301,6 +308,7 @@ impl FlowContext {
         Some(match failed_step {
             None => FlowEnd::Ok,
             Some(_) if refused => FlowEnd::Refused,
+            Some(_) if starved => FlowEnd::Starved,
             Some(_) => FlowEnd::Failed,
         })
     }
@@ -327,17 +335,28 @@ impl FlowContext {
             true => None,
             false => self.step_url(index, vars).and_then(|url| jar.header(&url)),
         };
+        // A new connection per flow: its last request asks the server to close it first,
+        // so the TIME_WAIT (and its port) is the server's, not this machine's.
+        let last = !self.pool_connections && index + 1 == self.scenario.steps.len();
         let sent = match &self.fast {
             Some(fast) => match http1_request(fast, index, step, vars, body, scratch) {
                 Ok(mut req) => {
                     add_cookie(req.headers_mut(), cookie);
-                    fast.exchange(conn, req, keep_headers, timer).await.into()
+                    fast.exchange(conn, req, keep_headers, last, timer)
+                        .await
+                        .into()
                 }
                 Err(k) => return no_response(Times::default(), k),
             },
             None => match self.build_request(index, vars, body, scratch) {
                 Ok(mut req) => {
                     add_cookie(req.headers_mut(), cookie);
+                    if last && !req.headers().contains_key(reqwest::header::CONNECTION) {
+                        req.headers_mut().insert(
+                            reqwest::header::CONNECTION,
+                            reqwest::header::HeaderValue::from_static("close"),
+                        );
+                    }
                     transport::send_reqwest(client, req, keep_headers).await
                 }
                 Err(k) => return no_response(Times::default(), k),

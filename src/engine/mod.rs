@@ -151,13 +151,15 @@ impl Driver {
         self.shared.started.fetch_add(1, Ordering::Relaxed);
         self.threads.join();
         let ok = match &self.per_flow_client {
-            Some(make) => {
+            // The hot path opens its own connection per flow: a reqwest client per flow
+            // only for the targets it does not serve.
+            Some(make) if self.ctx.fast.is_none() => {
                 let client = make();
                 self.ctx
                     .run_flow(seq, row, &client, timing, &self.tx, state)
                     .await
             }
-            None => {
+            _ => {
                 self.ctx
                     .run_flow(seq, row, &self.ctx.client, timing, &self.tx, state)
                     .await
@@ -300,6 +302,9 @@ async fn closed_loop(d: Arc<Driver>) {
                 match (d.flow(seq, row, timing, &mut state).await, &d.breaker) {
                     (None, _) => break,
                     (Some(FlowEnd::Refused), Some(b)) => b.refused(&mut backoff).await,
+                    // Out of local ports or descriptors: they come back as TIME_WAITs
+                    // expire or connections close; no hot loop meanwhile.
+                    (Some(FlowEnd::Starved), _) => backoff.wait().await,
                     (Some(_), Some(b)) => {
                         backoff.reset();
                         b.through();

@@ -449,6 +449,12 @@ impl Exporter for Markdown {
                 "| TLS verification | **off** (`--insecure`): the server's certificate was not checked |"
             )?;
         }
+        if !c.source_addrs.is_empty() {
+            writeln!(o, "| source addresses | {} |", c.source_addrs.join(", "))?;
+        }
+        for n in &c.notes {
+            writeln!(o, "| generator | {n} |")?;
+        }
         writeln!(o, "| cores | {} |", c.cores)?;
         writeln!(o)?;
         writeln!(o, "---\n")?;

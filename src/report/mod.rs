@@ -10,6 +10,7 @@ pub mod junit;
 pub mod markdown;
 pub mod merge;
 pub mod terminal;
+mod timeline_chart;
 pub mod usage_chart;
 
 use std::collections::BTreeMap;
@@ -110,6 +111,14 @@ pub struct RunConfig {
     /// `--insecure`: server certificates were not verified (written only when true).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure: bool,
+    /// `--source-addr`: the local addresses new connections left from (empty: the kernel's
+    /// choice; written only when given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_addrs: Vec<String>,
+    /// What the set-up did to or found about the generating machine (a raised descriptor
+    /// limit, a planned connection rate past its ports).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// CPU cores of the machine that ran authbench (and the in-process server).
     pub cores: usize,
     /// How many runs this report adds up (1 unless made by `authbench merge`).

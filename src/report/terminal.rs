@@ -167,6 +167,18 @@ impl Exporter for Terminal {
                 "think time: {t} (inside flow times, not in step latencies)\n"
             ));
         }
+        if r.config.connections == "per-flow" {
+            out.push_str("per-flow connections: each flow's last request says 'Connection: close', so the server closes first and keeps the TIME_WAIT.\n");
+        }
+        if !r.config.source_addrs.is_empty() {
+            out.push_str(&format!(
+                "source addresses: {}\n",
+                r.config.source_addrs.join(", ")
+            ));
+        }
+        for n in &r.config.notes {
+            out.push_str(&format!("generator: {n}\n"));
+        }
         if let Some(n) = r.summary.feeder_exhausted_after {
             out.push_str(&format!(
                 "feeder exhausted after {n} rows: no flow started after the last unique row; the flows in flight finished.\n"

@@ -70,6 +70,8 @@ fn report(s: &Stats, wall_s: f64) -> Report {
             think: None,
             data: None,
             insecure: false,
+            source_addrs: vec![],
+            notes: vec![],
         },
         wall: Duration::from_secs_f64(wall_s),
         partial: false,

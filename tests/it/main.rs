@@ -3,6 +3,7 @@
 mod bottleneck;
 mod check;
 mod cli;
+mod connections;
 mod diagnosis;
 mod feeder;
 mod gate;

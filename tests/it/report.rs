@@ -61,6 +61,8 @@ fn sample_report(partial: bool) -> Report {
             think: None,
             data: None,
             insecure: false,
+            source_addrs: vec![],
+            notes: vec![],
         },
         wall: Duration::from_millis(1_234),
         partial,

@@ -73,6 +73,7 @@ async fn run_engine(
             Duration::from_secs(5),
             4,
             None,
+            Default::default(),
         )
         .await
         .map(Arc::new),

@@ -13,10 +13,21 @@
 //! connection found closed before sending is replaced (the request had not left). A
 //! connection the server closes after the request left is [`FailureKind::Closed`], with
 //! how long it had been idle.
+//!
+//! Who closes first: the side that closes a TCP connection first keeps it in TIME_WAIT for
+//! 60 s, holding a local port on the generator's side (see [`super::local`]). So when
+//! authbench knows a connection is done (the last request of a flow under `--connections
+//! per-flow`) that request says `Connection: close`; the response is read whole, then the
+//! connection's task waits for the server's FIN (over TLS, its `close_notify`), answers with
+//! its own (`close_notify`, then FIN) and closes: the TIME_WAIT lands on the server. A
+//! server that ignores `Connection: close` is closed by authbench after [`LINGER`]. Idle
+//! pooled connections retired at the end of a run (at most one per flow in flight) and
+//! connections of a flow that failed are closed by authbench at once.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -24,21 +35,29 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{HeaderMap, HeaderValue, HOST};
+use hyper::header::{HeaderMap, HeaderValue, CONNECTION, HOST};
 use hyper::Uri;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Sleep;
 use tokio_rustls::TlsConnector;
 
+use super::local::{classify_io, Sources};
 use super::micros;
 use crate::scenario::Scenario;
 use crate::stats::FailureKind;
 
-/// A connection to the target, and since when it has been idle (its last response).
+/// How long a connection whose last request said `Connection: close` waits for the
+/// server's FIN before authbench closes it itself.
+pub const LINGER: Duration = Duration::from_millis(500);
+
+/// A connection to the target: hyper's sender, and whether its task should wait for the
+/// server to close it once hyper is done with it, and since when it has been idle (its
+/// last response).
 pub struct Conn {
-    send: SendRequest<Full<Bytes>>,
+    sender: SendRequest<Full<Bytes>>,
+    server_closes: Arc<AtomicBool>,
     idle_since: Instant,
 }
 
@@ -92,6 +111,8 @@ pub struct Http1 {
     idle: Mutex<Vec<Conn>>,
     /// Keep at most this many idle connections.
     max_idle: usize,
+    /// Where new connections leave from (`--source-addr`).
+    sources: Sources,
 }
 
 impl Http1 {
@@ -104,6 +125,7 @@ impl Http1 {
         connect_timeout: Duration,
         max_idle: usize,
         tls: Option<Arc<rustls::ClientConfig>>,
+        sources: Sources,
     ) -> Option<Http1> {
         let url = reqwest::Url::parse(base_url).ok()?;
         let host = url.host_str()?.to_string();
@@ -141,6 +163,7 @@ impl Http1 {
             tls,
             idle: Mutex::new(Vec::new()),
             max_idle,
+            sources,
         })
     }
 
@@ -156,7 +179,7 @@ impl Http1 {
 
     /// Gives a connection back for the next flow.
     pub fn give(&self, conn: Conn) {
-        if conn.send.is_closed() {
+        if conn.sender.is_closed() {
             return;
         }
         if let Ok(mut idle) = self.idle.lock() {
@@ -170,13 +193,10 @@ impl Http1 {
     /// (timed on its own), then hyper's HTTP/1 handshake, which sends nothing.
     async fn connect(&self) -> Result<Opened, FailureKind> {
         let start = Instant::now();
-        let stream = tokio::time::timeout(
-            self.connect_timeout,
-            tokio::net::TcpStream::connect(self.addr),
-        )
-        .await
-        .map_err(|_| FailureKind::Timeout)?
-        .map_err(|_| FailureKind::Connect)?;
+        let stream = tokio::time::timeout(self.connect_timeout, self.sources.connect(self.addr))
+            .await
+            .map_err(|_| FailureKind::Timeout)?
+            .map_err(|e| classify_io(&e))?;
         let connect_us = micros(start.elapsed());
         let _ = stream.set_nodelay(true);
         let Some(tls) = &self.tls else {
@@ -202,15 +222,23 @@ impl Http1 {
 
     /// Sends `req` on `conn` (connecting first if there is none or it has closed) and
     /// reads the whole response. Timed from just before the request is handed to the
-    /// connection; the timeout covers the whole exchange, connecting included.
+    /// connection; the timeout covers the whole exchange, connecting included. With
+    /// `last`, the request is the connection's last: it says `Connection: close` (unless
+    /// the step sets its own `Connection`) and the server is left to close first.
     pub async fn exchange(
         &self,
         conn: &mut Option<Conn>,
         mut req: hyper::Request<Full<Bytes>>,
         keep_headers: bool,
+        last: bool,
         mut timer: Pin<&mut Sleep>,
     ) -> Attempt {
         req.headers_mut().insert(HOST, self.host.clone());
+        let last = last && !req.headers().contains_key(CONNECTION);
+        if last {
+            req.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         let start = Instant::now();
         timer
             .as_mut()
@@ -219,7 +247,7 @@ impl Http1 {
         let mut idle_us = None;
         let work = async {
             let fresh = match conn.take() {
-                Some(mut c) => match c.send.ready().await {
+                Some(mut c) => match c.sender.ready().await {
                     Ok(()) => {
                         idle_us = Some(micros(start.saturating_duration_since(c.idle_since)));
                         Ok(c)
@@ -240,12 +268,19 @@ impl Http1 {
                 }
             };
             let reused = connect_us.is_none();
+            if last {
+                sender.server_closes.store(true, Ordering::Relaxed);
+            }
             let resp = sender
-                .send
+                .sender
                 .send_request(req)
                 .await
                 .map_err(|e| closed_or_transport(&e, reused))?;
             let ttfb_us = micros(start.elapsed());
+            if closes(&resp) {
+                // The server said it closes this connection: let it.
+                sender.server_closes.store(true, Ordering::Relaxed);
+            }
             let status = resp.status().as_u16();
             let (parts, body) = resp.into_parts();
             let body = body
@@ -287,7 +322,19 @@ impl Http1 {
     }
 }
 
-/// An HTTP/1 connection over `io` (plain TCP or TLS), its driver spawned.
+/// Whether the server said it closes the connection after this response: `Connection:
+/// close`, or HTTP/1.0 without `keep-alive`.
+fn closes<B>(resp: &hyper::Response<B>) -> bool {
+    let has = |token: &str| {
+        resp.headers().get_all(CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    has("close") || (resp.version() == hyper::Version::HTTP_10 && !has("keep-alive"))
+}
+
+/// An HTTP/1 connection over `io` (plain TCP or TLS), its task spawned.
 async fn over<I>(io: I) -> Result<Conn, FailureKind>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -295,12 +342,20 @@ where
     let (sender, conn) = http1::handshake(TokioIo::new(io))
         .await
         .map_err(|_| FailureKind::Connect)?;
+    let server_closes = Arc::new(AtomicBool::new(false));
+    let flag = server_closes.clone();
     tokio::spawn(async move {
-        // Ends when the connection closes; its errors surface on the sender.
-        let _ = conn.await;
+        // Ends when hyper is done with the connection (errors surface on the sender);
+        // without shutting it down, so that the server may close first.
+        if let Ok(parts) = conn.without_shutdown().await {
+            if flag.load(Ordering::Relaxed) {
+                linger(parts.io.into_inner()).await;
+            }
+        }
     });
     Ok(Conn {
-        send: sender,
+        sender,
+        server_closes,
         idle_since: Instant::now(),
     })
 }
@@ -323,4 +378,18 @@ fn closed_or_transport(e: &hyper::Error, reused: bool) -> FailureKind {
     } else {
         FailureKind::Transport
     }
+}
+
+/// Waits up to [`LINGER`] for the server to close `io` (reading and dropping whatever it
+/// still sends; over TLS, up to its `close_notify`), then closes our side: `close_notify`
+/// and FIN, both after the server's, so the TIME_WAIT is the server's.
+async fn linger<I: AsyncRead + AsyncWrite + Unpin>(mut io: I) {
+    let mut buf = [0u8; 256];
+    // One timer for both halves: a server that never closes, or never reads our
+    // close_notify, costs at most LINGER.
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(1..) = io.read(&mut buf).await {}
+        let _ = io.shutdown().await;
+    })
+    .await;
 }

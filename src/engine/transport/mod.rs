@@ -10,6 +10,7 @@
 //! request once sent.
 
 pub mod http1;
+pub mod local;
 
 use std::time::{Duration, Instant};
 
@@ -126,6 +127,14 @@ pub fn classify(e: &reqwest::Error) -> FailureKind {
     if e.is_timeout() {
         FailureKind::Timeout
     } else if e.is_connect() {
+        // The generator's own limits (no port, no descriptor) are not the target's.
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                return local::classify_io(io);
+            }
+            source = s.source();
+        }
         FailureKind::Connect
     } else if e.is_builder() || e.is_request() && e.url().is_none() {
         FailureKind::Request
