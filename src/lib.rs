@@ -6,7 +6,8 @@
 //! The pipeline of `authbench run` ([`run`], its stages in [`pipeline`]):
 //! [`pipeline::prepare`] (options, [`scenario::Scenario`], thresholds, baseline: all that
 //! can fail before load) → [`pipeline::start_target`] (the in-process [`server`] when there
-//! is no target) → `preflight` (is the target reachable) → calibrate and execute
+//! is no target) → `preflight` (is the target reachable) → [`pipeline::sampling`] (what
+//! [`usage`] watches) → calibrate and execute
 //! ([`engine::run`]: workers send samples to a collector that builds [`stats::Stats`]) →
 //! [`pipeline::report`] ([`report::Report`], diagnosis, gate) → [`pipeline::export`].
 
@@ -29,6 +30,7 @@ pub mod sweep;
 pub mod timeline;
 pub mod tls;
 pub mod units;
+pub mod usage;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -67,8 +69,9 @@ pub async fn run(
     let target = pipeline::start_target(opts, &prepared.scenario)?;
     let addr = preflight(&target.base_url, opts.connect_timeout, target.tls.as_ref()).await?;
     engine::transport::local::check_sources(&opts.source_addrs, addr).map_err(RunError::Config)?;
+    let sample = pipeline::sampling(opts, &target).await?;
     let load = pipeline::Load::new(opts, &prepared, &target, stop).await?;
-    let (calibration, outcome) = load.calibrate_and_execute(opts, &prepared).await;
+    let measured = load.calibrate_and_execute(opts, &prepared, sample).await;
     load.finish_users()?;
     let bcrypt_cost = target.server.as_ref().map(|_| opts.cost);
     target.shutdown();
@@ -78,8 +81,7 @@ pub async fn run(
         &load.base_url,
         load.notes.clone(),
         bcrypt_cost,
-        calibration,
-        outcome,
+        measured,
     );
     let files = pipeline::export(opts, &report)?;
     Ok(RunResult { report, files })

@@ -93,6 +93,11 @@ pub struct RunOptions {
     /// The in-process server serves HTTPS with a certificate generated at start, which
     /// the run trusts (`--tls`; ignored with an external target).
     pub server_tls: bool,
+    /// A server process on this machine whose CPU, memory and threads are sampled from
+    /// `/proc` during the run (`--server-pid`).
+    pub server_pid: Option<u32>,
+    /// A Prometheus text endpoint of the service, scraped during the run (`--scrape`).
+    pub scrape: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -123,6 +128,8 @@ impl Default for RunOptions {
             save_users: None,
             tls: TlsOptions::default(),
             server_tls: false,
+            server_pid: None,
+            scrape: None,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Outages during a run: spans where every attempt failed because the target was not
-//! serving (refused or broken connections, 5xx; not request timeouts, which a queueing
-//! server gives while it is up), found as the collector sees
+//! serving (refused, broken or closed-without-answer connections, 5xx; not request
+//! timeouts, which a queueing server gives while it is up), found as the collector sees
 //! flows end, and the availability figures around them (success rate outside the
 //! windows, time to recover). Streaming and bounded: it keeps the windows found and one
 //! pending span, never a record per flow.
@@ -101,9 +101,9 @@ impl Availability {
 /// out while it is up and working, and calling that an outage would hide the diagnosis.
 pub fn is_outage(kind: &FailureKind) -> bool {
     match kind {
-        FailureKind::Connect | FailureKind::Transport => true,
+        FailureKind::Connect | FailureKind::Transport | FailureKind::Closed { .. } => true,
         FailureKind::Status(code) => (500..=599).contains(code),
-        FailureKind::Loaded { class, .. } => matches!(&**class, "connect" | "transport"),
+        FailureKind::Loaded { class, .. } => matches!(&**class, "connect" | "transport" | "closed"),
         _ => false,
     }
 }
@@ -358,6 +358,23 @@ mod tests {
         t.on_ok_flow(0.9, 1.5);
         let a = t.finish(2.0, 12, 2);
         assert!(a.outages.is_empty(), "{a:?}");
+    }
+
+    #[test]
+    fn connections_closed_without_an_answer_are_outage_class_like_transport() {
+        let closed = FailureKind::Closed {
+            reused: true,
+            reset: false,
+        };
+        assert!(is_outage(&closed));
+        assert!(is_outage(&FailureKind::Transport));
+        assert!(!is_outage(&FailureKind::Timeout));
+        let loaded = |class: &str| FailureKind::Loaded {
+            class: class.into(),
+            detail: "x".into(),
+        };
+        assert!(is_outage(&loaded("closed")));
+        assert!(!is_outage(&loaded("timeout")));
     }
 
     #[test]

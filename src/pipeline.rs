@@ -1,7 +1,8 @@
 //! The stages of `authbench run`, each a function with a typed input and output, in the
 //! order [`crate::run`] chains them: [`prepare`] → [`start_target`] → preflight →
-//! [`Load::new`] → [`Load::calibrate_and_execute`] → [`report()`] → [`export`]. A new stage
-//! (sampling CPU, a synchronized start) goes between two of these. Nothing here prints.
+//! [`sampling`] → [`Load::new`] → [`Load::calibrate_and_execute`] (the [`usage`] sampler
+//! runs alongside the measured run) → [`report()`] → [`export`]. A new stage (a
+//! synchronized start) goes between two of these. Nothing here prints.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use crate::plan::{self, Plan};
 use crate::report::{self, Report, ReportInput, RunConfig};
 use crate::scenario::Scenario;
 use crate::server::{self, ServerError, ServerHandle};
+use crate::usage::{self, Usage};
 use crate::{cores, diagnosis, millis, random_key, read_report};
 
 /// Everything that can be wrong with the configuration, checked before any load is sent.
@@ -170,6 +172,51 @@ pub fn start_reference_server(cfg: server::ServerConfig) -> Result<ServerHandle,
     })
 }
 
+/// Stage 3b: what the sampler watches besides authbench itself and the machine, checked
+/// before any load is sent: the `--server-pid` process exists, the `--scrape` endpoint
+/// answers in Prometheus text format.
+pub async fn sampling(opts: &RunOptions, target: &Target) -> Result<usage::Targets, RunError> {
+    if let Some(pid) = opts.server_pid {
+        if usage::procfs::process(pid).is_none() {
+            return Err(RunError::Config(format!(
+                "--server-pid {pid}: no such process on this machine (its /proc/{pid} cannot be read)"
+            )));
+        }
+    }
+    // The target's TLS config when it has one (it may trust a generated certificate), else
+    // the run's TLS flags for an `https://` endpoint.
+    let scrape_tls = match (&opts.scrape, &target.tls) {
+        (Some(_), Some(tls)) => Some(tls.clone()),
+        (Some(url), None) => crate::tls::for_target(url, &opts.tls, &[])?,
+        (None, _) => None,
+    };
+    if let Some(url) = &opts.scrape {
+        let client = usage::scrape::client(scrape_tls.as_ref()).map_err(|e| {
+            RunError::Other(anyhow::anyhow!("could not build the HTTP client: {e}"))
+        })?;
+        usage::scrape::fetch(
+            &client,
+            url,
+            opts.connect_timeout.max(std::time::Duration::from_secs(1)),
+        )
+        .await
+        .map_err(|e| RunError::Config(format!("--scrape: {e}")))?;
+    }
+    Ok(usage::Targets {
+        loopback: target.server.is_some() || usage::is_loopback(&target.base_url),
+        server_pid: opts.server_pid,
+        scrape: opts.scrape.clone(),
+        scrape_tls,
+    })
+}
+
+/// What the load measured: the calibration, the run, and who used the CPU during it.
+pub struct Measured {
+    pub calibration: Option<EngineOutcome>,
+    pub outcome: EngineOutcome,
+    pub usage: Option<Usage>,
+}
+
 /// Stages 4 and 5: the clients and the interrupt, ready to run the calibration and the
 /// measured load.
 pub struct Load {
@@ -182,6 +229,8 @@ pub struct Load {
     users: Option<Arc<engine::feed::UserSink>>,
     stop_rx: tokio::sync::watch::Receiver<bool>,
     stop_task: tokio::task::JoinHandle<()>,
+    /// The threads that run flows (the generator), for the sampler.
+    threads: Arc<usage::ThreadSet>,
     /// What the set-up did to or found about this machine (the descriptor limit raised,
     /// ports short of the planned rate), for the report's configuration.
     pub notes: Vec<String>,
@@ -311,6 +360,7 @@ impl Load {
             users: prepared.users.clone(),
             stop_rx,
             stop_task,
+            threads: Arc::default(),
             notes,
         })
     }
@@ -336,6 +386,7 @@ impl Load {
             connect_timeout: opts.connect_timeout,
             feed: self.feed.clone(),
             users: self.users.clone(),
+            threads: self.threads.clone(),
         }
     }
 
@@ -356,13 +407,16 @@ impl Load {
     }
 
     /// Calibration (a few flows alone, so the diagnosis knows each step's service time),
-    /// then the measured run. Interrupted while calibrating, the calibration flows (run
-    /// one at a time) are all that was measured, and they become the (partial) outcome.
+    /// then the measured run, sampled by a [`usage::Sampler`] (started just before it, so
+    /// the calibration is not in its figures). Interrupted while calibrating, the
+    /// calibration flows (run one at a time) are all that was measured, and they become the
+    /// (partial) outcome.
     pub async fn calibrate_and_execute(
         &self,
         opts: &RunOptions,
         prepared: &Prepared,
-    ) -> (Option<EngineOutcome>, EngineOutcome) {
+        sample: usage::Targets,
+    ) -> Measured {
         let scenario = &prepared.scenario;
         let calibration = if opts.calibration_flows > 0 {
             let cal_plan = Plan::closed(1, opts.calibration_flows);
@@ -372,10 +426,22 @@ impl Load {
             None
         };
         let out = match calibration {
-            Some(cal) if cal.interrupted => (None, cal),
+            Some(cal) if cal.interrupted => Measured {
+                calibration: None,
+                outcome: cal,
+                usage: None,
+            },
             cal => {
                 let cfg = self.engine_config(opts, scenario, prepared.plan.clone(), opts.progress);
-                (cal, engine::run(cfg, self.stopped()).await)
+                // A sampler that cannot start (no thread) leaves the run unsampled.
+                let sampler = usage::Sampler::start(self.threads.clone(), sample).ok();
+                let mut outcome = engine::run(cfg, self.stopped()).await;
+                let usage = sampler.map(|s| s.finish(&mut outcome.stats.timeline));
+                Measured {
+                    calibration: cal,
+                    outcome,
+                    usage,
+                }
             }
         };
         self.stop_task.abort();
@@ -391,9 +457,13 @@ pub fn report(
     base_url: &str,
     notes: Vec<String>,
     bcrypt_cost: Option<u32>,
-    calibration: Option<EngineOutcome>,
-    outcome: EngineOutcome,
+    measured: Measured,
 ) -> Report {
+    let Measured {
+        calibration,
+        outcome,
+        usage,
+    } = measured;
     let plan = &prepared.plan;
     let config = RunConfig {
         target: base_url.to_string(),
@@ -448,6 +518,7 @@ pub fn report(
     report.summary.late_flows = outcome.late;
     report.summary.dropped_flows = outcome.dropped;
     report.summary.feeder_exhausted_after = outcome.feeder_exhausted;
+    report.usage = usage;
     if let Some(cal) = &calibration {
         let cal_report = Report::build(ReportInput {
             stats: &cal.stats,
@@ -458,7 +529,8 @@ pub fn report(
             generated_at: chrono::Utc::now(),
         });
         let server_cores = opts.target.is_none().then(cores);
-        report.diagnosis = diagnosis::diagnose(&cal_report, &report, server_cores);
+        let hints = diagnosis::StepHints::of(&prepared.scenario);
+        report.diagnosis = diagnosis::diagnose(&cal_report, &report, server_cores, &hints);
     }
     // Outages come first in the diagnosis: they explain the failures before anything else.
     if let Some(d) = &mut report.diagnosis {

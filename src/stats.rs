@@ -36,7 +36,11 @@ pub enum FailureKind {
     Missing(Arc<str>),
     /// A `check` on the body failed (the pointer is named).
     Check(Arc<str>),
-    /// The connection broke or the server spoke invalid HTTP.
+    /// The server ended the connection (FIN, or RST when `reset`) before a response head
+    /// came: it closed without answering. `reused`: the request went on a kept-alive
+    /// connection (the classic keep-alive race), not on one opened for it.
+    Closed { reused: bool, reset: bool },
+    /// The connection broke mid-response or the server spoke invalid HTTP.
     Transport,
     /// The request could not be built (e.g. an extracted value is not a valid header).
     Request,
@@ -57,6 +61,7 @@ impl FailureKind {
             FailureKind::Status(_) => "status",
             FailureKind::NotJson | FailureKind::Missing(_) => "bad_body",
             FailureKind::Check(_) => "check",
+            FailureKind::Closed { .. } => "closed",
             FailureKind::Transport => "transport",
             FailureKind::Request => "request",
         }
@@ -80,6 +85,11 @@ impl FailureKind {
             FailureKind::NotJson => "body is not JSON".into(),
             FailureKind::Missing(p) => format!("missing {p}"),
             FailureKind::Check(p) => format!("check failed at {p}"),
+            FailureKind::Closed { reused, reset } => format!(
+                "server {} a {} connection without answering",
+                if *reset { "reset" } else { "closed" },
+                if *reused { "kept-alive" } else { "new" }
+            ),
             FailureKind::Transport => "connection broken or invalid HTTP".into(),
             FailureKind::Request => "request could not be built".into(),
             FailureKind::Loaded { detail, .. } => detail.to_string(),
@@ -115,6 +125,15 @@ pub enum Sample {
     /// A step's request opened a new connection, whose TCP connect took `us`. Requests
     /// on a kept-alive connection send none.
     Connect { step: usize, us: u64 },
+    /// A step's request failed as [`FailureKind::Closed`]: how long its connection had been
+    /// idle before the request (0 for a new one) and how long the request waited for the
+    /// close. Sent beside the step's [`Sample::Step`].
+    Closed {
+        step: usize,
+        reused: bool,
+        idle_us: u64,
+        waited_us: u64,
+    },
     /// A connection probe, made while the target refused connections (closed loop: one
     /// worker probes with back-off while the others wait). An attempt, not a flow.
     Probe { ok: bool },
@@ -177,6 +196,34 @@ pub struct StepStats {
     pub tls: Histogram<u64>,
     /// Failure counts by kind.
     pub failures: BTreeMap<FailureKind, u64>,
+    /// Idle and waiting times of the requests whose connection the server closed.
+    pub closed: ClosedTimes,
+}
+
+/// Times around connections the server closed without answering (sums and maxima, so
+/// they merge exactly), in µs.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ClosedTimes {
+    pub count: u64,
+    /// Of them, on kept-alive (reused) connections.
+    pub reused: u64,
+    /// Time the connection had been idle in the pool before the request was sent.
+    pub idle_sum_us: u64,
+    pub idle_max_us: u64,
+    /// Time from sending the request to the close.
+    pub waited_sum_us: u64,
+    pub waited_max_us: u64,
+}
+
+impl ClosedTimes {
+    pub fn add(&mut self, o: &ClosedTimes) {
+        self.count += o.count;
+        self.reused += o.reused;
+        self.idle_sum_us = self.idle_sum_us.saturating_add(o.idle_sum_us);
+        self.idle_max_us = self.idle_max_us.max(o.idle_max_us);
+        self.waited_sum_us = self.waited_sum_us.saturating_add(o.waited_sum_us);
+        self.waited_max_us = self.waited_max_us.max(o.waited_max_us);
+    }
 }
 
 /// Everything a run measured.
@@ -211,6 +258,7 @@ impl Stats {
                     connect: new_histogram(),
                     tls: new_histogram(),
                     failures: BTreeMap::new(),
+                    closed: ClosedTimes::default(),
                 })
                 .collect(),
             flow_ok: new_histogram(),
@@ -272,6 +320,23 @@ impl Stats {
                     record(&mut self.flow_failed, elapsed_us);
                 }
             }
+            Sample::Closed {
+                step,
+                reused,
+                idle_us,
+                waited_us,
+            } => {
+                if let Some(s) = self.steps.get_mut(step) {
+                    s.closed.add(&ClosedTimes {
+                        count: 1,
+                        reused: u64::from(reused),
+                        idle_sum_us: idle_us,
+                        idle_max_us: idle_us,
+                        waited_sum_us: waited_us,
+                        waited_max_us: waited_us,
+                    });
+                }
+            }
             // Counted by the collector's outage tracker, not here.
             Sample::Probe { .. } => {}
         }
@@ -307,6 +372,7 @@ impl Stats {
             for (k, n) in &b.failures {
                 *a.failures.entry(k.clone()).or_insert(0) += n;
             }
+            a.closed.add(&b.closed);
         }
         let _ = self.flow_ok.add(&other.flow_ok);
         let _ = self.flow_failed.add(&other.flow_failed);

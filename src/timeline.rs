@@ -30,6 +30,9 @@ pub struct Point {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// CPU and memory in the bucket, when sampled (see [`crate::usage`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::usage::UsagePoint>,
 }
 
 /// The timeline of a run.
@@ -63,6 +66,10 @@ fn merge_into(a: &mut Point, b: &Point) {
     a.ok += b.ok;
     a.failed += b.failed;
     a.errors += b.errors;
+    a.usage = match (&a.usage, &b.usage) {
+        (Some(x), Some(y)) => Some(x.merge(y)),
+        (x, y) => x.or(*y),
+    };
 }
 
 impl Timeline {

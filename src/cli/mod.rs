@@ -95,7 +95,7 @@ impl From<ColorArg> for When {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run flows against a target (or the in-process reference server) and write reports.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run the reference auth server standalone until Ctrl-C.
     Serve(ServeArgs),
     /// Check scenario files without running them; errors name the file, line and column.
@@ -199,7 +199,7 @@ where
         Command::Report(a) => report::exec(&a, out, err, ui),
         Command::Completions(a) => docs::completions(&a, out, err, ui),
         Command::Man(a) => docs::man(&a, out, err, ui),
-        Command::Run(a) => runtime.block_on(run::exec(a, out, err, ui)),
+        Command::Run(a) => runtime.block_on(run::exec(*a, out, err, ui)),
         Command::Check(a) => runtime.block_on(check::exec(a, out, err, ui)),
         Command::Sweep(a) => runtime.block_on(sweep::exec(a, out, err, ui)),
         Command::Tune(a) => runtime.block_on(tune::exec(a, out, err, ui)),

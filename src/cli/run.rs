@@ -92,6 +92,14 @@ pub struct RunArgs {
     /// start, which this run trusts.
     #[arg(long, conflicts_with = "target")]
     pub tls: bool,
+    /// The server's process id on this machine: its CPU, memory and threads are sampled
+    /// from /proc during the run and used by the diagnosis.
+    #[arg(long, value_name = "PID", requires = "target")]
+    pub server_pid: Option<u32>,
+    /// The service's Prometheus endpoint (e.g. http://127.0.0.1:8000/metrics): its
+    /// process CPU, memory and open files are scraped during the run.
+    #[arg(long, value_name = "URL")]
+    pub scrape: Option<String>,
 }
 
 /// `--arrival` values.
@@ -233,6 +241,8 @@ impl RunArgs {
             calibration_flows: self.calibration,
             hash_mode: self.hash_mode.into(),
             save_users: self.save_users,
+            server_pid: self.server_pid,
+            scrape: self.scrape,
             ..RunOptions::default()
         })
     }

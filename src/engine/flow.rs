@@ -266,6 +266,14 @@ impl FlowContext {
                 if let Some(us) = t.tls_us {
                     pending.samples.push(Sample::Tls { step: i, us });
                 }
+                if let Some(FailureKind::Closed { reused, .. }) = outcome.failure {
+                    pending.samples.push(Sample::Closed {
+                        step: i,
+                        reused,
+                        idle_us: t.idle_us.unwrap_or(0),
+                        waited_us: t.total_us,
+                    });
+                }
                 pending.samples.push(Sample::Step {
                     step: i,
                     elapsed_us: t.total_us,

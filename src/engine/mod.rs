@@ -77,6 +77,8 @@ pub struct EngineConfig {
     pub feed: Option<Arc<feed::Feed>>,
     /// `--save-users`: where successful flows' accounts go.
     pub users: Option<Arc<feed::UserSink>>,
+    /// Every thread that runs a flow joins it, so the generator's own CPU can be sampled.
+    pub threads: Arc<crate::usage::ThreadSet>,
 }
 
 /// What the engine measured.
@@ -117,6 +119,7 @@ struct Driver {
     t0: tokio::time::Instant,
     /// Closed loop: where workers go when the target refuses connections.
     breaker: Option<Arc<Breaker>>,
+    threads: Arc<crate::usage::ThreadSet>,
 }
 
 impl Driver {
@@ -146,6 +149,7 @@ impl Driver {
         state: &mut FlowState,
     ) -> Option<FlowEnd> {
         self.shared.started.fetch_add(1, Ordering::Relaxed);
+        self.threads.join();
         let ok = match &self.per_flow_client {
             // The hot path opens its own connection per flow: a reqwest client per flow
             // only for the targets it does not serve.
@@ -217,6 +221,7 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
         tx,
         t0,
         breaker,
+        threads: cfg.threads,
     });
     let start = Instant::now();
     let mut handle = tokio::spawn({

@@ -20,6 +20,7 @@ pub const ERROR_CLASSES: &[&str] = &[
     "bad_body",
     "check",
     "transport",
+    "closed",
     "request",
     "ports",
     "descriptors",

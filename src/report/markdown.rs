@@ -192,17 +192,18 @@ pub fn write_diagnosis(o: &mut String, r: &Report) -> std::fmt::Result {
     )?;
     writeln!(
         o,
-        "| step | service time alone (ms) | median under load (ms) | waiting |"
+        "| step | service time alone (ms) | median under load (ms) | waiting | effective parallelism |"
     )?;
-    writeln!(o, "|---|---:|---:|---:|")?;
+    writeln!(o, "|---|---:|---:|---:|---:|")?;
     for s in &d.steps {
         writeln!(
             o,
-            "| {} | {:.1} | {:.1} | {:.0}% |",
+            "| {} | {:.1} | {:.1} | {:.0}% | {:.2} |",
             s.name,
             s.service_time_ms,
             s.loaded_p50_ms,
-            s.waiting_fraction * 100.0
+            s.waiting_fraction * 100.0,
+            s.effective_parallelism
         )?;
     }
     let mean = d
@@ -215,8 +216,8 @@ pub fn write_diagnosis(o: &mut String, r: &Report) -> std::fmt::Result {
         .unwrap_or_else(|| "–".into());
     writeln!(
         o,
-        "| **flow** | {:.1} | {mean} (mean) | {waiting} |\n",
-        d.flow_service_time_ms
+        "| **flow** | {:.1} | {mean} (mean) | {waiting} | {:.2} |\n",
+        d.flow_service_time_ms, d.effective_parallelism
     )?;
     let cores = d
         .server_cores
@@ -227,6 +228,9 @@ pub fn write_diagnosis(o: &mut String, r: &Report) -> std::fmt::Result {
         "Effective parallelism: **{:.2}** at concurrency {}; server cores: {cores}; timeouts: {}.\n",
         d.effective_parallelism, d.concurrency, d.timeouts
     )?;
+    if let Some(u) = &r.usage {
+        writeln!(o, "CPU during the run: {}.\n", crate::usage::describe(u))?;
+    }
     Ok(())
 }
 

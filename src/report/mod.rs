@@ -2,6 +2,7 @@
 //! render it to bytes (Markdown in the seed document's format, JSON, a terminal summary).
 //! Exporters do no I/O; [`write_reports`] writes their bytes to `reports/`.
 
+mod closed;
 pub mod histogram;
 pub mod html;
 pub mod json;
@@ -9,12 +10,16 @@ pub mod junit;
 pub mod markdown;
 pub mod merge;
 pub mod terminal;
+mod timeline_chart;
+pub mod usage_chart;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+
+pub use closed::ClosedSummary;
 
 use crate::gate::{Comparison, ThresholdResult};
 use crate::stats::{FailureKind, LatencySummary, Stats};
@@ -58,6 +63,10 @@ pub struct Report {
     /// Per-second figures over the run (bounded; see [`crate::timeline`]).
     #[serde(default)]
     pub timeline: crate::timeline::Timeline,
+    /// CPU and memory of the generator, the machine and the server during the measured
+    /// run, when sampled (see [`crate::usage`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::usage::Usage>,
     /// Outage windows (spans where every attempt failed to reach a serving target) and the
     /// availability figures around them (see [`crate::outage`]).
     #[serde(default)]
@@ -190,8 +199,13 @@ pub struct StepReport {
     /// TLS connections opened), after the TCP connect and before the request is sent.
     #[serde(default)]
     pub tls: LatencySummary,
-    /// Failure counts by class (`connect`, `timeout`, `status`, `bad_body`, `check`, ...).
+    /// Failure counts by class (`connect`, `timeout`, `status`, `bad_body`, `check`,
+    /// `closed`, `transport`, ...).
     pub failures: BTreeMap<String, u64>,
+    /// Requests whose connection the server closed without answering (`closed` failures):
+    /// how long the connection had been idle, and how long the request waited for the close.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<ClosedSummary>,
     /// The full latency histogram (microseconds), see [`histogram::ENCODING`].
     pub histogram: String,
     /// The full time-to-first-byte histogram.
@@ -321,6 +335,7 @@ impl Report {
                         connect: LatencySummary::of(&st.connect),
                         tls: LatencySummary::of(&st.tls),
                         failures: by_class,
+                        closed: ClosedSummary::of(st),
                         histogram: histogram::encode(&st.latency),
                         ttfb_histogram: histogram::encode(&st.ttfb),
                         connect_histogram: histogram::encode(&st.connect),
@@ -332,6 +347,7 @@ impl Report {
             thresholds: Vec::new(),
             comparison: None,
             diagnosis: None,
+            usage: None,
             timeline: s.timeline.clone(),
             availability: {
                 let mut a = s.availability.clone();
@@ -358,6 +374,9 @@ impl Report {
             if !rep.ttfb_histogram.is_empty() {
                 st.ttfb = histogram::decode(&rep.ttfb_histogram)
                     .with_context(|| format!("the ttfb histogram of step '{}'", rep.name))?;
+            }
+            if let Some(c) = &rep.closed {
+                st.closed = c.times();
             }
             if !rep.connect_histogram.is_empty() {
                 st.connect = histogram::decode(&rep.connect_histogram)

@@ -298,5 +298,7 @@ fn a_planned_connection_rate_past_the_ephemeral_ports_is_noted() {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|e| e == "md"))
         .unwrap();
-    assert!(std::fs::read_to_string(md).unwrap().contains("| generator |"));
+    assert!(std::fs::read_to_string(md)
+        .unwrap()
+        .contains("| generator |"));
 }

@@ -85,7 +85,18 @@ async fn charts_match_the_json_and_report_rerenders_it() {
             &html[i..end]
         })
         .collect();
-    assert_eq!(svgs.len(), 2, "a percentile chart and a timeline");
+    assert_eq!(
+        svgs.len(),
+        3,
+        "a percentile chart, a timeline and a CPU chart"
+    );
+    let cpu = roxmltree::Document::parse(svgs[2]).unwrap();
+    assert_eq!(
+        cpu.root_element().attribute("data-chart"),
+        Some("cpu"),
+        "{}",
+        svgs[2]
+    );
     let pct = roxmltree::Document::parse(svgs[0]).unwrap();
     let series = attrs(&pct, |n| n.has_tag_name("g"), "data-series");
     assert_eq!(

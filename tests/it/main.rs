@@ -1,5 +1,6 @@
 //! One integration-test binary (one link step): each module covers an area.
 
+mod bottleneck;
 mod check;
 mod cli;
 mod connections;

@@ -97,6 +97,7 @@ async fn run_engine(
         connect_timeout: Duration::from_secs(1),
         feed: None,
         users: None,
+        threads: Default::default(),
     };
     engine::run(cfg, std::future::pending()).await
 }

@@ -143,3 +143,46 @@ pub async fn raw_server(head: &'static [u8], gap_ms: u64, tail: &'static [u8]) -
     });
     addr
 }
+
+/// Serves `router` on a loopback port, on an OS thread with a runtime of its own: its CPU
+/// is then not the generator's (tests that look at who used the CPU need that).
+pub fn serve_on_own_thread(router: Router) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, router).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
+
+/// Held by tests that count the kernel's dropped SYNs (a count shared by the machine).
+pub static BACKLOG: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The kernel's count of SYNs dropped because an accept queue was full.
+pub fn listen_overflows() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/netstat").unwrap();
+    let mut tcp_ext = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (tcp_ext.next().unwrap(), tcp_ext.next().unwrap());
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "ListenOverflows")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap()
+}
+
+/// A scenario file written for one test (kept alive by the returned guard).
+pub fn scenario_file(toml: &str) -> (tempfile::TempDir, ScenarioSource) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scenario.toml");
+    std::fs::write(&path, toml).unwrap();
+    (dir, ScenarioSource::File(path))
+}

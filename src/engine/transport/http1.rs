@@ -10,7 +10,9 @@
 //! per-request CPU, enough to make the harness, not the server, the bottleneck. Here a
 //! flow takes a connection, sends its requests on it in order, and gives it back: no
 //! per-request URL parsing, no pool lookup. A request is never retried once sent; a pooled
-//! connection found closed before sending is replaced (the request had not left).
+//! connection found closed before sending is replaced (the request had not left). A
+//! connection the server closes after the request left is [`FailureKind::Closed`], with
+//! how long it had been idle.
 //!
 //! Who closes first: the side that closes a TCP connection first keeps it in TIME_WAIT for
 //! 60 s, holding a local port on the generator's side (see [`super::local`]). So when
@@ -51,10 +53,12 @@ use crate::stats::FailureKind;
 pub const LINGER: Duration = Duration::from_millis(500);
 
 /// A connection to the target: hyper's sender, and whether its task should wait for the
-/// server to close it once hyper is done with it.
+/// server to close it once hyper is done with it, and since when it has been idle (its
+/// last response).
 pub struct Conn {
     sender: SendRequest<Full<Bytes>>,
     server_closes: Arc<AtomicBool>,
+    idle_since: Instant,
 }
 
 /// What one request measured and received.
@@ -74,6 +78,8 @@ pub struct Attempt {
     pub connect_us: Option<u64>,
     /// Set when that connection's TLS handshake succeeded (`https://` only).
     pub tls_us: Option<u64>,
+    /// Set when the request went on a kept-alive connection: how long it had been idle.
+    pub idle_us: Option<u64>,
     pub result: Result<Exchange, FailureKind>,
 }
 
@@ -238,10 +244,14 @@ impl Http1 {
             .as_mut()
             .reset(tokio::time::Instant::from_std(start) + self.timeout);
         let (mut connect_us, mut tls_us) = (None, None);
+        let mut idle_us = None;
         let work = async {
             let fresh = match conn.take() {
                 Some(mut c) => match c.sender.ready().await {
-                    Ok(()) => Ok(c),
+                    Ok(()) => {
+                        idle_us = Some(micros(start.saturating_duration_since(c.idle_since)));
+                        Ok(c)
+                    }
                     // Closed while idle (the server's keep-alive ended): the request has
                     // not left, so a new connection is not a retry.
                     Err(_) => Err(()),
@@ -257,6 +267,7 @@ impl Http1 {
                     opened.conn
                 }
             };
+            let reused = connect_us.is_none();
             if last {
                 sender.server_closes.store(true, Ordering::Relaxed);
             }
@@ -264,7 +275,7 @@ impl Http1 {
                 .sender
                 .send_request(req)
                 .await
-                .map_err(|_| FailureKind::Transport)?;
+                .map_err(|e| closed_or_transport(&e, reused))?;
             let ttfb_us = micros(start.elapsed());
             if closes(&resp) {
                 // The server said it closes this connection: let it.
@@ -277,6 +288,7 @@ impl Http1 {
                 .await
                 .map_err(|_| FailureKind::Transport)?
                 .to_bytes();
+            sender.idle_since = Instant::now();
             *conn = Some(sender);
             Ok(Exchange {
                 ttfb_us,
@@ -304,6 +316,7 @@ impl Http1 {
             total_us: micros(start.elapsed()),
             connect_us,
             tls_us,
+            idle_us,
             result,
         }
     }
@@ -343,7 +356,28 @@ where
     Ok(Conn {
         sender,
         server_closes,
+        idle_since: Instant::now(),
     })
+}
+
+/// A request that got no response head: the server closing the connection (an EOF, a
+/// reset, or hyper cancelling the request because the connection closed under it) is
+/// [`FailureKind::Closed`]; anything else (invalid HTTP, a too-large head) is transport.
+fn closed_or_transport(e: &hyper::Error, reused: bool) -> FailureKind {
+    use std::error::Error as _;
+    let io_kind = e
+        .source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .map(|io| io.kind());
+    let reset = matches!(
+        io_kind,
+        Some(std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe)
+    );
+    if reset || e.is_incomplete_message() || e.is_canceled() {
+        FailureKind::Closed { reused, reset }
+    } else {
+        FailureKind::Transport
+    }
 }
 
 /// Waits up to [`LINGER`] for the server to close `io` (reading and dropping whatever it

@@ -31,6 +31,9 @@ pub struct Times {
     pub connect_us: Option<u64>,
     /// Set when that connection's TLS handshake succeeded (hyper path, `https://`).
     pub tls_us: Option<u64>,
+    /// Set when the request went on a kept-alive connection: how long it had been idle
+    /// (hyper path only).
+    pub idle_us: Option<u64>,
 }
 
 /// A response, read whole. `headers` is empty unless the caller asked to keep them.
@@ -55,6 +58,7 @@ impl From<http1::Attempt> for Sent {
                     ttfb_us: ex.ttfb_us,
                     connect_us: a.connect_us,
                     tls_us: a.tls_us,
+                    idle_us: a.idle_us,
                 },
                 response: Ok(Response {
                     status: ex.status,
@@ -68,6 +72,7 @@ impl From<http1::Attempt> for Sent {
                     ttfb_us: 0,
                     connect_us: a.connect_us,
                     tls_us: a.tls_us,
+                    idle_us: a.idle_us,
                 },
                 response: Err(k),
             },
@@ -110,6 +115,7 @@ pub async fn send_reqwest(
             ttfb_us,
             connect_us: None,
             tls_us: None,
+            idle_us: None,
         },
         response: result.map_err(|e| classify(&e)),
     }

@@ -5,10 +5,23 @@
 //! and how many requests the server worked on at once (effective parallelism, by Little's
 //! law: busy workers = Σ requests/s × service time). Every sentence printed is computed from
 //! figures printed beside it; where the figures do not support a conclusion, none is drawn.
+//!
+//! The order of the findings is the order of suspicion: authbench itself out of CPU first
+//! (then nothing is said about the server), connection setup (`connect`), the server's
+//! capacity, which steps share the queue (`steps`), the server's own figures
+//! (`resources`), connections closed without an answer (`closed`), timeouts.
+
+mod closed;
+mod connect;
+mod resources;
+mod steps;
 
 use serde::{Deserialize, Serialize};
 
 use crate::report::Report;
+use crate::scenario::Scenario;
+
+pub use steps::StepHints;
 
 /// Per-step figures of the diagnosis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,6 +33,9 @@ pub struct StepDiagnosis {
     pub loaded_p50_ms: f64,
     /// 1 − service / loaded median: the share of the step spent waiting.
     pub waiting_fraction: f64,
+    /// Requests of this step the server was busy with at once (requests/s × service time).
+    #[serde(default)]
+    pub effective_parallelism: f64,
 }
 
 /// The `diagnosis` object of the JSON report.
@@ -43,6 +59,12 @@ pub struct Diagnosis {
     pub server_cores: Option<usize>,
     /// Requests that timed out in the run.
     pub timeouts: u64,
+    /// Steps that wait under load (≥ 50%) while others do not (< 20%): where the queue is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queued_steps: Vec<String>,
+    /// New connections whose connect took a SYN retransmission time (≈1 s, 3 s, 7 s).
+    #[serde(default)]
+    pub syn_retransmitted_connects: u64,
     /// Plain-words findings, each citing its figures.
     pub findings: Vec<String>,
 }
@@ -53,6 +75,7 @@ pub fn diagnose(
     calibration: &Report,
     run: &Report,
     server_cores: Option<usize>,
+    hints: &StepHints,
 ) -> Option<Diagnosis> {
     let mut steps = Vec::new();
     let mut flow_service = 0.0;
@@ -64,11 +87,15 @@ pub fn diagnose(
         }
         let service = cal.latency.p50_ms;
         flow_service += service;
-        if wall > 0.0 {
-            parallelism += st.requests as f64 / wall * service / 1000.0;
-        }
+        let step_parallelism = if wall > 0.0 {
+            st.requests as f64 / wall * service / 1000.0
+        } else {
+            0.0
+        };
+        parallelism += step_parallelism;
         let loaded = st.latency.p50_ms;
         steps.push(StepDiagnosis {
+            effective_parallelism: step_parallelism,
             name: st.name.clone(),
             service_time_ms: service,
             loaded_p50_ms: loaded,
@@ -98,14 +125,18 @@ pub fn diagnose(
         concurrency: run.config.concurrency,
         server_cores,
         timeouts,
+        queued_steps: Vec::new(),
+        syn_retransmitted_connects: 0,
         findings: Vec::new(),
     };
-    d.findings = findings(&d, run);
+    d.queued_steps = steps::queued(&d);
+    d.syn_retransmitted_connects = connect::syn_retransmits(run).0;
+    d.findings = findings(&d, run, hints);
     Some(d)
 }
 
 /// `0.47 ms`, `12.3 ms`, `1.234s`.
-fn fmt_ms(ms: f64) -> String {
+pub(crate) fn fmt_ms(ms: f64) -> String {
     if ms >= 1000.0 {
         format!("{:.3}s", ms / 1000.0)
     } else if ms >= 10.0 {
@@ -115,8 +146,22 @@ fn fmt_ms(ms: f64) -> String {
     }
 }
 
-fn findings(d: &Diagnosis, run: &Report) -> Vec<String> {
-    let mut out = Vec::new();
+fn findings(d: &Diagnosis, run: &Report, hints: &StepHints) -> Vec<String> {
+    // A generator out of CPU measured itself as much as the server: nothing more is said.
+    if let Some(f) = resources::generator_saturated(run) {
+        return vec![f];
+    }
+    let mut out = connect::findings(d, run);
+    out.push(capacity(d, run));
+    out.extend(steps::finding(d, hints));
+    out.extend(resources::server_findings(d, run));
+    out.extend(closed::finding(d, run));
+    out.extend(tail(d, run));
+    out
+}
+
+/// The main claim: how busy the server was, and with what.
+fn capacity(d: &Diagnosis, run: &Report) -> String {
     let p = d.effective_parallelism;
     let c = d.concurrency;
     let waiting_pct = d.waiting_fraction.map(|w| w * 100.0);
@@ -138,35 +183,59 @@ fn findings(d: &Diagnosis, run: &Report) -> Vec<String> {
     };
     let queueing = waiting_pct.is_none_or(|w| w >= 20.0);
     if !queueing {
-        out.push(format!(
-            "Little queueing: {wait_text} {at}; the server kept up with this load."
-        ));
+        format!("Little queueing: {wait_text} {at}; the server kept up with this load.")
     } else if p < 0.5 {
-        out.push(format!(
+        format!(
             "The server was mostly idle: effective parallelism {p:.2} {at}; {wait_text}, and with the server this idle that waiting is not a queue for its work: it lies in the client, the network or connection setup, or is noise at these small service times."
-        ));
+        )
     } else if waiting_pct.is_some_and(|w| w < 50.0) {
         // Below saturation the busy count reflects the offered load, not the server's
         // capacity: no conclusion about serialization or CPU can be drawn from it.
-        out.push(format!(
+        format!(
             "Some queueing, no saturation: {wait_text} {at}; the server was busy with {p:.1} requests at a time on average, which here reflects the offered load rather than a limit."
-        ));
-    } else if c >= 2 && p < 1.4 {
-        out.push(format!(
-            "Requests are processed one at a time: effective parallelism {p:.1} {at}; {wait_text}. The server serializes its work (one worker or one event loop doing CPU-bound work such as hashing inline); more workers or hashing off the event loop would raise capacity, a lower bcrypt cost only hides it."
-        ));
+        )
     } else if let Some(cores) = d.server_cores.filter(|n| p >= 0.75 * *n as f64) {
-        out.push(format!(
+        format!(
             "The server used its {cores} cores: effective parallelism {p:.1} {at}; {wait_text}. Waiting is queueing for CPU: capacity grows only with cores or instances (or a cheaper hash)."
-        ));
+        )
+    } else if c >= 2 && p < 1.4 {
+        // On a busy loopback machine a server short of CPU looks like one that serializes:
+        // the figures cannot tell them apart, so both are said.
+        let caveat = match resources::busy_loopback_machine(run) {
+            Some(m) => format!(
+                " But this machine runs the target too, and its {m}: if the server itself used those cores, it is CPU-bound rather than serialized; these figures cannot tell which (--server-pid can)."
+            ),
+            None => String::new(),
+        };
+        format!(
+            "Requests are processed one at a time: effective parallelism {p:.1} {at}; {wait_text}. The server serializes its work (one worker or one event loop doing CPU-bound work such as hashing inline); more workers or hashing off the event loop would raise capacity, a lower bcrypt cost only hides it.{caveat}"
+        )
+    } else if let Some(m) = resources::busy_loopback_machine(run) {
+        format!(
+            "This machine's CPU was the limit: effective parallelism {p:.1} {at}; {wait_text}. The target runs on this machine (loopback) and its {m}: the server is CPU-bound here, and shares the cores with authbench; capacity grows only with cores (or a cheaper hash)."
+        )
     } else {
-        out.push(format!(
-            "Effective parallelism {p:.1} {at}; {wait_text}. The server works on about {p:.1} requests at once, fewer than it is offered{}: a limit other than this machine's CPU (a lock, a connection pool, a worker count) is likely.",
+        let fewer = format!(
+            "Effective parallelism {p:.1} {at}; {wait_text}. The server works on about {p:.1} requests at once, fewer than it is offered{}",
             d.server_cores
                 .map(|n| format!(" and fewer than its {n} cores"))
                 .unwrap_or_default()
-        ));
+        );
+        match resources::idle_cpu_evidence(run) {
+            Some(evidence) => format!(
+                "{fewer}, while {evidence}: a limit other than CPU (a lock, a connection pool, a worker count) is likely."
+            ),
+            None => format!(
+                "{fewer}. authbench cannot see the server's CPU (not on this machine, no --server-pid or --scrape), so whether that limit is its CPU or a lock, a pool or a worker count is not known."
+            ),
+        }
     }
+}
+
+/// Timeouts and the slowest step.
+fn tail(d: &Diagnosis, run: &Report) -> Vec<String> {
+    let mut out = Vec::new();
+    let p = d.effective_parallelism;
     if d.timeouts > 0 {
         let timeout_s = run.config.timeout_ms as f64 / 1000.0;
         let service_s = d.flow_service_time_ms / 1000.0;
@@ -192,4 +261,11 @@ fn findings(d: &Diagnosis, run: &Report) -> Vec<String> {
         ));
     }
     out
+}
+
+impl StepHints {
+    /// What the scenario says about each step.
+    pub fn of(scenario: &Scenario) -> StepHints {
+        steps::hints(scenario)
+    }
 }
