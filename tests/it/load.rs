@@ -129,7 +129,10 @@ async fn closed_loop_duration_warmup_and_per_flow_connections() {
     // the flows started in the first 300 ms of 800.
     assert!(s.warmup_flows >= 8 && s.total_flows >= 8, "{s:?}");
     let share = s.warmup_flows as f64 / (s.warmup_flows + s.total_flows) as f64;
-    assert!((0.2..0.6).contains(&share), "warm-up share {share:.2}: {s:?}");
+    assert!(
+        (0.2..0.6).contains(&share),
+        "warm-up share {share:.2}: {s:?}"
+    );
     assert_eq!(s.failed_flows, 0, "{:#?}", r.failures);
     assert_eq!(r.config.connections, "per-flow");
     // Each measured flow opened its own connection (warm-up flows' are not measured).
