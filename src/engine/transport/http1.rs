@@ -39,7 +39,8 @@ use hyper::header::{HeaderMap, HeaderValue, CONNECTION, HOST};
 use hyper::Uri;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tokio_rustls::TlsConnector;
 
@@ -335,10 +336,7 @@ fn closes<B>(resp: &hyper::Response<B>) -> bool {
 }
 
 /// An HTTP/1 connection over `io` (plain TCP or TLS), its task spawned.
-async fn over<I>(io: I) -> Result<Conn, FailureKind>
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+async fn over<I: ServerClose>(io: I) -> Result<Conn, FailureKind> {
     let (sender, conn) = http1::handshake(TokioIo::new(io))
         .await
         .map_err(|_| FailureKind::Connect)?;
@@ -380,16 +378,54 @@ fn closed_or_transport(e: &hyper::Error, reused: bool) -> FailureKind {
     }
 }
 
-/// Waits up to [`LINGER`] for the server to close `io` (reading and dropping whatever it
-/// still sends; over TLS, up to its `close_notify`), then closes our side: `close_notify`
-/// and FIN, both after the server's, so the TIME_WAIT is the server's.
-async fn linger<I: AsyncRead + AsyncWrite + Unpin>(mut io: I) {
-    let mut buf = [0u8; 256];
+/// Waits up to [`LINGER`] for the server to close `io`, then closes our side
+/// (`close_notify` and FIN over TLS, FIN over TCP), both after the server's, so the
+/// TIME_WAIT is the server's.
+async fn linger<I: ServerClose>(mut io: I) {
     // One timer for both halves: a server that never closes, or never reads our
     // close_notify, costs at most LINGER.
     let _ = tokio::time::timeout(LINGER, async {
-        while let Ok(1..) = io.read(&mut buf).await {}
+        io.server_closed().await;
         let _ = io.shutdown().await;
     })
     .await;
+}
+
+/// A stream that can tell when the server has closed its side.
+trait ServerClose: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Resolves once the server has closed (or reset) the connection, dropping whatever
+    /// it still sends.
+    fn server_closed(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+impl ServerClose for TcpStream {
+    /// The server's FIN usually comes with its response, and the reactor already knows
+    /// (`EPOLLRDHUP`): no read call is made for it, as reading to EOF would.
+    fn server_closed(&mut self) -> impl Future<Output = ()> + Send {
+        async move {
+            let mut buf = [0u8; 256];
+            loop {
+                match self.ready(Interest::READABLE).await {
+                    Ok(r) if r.is_read_closed() => return,
+                    Ok(_) => match self.try_read(&mut buf) {
+                        Ok(0) => return,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => return,
+                    },
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+}
+
+impl ServerClose for tokio_rustls::client::TlsStream<TcpStream> {
+    /// Over TLS the server's `close_notify` comes first: read up to it (or to EOF).
+    fn server_closed(&mut self) -> impl Future<Output = ()> + Send {
+        async move {
+            let mut buf = [0u8; 256];
+            while let Ok(1..) = self.read(&mut buf).await {}
+        }
+    }
 }
