@@ -401,20 +401,18 @@ trait ServerClose: AsyncRead + AsyncWrite + Unpin + Send + 'static {
 impl ServerClose for TcpStream {
     /// The server's FIN usually comes with its response, and the reactor already knows
     /// (`EPOLLRDHUP`): no read call is made for it, as reading to EOF would.
-    fn server_closed(&mut self) -> impl Future<Output = ()> + Send {
-        async move {
-            let mut buf = [0u8; 256];
-            loop {
-                match self.ready(Interest::READABLE).await {
-                    Ok(r) if r.is_read_closed() => return,
-                    Ok(_) => match self.try_read(&mut buf) {
-                        Ok(0) => return,
-                        Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(_) => return,
-                    },
+    async fn server_closed(&mut self) {
+        let mut buf = [0u8; 256];
+        loop {
+            match self.ready(Interest::READABLE).await {
+                Ok(r) if r.is_read_closed() => return,
+                Ok(_) => match self.try_read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(_) => return,
-                }
+                },
+                Err(_) => return,
             }
         }
     }
@@ -422,10 +420,8 @@ impl ServerClose for TcpStream {
 
 impl ServerClose for tokio_rustls::client::TlsStream<TcpStream> {
     /// Over TLS the server's `close_notify` comes first: read up to it (or to EOF).
-    fn server_closed(&mut self) -> impl Future<Output = ()> + Send {
-        async move {
-            let mut buf = [0u8; 256];
-            while let Ok(1..) = self.read(&mut buf).await {}
-        }
+    async fn server_closed(&mut self) {
+        let mut buf = [0u8; 256];
+        while let Ok(1..) = self.read(&mut buf).await {}
     }
 }
