@@ -26,6 +26,16 @@ if [ ! -x /usr/bin/chromium ]; then
     fi
 fi
 
+# iproute2 (`ip`), for the port-exhaustion test (tests/it/connections.rs brings up the
+# loopback of a network namespace with a four-port range). Not fatal: the test says SKIPPED.
+if ! command -v ip >/dev/null 2>&1 && ! [ -x /usr/sbin/ip ] && ! [ -x /sbin/ip ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "== installing iproute2 (the port-exhaustion test)"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null) \
+            || echo "warning: could not install iproute2; the port-exhaustion test will be skipped" >&2
+    fi
+fi
+
 # groff, for the man page test (tests/it/cli.rs renders `authbench man` and fails on any
 # warning). Debian's groff-base; fatal under CI, where the test requires it.
 if ! command -v groff >/dev/null 2>&1; then
