@@ -93,6 +93,7 @@ async fn a_lock_around_hashing_is_localised_to_the_hashing_steps() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reads the machine-wide ListenOverflows counter and the kernel's SYN timing: scripts/test.sh runs it alone"]
 async fn a_full_accept_queue_is_named_from_the_connect_times() {
     // Known truth from the kernel: a backlog of 1 holds two connections; the rest of a
     // burst have their SYNs dropped and re-sent after 1 s. The server accepts the
