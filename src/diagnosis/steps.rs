@@ -103,7 +103,8 @@ pub(super) fn finding(d: &Diagnosis, hints: &StepHints) -> Option<String> {
     let (_, fs1) = span(&fs, |s| s.service_time_ms);
     let password = |i: usize| hints.password.get(i).copied().unwrap_or(false);
     let by_role = q.iter().all(|(i, _)| password(*i)) && !free.iter().any(|(i, _)| password(*i));
-    let by_timing = qs0 >= 5.0 * fs1;
+    // Clearly slower alone: at least twice the slowest step that does not queue.
+    let by_timing = qs0 >= 2.0 * fs1;
     let timing = format!(
         "{} alone vs at most {}",
         range(qs0, qs1, fmt_ms),
@@ -111,15 +112,15 @@ pub(super) fn finding(d: &Diagnosis, hints: &StepHints) -> Option<String> {
     );
     let what = match (by_role, by_timing) {
         (true, true) => format!("the password-hashing steps (they send a password, and they are the slow ones: {timing})"),
-        (true, false) => format!("the password-hashing steps (they send a password; {timing})"),
+        // Sending a password is not hashing one: without the timing to show it, the
+        // finding names the steps and does not blame hashing.
+        (true, false) => format!(
+            "these steps (they send a password, but they are not the slow ones alone: {timing})"
+        ),
         (false, true) => format!("the slow steps ({timing}), CPU-heavy work such as password hashing"),
         (false, false) => "these steps".to_string(),
     };
-    let around = if by_role || by_timing {
-        "hashing"
-    } else {
-        "their work"
-    };
+    let around = if by_timing { "hashing" } else { "their work" };
     let together: f64 = qs.iter().map(|s| s.effective_parallelism).sum();
     Some(format!(
         "{} wait {} under load, {} do not ({}): the limit is specific to {what}, which together kept {together:.1} requests busy at once: one lock, one thread or a small pool around {around}.",
