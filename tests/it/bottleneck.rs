@@ -105,7 +105,16 @@ async fn a_full_accept_queue_is_named_from_the_connect_times() {
     let listener = socket.listen(1).unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        let app = Router::new().route("/health", get(|| async { "{}" }));
+        // 50 ms per request: the five flows overlap, so four of them need connections of
+        // their own (with instant answers, one kept-alive connection could serve all five
+        // in turn and no burst would reach the backlog).
+        let app = Router::new().route(
+            "/health",
+            get(|| async {
+                support::sleep_ms(50).await;
+                "{}"
+            }),
+        );
         let serve = |s: tokio::net::TcpStream| {
             let app = app.clone();
             tokio::spawn(async move {
