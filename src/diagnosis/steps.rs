@@ -130,3 +130,56 @@ pub(super) fn finding(d: &Diagnosis, hints: &StepHints) -> Option<String> {
         range(fw0, fw1, pct),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two steps that send a password and queue, two that do not; `alone` is the queued
+    /// steps' service time against 2.6 ms for the others.
+    fn localised(alone: f64) -> String {
+        let step = |name: &str, service: f64, waiting: f64| super::super::StepDiagnosis {
+            name: name.into(),
+            service_time_ms: service,
+            loaded_p50_ms: service / (1.0 - waiting),
+            waiting_fraction: waiting,
+            effective_parallelism: 0.4,
+        };
+        let d = Diagnosis {
+            calibration_flows: 3,
+            steps: vec![
+                step("register", alone, 0.9),
+                step("login", alone, 0.9),
+                step("verify", 2.6, 0.0),
+                step("profile", 2.6, 0.0),
+            ],
+            flow_service_time_ms: 2.0 * alone + 5.2,
+            flow_mean_ms: Some(100.0),
+            waiting_fraction: Some(0.8),
+            effective_parallelism: 1.2,
+            concurrency: 20,
+            server_cores: None,
+            timeouts: 0,
+            queued_steps: vec!["register".into(), "login".into()],
+            syn_retransmitted_connects: 0,
+            findings: vec![],
+        };
+        let hints = StepHints {
+            password: vec![true, true, false, false],
+        };
+        finding(&d, &hints).expect("a localisation")
+    }
+
+    #[test]
+    fn hashing_is_blamed_only_when_the_queued_steps_are_also_slower_alone() {
+        let slow = localised(20.0);
+        assert!(slow.contains("the password-hashing steps"), "{slow}");
+        assert!(slow.ends_with("around hashing."), "{slow}");
+        // Sending a password, but no slower alone (oidc-provider's token step): the steps
+        // are named, hashing is not claimed.
+        let same = localised(2.9);
+        assert!(!same.contains("password-hashing"), "{same}");
+        assert!(same.contains("not the slow ones alone"), "{same}");
+        assert!(same.ends_with("around their work."), "{same}");
+    }
+}
