@@ -265,12 +265,7 @@ fn generator_limits(opts: &RunOptions, prepared: &Prepared) -> Result<Vec<String
         }
     }
     let peak_rate = match prepared.plan.model {
-        plan::LoadModel::Open { .. } => prepared
-            .plan
-            .stages
-            .iter()
-            .map(|s| s.level)
-            .fold(0.0, f64::max),
+        plan::LoadModel::Open { .. } => prepared.plan.peak(),
         plan::LoadModel::Closed => 0.0,
     };
     if let (options::Connections::PerFlow, Some((lo, hi))) =
