@@ -25,6 +25,7 @@ pub mod plan;
 pub mod report;
 pub mod scenario;
 pub mod server;
+pub mod shard;
 pub mod stats;
 pub mod sweep;
 pub mod timeline;

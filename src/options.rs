@@ -98,6 +98,12 @@ pub struct RunOptions {
     pub server_pid: Option<u32>,
     /// A Prometheus text endpoint of the service, scraped during the run (`--scrape`).
     pub scrape: Option<String>,
+    /// This generator's share of the load (`--shard I/N`): flows, workers, rates and
+    /// `unique` data rows are split, `{{seq}}` is strided (see [`crate::shard`]).
+    pub shard: Option<crate::shard::Shard>,
+    /// When the measured load begins (`--start-at`), after the calibration; `None` starts
+    /// it at once.
+    pub start_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Default for RunOptions {
@@ -130,6 +136,8 @@ impl Default for RunOptions {
             server_tls: false,
             server_pid: None,
             scrape: None,
+            shard: None,
+            start_at: None,
         }
     }
 }

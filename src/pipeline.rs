@@ -64,14 +64,20 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
             opts.flows,
         ),
     };
+    let plan = match opts.shard {
+        Some(s) => s.split_plan(&plan).map_err(RunError::Config)?,
+        None => plan,
+    };
     let concurrency = match plan.model {
         plan::LoadModel::Closed => plan.peak() as usize,
         plan::LoadModel::Open { max_in_flight, .. } => max_in_flight,
     };
-    let feed = scenario
-        .data
-        .clone()
-        .map(|d| Arc::new(engine::feed::Feed::new(d)));
+    let feed = match scenario.data.clone() {
+        Some(d) => Some(Arc::new(
+            engine::feed::Feed::for_shard(d, opts.shard).map_err(RunError::Config)?,
+        )),
+        None => None,
+    };
     let users = match &opts.save_users {
         Some(path) => Some(Arc::new(
             engine::feed::UserSink::create(path, &scenario)
@@ -215,6 +221,8 @@ pub struct Measured {
     pub calibration: Option<EngineOutcome>,
     pub outcome: EngineOutcome,
     pub usage: Option<Usage>,
+    /// When the measured load began (wall clock).
+    pub started_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Stages 4 and 5: the clients and the interrupt, ready to run the calibration and the
@@ -382,6 +390,7 @@ impl Load {
             feed: self.feed.clone(),
             users: self.users.clone(),
             threads: self.threads.clone(),
+            shard: opts.shard,
         }
     }
 
@@ -425,8 +434,20 @@ impl Load {
                 calibration: None,
                 outcome: cal,
                 usage: None,
+                started_at: chrono::Utc::now(),
             },
             cal => {
+                // `--start-at`: the calibration is done; wait for the time the generators
+                // agreed on (an interrupt ends the wait, and the run starts no flow).
+                if let Some(at) = opts.start_at {
+                    if let Ok(wait) = (at - chrono::Utc::now()).to_std() {
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = self.stopped() => {}
+                        }
+                    }
+                }
+                let started_at = chrono::Utc::now();
                 let cfg = self.engine_config(opts, scenario, prepared.plan.clone(), opts.progress);
                 // A sampler that cannot start (no thread) leaves the run unsampled.
                 let sampler = usage::Sampler::start(self.threads.clone(), sample).ok();
@@ -436,6 +457,7 @@ impl Load {
                     calibration: cal,
                     outcome,
                     usage,
+                    started_at,
                 }
             }
         };
@@ -458,7 +480,13 @@ pub fn report(
         calibration,
         outcome,
         usage,
+        started_at,
     } = measured;
+    let start = crate::shard::Start::of(started_at, opts.start_at);
+    let mut notes = notes;
+    if let Some(w) = start.late_warning() {
+        notes.push(w);
+    }
     let plan = &prepared.plan;
     let config = RunConfig {
         target: base_url.to_string(),
@@ -501,6 +529,8 @@ pub fn report(
         insecure: opts.tls.insecure && base_url.starts_with("https://"),
         source_addrs: opts.source_addrs.iter().map(|a| a.to_string()).collect(),
         notes,
+        start: Some(start),
+        shard: opts.shard,
     };
     let mut report = Report::build(ReportInput {
         stats: &outcome.stats,

@@ -21,20 +21,33 @@ pub struct MergeArgs {
     /// Thresholds to check on the merged figures (repeatable); a failure exits 1.
     #[arg(long = "threshold", value_name = "EXPR")]
     pub thresholds: Vec<String>,
+    /// Merge even inputs that are not the parts of one load (different scenario names,
+    /// shard totals, a missing or repeated shard, runs that did not overlap in time); the
+    /// merged report lists what was accepted.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub(super) fn exec(a: &MergeArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> u8 {
-    report_errors(merge(a, out, ui), err, ui)
+    let code = merge(a, out, err, ui);
+    report_errors(code, err, ui)
 }
 
-fn merge(a: &MergeArgs, out: &mut dyn Write, ui: Ui) -> Result<u8, CmdError> {
+fn merge(a: &MergeArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> Result<u8, CmdError> {
     let reports = a
         .inputs
         .iter()
-        .map(|p| crate::read_report(p))
+        .map(|p| Ok((p.display().to_string(), crate::read_report(p)?)))
         .collect::<anyhow::Result<Vec<_>>>()
         .map_err(usage)?;
-    let mut merged = crate::report::merge::merge(&reports).map_err(usage)?;
+    let crate::report::merge::Merged {
+        report: mut merged,
+        warnings,
+        start_skew_ms,
+    } = crate::report::merge::merge_named(&reports, a.force).map_err(usage)?;
+    for w in &warnings {
+        ui.warning(err, &format!("merged with --force: {w}"));
+    }
     let steps: Vec<String> = merged.steps.iter().map(|s| s.name.clone()).collect();
     let thresholds = crate::gate::parse_all(&a.thresholds, &steps).map_err(|e| usage(e.into()))?;
     merged.thresholds = thresholds.iter().map(|t| t.evaluate(&merged)).collect();
@@ -46,6 +59,13 @@ fn merge(a: &MergeArgs, out: &mut dyn Write, ui: Ui) -> Result<u8, CmdError> {
     .render(&merged)
     {
         let _ = out.write_all(&bytes);
+    }
+    if let Some(skew) = start_skew_ms {
+        let _ = writeln!(
+            out,
+            "start skew: the {} inputs began within {skew:.0} ms of each other",
+            reports.len()
+        );
     }
     for f in files {
         let _ = writeln!(out, "report: {}", f.display());

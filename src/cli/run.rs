@@ -100,6 +100,19 @@ pub struct RunArgs {
     /// process CPU, memory and open files are scraped during the run.
     #[arg(long, value_name = "URL")]
     pub scrape: Option<String>,
+    /// Run shard I of N (0-based) of the load asked for: flows, concurrency, rates and
+    /// unique data rows are split so the N shards add up to it; `auto` reads
+    /// JOB_COMPLETION_INDEX and AUTHBENCH_SHARDS (a Kubernetes Indexed Job).
+    #[arg(long, value_name = "I/N|auto", value_parser = crate::shard::parse_shard, requires = "target")]
+    pub shard: Option<crate::shard::ShardSpec>,
+    /// Begin the measured load at this time (RFC 3339, e.g. 2026-11-30T12:00:00Z, or
+    /// +30s from now), so generators started apart load the service together.
+    #[arg(long, value_name = "TIME", value_parser = parse_start_at)]
+    pub start_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn parse_start_at(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    crate::shard::parse_start_at(s, chrono::Utc::now())
 }
 
 /// `--arrival` values.
@@ -209,6 +222,13 @@ impl RunArgs {
 
     pub fn into_options(self) -> Result<RunOptions, String> {
         let plan = self.plan()?;
+        let shard = match self.shard {
+            None => None,
+            Some(crate::shard::ShardSpec::Fixed(s)) => Some(s),
+            Some(crate::shard::ShardSpec::Auto) => {
+                Some(crate::shard::Shard::from_env(|k| std::env::var(k).ok())?)
+            }
+        };
         let flows = self.flows.unwrap_or(20);
         Ok(RunOptions {
             concurrency: self
@@ -243,6 +263,8 @@ impl RunArgs {
             save_users: self.save_users,
             server_pid: self.server_pid,
             scrape: self.scrape,
+            shard,
+            start_at: self.start_at,
             ..RunOptions::default()
         })
     }

@@ -22,33 +22,62 @@ pub struct Feed {
     data: Data,
     next: AtomicU64,
     exhausted: AtomicBool,
+    /// This generator's rows, `start..start + len` (all of them unless sharded).
+    start: u64,
+    len: u64,
 }
 
 impl Feed {
+    /// Hands out all of `data`'s rows.
     pub fn new(data: Data) -> Feed {
+        let len = data.feeder.len() as u64;
         Feed {
             data,
             next: AtomicU64::new(0),
             exhausted: AtomicBool::new(false),
+            start: 0,
+            len,
         }
+    }
+
+    /// Hands out `shard`'s part of `data`'s rows: `unique` rows are split into disjoint
+    /// slices (no row is used by two shards), `sequential` starts at the shard's slice (the
+    /// shards begin on different rows, then wrap over all of them), `random` draws from
+    /// all. Fails when `unique` rows are fewer than the shards.
+    pub fn for_shard(data: Data, shard: Option<crate::shard::Shard>) -> Result<Feed, String> {
+        let mut f = Feed::new(data);
+        if let Some(s) = shard {
+            let rows = f.len;
+            if f.data.order == DataOrder::Unique && rows / s.count == 0 {
+                return Err(format!(
+                    "the scenario's {rows} unique data rows cannot be split over {} shards: every shard needs at least one",
+                    s.count
+                ));
+            }
+            f.start = s.offset(rows);
+            if f.data.order == DataOrder::Unique {
+                f.len = s.share(rows);
+            }
+        }
+        Ok(f)
     }
 
     /// The row for a flow about to start; `None` when `unique` rows have run out.
     pub fn take(&self) -> Option<usize> {
-        let rows = self.data.feeder.len().max(1);
+        let rows = self.data.feeder.len().max(1) as u64;
         match self.data.order {
             DataOrder::Sequential => {
                 let n = self.next.fetch_add(1, Ordering::Relaxed);
-                Some((n % rows as u64) as usize)
+                Some(((self.start + n) % rows) as usize)
             }
             DataOrder::Random => {
                 use rand::Rng;
-                Some(rand::thread_rng().gen_range(0..rows))
+                Some(rand::thread_rng().gen_range(0..rows as usize))
             }
             DataOrder::Unique => {
                 let n = self.next.fetch_add(1, Ordering::Relaxed);
-                if n < rows as u64 {
-                    Some(n as usize)
+                if n < self.len {
+                    Some((self.start + n) as usize)
                 } else {
                     self.exhausted.store(true, Ordering::Relaxed);
                     None
@@ -57,11 +86,9 @@ impl Feed {
         }
     }
 
-    /// With `unique` rows that ran out: how many rows there were.
+    /// With `unique` rows that ran out: how many rows this generator had.
     pub fn exhausted_after(&self) -> Option<u64> {
-        self.exhausted
-            .load(Ordering::Relaxed)
-            .then_some(self.data.feeder.len() as u64)
+        self.exhausted.load(Ordering::Relaxed).then_some(self.len)
     }
 }
 

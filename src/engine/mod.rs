@@ -79,6 +79,8 @@ pub struct EngineConfig {
     pub users: Option<Arc<feed::UserSink>>,
     /// Every thread that runs a flow joins it, so the generator's own CPU can be sampled.
     pub threads: Arc<crate::usage::ThreadSet>,
+    /// `run --shard`: flow `k` is `{{seq}}` number `k·N + i` (see [`crate::shard`]).
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// What the engine measured.
@@ -120,6 +122,7 @@ struct Driver {
     /// Closed loop: where workers go when the target refuses connections.
     breaker: Option<Arc<Breaker>>,
     threads: Arc<crate::usage::ThreadSet>,
+    shard: Option<crate::shard::Shard>,
 }
 
 impl Driver {
@@ -150,6 +153,7 @@ impl Driver {
     ) -> Option<FlowEnd> {
         self.shared.started.fetch_add(1, Ordering::Relaxed);
         self.threads.join();
+        let seq = self.shard.map_or(seq, |s| s.seq(seq));
         let ok = match &self.per_flow_client {
             // The hot path opens its own connection per flow: a reqwest client per flow
             // only for the targets it does not serve.
@@ -222,6 +226,7 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
         t0,
         breaker,
         threads: cfg.threads,
+        shard: cfg.shard,
     });
     let start = Instant::now();
     let mut handle = tokio::spawn({

@@ -463,11 +463,13 @@ impl Exporter for Html {
         let sources =
             (!c.source_addrs.is_empty()).then(|| ("source addresses", c.source_addrs.join(", ")));
         let notes = c.notes.iter().map(|n| ("generator", n.clone()));
+        let distribution = c.distribution_rows();
         for (k, v) in rows
             .into_iter()
             .chain(optional)
             .chain(tls)
             .chain(sources)
+            .chain(distribution)
             .chain(notes)
         {
             let _ = write!(o, "<tr><td>{k}</td><td>{}</td></tr>", esc(&v));

@@ -452,6 +452,9 @@ impl Exporter for Markdown {
         if !c.source_addrs.is_empty() {
             writeln!(o, "| source addresses | {} |", c.source_addrs.join(", "))?;
         }
+        for (k, v) in c.distribution_rows() {
+            writeln!(o, "| {k} | {v} |")?;
+        }
         for n in &c.notes {
             writeln!(o, "| generator | {n} |")?;
         }

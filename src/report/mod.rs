@@ -131,10 +131,50 @@ pub struct RunConfig {
     /// The `[data]` feeder: rows, columns and order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
+    /// When the measured load began (and, with `--start-at`, when it was to begin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<crate::shard::Start>,
+    /// `--shard I/N`: which share of a load split over N generators this run was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::Shard>,
 }
 
 fn one() -> u64 {
     1
+}
+
+impl RunConfig {
+    /// Rows about a distributed run, for every exporter: the shard, and the start when it
+    /// was planned (`--start-at`) or is a merge's spread.
+    pub fn distribution_rows(&self) -> Vec<(&'static str, String)> {
+        let mut rows = Vec::new();
+        if let Some(s) = &self.shard {
+            rows.push((
+                "shard",
+                format!(
+                    "{s} (0-based): this generator's share of the load; `authbench merge` adds the {} shards up",
+                    s.count
+                ),
+            ));
+        }
+        if let Some(st) = &self.start {
+            match (&st.planned, st.skew_ms) {
+                (Some(p), Some(skew)) => rows.push((
+                    "start",
+                    format!("{} (planned {p}, {skew:+.0} ms)", st.actual),
+                )),
+                (None, Some(spread)) if self.generators > 1 => rows.push((
+                    "start",
+                    format!(
+                        "{} (the {} inputs began within {spread:.0} ms of each other)",
+                        st.actual, self.generators
+                    ),
+                )),
+                _ => {}
+            }
+        }
+        rows
+    }
 }
 
 /// The seed document's "Final Performance Metrics", and a few more.

@@ -176,6 +176,9 @@ impl Exporter for Terminal {
                 r.config.source_addrs.join(", ")
             ));
         }
+        for (k, v) in r.config.distribution_rows() {
+            out.push_str(&format!("{k}: {v}\n"));
+        }
         for n in &r.config.notes {
             out.push_str(&format!("generator: {n}\n"));
         }

@@ -72,6 +72,8 @@ fn report(s: &Stats, wall_s: f64) -> Report {
             insecure: false,
             source_addrs: vec![],
             notes: vec![],
+            start: None,
+            shard: None,
         },
         wall: Duration::from_secs_f64(wall_s),
         partial: false,

@@ -5,6 +5,7 @@ mod check;
 mod cli;
 mod connections;
 mod diagnosis;
+mod distributed;
 mod feeder;
 mod gate;
 mod html;

@@ -63,6 +63,8 @@ fn sample_report(partial: bool) -> Report {
             insecure: false,
             source_addrs: vec![],
             notes: vec![],
+            start: None,
+            shard: None,
         },
         wall: Duration::from_millis(1_234),
         partial,

@@ -98,6 +98,7 @@ async fn run_engine(
         feed: None,
         users: None,
         threads: Default::default(),
+        shard: None,
     };
     engine::run(cfg, std::future::pending()).await
 }
