@@ -41,3 +41,12 @@ cargo run --quiet --release -- sweep --costs 4..=8 --flows 10 --out-dir target/c
 
 echo "== the scenario gallery against real implementations: fastapi-users, Django, oidc-provider"
 scripts/real-stacks.sh
+
+echo "== scale-out: the Kubernetes manifests validate and agree with the CLI"
+scripts/check-manifests.sh
+
+echo "== scale-out: 4 shards with one start, merged, against one run of the same totals"
+scripts/distributed.sh 4
+
+echo "== scale-out: the container image (static musl binary FROM scratch), proven from its filesystem"
+scripts/container.sh

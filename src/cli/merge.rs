@@ -12,7 +12,9 @@ use crate::report::{terminal::Terminal, Exporter};
 
 #[derive(Debug, Args)]
 pub struct MergeArgs {
-    /// Reports (JSON) of runs of one scenario, e.g. one per generator.
+    /// Reports (JSON) of runs of one scenario, e.g. one per generator. A directory stands
+    /// for every run report (`*-run.json`) in it and in its subdirectories, so a container
+    /// without a shell can merge `/reports`.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// Where to write the merged JSON; the Markdown goes beside it (.md).
@@ -34,8 +36,8 @@ pub(super) fn exec(a: &MergeArgs, out: &mut dyn Write, err: &mut dyn Write, ui: 
 }
 
 fn merge(a: &MergeArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> Result<u8, CmdError> {
-    let reports = a
-        .inputs
+    let reports = inputs(&a.inputs)
+        .map_err(usage)?
         .iter()
         .map(|p| Ok((p.display().to_string(), crate::read_report(p)?)))
         .collect::<anyhow::Result<Vec<_>>>()
@@ -75,4 +77,45 @@ fn merge(a: &MergeArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> Res
     } else {
         exit::GATE
     })
+}
+
+/// The report files `given` names: files as they are, directories expanded to the run
+/// reports (`*-run.json`) in them and their subdirectories, in name order.
+fn inputs(given: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    use anyhow::Context;
+    fn walk(dir: &std::path::Path, depth: u32, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("could not read the directory '{}'", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() && depth < 4 {
+                walk(&p, depth + 1, out)?;
+            } else if p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with("-run.json"))
+            {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in given {
+        if p.is_dir() {
+            let before = out.len();
+            walk(p, 0, &mut out)?;
+            if out.len() == before {
+                anyhow::bail!(
+                    "no run report (*-run.json) in the directory '{}'",
+                    p.display()
+                );
+            }
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
 }

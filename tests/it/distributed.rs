@@ -203,6 +203,7 @@ fn merge_takes_every_shard_once_and_refuses_anything_else() {
         )
     });
     let dir = tempfile::tempdir().unwrap();
+    use authbench::report::json::Json;
     let write = |name: &str, r: &Report| {
         let p = dir.path().join(name);
         std::fs::write(&p, authbench::report::json::Json.render(r).unwrap()).unwrap();
@@ -233,6 +234,19 @@ fn merge_takes_every_shard_once_and_refuses_anything_else() {
     assert_eq!(merged.config.flows_planned, 6);
     assert_eq!(merged.config.generators, 3);
     assert!(merged.config.start.as_ref().unwrap().skew_ms.is_some());
+
+    // A directory stands for the run reports in it (a container has no shell to glob).
+    let shards = dir.path().join("shards");
+    for (i, r) in [&a, &b, &c].iter().enumerate() {
+        let d = shards.join(format!("shard-{i}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("20261130T120000Z-run.json"), Json.render(r).unwrap()).unwrap();
+    }
+    let (code, out, err) = merge(&[shards.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("the 3 inputs"), "{out}");
+    let (code, _, err) = merge(&[dir.path().join("none").to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "{err}");
 
     let (code, _, err) = merge(&[&pa, &pc], &[]);
     assert_eq!(code, 2);
