@@ -484,8 +484,12 @@ pub fn report(
     } = measured;
     let start = crate::shard::Start::of(started_at, opts.start_at);
     let mut notes = notes;
-    if let Some(w) = start.late_warning() {
-        notes.push(w);
+    match opts.start_at {
+        Some(at) if outcome.interrupted && started_at < at => notes.push(format!(
+            "interrupted while waiting for --start-at {}: the measured load never began",
+            crate::shard::stamp(at)
+        )),
+        _ => notes.extend(start.late_warning()),
     }
     let plan = &prepared.plan;
     let config = RunConfig {

@@ -285,3 +285,51 @@ fn merge_takes_every_shard_once_and_refuses_anything_else() {
     assert_eq!(code, 2);
     assert!(err.contains("did not overlap in time"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_at_waits_and_reports_a_late_or_interrupted_start() {
+    // On time: no calibration, a start 300 ms ahead; the load begins within the warning's
+    // second of it, and never before it.
+    let addr = support::delayed_health(0).await;
+    let mut o = support::health_opts(addr, 4, 2);
+    let planned = chrono::Utc::now() + chrono::Duration::milliseconds(300);
+    o.start_at = Some(planned);
+    let r = support::report(&o).await;
+    let start = r.config.start.clone().unwrap();
+    assert_eq!(start.planned, Some(authbench::shard::stamp(planned)));
+    let skew = start.skew_ms.unwrap();
+    assert!((-1.0..1_000.0).contains(&skew), "{start:?}");
+    assert!(r.config.notes.is_empty(), "{:?}", r.config.notes);
+
+    // Late: three 600 ms calibration flows run past a start 100 ms ahead.
+    let slow = support::delayed_health(600).await;
+    let mut o = support::health_opts(slow, 2, 2);
+    o.calibration_flows = 3;
+    o.start_at = Some(chrono::Utc::now() + chrono::Duration::milliseconds(100));
+    let r = support::report(&o).await;
+    let skew = r.config.start.as_ref().unwrap().skew_ms.unwrap();
+    assert!(skew >= 1_700.0, "{skew}");
+    assert!(
+        r.config
+            .notes
+            .iter()
+            .any(|n| n.contains("after the planned start")),
+        "{:?}",
+        r.config.notes
+    );
+
+    // Interrupted while waiting: a partial report that says the load never began.
+    let mut o = support::health_opts(addr, 4, 2);
+    o.start_at = Some(chrono::Utc::now() + chrono::Duration::seconds(30));
+    let r = authbench::run(&o, support::sleep_ms(200))
+        .await
+        .unwrap()
+        .report;
+    assert!(r.partial);
+    assert_eq!(r.summary.total_flows, 0);
+    assert!(
+        r.config.notes.iter().any(|n| n.contains("never began")),
+        "{:?}",
+        r.config.notes
+    );
+}
