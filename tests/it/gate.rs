@@ -189,7 +189,8 @@ fn merging_two_halves_equals_the_whole() {
         pall.to_str().unwrap(),
     ]);
     assert_eq!(code, 2);
-    assert!(err.contains("only runs of one scenario"), "{err}");
+    assert!(err.contains("ran scenario 'other'"), "{err}");
+    assert!(err.contains("not the parts of one load"), "{err}");
 }
 
 #[allow(non_snake_case)]
