@@ -197,6 +197,7 @@ impl Compiler<'_> {
             }
             let basic = self.basic(&rs, &scope, &mut headers);
             let think = rs.think.as_ref().and_then(|t| self.diag.think(t));
+            let role = rs.role.as_ref().and_then(|r| self.diag.role(r));
 
             let expect = self.diag.expect(rs.expect.as_ref());
 
@@ -234,6 +235,7 @@ impl Compiler<'_> {
                 checks,
                 basic,
                 think,
+                role,
             });
         }
 
