@@ -307,6 +307,10 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
         ));
     }
     let scenario = Arc::new(crate::load_scenario(&opts.scenario)?);
+    let jwt_key = match &opts.jwt_private_key {
+        Some(path) => Some(jwt::SigningKey::load(path).map_err(|e| RunError::Config(e.to_string()))?),
+        None => None,
+    };
 
     let (server, base_url, api_key, jwt_secret, tls) = match &opts.target {
         None => {
@@ -332,6 +336,8 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
     // No idle connection is kept: every request opens its own (see `target`).
     let client = crate::tls::reqwest_tls(reqwest::Client::builder(), tls.as_ref())
         .pool_max_idle_per_host(0)
+        // A redirect is an answer to judge (a form login's 302), as `run` sees it.
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(opts.timeout)
         .connect_timeout(opts.connect_timeout)
         .tcp_nodelay(true)
@@ -340,10 +346,6 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
         .map_err(|e| RunError::Other(anyhow::anyhow!("could not build the HTTP client: {e}")))?;
     let roles = roles::Roles::detect(&scenario);
     let target = target::Target::new(scenario.clone(), client, base_url.clone(), api_key);
-    let jwt_key = match &opts.jwt_private_key {
-        Some(path) => Some(jwt::SigningKey::load(path).map_err(|e| RunError::Config(e.to_string()))?),
-        None => None,
-    };
     let settings = probes::Settings {
         jwt_secret,
         jwt_key,

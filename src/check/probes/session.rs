@@ -316,6 +316,8 @@ async fn csrf(t: &Target, roles: &Roles, login: usize, r: ProbeResult) -> ProbeR
     };
     let origin = format!("https://evil-{:08x}.example", rand::random::<u32>());
     let r = ProbeResult {
+        // Named after the step it sends.
+        id: format!("session.csrf[{}]", step_name(t, step)),
         sent: format!(
             "{} {} with the session cookie and Origin: {origin}",
             t.step(step).method,
