@@ -159,7 +159,10 @@ body = "free text"
         assert_eq!(a.render().1, b"password=new%26pw");
         let mut b = body(1).unwrap();
         b.remove("email");
-        assert_eq!(b.render(), ("application/json", br#"{"password":"x"}"#.to_vec()));
+        assert_eq!(
+            b.render(),
+            ("application/json", br#"{"password":"x"}"#.to_vec())
+        );
         assert_eq!(body(2).unwrap().get("username").as_deref(), Some("u7"));
         assert_eq!(body(3), None);
         assert_eq!(b.empty().render().1, b"{}");

@@ -308,7 +308,9 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
     }
     let scenario = Arc::new(crate::load_scenario(&opts.scenario)?);
     let jwt_key = match &opts.jwt_private_key {
-        Some(path) => Some(jwt::SigningKey::load(path).map_err(|e| RunError::Config(e.to_string()))?),
+        Some(path) => {
+            Some(jwt::SigningKey::load(path).map_err(|e| RunError::Config(e.to_string()))?)
+        }
         None => None,
     };
 

@@ -21,7 +21,13 @@ pub fn terminal(r: &CheckReport, color: bool) -> Vec<u8> {
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_width(160)
-        .set_header(vec!["probe", "severity", "result", "expected", "request → got"]);
+        .set_header(vec![
+            "probe",
+            "severity",
+            "result",
+            "expected",
+            "request → got",
+        ]);
     for p in &r.probes {
         let good = match p.outcome {
             Outcome::Pass => Some(true),
@@ -132,7 +138,10 @@ pub fn markdown(r: &CheckReport) -> Vec<u8> {
             esc(&p.sent),
             esc(&p.expected),
             esc(&p.got),
-            p.request.as_deref().map(|r| format!("`{}`", esc(r))).unwrap_or_default(),
+            p.request
+                .as_deref()
+                .map(|r| format!("`{}`", esc(r)))
+                .unwrap_or_default(),
             esc(p.response.as_deref().unwrap_or("")),
             esc(p.note.as_deref().unwrap_or("")),
         ));

@@ -110,7 +110,12 @@ impl Roles {
         let mut roles = Roles::default();
         let declared = |r: Role| s.steps.iter().position(|st| st.role == Some(r));
         let explicit = |i: usize| s.steps[i].role.is_some();
-        let said = |i: usize| format!("`role = \"{}\"` in the scenario", role_name(s.steps[i].role));
+        let said = |i: usize| {
+            format!(
+                "`role = \"{}\"` in the scenario",
+                role_name(s.steps[i].role)
+            )
+        };
 
         // Register and login.
         roles.register = declared(Role::Register);
@@ -184,7 +189,11 @@ impl Roles {
         }
         if roles.login.is_none() {
             if let Some(i) = s.steps.iter().enumerate().position(|(i, st)| {
-                !explicit(i) && Some(i) != roles.register && expects_success(st) && st.basic.is_some() && !st.extract.is_empty()
+                !explicit(i)
+                    && Some(i) != roles.register
+                    && expects_success(st)
+                    && st.basic.is_some()
+                    && !st.extract.is_empty()
             }) {
                 roles.login = Some(i);
                 roles.explain(
@@ -200,7 +209,11 @@ impl Roles {
         let taken = |roles: &Roles, i: usize| Some(i) == roles.register || Some(i) == roles.login;
         for (role, kind, words) in [
             (Role::Refresh, "refresh", &["refresh"][..]),
-            (Role::Logout, "logout", &["logout", "log-out", "signout", "sign-out", "revoke"][..]),
+            (
+                Role::Logout,
+                "logout",
+                &["logout", "log-out", "signout", "sign-out", "revoke"][..],
+            ),
         ] {
             let found = match declared(role) {
                 Some(i) => Some((i, said(i))),
@@ -208,7 +221,12 @@ impl Roles {
                     .steps
                     .iter()
                     .enumerate()
-                    .position(|(i, st)| !explicit(i) && !taken(&roles, i) && expects_success(st) && path_has(st, words))
+                    .position(|(i, st)| {
+                        !explicit(i)
+                            && !taken(&roles, i)
+                            && expects_success(st)
+                            && path_has(st, words)
+                    })
                     .map(|i| (i, format!("expects success and its path names a {kind}"))),
             };
             if let Some((i, why)) = found {
@@ -334,9 +352,11 @@ impl Roles {
             api_key: self.api_key.iter().filter_map(|(i, _)| name(*i)).collect(),
             refresh: self.refresh.and_then(name),
             logout: self.logout.and_then(name),
-            session_cookie: self
-                .cookie_session()
-                .then(|| self.session_cookie().unwrap_or("(set by the login)").to_string()),
+            session_cookie: self.cookie_session().then(|| {
+                self.session_cookie()
+                    .unwrap_or("(set by the login)")
+                    .to_string()
+            }),
         }
     }
 
@@ -348,7 +368,11 @@ impl Roles {
             out.push_str(&format!("  {:<10} {}: {}\n", e.role, e.step, e.why));
         }
         if let Some((_, header)) = self.api_key.first() {
-            let steps: Vec<&str> = self.api_key.iter().map(|(i, _)| &*s.steps[*i].name).collect();
+            let steps: Vec<&str> = self
+                .api_key
+                .iter()
+                .map(|(i, _)| &*s.steps[*i].name)
+                .collect();
             out.push_str(&format!(
                 "  {:<10} {}: send {{{{api_key}}}} in {header}\n",
                 "api key",
@@ -567,5 +591,122 @@ expect = 401
         );
         assert_eq!(r.login_fields.unwrap().identity.as_deref(), Some("user"));
         assert!(r.api_key.is_empty());
+    }
+
+    #[test]
+    fn explicit_roles_win_and_inference_fills_the_rest() {
+        let text = r#"
+name = "t"
+[vars]
+pw = "{{random}}"
+[[steps]]
+name = "signup"
+method = "POST"
+path = "/accounts"
+body = { username = "u{{seq}}", secret = "{{pw}}" }
+role = "register"
+[[steps]]
+name = "signin"
+method = "POST"
+path = "/oauth/token"
+body = "grant_type=password&username=u{{seq}}&password={{pw}}"
+extract = { tok = "/access_token" }
+[[steps]]
+name = "me"
+path = "/me"
+headers = { Authorization = "Bearer {{tok}}" }
+[[steps]]
+name = "bye"
+method = "DELETE"
+path = "/me/session"
+headers = { Authorization = "Bearer {{tok}}" }
+role = "logout"
+"#;
+        let s = Scenario::parse(text, "t.toml").unwrap();
+        let r = Roles::detect(&s);
+        // `secret` is no password key: only the role finds register.
+        assert_eq!((r.register, r.login, r.logout), (Some(0), Some(1), Some(3)));
+        assert_eq!(r.register_fields, None);
+        // A form-encoded string body is a login with its fields.
+        let lf = r.login_fields.clone().unwrap();
+        assert_eq!(
+            (lf.password.as_str(), lf.identity.as_deref()),
+            ("password", Some("username"))
+        );
+        assert_eq!(r.protected.len(), 1);
+        assert!(matches!(
+            r.protected[0].auth,
+            Auth::Header { bearer: true, .. }
+        ));
+        let text = r.explain_text(&s);
+        assert!(
+            text.contains("`role = \"logout\"` in the scenario"),
+            "{text}"
+        );
+        assert!(text.contains("no step is: refresh"), "{text}");
+    }
+
+    #[test]
+    fn a_wrong_or_repeated_role_is_an_error() {
+        let base = "name = \"t\"\n[[steps]]\nname = \"a\"\npath = \"/a\"\nrole = \"login\"\n[[steps]]\nname = \"b\"\npath = \"/b\"\nrole = ";
+        let e = Scenario::parse(&format!("{base}\"signin\"\n"), "t.toml").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("t.toml:9:8: `role = \"signin\"` is not a role"),
+            "{e}"
+        );
+        let e = Scenario::parse(&format!("{base}\"login\"\n"), "t.toml").unwrap_err();
+        assert!(e.to_string().contains("already step `a`'s"), "{e}");
+        assert!(Scenario::parse(&format!("{base}\"protected\"\n"), "t.toml").is_ok());
+    }
+
+    #[test]
+    fn basic_client_credentials_and_cookie_sessions_are_inferred() {
+        let cc = Scenario::parse(
+            r#"
+name = "cc"
+[[steps]]
+name = "token"
+method = "POST"
+path = "/token"
+basic = { user = "id", password = "{{api_key}}" }
+form = { grant_type = "client_credentials" }
+extract = { t = "/access_token" }
+[[steps]]
+name = "introspect"
+method = "POST"
+path = "/token/introspection"
+basic = { user = "id", password = "{{api_key}}" }
+form = { token = "{{t}}" }
+"#,
+            "cc.toml",
+        )
+        .unwrap();
+        let r = Roles::detect(&cc);
+        assert_eq!((r.register, r.login), (None, Some(0)));
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scenarios/django-session.toml"
+        ))
+        .unwrap();
+        let dj = Scenario::parse(&text, "django-session.toml");
+        // The feeder file is relative to the scenario: parse it where it lives.
+        let dj = dj.or_else(|_| {
+            Scenario::load(std::path::Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scenarios/django-session.toml"
+            )))
+        });
+        let dj = dj.unwrap();
+        let r = Roles::detect(&dj);
+        assert_eq!(r.login, Some(1), "the 302 form login");
+        assert_eq!(r.protected.len(), 1);
+        assert_eq!(
+            r.protected[0].auth,
+            Auth::Cookie {
+                name: Some("sessionid".into())
+            }
+        );
+        assert_eq!(r.summary(&dj).session_cookie.as_deref(), Some("sessionid"));
     }
 }

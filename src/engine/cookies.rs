@@ -98,7 +98,12 @@ impl Jar {
     /// sent with `value` instead of the stored one (added when the jar has none): what
     /// `authbench check` sends to see whether a session survives a missing, forged or
     /// planted cookie.
-    pub fn header_replacing(&self, url: &Url, name: &str, value: Option<&str>) -> Option<HeaderValue> {
+    pub fn header_replacing(
+        &self,
+        url: &Url,
+        name: &str,
+        value: Option<&str>,
+    ) -> Option<HeaderValue> {
         let https = url.scheme() == "https";
         let mut parts: Vec<String> = Vec::new();
         if self.used {

@@ -15,12 +15,18 @@ const LEAKS: &[(&str, &str)] = &[
         r"You're seeing this error because you have <code>DEBUG = True</code>|DEBUG = True in your Django settings",
         "Django's debug page",
     ),
-    (r"Werkzeug Debugger|werkzeug/debug", "Werkzeug's debugger page"),
+    (
+        r"Werkzeug Debugger|werkzeug/debug",
+        "Werkzeug's debugger page",
+    ),
     (
         r"Action Controller: Exception caught|<h1>Routing Error</h1>",
         "Rails' debug page",
     ),
-    (r"Whoops! There was an error|Symfony\\Component\\ErrorHandler", "a PHP framework's debug page"),
+    (
+        r"Whoops! There was an error|Symfony\\Component\\ErrorHandler",
+        "a PHP framework's debug page",
+    ),
     (
         r"(?s)<pre[^>]*>[^<]{0,4000}?(\n\s+at \S+ \(|Traceback|Exception:|Error: [^<]*\n\s+at )",
         "a stack trace in an HTML <pre>",
@@ -87,7 +93,11 @@ pub(super) fn leak_probe(t: &Target) -> ProbeResult {
     let mut found = Vec::new();
     for e in &seen {
         let html = e.body.contains('<') && e.body.contains('>');
-        let unescaped = if html { unescape_html(&e.body) } else { String::new() };
+        let unescaped = if html {
+            unescape_html(&e.body)
+        } else {
+            String::new()
+        };
         for (re, what) in &patterns {
             let m = re
                 .find(&e.body)

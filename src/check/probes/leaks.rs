@@ -36,8 +36,14 @@ const HASHES: &[(&str, &str)] = &[
     (r"\$pbkdf2(-sha\d+)?\$\d+\$", "a PBKDF2 hash"),
     (r"pbkdf2:sha\d+:\d+\$", "a Werkzeug PBKDF2 hash"),
     (r"\$scrypt\$|scrypt:\d+:\d+:\d+\$", "an scrypt hash"),
-    (r"\bsha(1|256|512)\$[A-Za-z0-9]{4,}\$[0-9a-f]{32,}", "a salted SHA hash"),
-    (r"\$[56]\$[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{43,}", "a crypt(3) SHA hash"),
+    (
+        r"\bsha(1|256|512)\$[A-Za-z0-9]{4,}\$[0-9a-f]{32,}",
+        "a salted SHA hash",
+    ),
+    (
+        r"\$[56]\$[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{43,}",
+        "a crypt(3) SHA hash",
+    ),
 ];
 
 /// A random origin no service trusts.
@@ -116,7 +122,11 @@ async fn cache_control_probe(t: &Target, roles: &Roles) -> ProbeResult {
     if let Some(p) = reply.headers.get(PRAGMA).and_then(|v| v.to_str().ok()) {
         r.got.push_str(&format!("; Pragma: {p}"));
     }
-    r.request = Some(format!("{} {} [setup]", t.step(step).method, t.step(step).path.render(&session.vars)));
+    r.request = Some(format!(
+        "{} {} [setup]",
+        t.step(step).method,
+        t.step(step).path.render(&session.vars)
+    ));
     r.response = Some(reply.brief());
     r
 }
@@ -240,7 +250,10 @@ fn password_hash_probe(t: &Target) -> ProbeResult {
         "leak.password_hash",
         Severity::High,
         "no answer carries a password hash",
-        format!("the {} answers the probes received", log.iter().filter(|x| x.status.is_some()).count()),
+        format!(
+            "the {} answers the probes received",
+            log.iter().filter(|x| x.status.is_some()).count()
+        ),
         "no bcrypt, Argon2, PBKDF2, scrypt or salted-SHA hash in any body or header",
     );
     let patterns: Vec<(Regex, &str)> = HASHES
@@ -260,7 +273,12 @@ fn password_hash_probe(t: &Target) -> ProbeResult {
                 found.push((
                     x.probe.clone(),
                     x.request.clone(),
-                    format!("{what} in the {place} of {} ({}): {}…", x.request, x.probe, excerpt(m, 12)),
+                    format!(
+                        "{what} in the {place} of {} ({}): {}…",
+                        x.request,
+                        x.probe,
+                        excerpt(m, 12)
+                    ),
                 ));
                 break;
             }
@@ -281,7 +299,9 @@ fn password_hash_probe(t: &Target) -> ProbeResult {
                 .collect::<Vec<_>>()
                 .join("; "),
         )
-        .note(format!("{n} answer(s) carry a password hash: never serialize the hash field"));
+        .note(format!(
+            "{n} answer(s) carry a password hash: never serialize the hash field"
+        ));
     r.request = Some(request);
     r
 }

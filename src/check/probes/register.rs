@@ -174,7 +174,10 @@ pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> 
     {
         let session = fresh(t, reg).await;
         let drops = required_fields(t, roles, reg, &fields, &session);
-        let sent = format!("{name} without {} and with an empty body", drops.join(", without "));
+        let sent = format!(
+            "{name} without {} and with an empty body",
+            drops.join(", without ")
+        );
         let r = probe_result(3, sent);
         match body_of(&session) {
             None => out.push(r.skip(NOT_EDITABLE)),
@@ -286,7 +289,15 @@ pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> 
     // Passwords over bcrypt's 72 bytes.
     let session = fresh(t, reg).await;
     out.push(
-        long_password_probe(t, roles, reg, &fields, session, probe_result(7, String::new())).await,
+        long_password_probe(
+            t,
+            roles,
+            reg,
+            &fields,
+            session,
+            probe_result(7, String::new()),
+        )
+        .await,
     );
     out
 }
@@ -303,13 +314,16 @@ fn required_fields(
 ) -> Vec<String> {
     let mut out = vec![fields.password.clone()];
     let reg_body = fields_of(t, reg, &session.vars);
-    let by_login = roles.login.zip(roles.login_fields.as_ref()).and_then(|(l, lf)| {
-        let value = fields_of(t, l, &session.vars)?.get(lf.identity.as_deref()?)?;
-        let rb = reg_body.as_ref()?;
-        rb.keys()
-            .into_iter()
-            .find(|k| *k != fields.password && rb.get(k).as_deref() == Some(value.as_str()))
-    });
+    let by_login = roles
+        .login
+        .zip(roles.login_fields.as_ref())
+        .and_then(|(l, lf)| {
+            let value = fields_of(t, l, &session.vars)?.get(lf.identity.as_deref()?)?;
+            let rb = reg_body.as_ref()?;
+            rb.keys()
+                .into_iter()
+                .find(|k| *k != fields.password && rb.get(k).as_deref() == Some(value.as_str()))
+        });
     if let Some(id) = by_login.or_else(|| fields.identity.clone()) {
         if !out.contains(&id) {
             out.push(id);

@@ -26,7 +26,9 @@ pub(super) fn roles_probe(t: &Target, roles: &Roles) -> ProbeResult {
         [
             s.refresh.as_ref().map(|r| format!(", refresh: {r}")),
             s.logout.as_ref().map(|r| format!(", logout: {r}")),
-            s.session_cookie.as_ref().map(|c| format!(", session cookie: {c}")),
+            s.session_cookie
+                .as_ref()
+                .map(|c| format!(", session cookie: {c}")),
         ]
         .into_iter()
         .flatten()

@@ -68,7 +68,12 @@ fn tampered(value: &str) -> String {
 
 /// The session cookie: the name the scenario gives, else the one the login set (one
 /// whose name says session, else the first).
-fn find_cookie(t: &Target, roles: &Roles, login: usize, session: &Session) -> Option<SessionCookie> {
+fn find_cookie(
+    t: &Target,
+    roles: &Roles,
+    login: usize,
+    session: &Session,
+) -> Option<SessionCookie> {
     let set: Vec<cookie::Cookie<'static>> = session
         .replies
         .get(login)
@@ -116,15 +121,69 @@ pub(super) async fn session_probes(t: &Target, roles: &Roles) -> Vec<ProbeResult
     };
     let refused = "refused (401, 403 or a redirect to the login)";
     let rows = vec![
-        mk("none", Severity::High, "no session cookie is refused", format!("{method} {name} without the session cookie"), refused),
-        mk("garbage", Severity::High, "a garbage session cookie is refused", format!("{method} {name} with a garbage session cookie"), refused),
-        mk("tampered", Severity::High, "a session cookie with its last characters changed is refused", format!("{method} {name} with the session cookie's last 4 characters changed"), refused),
-        mk("after_logout", Severity::High, "the session cookie is refused after logout", format!("{method} {name} with the session cookie after logout"), refused),
-        mk("httponly", Severity::Medium, "the session cookie is HttpOnly", "the login's Set-Cookie".into(), "HttpOnly"),
-        mk("secure", Severity::Medium, "the session cookie is Secure over https", "the login's Set-Cookie".into(), "Secure"),
-        mk("samesite", Severity::Low, "the session cookie is not SameSite=None", "the login's Set-Cookie".into(), "SameSite Lax or Strict (or absent)"),
-        mk("fixation", Severity::High, "a cookie planted before login does not become the session", "a session cookie set by the client before login, then the login".into(), "a new session id after login; the planted one refused"),
-        mk("csrf", Severity::High, "a state-changing request with a foreign Origin is refused", "a state-changing step with the session cookie and a foreign Origin".into(), "refused (403)"),
+        mk(
+            "none",
+            Severity::High,
+            "no session cookie is refused",
+            format!("{method} {name} without the session cookie"),
+            refused,
+        ),
+        mk(
+            "garbage",
+            Severity::High,
+            "a garbage session cookie is refused",
+            format!("{method} {name} with a garbage session cookie"),
+            refused,
+        ),
+        mk(
+            "tampered",
+            Severity::High,
+            "a session cookie with its last characters changed is refused",
+            format!("{method} {name} with the session cookie's last 4 characters changed"),
+            refused,
+        ),
+        mk(
+            "after_logout",
+            Severity::High,
+            "the session cookie is refused after logout",
+            format!("{method} {name} with the session cookie after logout"),
+            refused,
+        ),
+        mk(
+            "httponly",
+            Severity::Medium,
+            "the session cookie is HttpOnly",
+            "the login's Set-Cookie".into(),
+            "HttpOnly",
+        ),
+        mk(
+            "secure",
+            Severity::Medium,
+            "the session cookie is Secure over https",
+            "the login's Set-Cookie".into(),
+            "Secure",
+        ),
+        mk(
+            "samesite",
+            Severity::Low,
+            "the session cookie is not SameSite=None",
+            "the login's Set-Cookie".into(),
+            "SameSite Lax or Strict (or absent)",
+        ),
+        mk(
+            "fixation",
+            Severity::High,
+            "a cookie planted before login does not become the session",
+            "a session cookie set by the client before login, then the login".into(),
+            "a new session id after login; the planted one refused",
+        ),
+        mk(
+            "csrf",
+            Severity::High,
+            "a state-changing request with a foreign Origin is refused",
+            "a state-changing step with the session cookie and a foreign Origin".into(),
+            "refused (403)",
+        ),
     ];
     let Some(login) = roles.login.filter(|&l| l < step) else {
         return rows
@@ -143,7 +202,10 @@ pub(super) async fn session_probes(t: &Target, roles: &Roles) -> Vec<ProbeResult
             .collect();
     };
     let Some(url) = t.url(step, &session.vars) else {
-        return rows.into_iter().map(|r| r.skip("the step's URL is not valid")).collect();
+        return rows
+            .into_iter()
+            .map(|r| r.skip("the step's URL is not valid"))
+            .collect();
     };
     // Control: the session itself works, or refusing the bad ones proves nothing.
     let control = match t.build_in(step, &session) {
@@ -162,13 +224,11 @@ pub(super) async fn session_probes(t: &Target, roles: &Roles) -> Vec<ProbeResult
     let mut rows = rows.into_iter();
 
     // Missing, garbage and tampered cookies.
-    for value in [
-        None,
-        Some(jwt::garbage()),
-        Some(tampered(&cookie.value)),
-    ] {
+    for value in [None, Some(jwt::garbage()), Some(tampered(&cookie.value))] {
         let Some(r) = rows.next() else { break };
-        let header = session.jar.header_replacing(&url, &cookie.name, value.as_deref());
+        let header = session
+            .jar
+            .header_replacing(&url, &cookie.name, value.as_deref());
         let reply = match t.build(step, &session.vars) {
             Ok(pr) => t.send(&r.id, pr.cookies(header)).await,
             Err(e) => Err(e),
@@ -250,10 +310,7 @@ pub(super) async fn session_probes(t: &Target, roles: &Roles) -> Vec<ProbeResult
 }
 
 /// Rows not reached (a set-up failed part-way) are skipped, so each probe has its row.
-fn finish(
-    mut out: Vec<ProbeResult>,
-    rest: impl Iterator<Item = ProbeResult>,
-) -> Vec<ProbeResult> {
+fn finish(mut out: Vec<ProbeResult>, rest: impl Iterator<Item = ProbeResult>) -> Vec<ProbeResult> {
     out.extend(rest.map(|r| r.skip("not run: an earlier set-up failed")));
     out
 }
@@ -279,7 +336,10 @@ async fn fixation(
         .and_then(|u| s.jar.value(name, &u).map(str::to_string));
     if after.as_deref() == Some(planted.as_str()) {
         return r
-            .judged(Outcome::Fail, format!("after login the session cookie is still the planted {name}"))
+            .judged(
+                Outcome::Fail,
+                format!("after login the session cookie is still the planted {name}"),
+            )
             .note("session fixation: issue a new session id at login");
     }
     // The planted id must not be a session now either.
@@ -291,18 +351,27 @@ async fn fixation(
     match reply {
         Err(e) => r.unsent(&e),
         Ok(rep) if accepted(t, step, &rep) => r
-            .judged(Outcome::Fail, format!("the planted cookie opens the session: {}", rep.brief()))
+            .judged(
+                Outcome::Fail,
+                format!("the planted cookie opens the session: {}", rep.brief()),
+            )
             .note("session fixation: issue a new session id at login"),
         Ok(rep) => r.judged(
             Outcome::Pass,
-            format!("a new session cookie after login; the planted one: {}", rep.brief()),
+            format!(
+                "a new session cookie after login; the planted one: {}",
+                rep.brief()
+            ),
         ),
     }
 }
 
 async fn csrf(t: &Target, roles: &Roles, login: usize, r: ProbeResult) -> ProbeResult {
     let state_changing = |i: usize| {
-        !matches!(t.step(i).method, Method::GET | Method::HEAD | Method::OPTIONS)
+        !matches!(
+            t.step(i).method,
+            Method::GET | Method::HEAD | Method::OPTIONS
+        )
     };
     let candidate = roles
         .protected
@@ -312,7 +381,9 @@ async fn csrf(t: &Target, roles: &Roles, login: usize, r: ProbeResult) -> ProbeR
         .chain(roles.logout)
         .find(|&i| i > login && state_changing(i));
     let Some(step) = candidate else {
-        return r.skip("no state-changing step (POST, PUT, PATCH, DELETE) is sent with the session cookie");
+        return r.skip(
+            "no state-changing step (POST, PUT, PATCH, DELETE) is sent with the session cookie",
+        );
     };
     let origin = format!("https://evil-{:08x}.example", rand::random::<u32>());
     let r = ProbeResult {
@@ -331,7 +402,9 @@ async fn csrf(t: &Target, roles: &Roles, login: usize, r: ProbeResult) -> ProbeR
     };
     let reply = match t.build_in(step, &session) {
         Ok(pr) => {
-            let pr = pr.header(ORIGIN, &origin).header(REFERER, &format!("{origin}/"));
+            let pr = pr
+                .header(ORIGIN, &origin)
+                .header(REFERER, &format!("{origin}/"));
             t.send(&r.id, pr).await
         }
         Err(e) => Err(e),

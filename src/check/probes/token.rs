@@ -211,9 +211,7 @@ pub(super) async fn token_content_probes(t: &Target, roles: &Roles) -> Vec<Probe
             .as_ref()
             .map(|f| (src.step, f))
             .or(roles.register_fields.as_ref().map(|f| (src.step, f)))
-            .and_then(|(i, f)| {
-                fields_of(t, i, vars).and_then(|b| b.get(&f.password))
-            })
+            .and_then(|(i, f)| fields_of(t, i, vars).and_then(|b| b.get(&f.password)))
             .unwrap_or_default();
         let claims = jwt
             .as_ref()

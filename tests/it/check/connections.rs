@@ -167,10 +167,7 @@ async fn proxy(backend: SocketAddr, mode: Misbehaviour) -> SocketAddr {
 
 /// Each probe's outcome, by id.
 fn table(r: &CheckReport) -> BTreeMap<String, Outcome> {
-    r.probes
-        .iter()
-        .map(|p| (p.id.clone(), p.outcome))
-        .collect()
+    r.probes.iter().map(|p| (p.id.clone(), p.outcome)).collect()
 }
 
 async fn check_behind(mode: Misbehaviour) -> CheckReport {
@@ -252,11 +249,18 @@ async fn a_reset_on_one_request_is_that_probes_error_alone() {
         assert_eq!(p.outcome, Outcome::Error, "{p:#?}");
         assert!(p.got.contains("no answer on a fresh connection"), "{p:#?}");
         assert!(
-            p.request.as_deref().unwrap_or("").contains("GET /auth/verify"),
+            p.request
+                .as_deref()
+                .unwrap_or("")
+                .contains("GET /auth/verify"),
             "{p:#?}"
         );
         assert_eq!(r.summary.errors, 1);
-        assert_eq!(r.exit_code(), base.exit_code(), "an error does not fail the run");
+        assert_eq!(
+            r.exit_code(),
+            base.exit_code(),
+            "an error does not fail the run"
+        );
         assert_eq!(table(r), table(&runs[0]), "three runs, one table");
     }
 }

@@ -59,7 +59,11 @@ fn signed_in(site: &Site, h: &HeaderMap) -> bool {
 }
 
 fn refused() -> Response {
-    (StatusCode::UNAUTHORIZED, Json(json!({"detail": "not signed in"}))).into_response()
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"detail": "not signed in"})),
+    )
+        .into_response()
 }
 
 async fn register(State(site): S, Form(f): Form<HashMap<String, String>>) -> Response {
@@ -228,32 +232,85 @@ async fn a_correct_cookie_site_passes_the_session_probes() {
     assert_eq!(probe(&r, "session.secure[me]").outcome, Outcome::Skip);
     // The form login is probed too: a wrong password answers 200 with the form again,
     // which is not the login's success (302).
-    assert_eq!(probe(&r, "login.enumeration").outcome, Outcome::Pass, "{:#?}", probe(&r, "login.enumeration"));
+    assert_eq!(
+        probe(&r, "login.enumeration").outcome,
+        Outcome::Pass,
+        "{:#?}",
+        probe(&r, "login.enumeration")
+    );
     assert_eq!(probe(&r, "register.duplicate").outcome, Outcome::Pass);
     // Nothing was skipped because a set-up failed.
     for p in &r.probes {
-        assert!(!p.got.contains("setup failed") && !p.note.as_deref().unwrap_or("").contains("setup failed"), "{p:#?}");
+        assert!(
+            !p.got.contains("setup failed")
+                && !p.note.as_deref().unwrap_or("").contains("setup failed"),
+            "{p:#?}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_cookie_flaw_fails_its_probe() {
     let cases: [(CookieFlaws, &str, &str); 5] = [
-        (CookieFlaws { no_httponly: true, ..Default::default() }, "session.httponly[me]", "sid="),
-        (CookieFlaws { samesite_none: true, ..Default::default() }, "session.samesite[me]", "SameSite=None"),
-        (CookieFlaws { fixation: true, ..Default::default() }, "session.fixation[me]", "planted"),
-        (CookieFlaws { logout_keeps_session: true, ..Default::default() }, "session.after_logout[me]", "200"),
-        (CookieFlaws { no_csrf_check: true, ..Default::default() }, "session.csrf[note]", "200"),
+        (
+            CookieFlaws {
+                no_httponly: true,
+                ..Default::default()
+            },
+            "session.httponly[me]",
+            "sid=",
+        ),
+        (
+            CookieFlaws {
+                samesite_none: true,
+                ..Default::default()
+            },
+            "session.samesite[me]",
+            "SameSite=None",
+        ),
+        (
+            CookieFlaws {
+                fixation: true,
+                ..Default::default()
+            },
+            "session.fixation[me]",
+            "planted",
+        ),
+        (
+            CookieFlaws {
+                logout_keeps_session: true,
+                ..Default::default()
+            },
+            "session.after_logout[me]",
+            "200",
+        ),
+        (
+            CookieFlaws {
+                no_csrf_check: true,
+                ..Default::default()
+            },
+            "session.csrf[note]",
+            "200",
+        ),
     ];
     for (flaws, id, got) in cases {
         let r = check_site(flaws).await;
         assert_outcome(&r, id, Outcome::Fail, got);
         // The other session probes still pass.
         for other in SESSION_PROBES.iter().filter(|o| **o != id) {
-            assert_eq!(probe(&r, other).outcome, Outcome::Pass, "{id}: {:#?}", probe(&r, other));
+            assert_eq!(
+                probe(&r, other).outcome,
+                Outcome::Pass,
+                "{id}: {:#?}",
+                probe(&r, other)
+            );
         }
     }
-    let r = check_site(CookieFlaws { any_cookie: true, ..Default::default() }).await;
+    let r = check_site(CookieFlaws {
+        any_cookie: true,
+        ..Default::default()
+    })
+    .await;
     for id in ["session.garbage[me]", "session.tampered[me]"] {
         assert_outcome(&r, id, Outcome::Fail, "200");
     }
@@ -268,7 +325,41 @@ fn explain_roles_says_why() {
     };
     let (code, out, err) = crate::support::cli(&["check", "--explain-roles", "--scenario", &path]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("login      login: expects success and sends a password"), "{out}");
-    assert!(out.contains("protected  me:") && out.contains("session cookie"), "{out}");
+    assert!(
+        out.contains("login      login: expects success and sends a password"),
+        "{out}"
+    );
+    assert!(
+        out.contains("protected  me:") && out.contains("session cookie"),
+        "{out}"
+    );
     assert!(out.contains("logout     logout:"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_optional_register_field_is_not_required() {
+    // Register also sends an email the site ignores; the login sends the username. Only
+    // the username and the password must be required.
+    let scenario = SCENARIO.replace(
+        "form = { username = \"{{user}}\", password = \"{{password}}\" }\nexpect = 201",
+        "form = { email = \"{{user}}@example.com\", username = \"{{user}}\", password = \"{{password}}\" }\nexpect = 201",
+    );
+    assert_ne!(scenario, SCENARIO);
+    let (_dir, scenario) = scenario_file(&scenario);
+    let opts = CheckOptions {
+        target: Some(site(CookieFlaws::default()).await),
+        scenario,
+        out_dir: None,
+        timing_samples: 10,
+        burst: 5,
+        ..CheckOptions::default()
+    };
+    let r = check(&opts).await.unwrap().report;
+    let p = probe(&r, "register.missing_fields");
+    assert_eq!(p.outcome, Outcome::Pass, "{p:#?}");
+    assert!(
+        p.sent.contains("without password, without username"),
+        "{p:#?}"
+    );
+    assert!(!p.sent.contains("email"), "{p:#?}");
 }

@@ -17,7 +17,10 @@ async fn a_password_hash_in_an_answer_fails_the_hash_probe() {
     .await;
     assert_outcome(&r, "leak.password_hash", Outcome::Fail, "a bcrypt hash");
     let p = probe(&r, "leak.password_hash");
-    assert!(p.request.as_deref().unwrap_or("").starts_with("GET /auth/"), "{p:#?}");
+    assert!(
+        p.request.as_deref().unwrap_or("").starts_with("GET /auth/"),
+        "{p:#?}"
+    );
     assert!(r.exit_code() == 1);
 }
 
@@ -55,9 +58,20 @@ async fn a_reflected_origin_with_credentials_fails_the_cors_probe() {
         ..Flaws::default()
     })
     .await;
-    assert_outcome(&r, "cors.credentials", Outcome::Fail, "Allow-Credentials: true");
+    assert_outcome(
+        &r,
+        "cors.credentials",
+        Outcome::Fail,
+        "Allow-Credentials: true",
+    );
     let p = probe(&r, "cors.credentials");
-    assert!(p.request.as_deref().unwrap_or("").contains("Origin: https://evil-"), "{p:#?}");
+    assert!(
+        p.request
+            .as_deref()
+            .unwrap_or("")
+            .contains("Origin: https://evil-"),
+        "{p:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,7 +81,12 @@ async fn a_framework_debug_page_fails_the_internals_probe() {
         ..Flaws::default()
     })
     .await;
-    assert_outcome(&r, "errors.no_internals", Outcome::Fail, "Django's debug page");
+    assert_outcome(
+        &r,
+        "errors.no_internals",
+        Outcome::Fail,
+        "Django's debug page",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,7 +97,9 @@ async fn a_user_list_without_credentials_fails_the_list_probe() {
     })
     .await;
     assert_outcome(&r, "users.list_public", Outcome::Fail, "200 [");
-    assert!(probe(&r, "users.list_public").sent.contains("GET /auth/register"));
+    assert!(probe(&r, "users.list_public")
+        .sent
+        .contains("GET /auth/register"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +122,13 @@ async fn an_es256_token_is_forged_expired_with_the_private_key() {
     let r = check(&fake_opts(target.clone())).await.unwrap().report;
     let p = probe(&r, "token.expired[verify]");
     assert_eq!(p.outcome, Outcome::Skip, "{p:#?}");
-    assert!(p.note.as_deref().unwrap_or("").contains("--jwt-private-key"), "{p:#?}");
+    assert!(
+        p.note
+            .as_deref()
+            .unwrap_or("")
+            .contains("--jwt-private-key"),
+        "{p:#?}"
+    );
 
     // With it, the forged expired token is refused: a pass.
     let opts = authbench::check::CheckOptions {
@@ -109,7 +136,12 @@ async fn an_es256_token_is_forged_expired_with_the_private_key() {
         ..fake_opts(target)
     };
     let r = check(&opts).await.unwrap().report;
-    assert_eq!(probe(&r, "token.expired[verify]").outcome, Outcome::Pass, "{:#?}", probe(&r, "token.expired[verify]"));
+    assert_eq!(
+        probe(&r, "token.expired[verify]").outcome,
+        Outcome::Pass,
+        "{:#?}",
+        probe(&r, "token.expired[verify]")
+    );
 
     // A service that ignores `exp` takes the forged token: proof it is correctly signed.
     let lax = format!(

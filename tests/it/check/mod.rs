@@ -247,7 +247,8 @@ async fn me(State(app): App, h: HeaderMap) -> Response {
     };
     if app.flaws.cors_any_origin {
         if let Some(origin) = h.get("origin").cloned() {
-            r.headers_mut().insert("access-control-allow-origin", origin);
+            r.headers_mut()
+                .insert("access-control-allow-origin", origin);
             r.headers_mut()
                 .insert("access-control-allow-credentials", "true".parse().unwrap());
         }
