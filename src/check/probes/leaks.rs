@@ -112,7 +112,6 @@ async fn cache_control_probe(t: &Target, roles: &Roles) -> ProbeResult {
     } else {
         format!("Cache-Control: {}", cc.join(", "))
     };
-    let r = r;
     let mut r = if no_store {
         r.judged(Outcome::Pass, got)
     } else {
