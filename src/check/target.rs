@@ -316,7 +316,27 @@ impl Target {
     pub async fn send(&self, probe_id: &str, p: Probe) -> Result<Reply, SendError> {
         let request = describe(&p.request);
         let result = send_with(&self.client, p.request).await;
-        let exchange = match &result {
+        self.record(probe_id, request, &result);
+        result
+    }
+
+    /// A request to send concurrently with others (a burst, a race): the future owns
+    /// what it needs; [`Target::record`] logs its result afterwards.
+    pub fn detached(
+        &self,
+        p: Probe,
+    ) -> (
+        String,
+        impl std::future::Future<Output = Result<Reply, SendError>> + Send + 'static,
+    ) {
+        let request = describe(&p.request);
+        let client = self.client.clone();
+        (request, async move { send_with(&client, p.request).await })
+    }
+
+    /// Logs an exchange under `probe_id`; `request` is [`describe`]'s text.
+    pub fn record(&self, probe_id: &str, request: String, result: &Result<Reply, SendError>) {
+        let exchange = match result {
             Ok(reply) => Exchange {
                 probe: probe_id.to_string(),
                 request,
@@ -342,7 +362,6 @@ impl Target {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(exchange);
-        result
     }
 
     /// Sends step `i` for `session`, unaltered: stores the cookies the answer sets and

@@ -8,7 +8,7 @@ use tokio::task::JoinSet;
 use super::{accepted, fields_of, result, step_name, with_fields, Settings};
 use crate::check::jwt;
 use crate::check::roles::{Fields, Roles};
-use crate::check::target::{send_with, Probe, SendError, Session, SetupError, Target};
+use crate::check::target::{Probe, SendError, Session, SetupError, Target};
 use crate::check::timing::{mann_whitney, median};
 use crate::check::{Outcome, ProbeResult, Severity};
 
@@ -293,8 +293,8 @@ pub(super) async fn brute_force_probe(t: &Target, roles: &Roles, s: &Settings) -
     for _ in 0..s.burst {
         match wrong_password(t, login, fields, &session) {
             Ok(p) => {
-                let client = t.client.clone();
-                set.spawn(async move { send_with(&client, p.request).await });
+                let (request, fut) = t.detached(p);
+                set.spawn(async move { (request, fut.await) });
             }
             Err(e) => {
                 set.abort_all();
@@ -305,6 +305,10 @@ pub(super) async fn brute_force_probe(t: &Target, roles: &Roles, s: &Settings) -
     let (mut limited, mut retry_after, mut ok, mut server_err, mut other, mut broken) =
         (0, 0, 0, 0, 0, 0);
     while let Some(j) = set.join_next().await {
+        let j = j.map(|(request, result)| {
+            t.record("login.brute_force", request, &result);
+            result
+        });
         match j {
             Ok(Ok(rep)) if rep.status == 429 => {
                 limited += 1;

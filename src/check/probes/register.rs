@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 use super::{accepted, fields_of, judge_rejection, result, step_name, with_fields, Settings};
 use crate::check::body;
 use crate::check::roles::{Fields, Roles};
-use crate::check::target::{send_with, Session, Target};
+use crate::check::target::{Session, Target};
 use crate::check::{Outcome, ProbeResult, Severity};
 
 pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> Vec<ProbeResult> {
@@ -116,8 +116,8 @@ pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> 
         for _ in 0..s.race {
             match t.build_in(reg, &session) {
                 Ok(p) => {
-                    let client = t.client.clone();
-                    set.spawn(async move { send_with(&client, p.request).await });
+                    let (request, fut) = t.detached(p);
+                    set.spawn(async move { (request, fut.await) });
                 }
                 Err(e) => build_error = Some(e),
             }
@@ -128,6 +128,10 @@ pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> 
         } else {
             let (mut ok, mut server_err, mut client_err, mut broken) = (0, 0, 0, 0);
             while let Some(j) = set.join_next().await {
+                let j = j.map(|(request, result)| {
+                    t.record("register.race", request, &result);
+                    result
+                });
                 match j {
                     Ok(Ok(rep)) if accepted(t, reg, &rep) => ok += 1,
                     Ok(Ok(rep)) if rep.is_server_error() => server_err += 1,

@@ -486,6 +486,47 @@ fn the_reference_server_passes_every_probe_with_reports_and_junit() {
     assert!(not_passed.is_empty(), "{not_passed:#?}");
     assert!(report.probes.len() >= 35);
 
+    // Every row that sent a request names it, with an excerpt of the answer, in each
+    // format.
+    let p = report
+        .probes
+        .iter()
+        .find(|p| p.id == "token.garbage[verify]")
+        .unwrap();
+    assert_eq!(
+        p.request.as_deref(),
+        Some("GET /auth/verify [x-api-key; Authorization: Bearer]")
+    );
+    assert!(
+        p.response.as_deref().unwrap_or("").starts_with("401 {"),
+        "{p:#?}"
+    );
+    for id in [
+        "register.race",
+        "login.brute_force",
+        "login.timing",
+        "session.none[verify]",
+    ] {
+        if let Some(p) = report.probes.iter().find(|p| p.id == id) {
+            assert!(p.request.is_some(), "{p:#?}");
+        }
+    }
+    let md = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "md"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .unwrap();
+    assert!(
+        md.contains("| `GET /auth/verify [x-api-key; Authorization: Bearer]` | 401 {"),
+        "{md}"
+    );
+    assert!(
+        out.contains("GET /auth/verify [x-api-key; Authorization: Bearer]"),
+        "{out}"
+    );
+
     // JUnit: one suite, one case per probe, no failures.
     let xml = std::fs::read_to_string(&junit).unwrap();
     let doc = roxmltree::Document::parse(&xml).unwrap();
@@ -509,6 +550,7 @@ fn the_reference_server_passes_every_probe_with_reports_and_junit() {
     assert!(cases
         .iter()
         .all(|c| !c.children().any(|x| x.has_tag_name("failure"))));
+    assert!(xml.contains("request: GET /auth/verify"), "{xml}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
