@@ -57,12 +57,12 @@ impl Reply {
         serde_json::from_slice(&self.body).ok()
     }
 
-    /// The body as text, cut to `max` characters, for reports.
+    /// The body as text, tokens redacted, cut to `max` characters, for reports.
     pub fn excerpt(&self, max: usize) -> String {
-        excerpt(&String::from_utf8_lossy(&self.body), max)
+        excerpt(&redact(&String::from_utf8_lossy(&self.body)), max)
     }
 
-    /// `401 {"detail":"Invalid API key"}`.
+    /// `401 {"detail":"Invalid API key"}` (tokens redacted).
     pub fn brief(&self) -> String {
         let body = self.excerpt(80);
         if body.is_empty() {
@@ -81,6 +81,31 @@ impl Reply {
     pub fn is_server_error(&self) -> bool {
         self.status >= 500
     }
+}
+
+/// `text` with live credentials replaced: JWTs, and the values of JSON fields named
+/// like a token or a secret. Reports quote answers; they must not carry a usable token.
+pub fn redact(text: &str) -> String {
+    static PATTERNS: std::sync::OnceLock<Option<(regex::Regex, regex::Regex)>> =
+        std::sync::OnceLock::new();
+    let Some((jwt, field)) = PATTERNS.get_or_init(|| {
+        Some((
+            regex::Regex::new(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*").ok()?,
+            regex::Regex::new(r#"(?i)("[a-z_]*(token|secret)[a-z_]*"\s*:\s*")[^"]{4,}""#).ok()?,
+        ))
+    }) else {
+        return text.to_string();
+    };
+    let text = jwt.replace_all(text, "eyJ…(a JWT)");
+    field
+        .replace_all(&text, |c: &regex::Captures| {
+            if c[1].to_ascii_lowercase().contains("token_type") {
+                c[0].to_string()
+            } else {
+                format!("{}…\"", &c[1])
+            }
+        })
+        .into_owned()
 }
 
 /// One line of text, cut to `max` characters.
@@ -120,7 +145,7 @@ impl Exchange {
     pub fn response_excerpt(&self, max: usize) -> String {
         match (self.status, &self.error) {
             (Some(s), _) => {
-                let body = excerpt(&self.body, max);
+                let body = excerpt(&redact(&self.body), max);
                 if body.is_empty() {
                     s.to_string()
                 } else {
@@ -212,6 +237,8 @@ pub struct Session {
     pub vars: Vec<String>,
     pub jar: Jar,
     pub replies: Vec<Reply>,
+    /// What each step run so far sent, as [`describe`] tells it.
+    pub requests: Vec<String>,
 }
 
 pub struct Target {
@@ -372,6 +399,7 @@ impl Target {
         let p = self
             .build_in(i, session)
             .map_err(|_| SetupError::Build { step: name.clone() })?;
+        session.requests.push(describe(&p.request));
         let reply = self.send("setup", p).await.map_err(|e| match e {
             SendError::Transport(cause) => SetupError::NoAnswer {
                 step: name.clone(),
@@ -433,6 +461,7 @@ impl Target {
         for i in 0..upto.min(self.scenario.steps.len()) {
             if Some(i) == skip {
                 session.replies.push(Reply::none());
+                session.requests.push(String::new());
                 continue;
             }
             let reply = self.run_step(i, &mut session).await?;
@@ -522,4 +551,24 @@ pub async fn send_with(
         body,
         elapsed: start.elapsed(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_tokens() {
+        let body = r#"{"access_token":"eyJhbGciOi.eyJzdWIiOiIx.c2ln","refresh_token":"opaque-value","token_type":"bearer","detail":"ok"}"#;
+        let r = redact(body);
+        assert!(
+            !r.contains("opaque-value") && !r.contains("eyJzdWIiOiIx"),
+            "{r}"
+        );
+        assert!(
+            r.contains(r#""detail":"ok""#) && r.contains(r#""token_type":"bearer""#),
+            "{r}"
+        );
+        assert_eq!(redact("no tokens"), "no tokens");
+    }
 }

@@ -121,11 +121,7 @@ async fn cache_control_probe(t: &Target, roles: &Roles) -> ProbeResult {
     if let Some(p) = reply.headers.get(PRAGMA).and_then(|v| v.to_str().ok()) {
         r.got.push_str(&format!("; Pragma: {p}"));
     }
-    r.request = Some(format!(
-        "{} {} [setup]",
-        t.step(step).method,
-        t.step(step).path.render(&session.vars)
-    ));
+    r.request = session.requests.get(step).cloned();
     r.response = Some(reply.brief());
     r
 }

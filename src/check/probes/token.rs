@@ -256,7 +256,12 @@ pub(super) async fn token_content_probes(t: &Target, roles: &Roles) -> Vec<Probe
             secrets.judged(Outcome::Fail, format!("found {}", problems.join("; ")))
         }
     };
-    vec![expiry, secrets]
+    let mut out = vec![expiry, secrets];
+    for r in &mut out {
+        r.request = session.requests.get(src.step).cloned();
+        r.response = Some(reply.excerpt(160)).map(|b| format!("{} {b}", reply.status));
+    }
+    out
 }
 
 /// Keys that name a password or its hash, anywhere in a JSON value.
