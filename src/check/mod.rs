@@ -234,6 +234,9 @@ pub struct CheckOptions {
     /// A PEM private key (RSA or EC P-256) the target trusts for RS256/ES256 tokens, to
     /// forge an expired but correctly signed one.
     pub jwt_private_key: Option<PathBuf>,
+    /// The PEM public key RS256/ES256 tokens verify against, for the algorithm-confusion
+    /// probe (an HS256 token with that key as its secret).
+    pub jwt_public_key: Option<PathBuf>,
     /// bcrypt cost of the in-process server.
     pub cost: u32,
     pub timeout: Duration,
@@ -264,6 +267,7 @@ impl Default for CheckOptions {
             scenario: ScenarioSource::Builtin,
             jwt_secret: None,
             jwt_private_key: None,
+            jwt_public_key: None,
             cost: crate::server::DEFAULT_COST,
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
@@ -313,6 +317,24 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
         }
         None => None,
     };
+    let jwt_public_key = match &opts.jwt_public_key {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                RunError::Config(format!(
+                    "could not read the JWT public key '{}': {e}",
+                    path.display()
+                ))
+            })?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN") {
+                return Err(RunError::Config(format!(
+                    "the JWT public key '{}' is not PEM",
+                    path.display()
+                )));
+            }
+            Some(pem)
+        }
+        None => None,
+    };
 
     let (server, base_url, api_key, jwt_secret, tls) = match &opts.target {
         None => {
@@ -351,6 +373,7 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
     let settings = probes::Settings {
         jwt_secret,
         jwt_key,
+        jwt_public_key,
         timing_samples: opts.timing_samples,
         hash_time: opts.hash_time,
         burst: opts.burst,

@@ -25,6 +25,10 @@ pub struct CheckArgs {
     /// to forge an expired but correctly signed token (a public key cannot sign one).
     #[arg(long, value_name = "PEM")]
     pub jwt_private_key: Option<PathBuf>,
+    /// The PEM public key the target's RS256/ES256 tokens verify against: adds the
+    /// algorithm-confusion probe (an HS256 token signed with that key as its secret).
+    #[arg(long, value_name = "PEM")]
+    pub jwt_public_key: Option<PathBuf>,
     /// Print which step has which role (register, login, protected, refresh, logout) and
     /// why, then exit without probing.
     #[arg(long)]
@@ -61,6 +65,7 @@ impl CheckArgs {
             scenario: self.common.scenario.source(),
             jwt_secret: self.jwt_secret,
             jwt_private_key: self.jwt_private_key,
+            jwt_public_key: self.jwt_public_key,
             cost: self.cost,
             connect_timeout: self.common.timeouts.connect(),
             timeout: self.common.timeouts.timeout,

@@ -33,6 +33,9 @@ pub struct Settings {
     pub jwt_secret: Option<String>,
     /// `--jwt-private-key`: signs forged RS256/ES256 tokens.
     pub jwt_key: Option<SigningKey>,
+    /// `--jwt-public-key`: the PEM text of the key RS256/ES256 tokens verify against,
+    /// for the algorithm-confusion probe.
+    pub jwt_public_key: Option<Vec<u8>>,
     pub timing_samples: usize,
     pub hash_time: Option<Duration>,
     pub burst: usize,

@@ -23,7 +23,7 @@ pub(super) async fn token_probes(t: &Target, roles: &Roles, s: &Settings) -> Vec
         let header: HeaderName = header.clone();
         let name = step_name(t, p.step);
         let method = t.step(p.step).method.clone();
-        let cases = [
+        let mut cases = vec![
             ("none", "no credential header"),
             ("garbage", "a garbage token"),
             ("bad_signature", "a token with a forged signature"),
@@ -31,6 +31,12 @@ pub(super) async fn token_probes(t: &Target, roles: &Roles, s: &Settings) -> Vec
             ("expired", "an expired, correctly signed token"),
             ("truncated", "a truncated token"),
         ];
+        if s.jwt_public_key.is_some() {
+            cases.push((
+                "alg_confusion",
+                "an HS256 token signed with the public key as its secret",
+            ));
+        }
         let ctx = t.prefix(p.step).await;
         // Control: the valid token must work, or refusing the bad ones proves nothing.
         let control = match &ctx {
@@ -82,6 +88,22 @@ pub(super) async fn token_probes(t: &Target, roles: &Roles, s: &Settings) -> Vec
                     match case {
                         "bad_signature" => Some(j.bad_signature()),
                         "alg_none" => Some(j.alg_none()),
+                        "alg_confusion" => {
+                            if j.alg().starts_with("HS") {
+                                out.push(r.skip(format!(
+                                    "the token is {}: algorithm confusion needs an RS256/ES256 service",
+                                    j.alg()
+                                )));
+                                continue;
+                            }
+                            match s.jwt_public_key.as_deref().and_then(|k| j.alg_confusion(k)) {
+                                Some(tok) => Some(tok),
+                                None => {
+                                    out.push(r.skip("the token's claims could not be re-signed"));
+                                    continue;
+                                }
+                            }
+                        }
                         _ => match forge_expired(j, s) {
                             Ok(tok) => Some(tok),
                             Err(why) => {

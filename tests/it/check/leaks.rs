@@ -159,6 +159,39 @@ async fn an_es256_token_is_forged_expired_with_the_private_key() {
     let r = check(&opts).await.unwrap().report;
     assert_eq!(probe(&r, "token.expired[verify]").outcome, Outcome::Fail);
 
+    // With the public key, the algorithm-confusion probe runs: refused here...
+    let public = dir.path().join("public.pem");
+    std::fs::write(&public, &key.public_pem).unwrap();
+    let target = format!("http://{}", serve(fake_router(flaws)).await);
+    let opts = authbench::check::CheckOptions {
+        jwt_public_key: Some(public.clone()),
+        ..fake_opts(target)
+    };
+    let r = check(&opts).await.unwrap().report;
+    assert_eq!(
+        probe(&r, "token.alg_confusion[verify]").outcome,
+        Outcome::Pass
+    );
+    // ...and taken by a verifier that lets the token pick the algorithm.
+    let confused = format!(
+        "http://{}",
+        serve(fake_router(Flaws {
+            alg_confusion: true,
+            ..flaws
+        }))
+        .await
+    );
+    let opts = authbench::check::CheckOptions {
+        jwt_public_key: Some(public),
+        ..fake_opts(confused)
+    };
+    let r = check(&opts).await.unwrap().report;
+    assert_eq!(
+        probe(&r, "token.alg_confusion[verify]").outcome,
+        Outcome::Fail
+    );
+    assert_eq!(probe(&r, "token.alg_none[verify]").outcome, Outcome::Pass);
+
     // A key that is not a PEM private key is a usage error, not a panic.
     std::fs::write(&pem, "not a key").unwrap();
     let opts = authbench::check::CheckOptions {

@@ -44,6 +44,8 @@ pub(crate) struct Flaws {
     public_user_list: bool,
     /// Expired tokens are accepted.
     ignore_exp: bool,
+    /// An ES256 fake that verifies an HS256 token with its public key as the secret.
+    alg_confusion: bool,
     /// Tokens are ES256, signed with this PKCS#8 PEM key (else HS256 with SECRET).
     es256: Option<&'static EsKey>,
     /// 500 instead of 401 for a token that does not verify.
@@ -218,7 +220,17 @@ async fn me(State(app): App, h: HeaderMap) -> Response {
         v.validate_exp = !app.flaws.ignore_exp;
         v
     };
+    let header_alg = jsonwebtoken::decode_header(token).map(|h| h.alg).ok();
     let decoded = match app.flaws.es256 {
+        Some(k)
+            if app.flaws.alg_confusion && header_alg == Some(jsonwebtoken::Algorithm::HS256) =>
+        {
+            jsonwebtoken::decode::<Value>(
+                token,
+                &DecodingKey::from_secret(k.public_pem.as_bytes()),
+                &validation(jsonwebtoken::Algorithm::HS256),
+            )
+        }
         Some(k) => jsonwebtoken::decode::<Value>(
             token,
             &DecodingKey::from_ec_pem(k.public_pem.as_bytes()).unwrap(),
