@@ -311,6 +311,25 @@ impl Roles {
                 });
             }
         }
+        // No token-protected step (client credentials and introspection): the token is
+        // what the login extracts from its answer, so the token-content probes still run.
+        if roles.token.is_none() {
+            roles.token = roles.login.and_then(|l| {
+                let ex = &s.steps[l].extract;
+                let pick = ex
+                    .iter()
+                    .filter(|e| matches!(e.source, ExtractSource::Pointer(_)))
+                    .min_by_key(|e| !e.var.to_ascii_lowercase().contains("token"))?;
+                match &pick.source {
+                    ExtractSource::Pointer(p) => Some(TokenSource {
+                        step: l,
+                        pointer: p.to_string(),
+                        slot: pick.slot,
+                    }),
+                    _ => None,
+                }
+            });
+        }
         roles.explanations.sort_by_key(|e| {
             s.steps
                 .iter()
@@ -381,7 +400,7 @@ impl Roles {
         }
         if let Some(t) = &self.token {
             out.push_str(&format!(
-                "  {:<10} {} {}: the value the first token-protected step sends\n",
+                "  {:<10} {} {}: the value the first token-protected step sends (else the login extracts)\n",
                 "token", s.steps[t.step].name, t.pointer
             ));
         }

@@ -33,6 +33,15 @@ fn wrong_password(
     with_fields(t, login, session, &b)
 }
 
+/// Why the login probes cannot run: no login, or one without a password in its body.
+fn no_login(roles: &Roles) -> &'static str {
+    if roles.login.is_some() {
+        "the login sends no password field in its body (HTTP Basic client credentials, say): there is no password to get wrong"
+    } else {
+        "no login step found in the scenario"
+    }
+}
+
 /// A registered identity: a fresh identity with every step before `login` run.
 async fn registered(t: &Target, login: usize) -> Result<Session, SetupError> {
     t.prefix(login).await
@@ -53,7 +62,7 @@ pub(super) async fn login_probes(t: &Target, roles: &Roles) -> Vec<ProbeResult> 
         "the same status and body",
     );
     let (Some(login), Some(fields)) = (roles.login, &roles.login_fields) else {
-        return vec![r.skip("no login step found in the scenario")];
+        return vec![r.skip(no_login(roles))];
     };
     let Some(reg) = roles.register else {
         return vec![r.skip("no register step to create a known user")];
@@ -132,7 +141,7 @@ pub(super) async fn timing_probe(t: &Target, roles: &Roles, s: &Settings) -> Pro
         "no significant gap of half a hash time or more",
     );
     let (Some(login), Some(fields)) = (roles.login, &roles.login_fields) else {
-        return r.skip("no login step found in the scenario");
+        return r.skip(no_login(roles));
     };
     let Some(reg) = roles.register else {
         return r.skip("no register step to create known users");
@@ -280,7 +289,7 @@ pub(super) async fn brute_force_probe(t: &Target, roles: &Roles, s: &Settings) -
         "429 with Retry-After (warn when absent)",
     );
     let (Some(login), Some(fields)) = (roles.login, &roles.login_fields) else {
-        return r.skip("no login step found in the scenario");
+        return r.skip(no_login(roles));
     };
     if roles.register.is_none() {
         return r.skip("no register step to create a known user");

@@ -193,8 +193,8 @@ pub(super) async fn token_content_probes(t: &Target, roles: &Roles) -> Vec<Probe
     );
     let Some(src) = &roles.token else {
         return vec![
-            expiry.skip("no step returns a token a protected step uses"),
-            secrets.skip("no step returns a token a protected step uses"),
+            expiry.skip("no step returns a token (a protected step's, or the login's)"),
+            secrets.skip("no step returns a token (a protected step's, or the login's)"),
         ];
     };
     let session = match t.prefix(src.step + 1).await {
