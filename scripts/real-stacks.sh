@@ -113,6 +113,8 @@ one_stack() {
     case $name in
     fastapi-users)
         cp "$SRC/fastapi-users/app.py" "$WORK/"
+        # The app's JWT secret (its default, not a secret), so `check` can forge an expired token.
+        env+=(AUTHBENCH_JWT_SECRET=real-stacks-jwt-signing-key-not-a-secret-0123456789)
         start_server "$WORK" env DATABASE_URL="sqlite+aiosqlite:///$WORK/users.db" \
             "$PY" -m uvicorn app:app --host 127.0.0.1 --port "$port" --no-access-log --log-level warning
         ready=$url/health

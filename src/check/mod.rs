@@ -12,6 +12,7 @@
 //! Exit status: 1 when a high or medium probe fails; warnings and low/info failures are
 //! reported without failing the run.
 
+pub mod body;
 pub mod jwt;
 pub mod probes;
 pub mod report;
@@ -71,6 +72,9 @@ pub enum Outcome {
     Warn,
     /// Could not be run here (and the note says why).
     Skip,
+    /// The service gave no answer on a fresh connection (the transport's cause is in
+    /// `got`): no verdict either way.
+    Error,
 }
 
 impl Outcome {
@@ -80,6 +84,7 @@ impl Outcome {
             Outcome::Fail => "FAIL",
             Outcome::Warn => "warn",
             Outcome::Skip => "skip",
+            Outcome::Error => "error",
         }
     }
 }
@@ -102,6 +107,14 @@ pub struct ProbeResult {
     /// Why it was skipped, how a number was computed, what to fix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The request the verdict rests on: method, path and which credentials it carried
+    /// (never their values), e.g. `GET /users/me [Authorization: Bearer]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// An excerpt of what came back to that request: status and the start of the body,
+    /// or the transport's cause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
 }
 
 /// Counts of outcomes.
@@ -112,6 +125,9 @@ pub struct CheckSummary {
     pub failed: usize,
     pub warned: usize,
     pub skipped: usize,
+    /// Probes whose request got no answer on a fresh connection.
+    #[serde(default)]
+    pub errors: usize,
     /// Failures of high or medium probes: the run fails when this is not 0.
     pub blocking_failures: usize,
 }
@@ -124,6 +140,13 @@ pub struct RolesSummary {
     pub protected: Vec<String>,
     /// Steps that send the API key.
     pub api_key: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logout: Option<String>,
+    /// The session cookie's name, when protected steps are authenticated by a cookie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_cookie: Option<String>,
 }
 
 /// The result of `authbench check`; serialized as it is, it is the JSON report.
@@ -156,6 +179,7 @@ impl CheckReport {
             failed: count(Outcome::Fail),
             warned: count(Outcome::Warn),
             skipped: count(Outcome::Skip),
+            errors: count(Outcome::Error),
             blocking_failures: probes
                 .iter()
                 .filter(|p| p.outcome == Outcome::Fail && p.severity.blocks())
@@ -207,6 +231,12 @@ pub struct CheckOptions {
     /// The target's HS256 secret, to forge an expired but correctly signed token.
     /// Known automatically for the in-process server.
     pub jwt_secret: Option<String>,
+    /// A PEM private key (RSA or EC P-256) the target trusts for RS256/ES256 tokens, to
+    /// forge an expired but correctly signed one.
+    pub jwt_private_key: Option<PathBuf>,
+    /// The PEM public key RS256/ES256 tokens verify against, for the algorithm-confusion
+    /// probe (an HS256 token with that key as its secret).
+    pub jwt_public_key: Option<PathBuf>,
     /// bcrypt cost of the in-process server.
     pub cost: u32,
     pub timeout: Duration,
@@ -236,6 +266,8 @@ impl Default for CheckOptions {
             api_key: None,
             scenario: ScenarioSource::Builtin,
             jwt_secret: None,
+            jwt_private_key: None,
+            jwt_public_key: None,
             cost: crate::server::DEFAULT_COST,
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
@@ -259,6 +291,12 @@ pub struct CheckResult {
     pub files: Vec<PathBuf>,
 }
 
+/// What `check --explain-roles` prints: the roles of the scenario's steps and why.
+pub fn explain_roles(opts: &CheckOptions) -> Result<String, RunError> {
+    let scenario = crate::load_scenario(&opts.scenario)?;
+    Ok(roles::Roles::detect(&scenario).explain_text(&scenario))
+}
+
 /// Runs every probe against the target (or a fresh in-process reference server) and
 /// writes the reports.
 pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
@@ -273,6 +311,30 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
         ));
     }
     let scenario = Arc::new(crate::load_scenario(&opts.scenario)?);
+    let jwt_key = match &opts.jwt_private_key {
+        Some(path) => {
+            Some(jwt::SigningKey::load(path).map_err(|e| RunError::Config(e.to_string()))?)
+        }
+        None => None,
+    };
+    let jwt_public_key = match &opts.jwt_public_key {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                RunError::Config(format!(
+                    "could not read the JWT public key '{}': {e}",
+                    path.display()
+                ))
+            })?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN") {
+                return Err(RunError::Config(format!(
+                    "the JWT public key '{}' is not PEM",
+                    path.display()
+                )));
+            }
+            Some(pem)
+        }
+        None => None,
+    };
 
     let (server, base_url, api_key, jwt_secret, tls) = match &opts.target {
         None => {
@@ -295,7 +357,11 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
     };
     crate::preflight(&base_url, opts.connect_timeout, tls.as_ref()).await?;
 
+    // No idle connection is kept: every request opens its own (see `target`).
     let client = crate::tls::reqwest_tls(reqwest::Client::builder(), tls.as_ref())
+        .pool_max_idle_per_host(0)
+        // A redirect is an answer to judge (a form login's 302), as `run` sees it.
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(opts.timeout)
         .connect_timeout(opts.connect_timeout)
         .tcp_nodelay(true)
@@ -306,6 +372,8 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
     let target = target::Target::new(scenario.clone(), client, base_url.clone(), api_key);
     let settings = probes::Settings {
         jwt_secret,
+        jwt_key,
+        jwt_public_key,
         timing_samples: opts.timing_samples,
         hash_time: opts.hash_time,
         burst: opts.burst,

@@ -21,7 +21,13 @@ pub fn terminal(r: &CheckReport, color: bool) -> Vec<u8> {
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_width(160)
-        .set_header(vec!["probe", "severity", "result", "expected", "got"]);
+        .set_header(vec![
+            "probe",
+            "severity",
+            "result",
+            "expected",
+            "request → got",
+        ]);
     for p in &r.probes {
         let good = match p.outcome {
             Outcome::Pass => Some(true),
@@ -33,7 +39,10 @@ pub fn terminal(r: &CheckReport, color: bool) -> Vec<u8> {
             comfy_table::Cell::new(p.severity.as_str()),
             verdict_cell(p.outcome.as_str(), good),
             comfy_table::Cell::new(&p.expected),
-            comfy_table::Cell::new(cut(&p.got, 90)),
+            comfy_table::Cell::new(match &p.request {
+                Some(req) => format!("{}\n→ {}", cut(req, 90), cut(&p.got, 90)),
+                None => cut(&p.got, 90),
+            }),
         ]);
     }
     let mut out = format!("authbench check: {} ({})\n", r.target, r.scenario);
@@ -45,7 +54,7 @@ pub fn terminal(r: &CheckReport, color: bool) -> Vec<u8> {
     for p in r
         .probes
         .iter()
-        .filter(|p| matches!(p.outcome, Outcome::Fail | Outcome::Warn))
+        .filter(|p| matches!(p.outcome, Outcome::Fail | Outcome::Warn | Outcome::Error))
     {
         if let Some(n) = &p.note {
             out.push_str(&format!("{} {}: {n}\n", p.outcome.as_str(), p.id));
@@ -62,13 +71,18 @@ const INSECURE: &str =
 fn summary_line(r: &CheckReport) -> String {
     let s = &r.summary;
     format!(
-        "{} probes: {} passed, {} failed ({} high/medium), {} warned, {} skipped — {}",
+        "{} probes: {} passed, {} failed ({} high/medium), {} warned, {} skipped{} — {}",
         s.probes,
         s.passed,
         s.failed,
         s.blocking_failures,
         s.warned,
         s.skipped,
+        if s.errors > 0 {
+            format!(", {} without an answer (error)", s.errors)
+        } else {
+            String::new()
+        },
         if s.blocking_failures == 0 {
             "PASS"
         } else {
@@ -108,10 +122,10 @@ pub fn markdown(r: &CheckReport) -> Vec<u8> {
         r.generated_at,
         r.tool,
     ));
-    m.push_str("| probe | severity | result | sent | expected | got | note |\n|---|---|---|---|---|---|---|\n");
+    m.push_str("| probe | severity | result | sent | expected | got | request | response | note |\n|---|---|---|---|---|---|---|---|---|\n");
     for p in &r.probes {
         m.push_str(&format!(
-            "| `{}` | {} | {} | {} | {} | {} | {} |\n",
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             p.id,
             p.severity.as_str(),
             match p.outcome {
@@ -119,10 +133,16 @@ pub fn markdown(r: &CheckReport) -> Vec<u8> {
                 Outcome::Fail => "❌ FAIL",
                 Outcome::Warn => "⚠️ warn",
                 Outcome::Skip => "⏭ skip",
+                Outcome::Error => "💥 error",
             },
             esc(&p.sent),
             esc(&p.expected),
             esc(&p.got),
+            p.request
+                .as_deref()
+                .map(|r| format!("`{}`", esc(r)))
+                .unwrap_or_default(),
+            esc(p.response.as_deref().unwrap_or("")),
             esc(p.note.as_deref().unwrap_or("")),
         ));
     }
@@ -142,10 +162,17 @@ pub fn junit(r: &CheckReport) -> anyhow::Result<Vec<u8>> {
     let mut suite = TestSuite::new("authbench check");
     for p in &r.probes {
         let detail = format!(
-            "sent: {}\nexpected: {}\ngot: {}{}",
+            "sent: {}\nexpected: {}\ngot: {}{}{}",
             p.sent,
             p.expected,
             p.got,
+            match (&p.request, &p.response) {
+                (Some(req), resp) => format!(
+                    "\nrequest: {req}\nresponse: {}",
+                    resp.as_deref().unwrap_or("")
+                ),
+                _ => String::new(),
+            },
             p.note
                 .as_ref()
                 .map(|n| format!("\nnote: {n}"))
@@ -158,6 +185,12 @@ pub fn junit(r: &CheckReport) -> anyhow::Result<Vec<u8>> {
                 s.set_message(p.note.clone().unwrap_or_default());
                 s
             }
+            Outcome::Error => {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+                s.set_message(format!("no answer: {}", p.got))
+                    .set_description(detail.clone());
+                s
+            }
             Outcome::Fail => {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
                 s.set_message(format!("expected {}, got {}", p.expected, p.got))
@@ -168,7 +201,7 @@ pub fn junit(r: &CheckReport) -> anyhow::Result<Vec<u8>> {
         };
         let mut case = TestCase::new(p.id.clone(), status);
         case.set_classname(format!("check.{}", p.severity.as_str()));
-        if p.outcome != Outcome::Fail {
+        if !matches!(p.outcome, Outcome::Fail | Outcome::Error) {
             let prefix = if p.outcome == Outcome::Warn {
                 "warn\n"
             } else {
@@ -211,22 +244,30 @@ pub fn html(r: &CheckReport) -> Vec<u8> {
     if r.insecure {
         let _ = write!(o, "<p class=\"note\"><strong>{INSECURE}</strong></p>");
     }
-    o.push_str("<h2>Probes</h2><table id=\"probes\"><tr><th>probe</th><th>severity</th><th>result</th><th>sent</th><th>expected</th><th>got</th></tr>");
+    o.push_str("<h2>Probes</h2><table id=\"probes\"><tr><th>probe</th><th>severity</th><th>result</th><th>sent</th><th>expected</th><th>got</th><th>request → response</th></tr>");
     for p in &r.probes {
         let cls = match p.outcome {
             Outcome::Pass => "pass",
             Outcome::Fail => "fail",
-            Outcome::Warn | Outcome::Skip => "",
+            Outcome::Warn | Outcome::Skip | Outcome::Error => "",
         };
         let _ = write!(
             o,
-            "<tr data-severity=\"{sev}\" data-outcome=\"{out}\"><td><code>{}</code><br><span class=\"note\">{}</span></td><td>{sev}</td><td class=\"{cls}\">{out}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
+            "<tr data-severity=\"{sev}\" data-outcome=\"{out}\"><td><code>{}</code><br><span class=\"note\">{}</span></td><td>{sev}</td><td class=\"{cls}\">{out}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td></tr>",
             esc(&p.id),
             esc(&p.title),
             esc(&p.sent),
             esc(&p.expected),
             esc(&p.got),
             p.note.as_deref().map(|n| format!("<br><span class=\"note\">{}</span>", esc(n))).unwrap_or_default(),
+            match (&p.request, &p.response) {
+                (Some(req), resp) => format!(
+                    "<code>{}</code><br>→ {}",
+                    esc(req),
+                    esc(resp.as_deref().unwrap_or(""))
+                ),
+                _ => String::new(),
+            },
             sev = p.severity.as_str(),
             out = p.outcome.as_str(),
         );

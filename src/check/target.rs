@@ -1,7 +1,14 @@
-//! The probes' view of the service: fresh identities (a per-flow variable table, as
-//! `run` makes them), requests built from a scenario step and then altered, the flow
-//! replayed up to a step to get a valid context (a registered user, a live token), and a
-//! record of every error body seen, for the leak probe.
+//! The probes' view of the service: fresh identities (a per-flow variable table and a
+//! cookie jar, as `run` makes them), requests built from a scenario step and then
+//! altered, the flow replayed up to a step to get a valid context (a registered user, a
+//! live token, a session cookie), and a log of every exchange, for the scans that run
+//! last and for each row's request and response excerpt.
+//!
+//! **Probes are independent of the service's connection handling**: every request goes
+//! out on a connection of its own (the client keeps no idle connection), so a service
+//! that closes or resets a connection after an error, or answers a body it never read,
+//! cannot make the next probe, or its set-up, fail. A request that gets no answer got
+//! none on a fresh connection: the probe reports `error` with the transport's cause.
 //!
 //! Responses are read up to [`MAX_BODY`]; nothing a server sends can make a probe panic.
 
@@ -9,17 +16,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, COOKIE, ORIGIN,
+};
+use url::Url;
 
-use crate::engine::flow::{check_response, classify, FlowContext};
+use crate::engine::cookies::{self, Jar};
+use crate::engine::flow::{check_with_cookies, classify, FlowContext};
 use crate::scenario::{Scenario, Step};
 
 use super::roles::render_json;
 
 /// Bytes of a response body kept; the rest is read and dropped.
 pub const MAX_BODY: usize = 1 << 20;
-/// Bytes of an error body kept for the leak scan.
-const MAX_KEPT_ERROR: usize = 4096;
+/// Bytes of a response body kept in the exchange log, for the scans and the excerpts.
+pub const MAX_KEPT_BODY: usize = 16 * 1024;
 
 /// A complete response.
 #[derive(Debug, Clone)]
@@ -32,16 +43,26 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A placeholder for a step that was not sent (status 0).
+    pub fn none() -> Reply {
+        Reply {
+            status: 0,
+            headers: HeaderMap::new(),
+            body: Vec::new(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
     pub fn json(&self) -> Option<serde_json::Value> {
         serde_json::from_slice(&self.body).ok()
     }
 
-    /// The body as text, cut to `max` characters, for reports.
+    /// The body as text, tokens redacted, cut to `max` characters, for reports.
     pub fn excerpt(&self, max: usize) -> String {
-        excerpt(&String::from_utf8_lossy(&self.body), max)
+        excerpt(&redact(&String::from_utf8_lossy(&self.body)), max)
     }
 
-    /// `401 {"detail":"Invalid API key"}`.
+    /// `401 {"detail":"Invalid API key"}` (tokens redacted).
     pub fn brief(&self) -> String {
         let body = self.excerpt(80);
         if body.is_empty() {
@@ -62,6 +83,31 @@ impl Reply {
     }
 }
 
+/// `text` with live credentials replaced: JWTs, and the values of JSON fields named
+/// like a token or a secret. Reports quote answers; they must not carry a usable token.
+pub fn redact(text: &str) -> String {
+    static PATTERNS: std::sync::OnceLock<Option<(regex::Regex, regex::Regex)>> =
+        std::sync::OnceLock::new();
+    let Some((jwt, field)) = PATTERNS.get_or_init(|| {
+        Some((
+            regex::Regex::new(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*").ok()?,
+            regex::Regex::new(r#"(?i)("[a-z_]*(token|secret)[a-z_]*"\s*:\s*")[^"]{4,}""#).ok()?,
+        ))
+    }) else {
+        return text.to_string();
+    };
+    let text = jwt.replace_all(text, "eyJ…(a JWT)");
+    field
+        .replace_all(&text, |c: &regex::Captures| {
+            if c[1].to_ascii_lowercase().contains("token_type") {
+                c[0].to_string()
+            } else {
+                format!("{}…\"", &c[1])
+            }
+        })
+        .into_owned()
+}
+
 /// One line of text, cut to `max` characters.
 pub fn excerpt(s: &str, max: usize) -> String {
     let flat: String = s
@@ -77,13 +123,39 @@ pub fn excerpt(s: &str, max: usize) -> String {
     }
 }
 
-/// An error response kept for the leak scan.
+/// One request a probe sent and what came back, kept for the scans that run last (a
+/// password hash anywhere, internals in error bodies) and for each row's excerpt.
 #[derive(Debug, Clone)]
-pub struct SeenError {
-    /// The probe that provoked it.
+pub struct Exchange {
+    /// The probe that sent it (`setup` for set-up, `control` for a control request).
     pub probe: String,
-    pub status: u16,
+    /// Method, path and the credentials it carried, e.g. `GET /me [Authorization: Bearer]`.
+    pub request: String,
+    /// The status, or `None` when no answer came.
+    pub status: Option<u16>,
+    pub headers: HeaderMap,
+    /// The body as text, at most [`MAX_KEPT_BODY`] bytes.
     pub body: String,
+    /// The transport cause when no answer came.
+    pub error: Option<String>,
+}
+
+impl Exchange {
+    /// `401 {"detail":"..."}`, or the transport cause.
+    pub fn response_excerpt(&self, max: usize) -> String {
+        match (self.status, &self.error) {
+            (Some(s), _) => {
+                let body = excerpt(&redact(&self.body), max);
+                if body.is_empty() {
+                    s.to_string()
+                } else {
+                    format!("{s} {body}")
+                }
+            }
+            (None, Some(e)) => format!("no answer: {e}"),
+            (None, None) => "no answer".into(),
+        }
+    }
 }
 
 /// A request could not be completed.
@@ -91,8 +163,26 @@ pub struct SeenError {
 pub enum SendError {
     #[error("the request could not be built from step '{0}'")]
     Build(String),
-    #[error("no response: {0}")]
+    /// No answer on a fresh connection; the transport's cause.
+    #[error("no answer on a fresh connection: {0}")]
     Transport(String),
+}
+
+/// Why the steps a probe needs before its own request did not all succeed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SetupError {
+    #[error("setup failed: step '{step}': the request could not be built")]
+    Build { step: String },
+    /// The service gave no answer on a fresh connection: the probe is an `error`.
+    #[error("setup failed: step '{step}': no answer on a fresh connection: {cause}")]
+    NoAnswer { step: String, cause: String },
+    /// The service answered, but not as the scenario expects.
+    #[error("setup failed: step '{step}' failed ({detail}): {got}")]
+    Refused {
+        step: String,
+        detail: String,
+        got: String,
+    },
 }
 
 /// A request under construction: the step's request with alterations.
@@ -124,17 +214,46 @@ impl Probe {
         let bytes = serde_json::to_vec(value).unwrap_or_default();
         self.header(CONTENT_TYPE, "application/json").body(bytes)
     }
+
+    /// Sends `cookie` as the `Cookie` header (after the step's own), or none at all.
+    pub fn cookies(mut self, cookie: Option<HeaderValue>) -> Self {
+        let own = self.request.headers().get(COOKIE).cloned();
+        self.request.headers_mut().remove(COOKIE);
+        let merged = match (own, cookie) {
+            (own, Some(c)) => Some(cookies::merge(own.as_ref(), c)),
+            (own, None) => own,
+        };
+        if let Some(v) = merged {
+            self.request.headers_mut().insert(COOKIE, v);
+        }
+        self
+    }
+}
+
+/// One identity part-way through the flow: its variables, its cookies, and the replies
+/// of the steps run so far.
+#[derive(Clone, Default)]
+pub struct Session {
+    pub vars: Vec<String>,
+    pub jar: Jar,
+    pub replies: Vec<Reply>,
+    /// What each step run so far sent, as [`describe`] tells it.
+    pub requests: Vec<String>,
 }
 
 pub struct Target {
     pub scenario: Arc<Scenario>,
     flow: FlowContext,
+    /// Opens a new connection for every request (no idle connection is kept): no probe
+    /// can be spoiled by a connection another probe left behind.
     pub client: reqwest::Client,
     seq: AtomicU64,
-    errors: Mutex<Vec<SeenError>>,
+    log: Mutex<Vec<Exchange>>,
 }
 
 impl Target {
+    /// `client` must keep no idle connection (`pool_max_idle_per_host(0)`): see the
+    /// module's documentation.
     pub fn new(
         scenario: Arc<Scenario>,
         client: reqwest::Client,
@@ -149,15 +268,23 @@ impl Target {
             run_id: format!("{:08x}", rand::random::<u32>()),
             static_urls: Default::default(),
             fast: None,
-            pool_connections: true,
+            pool_connections: false,
         };
         Target {
             scenario,
             flow,
             client,
             seq: AtomicU64::new(0),
-            errors: Mutex::new(Vec::new()),
+            log: Mutex::new(Vec::new()),
         }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.flow.base_url
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.flow.base_url.starts_with("https://")
     }
 
     /// A variable table for a new, never-used identity (a fresh `seq`, random values).
@@ -165,11 +292,25 @@ impl Target {
         self.flow.new_vars(self.seq.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// A new identity that has run no step.
+    pub fn fresh(&self) -> Session {
+        Session {
+            vars: self.fresh_vars(),
+            ..Session::default()
+        }
+    }
+
     pub fn step(&self, i: usize) -> &Step {
         &self.scenario.steps[i]
     }
 
-    /// Step `i`'s request with `vars`, as `run` would send it.
+    /// Step `i`'s URL with `vars`.
+    pub fn url(&self, i: usize, vars: &[String]) -> Option<Url> {
+        let path = self.scenario.steps.get(i)?.path.render(vars);
+        Url::parse(&format!("{}{path}", self.flow.base_url)).ok()
+    }
+
+    /// Step `i`'s request with `vars`, as `run` would send it, without cookies.
     pub fn build(&self, i: usize, vars: &[String]) -> Result<Probe, SendError> {
         let step = self.step(i);
         let mut body = Vec::new();
@@ -180,6 +321,16 @@ impl Target {
             .map_err(|_| SendError::Build(step.name.to_string()))
     }
 
+    /// Step `i`'s request for `session`: its variables and the cookies its jar holds for
+    /// the step's URL.
+    pub fn build_in(&self, i: usize, session: &Session) -> Result<Probe, SendError> {
+        let p = self.build(i, &session.vars)?;
+        let cookie = self
+            .url(i, &session.vars)
+            .and_then(|u| session.jar.header(&u));
+        Ok(p.cookies(cookie))
+    }
+
     /// Step `i`'s JSON body as a value, to alter fields.
     pub fn json_body(&self, i: usize, vars: &[String]) -> Option<serde_json::Value> {
         self.step(i)
@@ -188,62 +339,192 @@ impl Target {
             .and_then(|b| render_json(b, vars))
     }
 
-    /// Sends a request; error responses are kept for the leak scan under `probe`.
+    /// Sends a request on a fresh connection and records the exchange under `probe`.
     pub async fn send(&self, probe_id: &str, p: Probe) -> Result<Reply, SendError> {
-        let reply = send_with(&self.client, p.request).await?;
-        if reply.status >= 400 {
-            self.errors
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(SeenError {
-                    probe: probe_id.to_string(),
-                    status: reply.status,
-                    body: String::from_utf8_lossy(
-                        &reply.body[..reply.body.len().min(MAX_KEPT_ERROR)],
-                    )
-                    .into_owned(),
-                });
-        }
-        Ok(reply)
+        let request = describe(&p.request);
+        let result = send_with(&self.client, p.request).await;
+        self.record(probe_id, request, &result);
+        result
     }
 
-    /// Sends step `i` unaltered and applies its extraction and checks to `vars`.
-    pub async fn run_step(&self, i: usize, vars: &mut [String]) -> Result<Reply, String> {
+    /// A request to send concurrently with others (a burst, a race): the future owns
+    /// what it needs; [`Target::record`] logs its result afterwards.
+    pub fn detached(
+        &self,
+        p: Probe,
+    ) -> (
+        String,
+        impl std::future::Future<Output = Result<Reply, SendError>> + Send + 'static,
+    ) {
+        let request = describe(&p.request);
+        let client = self.client.clone();
+        (request, async move { send_with(&client, p.request).await })
+    }
+
+    /// Logs an exchange under `probe_id`; `request` is [`describe`]'s text.
+    pub fn record(&self, probe_id: &str, request: String, result: &Result<Reply, SendError>) {
+        let exchange = match result {
+            Ok(reply) => Exchange {
+                probe: probe_id.to_string(),
+                request,
+                status: Some(reply.status),
+                headers: reply.headers.clone(),
+                body: String::from_utf8_lossy(&reply.body[..reply.body.len().min(MAX_KEPT_BODY)])
+                    .into_owned(),
+                error: None,
+            },
+            Err(e) => Exchange {
+                probe: probe_id.to_string(),
+                request,
+                status: None,
+                headers: HeaderMap::new(),
+                body: String::new(),
+                error: Some(match e {
+                    SendError::Transport(c) => c.clone(),
+                    other => other.to_string(),
+                }),
+            },
+        };
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(exchange);
+    }
+
+    /// Sends step `i` for `session`, unaltered: stores the cookies the answer sets and
+    /// applies the step's extraction and checks to the session's variables.
+    pub async fn run_step(&self, i: usize, session: &mut Session) -> Result<Reply, SetupError> {
         let step = self.step(i);
-        let p = self.build(i, vars).map_err(|e| e.to_string())?;
-        let reply = self
-            .send("setup", p)
-            .await
-            .map_err(|e| format!("step '{}': {e}", step.name))?;
-        check_response(step, reply.status, &reply.headers, &reply.body, vars).map_err(|k| {
-            format!(
-                "step '{}' failed ({}: {}): {}",
-                step.name,
-                k.class(),
-                k.detail(),
-                reply.brief()
-            )
+        let name = step.name.to_string();
+        let p = self
+            .build_in(i, session)
+            .map_err(|_| SetupError::Build { step: name.clone() })?;
+        session.requests.push(describe(&p.request));
+        let reply = self.send("setup", p).await.map_err(|e| match e {
+            SendError::Transport(cause) => SetupError::NoAnswer {
+                step: name.clone(),
+                cause,
+            },
+            SendError::Build(_) => SetupError::Build { step: name.clone() },
+        })?;
+        let url = self.url(i, &session.vars);
+        if let Some(u) = &url {
+            if self.scenario.cookies && Jar::sets_cookies(&reply.headers) {
+                session.jar.store(&reply.headers, u);
+            }
+        }
+        let jar_view = url.as_ref().map(|u| (&session.jar, u));
+        check_with_cookies(
+            step,
+            reply.status,
+            &reply.headers,
+            &reply.body,
+            &mut session.vars,
+            jar_view,
+        )
+        .map_err(|k| SetupError::Refused {
+            step: name,
+            detail: format!("{}: {}", k.class(), k.detail()),
+            got: reply.brief(),
         })?;
         Ok(reply)
     }
 
     /// A fresh identity with steps `0..upto` run, so step `upto` can be sent in a
-    /// valid context; the replies of those steps are returned too.
-    pub async fn prefix(&self, upto: usize) -> Result<(Vec<String>, Vec<Reply>), String> {
-        let mut vars = self.fresh_vars();
-        let mut replies = Vec::new();
+    /// valid context; the replies of those steps are in the session.
+    pub async fn prefix(&self, upto: usize) -> Result<Session, SetupError> {
+        let mut session = self.fresh();
         for i in 0..upto.min(self.scenario.steps.len()) {
-            replies.push(self.run_step(i, &mut vars).await?);
+            let reply = self.run_step(i, &mut session).await?;
+            session.replies.push(reply);
         }
-        Ok((vars, replies))
+        Ok(session)
     }
 
-    /// Every error response seen so far.
-    pub fn seen_errors(&self) -> Vec<SeenError> {
-        self.errors
+    /// Runs the steps from where `session` stopped up to (not including) `upto`.
+    pub async fn advance(&self, session: &mut Session, upto: usize) -> Result<(), SetupError> {
+        for i in session.replies.len()..upto.min(self.scenario.steps.len()) {
+            let reply = self.run_step(i, session).await?;
+            session.replies.push(reply);
+        }
+        Ok(())
+    }
+
+    /// Like [`Target::prefix`], without step `skip` (an identity that was never
+    /// registered, with a login form's context).
+    pub async fn prefix_skipping(
+        &self,
+        upto: usize,
+        skip: Option<usize>,
+    ) -> Result<Session, SetupError> {
+        let mut session = self.fresh();
+        for i in 0..upto.min(self.scenario.steps.len()) {
+            if Some(i) == skip {
+                session.replies.push(Reply::none());
+                session.requests.push(String::new());
+                continue;
+            }
+            let reply = self.run_step(i, &mut session).await?;
+            session.replies.push(reply);
+        }
+        Ok(session)
+    }
+
+    /// Every exchange so far, in the order they ended.
+    pub fn exchanges(&self) -> Vec<Exchange> {
+        self.log
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+}
+
+/// `POST /auth/login [Authorization: Bearer; Cookie: sessionid; x-api-key]`: the method,
+/// the path and which credentials the request carried (never their values).
+pub fn describe(req: &reqwest::Request) -> String {
+    let mut creds = Vec::new();
+    for (name, value) in req.headers() {
+        let v = value.to_str().unwrap_or("");
+        if *name == AUTHORIZATION {
+            let scheme = v.split_whitespace().next().unwrap_or("");
+            creds.push(format!("Authorization: {}", excerpt(scheme, 16)));
+        } else if *name == COOKIE {
+            let names: Vec<&str> = v
+                .split(';')
+                .filter_map(|c| c.split('=').next())
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .collect();
+            creds.push(format!("Cookie: {}", names.join(", ")));
+        } else if name.as_str().contains("key") || name.as_str().contains("token") {
+            creds.push(name.as_str().to_string());
+        } else if *name == ORIGIN {
+            creds.push(format!("Origin: {}", excerpt(v, 40)));
+        }
+    }
+    let path = req.url().path();
+    if creds.is_empty() {
+        format!("{} {path} [no credentials]", req.method())
+    } else {
+        format!("{} {path} [{}]", req.method(), creds.join("; "))
+    }
+}
+
+/// The causes of a transport error, innermost last, without the URL reqwest puts first.
+fn cause_chain(e: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
     }
 }
 
@@ -253,8 +534,9 @@ pub async fn send_with(
     request: reqwest::Request,
 ) -> Result<Reply, SendError> {
     let start = Instant::now();
-    let transport =
-        |e: reqwest::Error| SendError::Transport(format!("{} ({e})", classify(&e).detail()));
+    let transport = |e: reqwest::Error| {
+        SendError::Transport(format!("{} ({})", classify(&e).detail(), cause_chain(&e)))
+    };
     let mut resp = client.execute(request).await.map_err(transport)?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
@@ -269,4 +551,24 @@ pub async fn send_with(
         body,
         elapsed: start.elapsed(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_tokens() {
+        let body = r#"{"access_token":"eyJhbGciOi.eyJzdWIiOiIx.c2ln","refresh_token":"opaque-value","token_type":"bearer","detail":"ok"}"#;
+        let r = redact(body);
+        assert!(
+            !r.contains("opaque-value") && !r.contains("eyJzdWIiOiIx"),
+            "{r}"
+        );
+        assert!(
+            r.contains(r#""detail":"ok""#) && r.contains(r#""token_type":"bearer""#),
+            "{r}"
+        );
+        assert_eq!(redact("no tokens"), "no tokens");
+    }
 }

@@ -21,6 +21,18 @@ pub struct CheckArgs {
     /// The target's HS256 signing secret, to forge an expired token (else that probe is skipped).
     #[arg(long, env = "AUTHBENCH_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// A PEM private key (RSA or EC P-256) the target's RS256/ES256 tokens verify against,
+    /// to forge an expired but correctly signed token (a public key cannot sign one).
+    #[arg(long, value_name = "PEM")]
+    pub jwt_private_key: Option<PathBuf>,
+    /// The PEM public key the target's RS256/ES256 tokens verify against: adds the
+    /// algorithm-confusion probe (an HS256 token signed with that key as its secret).
+    #[arg(long, value_name = "PEM")]
+    pub jwt_public_key: Option<PathBuf>,
+    /// Print which step has which role (register, login, protected, refresh, logout) and
+    /// why, then exit without probing.
+    #[arg(long)]
+    pub explain_roles: bool,
     /// bcrypt cost of the in-process server (4-31).
     #[arg(long, default_value = "12", value_parser = clap::value_parser!(u32).range(4..=31), conflicts_with = "target")]
     pub cost: u32,
@@ -52,6 +64,8 @@ impl CheckArgs {
             api_key: self.target.api_key,
             scenario: self.common.scenario.source(),
             jwt_secret: self.jwt_secret,
+            jwt_private_key: self.jwt_private_key,
+            jwt_public_key: self.jwt_public_key,
             cost: self.cost,
             connect_timeout: self.common.timeouts.connect(),
             timeout: self.common.timeouts.timeout,
@@ -67,6 +81,19 @@ impl CheckArgs {
 
 /// Runs the check and prints the table; returns the exit code.
 pub(super) async fn exec(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> u8 {
+    if args.explain_roles {
+        let opts = args.into_options();
+        return match crate::check::explain_roles(&opts) {
+            Ok(text) => {
+                let _ = out.write_all(text.as_bytes());
+                crate::error::exit::OK
+            }
+            Err(e) => {
+                ui.error(err, &e);
+                e.exit_code()
+            }
+        };
+    }
     match crate::check::check(&args.into_options()).await {
         Ok(result) => {
             let _ = out.write_all(&crate::check::report::terminal(

@@ -14,7 +14,7 @@ use reqwest::header::{HeaderMap, HeaderValue, SET_COOKIE};
 use url::Url;
 
 /// The cookies of one flow.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Jar {
     store: CookieStore,
     /// Whether a cookie was stored since the last [`Jar::clear`]: until one is, the jar
@@ -90,6 +90,47 @@ impl Jar {
             .find(|c| c.name() == name)
             .or_else(|| self.store.iter_unexpired().find(|c| c.name() == name))
             .map(|c| c.value())
+    }
+}
+
+impl Jar {
+    /// The `Cookie` header for `url` with the cookie `name` left out (`value` `None`) or
+    /// sent with `value` instead of the stored one (added when the jar has none): what
+    /// `authbench check` sends to see whether a session survives a missing, forged or
+    /// planted cookie.
+    pub fn header_replacing(
+        &self,
+        url: &Url,
+        name: &str,
+        value: Option<&str>,
+    ) -> Option<HeaderValue> {
+        let https = url.scheme() == "https";
+        let mut parts: Vec<String> = Vec::new();
+        if self.used {
+            for c in self.store.matches(url) {
+                if (c.secure() == Some(true) && !https) || c.name() == name {
+                    continue;
+                }
+                parts.push(format!("{}={}", c.name(), c.value()));
+            }
+        }
+        if let Some(v) = value {
+            parts.push(format!("{name}={v}"));
+        }
+        if parts.is_empty() {
+            return None;
+        }
+        HeaderValue::from_str(&parts.join("; ")).ok()
+    }
+
+    /// Stores `name=value` as if `url` had set it (path `/`): a cookie the client chose,
+    /// as an attacker plants one before the victim logs in.
+    pub fn plant(&mut self, url: &Url, name: &str, value: &str) {
+        let raw = cookie::Cookie::build((name.to_string(), value.to_string()))
+            .path("/")
+            .build();
+        let _ = self.store.insert_raw(&raw, url);
+        self.used = true;
     }
 }
 

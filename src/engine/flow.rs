@@ -512,7 +512,7 @@ fn add_cookie(headers: &mut HeaderMap, jar: Option<HeaderValue>) {
 pub use super::transport::classify;
 
 /// `check` checks responses as flows do.
-pub(crate) use super::response::{check_response, check_with_cookies};
+pub(crate) use super::response::check_with_cookies;
 
 fn uuid_v4(r: u128) -> String {
     let b =

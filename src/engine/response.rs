@@ -11,7 +11,8 @@ use crate::scenario::{Expectation, ExtractSource, Step};
 use crate::stats::FailureKind;
 
 /// Checks status, extracts values and runs the step's checks (without a cookie jar: a
-/// cookie to extract is missing).
+/// cookie to extract is missing). Only tests call it now: `check` keeps a jar too.
+#[cfg(test)]
 pub(crate) fn check_response(
     step: &Step,
     status: u16,

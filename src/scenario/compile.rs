@@ -161,6 +161,7 @@ impl Compiler<'_> {
 
         self.diag.steps_present(&raw.steps);
         let mut seen_names: BTreeMap<String, usize> = BTreeMap::new();
+        let mut seen_roles: BTreeMap<&'static str, String> = BTreeMap::new();
         let mut steps = Vec::new();
         for rs in raw.steps.into_inner() {
             let name = self.diag.step_name(&rs.name, &mut seen_names);
@@ -197,6 +198,23 @@ impl Compiler<'_> {
             }
             let basic = self.basic(&rs, &scope, &mut headers);
             let think = rs.think.as_ref().and_then(|t| self.diag.think(t));
+            let role = rs.role.as_ref().and_then(|r| {
+                let role = self.diag.role(r)?;
+                if role != super::Role::Protected {
+                    if let Some(first) = seen_roles.get(role.as_str()) {
+                        self.diag.err(
+                            r.span().start,
+                            format!(
+                                "`role = \"{}\"` is already step `{first}`'s: only `protected` may be on several steps",
+                                role.as_str()
+                            ),
+                        );
+                        return None;
+                    }
+                    seen_roles.insert(role.as_str(), name.clone());
+                }
+                Some(role)
+            });
 
             let expect = self.diag.expect(rs.expect.as_ref());
 
@@ -234,6 +252,7 @@ impl Compiler<'_> {
                 checks,
                 basic,
                 think,
+                role,
             });
         }
 

@@ -256,6 +256,47 @@ pub struct Step {
     pub basic: Option<(Template, Template)>,
     /// Slept after a successful response when another step follows.
     pub think: Option<Think>,
+    /// `role = "..."`: what the step is to `authbench check`; `None` leaves it to inference.
+    pub role: Option<Role>,
+}
+
+/// What a step does for the account, as `authbench check` needs to know. `run` ignores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Creates the account.
+    Register,
+    /// Exchanges credentials for a token or a session.
+    Login,
+    /// Needs the token or session the login gave.
+    Protected,
+    /// Exchanges a refresh token for a new access token.
+    Refresh,
+    /// Ends the session or revokes the token.
+    Logout,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Register,
+        Role::Login,
+        Role::Protected,
+        Role::Refresh,
+        Role::Logout,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Register => "register",
+            Role::Login => "login",
+            Role::Protected => "protected",
+            Role::Refresh => "refresh",
+            Role::Logout => "logout",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
 }
 
 /// Think time after a step: fixed (`min == max`) or uniform in `min..=max`.

@@ -96,6 +96,10 @@ pub(super) struct RawStep {
     /// `"1s"` or `{ min = "500ms", max = "2s" }`, checked by `validate`.
     #[serde(default)]
     pub(super) think: Option<Spanned<toml::Value>>,
+    /// What the step is to `authbench check` (`register`, `login`, ...), checked by
+    /// `validate`; inferred when absent.
+    #[serde(default)]
+    pub(super) role: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) expect: Option<Spanned<RawExpect>>,
     /// A JSON pointer (a string) or a table (`header`, `regex`, `group`, `cookie`), told

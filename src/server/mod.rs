@@ -44,6 +44,16 @@ pub use serve::{spawn, spawn_with_ctrl_c, ServerHandle, SHUTDOWN_GRACE};
 pub use state::AppState;
 pub use tls::{TlsIdentity, TlsListener};
 
+/// `Cache-Control: no-store` on every `/auth` answer: tokens must not be cached (RFC 6749
+/// §5.1), and the other answers there are per-user too.
+async fn no_store(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
 /// The router with `state` applied, ready to serve or to call with
 /// `tower::ServiceExt::oneshot`.
 ///
@@ -66,7 +76,8 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             extract::require_api_key,
-        ));
+        ))
+        .layer(middleware::map_response(no_store));
     Router::new()
         .route("/health", get(handlers::health))
         .nest("/auth", auth)

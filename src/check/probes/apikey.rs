@@ -16,9 +16,9 @@ pub(super) async fn api_key_probes(t: &Target, roles: &Roles) -> Vec<ProbeResult
         // cannot hide the next one behind "email already registered".
         let fresh = Some(*i) == roles.register;
         let ctx = if fresh {
-            Ok(Vec::new())
+            Ok(t.fresh())
         } else {
-            t.prefix(*i).await.map(|p| p.0)
+            t.prefix(*i).await
         };
         let cases: [(&str, &str, Option<&str>); 3] = [
             ("missing", "no API key header", None),
@@ -34,15 +34,15 @@ pub(super) async fn api_key_probes(t: &Target, roles: &Roles) -> Vec<ProbeResult
                 format!("{} {} with {what} ({header})", t.step(*i).method, name),
                 "401 or 403",
             );
-            let vars = match &ctx {
-                Ok(_) if fresh => t.fresh_vars(),
+            let session = match &ctx {
+                Ok(_) if fresh => t.fresh(),
                 Ok(v) => v.clone(),
                 Err(e) => {
-                    out.push(r.skip(format!("setup failed: {e}")));
+                    out.push(r.setup_failed(e));
                     continue;
                 }
             };
-            let probe = match t.build(*i, &vars) {
+            let probe = match t.build_in(*i, &session) {
                 Ok(p) => p,
                 Err(e) => {
                     out.push(r.skip(e.to_string()));
@@ -52,9 +52,9 @@ pub(super) async fn api_key_probes(t: &Target, roles: &Roles) -> Vec<ProbeResult
             let probe = match value {
                 None => probe.remove_header(header),
                 Some("wrong") => {
-                    let mut v = vars.clone();
-                    v[crate::scenario::SLOT_API_KEY] = format!("wrong-{}", jwt::garbage());
-                    match t.build(*i, &v) {
+                    let mut v = session.clone();
+                    v.vars[crate::scenario::SLOT_API_KEY] = format!("wrong-{}", jwt::garbage());
+                    match t.build_in(*i, &v) {
                         Ok(p) => p,
                         Err(e) => {
                             out.push(r.skip(e.to_string()));

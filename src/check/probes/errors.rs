@@ -1,6 +1,7 @@
 //! The error-body probe (`errors.no_internals`), run last: scans every error response the
-//! other probes provoked for stack traces, source paths, SQL and exception text, which
-//! tell an attacker what the service runs and where to push.
+//! other probes provoked, JSON, text or HTML, for stack traces, source paths, SQL,
+//! exception text and frameworks' debug pages, which tell an attacker what the service
+//! runs and where to push. HTML is read with its entities decoded (`File &quot;...`).
 
 use regex::Regex;
 
@@ -10,6 +11,26 @@ use crate::check::{Outcome, ProbeResult, Severity};
 
 /// Patterns of stack traces and internals in error bodies, with what each means.
 const LEAKS: &[(&str, &str)] = &[
+    (
+        r"You're seeing this error because you have <code>DEBUG = True</code>|DEBUG = True in your Django settings",
+        "Django's debug page",
+    ),
+    (
+        r"Werkzeug Debugger|werkzeug/debug",
+        "Werkzeug's debugger page",
+    ),
+    (
+        r"Action Controller: Exception caught|<h1>Routing Error</h1>",
+        "Rails' debug page",
+    ),
+    (
+        r"Whoops! There was an error|Symfony\\Component\\ErrorHandler",
+        "a PHP framework's debug page",
+    ),
+    (
+        r"(?s)<pre[^>]*>[^<]{0,4000}?(\n\s+at \S+ \(|Traceback|Exception:|Error: [^<]*\n\s+at )",
+        "a stack trace in an HTML <pre>",
+    ),
     (r"Traceback \(most recent call last\)", "a Python traceback"),
     (r#"File "[^"]+\.py", line \d+"#, "a Python source location"),
     (
@@ -39,8 +60,22 @@ const LEAKS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The few HTML entities that hide a traceback's quotes and brackets from the patterns.
+fn unescape_html(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
 pub(super) fn leak_probe(t: &Target) -> ProbeResult {
-    let seen = t.seen_errors();
+    let seen: Vec<_> = t
+        .exchanges()
+        .into_iter()
+        .filter(|x| x.status.is_some_and(|s| s >= 400))
+        .collect();
     let r = result(
         "errors.no_internals",
         Severity::Medium,
@@ -57,12 +92,21 @@ pub(super) fn leak_probe(t: &Target) -> ProbeResult {
         .collect();
     let mut found = Vec::new();
     for e in &seen {
+        let html = e.body.contains('<') && e.body.contains('>');
+        let unescaped = if html {
+            unescape_html(&e.body)
+        } else {
+            String::new()
+        };
         for (re, what) in &patterns {
-            if let Some(m) = re.find(&e.body) {
+            let m = re
+                .find(&e.body)
+                .or_else(|| html.then(|| re.find(&unescaped)).flatten());
+            if let Some(m) = m {
                 found.push(format!(
                     "{what} in {} ({}): {}",
                     e.probe,
-                    e.status,
+                    e.status.unwrap_or(0),
                     excerpt(m.as_str(), 60)
                 ));
                 break;

@@ -3,13 +3,12 @@
 //! of wrong passwords on one account is throttled (brute force).
 
 use reqwest::header::RETRY_AFTER;
-use serde_json::Value;
 use tokio::task::JoinSet;
 
-use super::{result, step_name, with_body, Settings};
+use super::{accepted, fields_of, result, step_name, with_fields, Settings};
 use crate::check::jwt;
 use crate::check::roles::{Fields, Roles};
-use crate::check::target::{send_with, Probe, SendError, Target};
+use crate::check::target::{Probe, SendError, Session, SetupError, Target};
 use crate::check::timing::{mann_whitney, median};
 use crate::check::{Outcome, ProbeResult, Severity};
 
@@ -21,24 +20,37 @@ const ALPHA: f64 = 0.01;
 /// A gap below this is noise on any network path, whatever the test says.
 const GAP_FLOOR_MS: f64 = 0.5;
 
-/// The login request for `vars` with the password replaced.
+/// The login request for `session` with the password replaced.
 fn wrong_password(
     t: &Target,
     login: usize,
     fields: &Fields,
-    vars: &[String],
+    session: &Session,
 ) -> Result<Probe, SendError> {
-    let mut b = t
-        .json_body(login, vars)
-        .filter(Value::is_object)
-        .ok_or_else(|| SendError::Build(step_name(t, login)))?;
-    b[&fields.password] = format!("Wrong-{}", jwt::garbage()).into();
-    with_body(t, login, vars, &b)
+    let mut b =
+        fields_of(t, login, &session.vars).ok_or_else(|| SendError::Build(step_name(t, login)))?;
+    b.set(&fields.password, &format!("Wrong-{}", jwt::garbage()));
+    with_fields(t, login, session, &b)
+}
+
+/// Why the login probes cannot run: no login, or one without a password in its body.
+fn no_login(roles: &Roles) -> &'static str {
+    if roles.login.is_some() {
+        "the login sends no password field in its body (HTTP Basic client credentials, say): there is no password to get wrong"
+    } else {
+        "no login step found in the scenario"
+    }
 }
 
 /// A registered identity: a fresh identity with every step before `login` run.
-async fn registered(t: &Target, login: usize) -> Result<Vec<String>, String> {
-    t.prefix(login).await.map(|p| p.0)
+async fn registered(t: &Target, login: usize) -> Result<Session, SetupError> {
+    t.prefix(login).await
+}
+
+/// An identity that was never registered, with the other steps before `login` run (a
+/// login form's CSRF token, say).
+async fn unregistered(t: &Target, login: usize, register: usize) -> Result<Session, SetupError> {
+    t.prefix_skipping(login, Some(register)).await
 }
 
 pub(super) async fn login_probes(t: &Target, roles: &Roles) -> Vec<ProbeResult> {
@@ -50,17 +62,20 @@ pub(super) async fn login_probes(t: &Target, roles: &Roles) -> Vec<ProbeResult> 
         "the same status and body",
     );
     let (Some(login), Some(fields)) = (roles.login, &roles.login_fields) else {
-        return vec![r.skip("no login step found in the scenario")];
+        return vec![r.skip(no_login(roles))];
     };
-    if roles.register.is_none() {
+    let Some(reg) = roles.register else {
         return vec![r.skip("no register step to create a known user")];
-    }
+    };
     let known = match registered(t, login).await {
         Ok(v) => v,
-        Err(e) => return vec![r.skip(format!("setup failed: {e}"))],
+        Err(e) => return vec![r.setup_failed(&e)],
     };
-    let unknown = t.fresh_vars();
-    let a = match t.build(login, &unknown) {
+    let unknown = match unregistered(t, login, reg).await {
+        Ok(v) => v,
+        Err(e) => return vec![r.setup_failed(&e)],
+    };
+    let a = match t.build_in(login, &unknown) {
         Ok(p) => t.send("login.enumeration", p).await,
         Err(e) => Err(e),
     };
@@ -70,14 +85,14 @@ pub(super) async fn login_probes(t: &Target, roles: &Roles) -> Vec<ProbeResult> 
     };
     let (a, b) = match (a, b) {
         (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => return vec![r.judged(Outcome::Warn, e.to_string())],
+        (Err(e), _) | (_, Err(e)) => return vec![r.unsent(&e)],
     };
     let got = format!("unknown: {}; wrong password: {}", a.brief(), b.brief());
     let same_body = match (a.json(), b.json()) {
         (Some(x), Some(y)) => x == y,
         _ => a.body == b.body,
     };
-    vec![if a.is_success() || b.is_success() {
+    vec![if accepted(t, login, &a) || accepted(t, login, &b) {
         r.judged(Outcome::Fail, got)
             .note("a login with bad credentials succeeded")
     } else if a.is_server_error() || b.is_server_error() {
@@ -91,6 +106,22 @@ pub(super) async fn login_probes(t: &Target, roles: &Roles) -> Vec<ProbeResult> 
     } else {
         r.judged(Outcome::Pass, got)
     }]
+}
+
+/// A fresh identity's variables, keeping what the steps before the login extracted
+/// into `ctx` (a CSRF token) and the data row's columns.
+fn fresh_identity(t: &Target, ctx: &Session) -> Vec<String> {
+    let mut vars = t.fresh_vars();
+    for (i, st) in t.scenario.steps.iter().enumerate() {
+        if ctx.replies.len() > i {
+            for e in &st.extract {
+                if let (Some(slot), Some(v)) = (vars.get_mut(e.slot), ctx.vars.get(e.slot)) {
+                    slot.clone_from(v);
+                }
+            }
+        }
+    }
+    vars
 }
 
 // ---- login timing -------------------------------------------------------------------
@@ -110,22 +141,31 @@ pub(super) async fn timing_probe(t: &Target, roles: &Roles, s: &Settings) -> Pro
         "no significant gap of half a hash time or more",
     );
     let (Some(login), Some(fields)) = (roles.login, &roles.login_fields) else {
-        return r.skip("no login step found in the scenario");
+        return r.skip(no_login(roles));
     };
-    if roles.register.is_none() {
+    let Some(reg) = roles.register else {
         return r.skip("no register step to create known users");
-    }
+    };
     // n + 2 wrong-password attempts (two warm-up), at most ATTEMPTS_PER_ACCOUNT each.
     let accounts = (n + 2).div_ceil(ATTEMPTS_PER_ACCOUNT);
     let mut known = Vec::with_capacity(accounts);
     for _ in 0..accounts {
         match registered(t, login).await {
             Ok(v) => known.push(v),
-            Err(e) => return r.skip(format!("setup failed: {e}")),
+            Err(e) => return r.setup_failed(&e),
         }
     }
+    // The steps before the login other than register (a login form), run once: their
+    // context serves every unknown identity, whose variables are fresh each time.
+    let unknown_ctx = match unregistered(t, login, reg).await {
+        Ok(v) => v,
+        Err(e) => return r.setup_failed(&e),
+    };
+    let Some(empty) = fields_of(t, login, &known[0].vars).map(|f| f.empty()) else {
+        return r.skip("the login body is not a JSON object or a form");
+    };
     let (mut unknown_ms, mut wrong_ms, mut base_ms) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut limited, mut accepted, mut errors) = (0usize, 0usize, 0usize);
+    let (mut limited, mut accepted_n, mut errors) = (0usize, 0usize, 0usize);
     // Two of each first, discarded: connection setup and cold caches.
     for i in 0..n + 2 {
         let mut kinds = [0u8, 1, 2];
@@ -134,14 +174,18 @@ pub(super) async fn timing_probe(t: &Target, roles: &Roles, s: &Settings) -> Pro
         }
         for kind in kinds {
             let probe = match kind {
-                0 => t.build(login, &t.fresh_vars()),
+                0 => {
+                    let mut unknown = unknown_ctx.clone();
+                    unknown.vars = fresh_identity(t, &unknown_ctx);
+                    t.build_in(login, &unknown)
+                }
                 1 => wrong_password(
                     t,
                     login,
                     fields,
                     &known[(i / ATTEMPTS_PER_ACCOUNT).min(accounts - 1)],
                 ),
-                _ => with_body(t, login, &known[0], &Value::Object(Default::default())),
+                _ => with_fields(t, login, &known[0], &empty),
             };
             let reply = match probe {
                 Ok(p) => t.send("login.timing", p).await,
@@ -158,8 +202,8 @@ pub(super) async fn timing_probe(t: &Target, roles: &Roles, s: &Settings) -> Pro
                 limited += 1;
                 continue;
             }
-            if kind < 2 && rep.is_success() {
-                accepted += 1;
+            if kind < 2 && accepted(t, login, &rep) {
+                accepted_n += 1;
             }
             if i < 2 {
                 continue;
@@ -172,10 +216,10 @@ pub(super) async fn timing_probe(t: &Target, roles: &Roles, s: &Settings) -> Pro
             }
         }
     }
-    if accepted > 0 {
+    if accepted_n > 0 {
         return r.judged(
             Outcome::Fail,
-            format!("{accepted} logins with bad credentials succeeded"),
+            format!("{accepted_n} logins with bad credentials succeeded"),
         );
     }
     let enough = n / 2;
@@ -245,21 +289,21 @@ pub(super) async fn brute_force_probe(t: &Target, roles: &Roles, s: &Settings) -
         "429 with Retry-After (warn when absent)",
     );
     let (Some(login), Some(fields)) = (roles.login, &roles.login_fields) else {
-        return r.skip("no login step found in the scenario");
+        return r.skip(no_login(roles));
     };
     if roles.register.is_none() {
         return r.skip("no register step to create a known user");
     }
-    let vars = match registered(t, login).await {
+    let session = match registered(t, login).await {
         Ok(v) => v,
-        Err(e) => return r.skip(format!("setup failed: {e}")),
+        Err(e) => return r.setup_failed(&e),
     };
     let mut set = JoinSet::new();
     for _ in 0..s.burst {
-        match wrong_password(t, login, fields, &vars) {
+        match wrong_password(t, login, fields, &session) {
             Ok(p) => {
-                let client = t.client.clone();
-                set.spawn(async move { send_with(&client, p.request).await });
+                let (request, fut) = t.detached(p);
+                set.spawn(async move { (request, fut.await) });
             }
             Err(e) => {
                 set.abort_all();
@@ -270,6 +314,10 @@ pub(super) async fn brute_force_probe(t: &Target, roles: &Roles, s: &Settings) -
     let (mut limited, mut retry_after, mut ok, mut server_err, mut other, mut broken) =
         (0, 0, 0, 0, 0, 0);
     while let Some(j) = set.join_next().await {
+        let j = j.map(|(request, result)| {
+            t.record("login.brute_force", request, &result);
+            result
+        });
         match j {
             Ok(Ok(rep)) if rep.status == 429 => {
                 limited += 1;
@@ -277,7 +325,7 @@ pub(super) async fn brute_force_probe(t: &Target, roles: &Roles, s: &Settings) -
                     retry_after += 1;
                 }
             }
-            Ok(Ok(rep)) if rep.is_success() => ok += 1,
+            Ok(Ok(rep)) if accepted(t, login, &rep) => ok += 1,
             Ok(Ok(rep)) if rep.is_server_error() => server_err += 1,
             Ok(Ok(_)) => other += 1,
             _ => broken += 1,

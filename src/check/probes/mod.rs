@@ -12,23 +12,30 @@
 
 mod apikey;
 mod errors;
+mod leaks;
 mod login;
 mod register;
 mod scenario;
+mod session;
 mod token;
 
 use std::time::Duration;
 
-use serde_json::Value;
-
+use super::body::Fields;
+use super::jwt::SigningKey;
 use super::roles::Roles;
-use super::target::{Probe, Reply, SendError, Target};
+use super::target::{Probe, Reply, SendError, SetupError, Target};
 use super::{Outcome, ProbeResult, Severity};
 
 /// Tunables of the probes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     pub jwt_secret: Option<String>,
+    /// `--jwt-private-key`: signs forged RS256/ES256 tokens.
+    pub jwt_key: Option<SigningKey>,
+    /// `--jwt-public-key`: the PEM text of the key RS256/ES256 tokens verify against,
+    /// for the algorithm-confusion probe.
+    pub jwt_public_key: Option<Vec<u8>>,
     pub timing_samples: usize,
     pub hash_time: Option<Duration>,
     pub burst: usize,
@@ -51,6 +58,8 @@ fn result(
         got: String::new(),
         outcome: Outcome::Skip,
         note: None,
+        request: None,
+        response: None,
     }
 }
 
@@ -67,6 +76,22 @@ impl ProbeResult {
         self.note = Some(n.into());
         self
     }
+    /// A set-up that did not succeed: `error` when the service gave no answer on a fresh
+    /// connection, else `skip`, with the reason either way.
+    fn setup_failed(self, e: &SetupError) -> Self {
+        match e {
+            SetupError::NoAnswer { .. } => self.judged(Outcome::Error, e.to_string()),
+            _ => self.skip(e.to_string()),
+        }
+    }
+    /// A request that could not be sent: `error` when no answer came, `skip` when it
+    /// could not be built.
+    fn unsent(self, e: &SendError) -> Self {
+        match e {
+            SendError::Transport(_) => self.judged(Outcome::Error, e.to_string()),
+            SendError::Build(_) => self.skip(e.to_string()),
+        }
+    }
 }
 
 /// A reply judged by "must be a 4xx, never 2xx or 5xx", with `preferred` statuses
@@ -78,7 +103,7 @@ fn judge_rejection(
     strict: bool,
 ) -> ProbeResult {
     match reply {
-        Err(e) => r.judged(Outcome::Warn, e.to_string()),
+        Err(e) => r.unsent(e),
         Ok(rep) if rep.is_success() => r
             .judged(Outcome::Fail, rep.brief())
             .note("accepted: the request should have been refused"),
@@ -91,26 +116,64 @@ fn judge_rejection(
     }
 }
 
-/// Runs every probe.
+/// Runs every probe, then gives each row the last request its probe sent and an
+/// excerpt of the answer.
 pub async fn run_all(t: &Target, roles: &Roles, s: &Settings) -> Vec<ProbeResult> {
     let mut out = vec![scenario::roles_probe(t, roles)];
     out.extend(apikey::api_key_probes(t, roles).await);
     out.extend(token::token_probes(t, roles, s).await);
+    out.extend(session::session_probes(t, roles).await);
     out.extend(register::register_probes(t, roles, s).await);
     out.extend(login::login_probes(t, roles).await);
     out.extend(token::token_content_probes(t, roles).await);
+    out.extend(leaks::request_probes(t, roles).await);
     out.push(login::timing_probe(t, roles, s).await);
     out.push(login::brute_force_probe(t, roles, s).await);
+    out.extend(leaks::scan_probes(t, roles));
     out.push(errors::leak_probe(t));
+    attach_exchanges(t, &mut out);
     out
+}
+
+/// Fills each row's `request` and `response` from the last exchange its probe sent.
+fn attach_exchanges(t: &Target, out: &mut [ProbeResult]) {
+    let log = t.exchanges();
+    for r in out.iter_mut().filter(|r| r.request.is_none()) {
+        if let Some(x) = log.iter().rev().find(|x| x.probe == r.id) {
+            r.request = Some(x.request.clone());
+            r.response = Some(x.response_excerpt(160));
+        }
+    }
+}
+
+/// Whether step `i` (a login) would count `rep` as a success: a 2xx, or for a step that
+/// expects no 2xx (a form login answering 302), its expected status.
+fn accepted(t: &Target, i: usize, rep: &Reply) -> bool {
+    let expect = &t.step(i).expect;
+    if (200..300).any(|c| expect.contains(c)) {
+        rep.is_success()
+    } else {
+        expect.contains(rep.status)
+    }
 }
 
 fn step_name(t: &Target, i: usize) -> String {
     t.step(i).name.to_string()
 }
 
-/// A request of step `i` for `vars` with its JSON body replaced by `body` (register and
-/// login probes both send edited bodies).
-fn with_body(t: &Target, i: usize, vars: &[String], body: &Value) -> Result<Probe, SendError> {
-    t.build(i, vars).map(|p| p.json_body(body))
+/// Step `i`'s body fields for `vars`, when it is a JSON object or a form.
+fn fields_of(t: &Target, i: usize, vars: &[String]) -> Option<Fields> {
+    t.step(i).body.as_ref().and_then(|b| Fields::of(b, vars))
+}
+
+/// A request of step `i` for `session` (its cookies too) with the body `fields`.
+fn with_fields(
+    t: &Target,
+    i: usize,
+    session: &super::target::Session,
+    fields: &Fields,
+) -> Result<Probe, SendError> {
+    let (ct, bytes) = fields.render();
+    t.build_in(i, session)
+        .map(|p| p.header(reqwest::header::CONTENT_TYPE, ct).body(bytes))
 }

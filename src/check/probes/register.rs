@@ -4,12 +4,12 @@
 //! get a 4xx, never a 2xx or a 5xx, and a race must not create two accounts.
 
 use reqwest::header::CONTENT_TYPE;
-use serde_json::Value;
 use tokio::task::JoinSet;
 
-use super::{judge_rejection, result, step_name, with_body, Settings};
+use super::{accepted, fields_of, judge_rejection, result, step_name, with_fields, Settings};
+use crate::check::body;
 use crate::check::roles::{Fields, Roles};
-use crate::check::target::{send_with, Target};
+use crate::check::target::{Session, Target};
 use crate::check::{Outcome, ProbeResult, Severity};
 
 pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> Vec<ProbeResult> {
@@ -79,14 +79,23 @@ pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> 
         result(format!("register.{id}"), sev, title, sent, exp)
     };
 
+    // The steps before register (a sign-up form's CSRF token), for a fresh identity.
+    if let Err(e) = t.prefix(reg).await {
+        return titles
+            .iter()
+            .enumerate()
+            .map(|(k, _)| probe_result(k, "–".into()).setup_failed(&e))
+            .collect();
+    }
+
     // Duplicate.
     {
         let r = probe_result(0, format!("{name} twice with one email"));
-        let mut vars = t.fresh_vars();
-        match t.run_step(reg, &mut vars).await {
-            Err(e) => out.push(r.skip(format!("the first registration failed: {e}"))),
+        let mut session = fresh(t, reg).await;
+        match t.run_step(reg, &mut session).await {
+            Err(e) => out.push(r.setup_failed(&e)),
             Ok(_) => {
-                let reply = match t.build(reg, &vars) {
+                let reply = match t.build_in(reg, &session) {
                     Ok(p) => t.send("register.duplicate", p).await,
                     Err(e) => Err(e),
                 };
@@ -101,26 +110,30 @@ pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> 
             1,
             format!("{} concurrent {name} requests with one new email", s.race),
         );
-        let vars = t.fresh_vars();
+        let session = fresh(t, reg).await;
         let mut set = JoinSet::new();
         let mut build_error = None;
         for _ in 0..s.race {
-            match t.build(reg, &vars) {
+            match t.build_in(reg, &session) {
                 Ok(p) => {
-                    let client = t.client.clone();
-                    set.spawn(async move { send_with(&client, p.request).await });
+                    let (request, fut) = t.detached(p);
+                    set.spawn(async move { (request, fut.await) });
                 }
                 Err(e) => build_error = Some(e),
             }
         }
         if let Some(e) = build_error {
             set.abort_all();
-            out.push(r.skip(e.to_string()));
+            out.push(r.unsent(&e));
         } else {
             let (mut ok, mut server_err, mut client_err, mut broken) = (0, 0, 0, 0);
             while let Some(j) = set.join_next().await {
+                let j = j.map(|(request, result)| {
+                    t.record("register.race", request, &result);
+                    result
+                });
                 match j {
-                    Ok(Ok(rep)) if rep.is_success() => ok += 1,
+                    Ok(Ok(rep)) if accepted(t, reg, &rep) => ok += 1,
                     Ok(Ok(rep)) if rep.is_server_error() => server_err += 1,
                     Ok(Ok(_)) => client_err += 1,
                     _ => broken += 1,
@@ -140,17 +153,18 @@ pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> 
         }
     }
 
-    let body_of = |vars: &[String]| t.json_body(reg, vars).filter(Value::is_object);
+    let body_of = |session: &Session| fields_of(t, reg, &session.vars);
+    const NOT_EDITABLE: &str = "the register body is not a JSON object or a form";
 
     // Short password.
     {
         let r = probe_result(2, format!("{name} with password \"a1!\""));
-        let vars = t.fresh_vars();
-        match body_of(&vars) {
-            None => out.push(r.skip("the register body is not a JSON object")),
+        let session = fresh(t, reg).await;
+        match body_of(&session) {
+            None => out.push(r.skip(NOT_EDITABLE)),
             Some(mut b) => {
-                b[&fields.password] = "a1!".into();
-                let reply = match with_body(t, reg, &vars, &b) {
+                b.set(&fields.password, "a1!");
+                let reply = match with_fields(t, reg, &session, &b) {
                     Ok(p) => t.send("register.short_password", p).await,
                     Err(e) => Err(e),
                 };
@@ -159,31 +173,32 @@ pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> 
         }
     }
 
-    // Missing fields.
+    // Missing fields: only those the login needs (its identifier and the password);
+    // anything else the service may treat as optional.
     {
-        let mut drops: Vec<String> = vec![fields.password.clone()];
-        drops.extend(fields.identity.clone());
-        let sent = format!("{name} without {} and with {{}}", drops.join(", without "));
+        let session = fresh(t, reg).await;
+        let drops = required_fields(t, roles, reg, &fields, &session);
+        let sent = format!(
+            "{name} without {} and with an empty body",
+            drops.join(", without ")
+        );
         let r = probe_result(3, sent);
-        let vars = t.fresh_vars();
-        match body_of(&vars) {
-            None => out.push(r.skip("the register body is not a JSON object")),
+        match body_of(&session) {
+            None => out.push(r.skip(NOT_EDITABLE)),
             Some(b) => {
-                let mut bodies: Vec<Value> = drops
+                let mut bodies: Vec<body::Fields> = drops
                     .iter()
                     .map(|k| {
                         let mut b = b.clone();
-                        if let Some(o) = b.as_object_mut() {
-                            o.remove(k);
-                        }
+                        b.remove(k);
                         b
                     })
                     .collect();
-                bodies.push(Value::Object(Default::default()));
+                bodies.push(b.empty());
                 let mut worst: Option<ProbeResult> = None;
                 let mut gots = Vec::new();
                 for body in &bodies {
-                    let reply = match with_body(t, reg, &vars, body) {
+                    let reply = match with_fields(t, reg, &session, body) {
                         Ok(p) => t.send("register.missing_fields", p).await,
                         Err(e) => Err(e),
                     };
@@ -210,13 +225,14 @@ pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> 
 
     // Malformed JSON.
     {
-        let r = probe_result(4, format!("{name} with the body cut in half"));
-        let vars = t.fresh_vars();
-        let text = body_of(&vars)
-            .map(|b| b.to_string())
-            .unwrap_or_else(|| "{\"a\":".into());
+        let r = probe_result(4, format!("{name} with a JSON body cut in half"));
+        let session = fresh(t, reg).await;
+        let text = match body_of(&session) {
+            Some(b @ body::Fields::Json(_)) => String::from_utf8_lossy(&b.render().1).into_owned(),
+            _ => "{\"a\":\"b\"}".into(),
+        };
         let half = text.as_bytes()[..text.len() / 2].to_vec();
-        let reply = match t.build(reg, &vars) {
+        let reply = match t.build_in(reg, &session) {
             Ok(p) => {
                 t.send(
                     "register.malformed_json",
@@ -235,8 +251,8 @@ pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> 
             5,
             format!("{name} with a valid body as Content-Type: text/plain"),
         );
-        let vars = t.fresh_vars();
-        let reply = match t.build(reg, &vars) {
+        let session = fresh(t, reg).await;
+        let reply = match t.build_in(reg, &session) {
             Ok(p) => {
                 t.send(
                     "register.content_type",
@@ -255,18 +271,18 @@ pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> 
             6,
             format!("{name} with a 1 MiB JSON body (a long extra field)"),
         );
-        let vars = t.fresh_vars();
-        let mut b = body_of(&vars).unwrap_or_else(|| Value::Object(Default::default()));
-        b["padding"] = "a".repeat(1 << 20).into();
-        let reply = match with_body(t, reg, &vars, &b) {
+        let session = fresh(t, reg).await;
+        let mut b = body_of(&session).unwrap_or(body::Fields::Json(Default::default()));
+        b.set("padding", &"a".repeat(1 << 20));
+        let reply = match with_fields(t, reg, &session, &b) {
             Ok(p) => t.send("register.large_body", p).await,
             Err(e) => Err(e),
         };
         let j = judge_rejection(r, &reply, &[413], false);
         out.push(match &reply {
-            Err(_) => {
-                j.note("the server closed the connection instead of answering; a 413 is clearer")
-            }
+            Err(_) => j.note(
+                "no answer on a fresh connection: the server closed it instead of answering; a 413 is clearer",
+            ),
             Ok(rep) if rep.status != 413 && j.outcome == Outcome::Pass => {
                 j.note("413 is the precise status")
             }
@@ -275,8 +291,55 @@ pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> 
     }
 
     // Passwords over bcrypt's 72 bytes.
-    out.push(long_password_probe(t, roles, reg, &fields, probe_result(7, String::new())).await);
+    let session = fresh(t, reg).await;
+    out.push(
+        long_password_probe(
+            t,
+            roles,
+            reg,
+            &fields,
+            session,
+            probe_result(7, String::new()),
+        )
+        .await,
+    );
     out
+}
+
+/// The register fields a login needs: the password, and the field holding the value the
+/// login sends as its identifier (found by value, so `username` at login can be
+/// `email` at sign-up); without a login step, the identifier register's own body names.
+fn required_fields(
+    t: &Target,
+    roles: &Roles,
+    reg: usize,
+    fields: &Fields,
+    session: &Session,
+) -> Vec<String> {
+    let mut out = vec![fields.password.clone()];
+    let reg_body = fields_of(t, reg, &session.vars);
+    let by_login = roles
+        .login
+        .zip(roles.login_fields.as_ref())
+        .and_then(|(l, lf)| {
+            let value = fields_of(t, l, &session.vars)?.get(lf.identity.as_deref()?)?;
+            let rb = reg_body.as_ref()?;
+            rb.keys()
+                .into_iter()
+                .find(|k| *k != fields.password && rb.get(k).as_deref() == Some(value.as_str()))
+        });
+    if let Some(id) = by_login.or_else(|| fields.identity.clone()) {
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    out
+}
+
+/// A new identity with the steps before register run (a sign-up form's CSRF token).
+/// They succeeded for the first probe; a failure now shows in the probe's own answer.
+async fn fresh(t: &Target, reg: usize) -> Session {
+    t.prefix(reg).await.unwrap_or_else(|_| t.fresh())
 }
 
 fn rank(o: Outcome) -> u8 {
@@ -284,7 +347,8 @@ fn rank(o: Outcome) -> u8 {
         Outcome::Pass => 0,
         Outcome::Skip => 1,
         Outcome::Warn => 2,
-        Outcome::Fail => 3,
+        Outcome::Error => 3,
+        Outcome::Fail => 4,
     }
 }
 
@@ -293,6 +357,7 @@ async fn long_password_probe(
     roles: &Roles,
     reg: usize,
     fields: &Fields,
+    session: Session,
     mut r: ProbeResult,
 ) -> ProbeResult {
     let prefix: String = format!("Lp9-{}", "x".repeat(68));
@@ -300,17 +365,16 @@ async fn long_password_probe(
     r.sent =
         "register with an 81-byte password, then log in with another sharing its first 72 bytes"
             .to_string();
-    let vars = t.fresh_vars();
-    let Some(mut b) = t.json_body(reg, &vars).filter(Value::is_object) else {
-        return r.skip("the register body is not a JSON object");
+    let Some(mut b) = fields_of(t, reg, &session.vars) else {
+        return r.skip("the register body is not a JSON object or a form");
     };
-    b[&fields.password] = p1.into();
-    let reply = match with_body(t, reg, &vars, &b) {
+    b.set(&fields.password, &p1);
+    let reply = match with_fields(t, reg, &session, &b) {
         Ok(p) => t.send("register.long_password", p).await,
         Err(e) => Err(e),
     };
     let rep = match reply {
-        Err(e) => return r.judged(Outcome::Warn, e.to_string()),
+        Err(e) => return r.unsent(&e),
         Ok(rep) => rep,
     };
     if rep.is_server_error() {
@@ -324,17 +388,24 @@ async fn long_password_probe(
     let (Some(login), Some(lf)) = (roles.login, &roles.login_fields) else {
         return r.skip("accepted the long password, and there is no login step to test it");
     };
-    let Some(mut lb) = t.json_body(login, &vars).filter(Value::is_object) else {
-        return r.skip("the login body is not a JSON object");
+    // The steps between register and login (none, usually), then the login.
+    let mut session = session;
+    for i in reg + 1..login {
+        if let Err(e) = t.run_step(i, &mut session).await {
+            return r.setup_failed(&e);
+        }
+    }
+    let Some(mut lb) = fields_of(t, login, &session.vars) else {
+        return r.skip("the login body is not a JSON object or a form");
     };
-    lb[&lf.password] = p2.into();
-    let reply = match with_body(t, login, &vars, &lb) {
+    lb.set(&lf.password, &p2);
+    let reply = match with_fields(t, login, &session, &lb) {
         Ok(p) => t.send("register.long_password", p).await,
         Err(e) => Err(e),
     };
     match reply {
-        Err(e) => r.judged(Outcome::Warn, e.to_string()),
-        Ok(l) if l.is_success() => r
+        Err(e) => r.unsent(&e),
+        Ok(l) if accepted(t, login, &l) => r
             .judged(
                 Outcome::Fail,
                 format!(

@@ -10,7 +10,7 @@ use crate::check::{Outcome, ProbeResult, Severity};
 pub(super) fn roles_probe(t: &Target, roles: &Roles) -> ProbeResult {
     let s = roles.summary(&t.scenario);
     let got = format!(
-        "register: {}, login: {}, protected: {}, API key on: {}",
+        "register: {}, login: {}, protected: {}, API key on: {}{}",
         s.register.as_deref().unwrap_or("none"),
         s.login.as_deref().unwrap_or("none"),
         if s.protected.is_empty() {
@@ -23,6 +23,16 @@ pub(super) fn roles_probe(t: &Target, roles: &Roles) -> ProbeResult {
         } else {
             s.api_key.join(", ")
         },
+        [
+            s.refresh.as_ref().map(|r| format!(", refresh: {r}")),
+            s.logout.as_ref().map(|r| format!(", logout: {r}")),
+            s.session_cookie
+                .as_ref()
+                .map(|c| format!(", session cookie: {c}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<String>(),
     );
     result(
         "scenario.roles",
@@ -39,5 +49,5 @@ pub(super) fn roles_probe(t: &Target, roles: &Roles) -> ProbeResult {
         },
         got,
     )
-    .note("inferred from the steps: see docs/check.md")
+    .note("`role = \"...\"` on a step decides, else inferred from the steps: `authbench check --explain-roles` says why")
 }

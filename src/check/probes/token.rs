@@ -8,39 +8,51 @@ use regex::Regex;
 use reqwest::header::HeaderName;
 use serde_json::Value;
 
-use super::{judge_rejection, result, step_name, Settings};
+use super::{fields_of, judge_rejection, result, step_name, Settings};
 use crate::check::jwt::{self, Jwt};
 use crate::check::roles::Roles;
-use crate::check::target::Target;
+use crate::check::target::{SendError, SetupError, Target};
 use crate::check::{Outcome, ProbeResult, Severity};
 
 pub(super) async fn token_probes(t: &Target, roles: &Roles, s: &Settings) -> Vec<ProbeResult> {
     let mut out = Vec::new();
     for p in &roles.protected {
+        let Some((slot, header, _)) = p.token() else {
+            continue;
+        };
+        let header: HeaderName = header.clone();
         let name = step_name(t, p.step);
-        let header = HeaderName::from_static("authorization");
         let method = t.step(p.step).method.clone();
-        let cases = [
-            ("none", "no Authorization header"),
+        let mut cases = vec![
+            ("none", "no credential header"),
             ("garbage", "a garbage token"),
             ("bad_signature", "a token with a forged signature"),
             ("alg_none", "a token with alg: none"),
             ("expired", "an expired, correctly signed token"),
             ("truncated", "a truncated token"),
         ];
+        if s.jwt_public_key.is_some() {
+            cases.push((
+                "alg_confusion",
+                "an HS256 token signed with the public key as its secret",
+            ));
+        }
         let ctx = t.prefix(p.step).await;
         // Control: the valid token must work, or refusing the bad ones proves nothing.
         let control = match &ctx {
-            Ok((vars, _)) => match t.build(p.step, vars) {
-                Ok(pr) => t.send("control", pr).await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+            Ok(session) => match t.build_in(p.step, session) {
+                Ok(pr) => t.send("control", pr).await.map_err(Problem::Send),
+                Err(e) => Err(Problem::Send(e)),
             },
-            Err(e) => Err(format!("setup failed: {e}")),
+            Err(e) => Err(Problem::Setup(e.clone())),
         };
-        let control_problem = match &control {
-            Ok(r) if r.is_success() => None,
-            Ok(r) => Some(format!("the valid token itself was refused: {}", r.brief())),
-            Err(e) => Some(e.clone()),
+        let control_problem = match control {
+            Ok(r) if t.step(p.step).expect.contains(r.status) => None,
+            Ok(r) => Some(Problem::Refused(format!(
+                "the valid token itself was refused: {}",
+                r.brief()
+            ))),
+            Err(e) => Some(e),
         };
         for (case, what) in cases {
             let id = format!("token.{case}[{name}]");
@@ -51,16 +63,18 @@ pub(super) async fn token_probes(t: &Target, roles: &Roles, s: &Settings) -> Vec
                 format!("{method} {name} with {what}"),
                 "401",
             );
-            let (vars, problem) = match (&ctx, &control_problem) {
-                (Ok((v, _)), None) => (v, None),
-                (_, Some(pr)) => (&Vec::new(), Some(pr.clone())),
-                (Err(e), None) => (&Vec::new(), Some(e.clone())),
+            let session = match (&ctx, &control_problem) {
+                (Ok(v), None) => v,
+                (_, Some(pr)) => {
+                    out.push(pr.judge(r));
+                    continue;
+                }
+                (Err(e), None) => {
+                    out.push(r.setup_failed(e));
+                    continue;
+                }
             };
-            if let Some(pr) = problem {
-                out.push(r.skip(pr));
-                continue;
-            }
-            let token = vars.get(p.slot).cloned().unwrap_or_default();
+            let token = session.vars.get(slot).cloned().unwrap_or_default();
             let parsed = Jwt::parse(&token);
             let bad = match case {
                 "none" => None,
@@ -74,37 +88,46 @@ pub(super) async fn token_probes(t: &Target, roles: &Roles, s: &Settings) -> Vec
                     match case {
                         "bad_signature" => Some(j.bad_signature()),
                         "alg_none" => Some(j.alg_none()),
-                        _ => match (&s.jwt_secret, j.expired(b"")) {
-                            (None, _) => {
-                                out.push(r.skip(
-                                    "needs the target's signing secret: pass --jwt-secret to forge an expired token",
-                                ));
-                                continue;
-                            }
-                            (Some(_), None) => {
+                        "alg_confusion" => {
+                            if j.alg().starts_with("HS") {
                                 out.push(r.skip(format!(
-                                    "the token is {}, --jwt-secret forges HS256 only",
+                                    "the token is {}: algorithm confusion needs an RS256/ES256 service",
                                     j.alg()
                                 )));
                                 continue;
                             }
-                            (Some(secret), Some(_)) => j.expired(secret.as_bytes()),
+                            match s.jwt_public_key.as_deref().and_then(|k| j.alg_confusion(k)) {
+                                Some(tok) => Some(tok),
+                                None => {
+                                    out.push(r.skip("the token's claims could not be re-signed"));
+                                    continue;
+                                }
+                            }
+                        }
+                        _ => match forge_expired(j, s) {
+                            Ok(tok) => Some(tok),
+                            Err(why) => {
+                                out.push(r.skip(why));
+                                continue;
+                            }
                         },
                     }
                 }
             };
-            let mut v = vars.clone();
+            let mut v = session.clone();
             let probe = match bad {
-                None => t.build(p.step, &v).map(|pr| pr.remove_header(&header)),
+                None => t.build_in(p.step, &v).map(|pr| pr.remove_header(&header)),
                 Some(b) => {
-                    v[p.slot] = b;
-                    t.build(p.step, &v)
+                    if let Some(x) = v.vars.get_mut(slot) {
+                        *x = b;
+                    }
+                    t.build_in(p.step, &v)
                 }
             };
             let reply = match probe {
                 Ok(pr) => t.send(&id, pr).await,
                 Err(e) => {
-                    out.push(r.skip(e.to_string()));
+                    out.push(r.unsent(&e));
                     continue;
                 }
             };
@@ -112,6 +135,44 @@ pub(super) async fn token_probes(t: &Target, roles: &Roles, s: &Settings) -> Vec
         }
     }
     out
+}
+
+/// Why the control request did not clear the way for the bad tokens.
+enum Problem {
+    Setup(SetupError),
+    Send(SendError),
+    Refused(String),
+}
+
+impl Problem {
+    fn judge(&self, r: ProbeResult) -> ProbeResult {
+        match self {
+            Problem::Setup(e) => r.setup_failed(e),
+            Problem::Send(e) => r.unsent(e),
+            Problem::Refused(why) => r.skip(why.clone()),
+        }
+    }
+}
+
+/// An expired token signed as the target signs: with `--jwt-secret` (HS256) or
+/// `--jwt-private-key` (RS256/ES256); `Err` says why it cannot be made.
+fn forge_expired(j: &Jwt, s: &Settings) -> Result<String, String> {
+    match j.alg() {
+        "HS256" => match &s.jwt_secret {
+            Some(secret) => j
+                .expired(secret.as_bytes())
+                .ok_or_else(|| "the token's claims are not an object".into()),
+            None => Err("needs the target's signing secret: pass --jwt-secret to forge an expired HS256 token".into()),
+        },
+        alg => match &s.jwt_key {
+            Some(key) => j.expired_with(key).ok_or_else(|| {
+                format!("the token is {alg}, which the key given with --jwt-private-key cannot sign")
+            }),
+            None => Err(format!(
+                "the token is {alg}: pass the private key the target signs with (--jwt-private-key, PEM) to forge an expired one"
+            )),
+        },
+    }
 }
 
 /// `expires_in` against the token's own lifetime, and no secrets in token or response.
@@ -132,19 +193,15 @@ pub(super) async fn token_content_probes(t: &Target, roles: &Roles) -> Vec<Probe
     );
     let Some(src) = &roles.token else {
         return vec![
-            expiry.skip("no step returns a token a protected step uses"),
-            secrets.skip("no step returns a token a protected step uses"),
+            expiry.skip("no step returns a token (a protected step's, or the login's)"),
+            secrets.skip("no step returns a token (a protected step's, or the login's)"),
         ];
     };
-    let (vars, replies) = match t.prefix(src.step + 1).await {
+    let session = match t.prefix(src.step + 1).await {
         Ok(x) => x,
-        Err(e) => {
-            return vec![
-                expiry.skip(format!("setup failed: {e}")),
-                secrets.skip(format!("setup failed: {e}")),
-            ]
-        }
+        Err(e) => return vec![expiry.setup_failed(&e), secrets.setup_failed(&e)],
     };
+    let (vars, replies) = (&session.vars, &session.replies);
     let reply = &replies[src.step];
     let body = reply.json().unwrap_or(Value::Null);
     let token = vars.get(src.slot).cloned().unwrap_or_default();
@@ -176,10 +233,7 @@ pub(super) async fn token_content_probes(t: &Target, roles: &Roles) -> Vec<Probe
             .as_ref()
             .map(|f| (src.step, f))
             .or(roles.register_fields.as_ref().map(|f| (src.step, f)))
-            .and_then(|(i, f)| {
-                t.json_body(i, &vars)
-                    .and_then(|b| b[&f.password].as_str().map(str::to_string))
-            })
+            .and_then(|(i, f)| fields_of(t, i, vars).and_then(|b| b.get(&f.password)))
             .unwrap_or_default();
         let claims = jwt
             .as_ref()
@@ -224,7 +278,12 @@ pub(super) async fn token_content_probes(t: &Target, roles: &Roles) -> Vec<Probe
             secrets.judged(Outcome::Fail, format!("found {}", problems.join("; ")))
         }
     };
-    vec![expiry, secrets]
+    let mut out = vec![expiry, secrets];
+    for r in &mut out {
+        r.request = session.requests.get(src.step).cloned();
+        r.response = Some(reply.excerpt(160)).map(|b| format!("{} {b}", reply.status));
+    }
+    out
 }
 
 /// Keys that name a password or its hash, anywhere in a JSON value.

@@ -1,5 +1,5 @@
 //! The checks of a step's session keys: `extract` (a JSON pointer, a header, a regular
-//! expression over the body or a header, a cookie), `think`, and the request-body and
+//! expression over the body or a header, a cookie), `think`, `role`, and the request-body and
 //! `basic` conflicts. Each problem is reported at `file:line:col` like every other check.
 
 use std::collections::BTreeMap;
@@ -10,7 +10,7 @@ use reqwest::header::HeaderName;
 use toml::Spanned;
 
 use super::Diagnostics;
-use crate::scenario::{ExtractSource, Think};
+use crate::scenario::{ExtractSource, Role, Think};
 
 /// The keys an `extract` table may hold.
 const EXTRACT_KEYS: &[&str] = &["header", "regex", "group", "cookie"];
@@ -186,6 +186,23 @@ impl Diagnostics<'_> {
             return None;
         }
         Some(ExtractSource::Regex { re, group, header })
+    }
+
+    /// `role = "login"`: one of [`Role::ALL`].
+    pub(in crate::scenario) fn role(&mut self, r: &Spanned<String>) -> Option<Role> {
+        let role = Role::parse(r.get_ref().trim());
+        if role.is_none() {
+            let known: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+            self.err(
+                r.span().start,
+                format!(
+                    "`role = \"{}\"` is not a role: use one of {}",
+                    r.get_ref(),
+                    known.join(", ")
+                ),
+            );
+        }
+        role
     }
 
     /// `think = "1s"` or `think = { min = "500ms", max = "2s" }`.

@@ -1,6 +1,13 @@
 //! `authbench check`: against the reference server every probe passes; against small
 //! fake services with one deliberate flaw each, the probe for that flaw fails, for the
 //! right reason, while the same probe passes on the fake without the flaw.
+//!
+//! `connections` puts the fake behind proxies that mishandle connections; `leaks` and
+//! `cookies` cover the leak and cookie-session probes.
+
+mod connections;
+mod cookies;
+mod leaks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,7 +29,25 @@ const SECRET: &[u8] = b"fake-secret";
 
 /// The flaws a fake service can have; `Flaws::default()` is a correct (if minimal) one.
 #[derive(Clone, Copy, Default)]
-struct Flaws {
+pub(crate) struct Flaws {
+    /// Token answers without `Cache-Control: no-store`.
+    cacheable_token: bool,
+    /// 401s to bearer requests without `WWW-Authenticate`.
+    no_challenge: bool,
+    /// Any Origin reflected, with credentials allowed.
+    cors_any_origin: bool,
+    /// The profile carries the password hash.
+    hash_in_profile: bool,
+    /// Refused logins answer Django's debug page.
+    html_debug_errors: bool,
+    /// `GET /auth/register` lists the users.
+    public_user_list: bool,
+    /// Expired tokens are accepted.
+    ignore_exp: bool,
+    /// An ES256 fake that verifies an HS256 token with its public key as the secret.
+    alg_confusion: bool,
+    /// Tokens are ES256, signed with this PKCS#8 PEM key (else HS256 with SECRET).
+    es256: Option<&'static EsKey>,
     /// 500 instead of 401 for a token that does not verify.
     bad_token_500: bool,
     /// Requests without an API key are let through.
@@ -33,6 +58,12 @@ struct Flaws {
     slow_known_user: bool,
     /// Checks for a duplicate, then awaits, then inserts.
     racy_register: bool,
+}
+
+/// An ES256 key pair, PEM.
+pub(crate) struct EsKey {
+    pub private_pem: String,
+    pub public_pem: String,
 }
 
 struct Fake {
@@ -53,20 +84,57 @@ fn key_ok(app: &Fake, h: &HeaderMap) -> bool {
     }
 }
 
-fn token_response(id: u64, email: &str) -> Response {
+fn token_response(app: &Fake, id: u64, email: &str) -> Response {
     let now = jsonwebtoken::get_current_timestamp();
     let claims = json!({"sub": id.to_string(), "email": email, "iat": now, "exp": now + 3600});
-    let token = jsonwebtoken::encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(SECRET),
-    )
+    let token = match app.flaws.es256 {
+        Some(k) => jsonwebtoken::encode(
+            &Header::new(jsonwebtoken::Algorithm::ES256),
+            &claims,
+            &EncodingKey::from_ec_pem(k.private_pem.as_bytes()).unwrap(),
+        ),
+        None => jsonwebtoken::encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        ),
+    }
     .unwrap_or_default();
-    Json(json!({
+    let mut r = Json(json!({
         "access_token": token, "token_type": "bearer", "expires_in": 3600,
         "user": {"id": id, "email": email}
     }))
-    .into_response()
+    .into_response();
+    if !app.flaws.cacheable_token {
+        r.headers_mut()
+            .insert("cache-control", "no-store".parse().unwrap());
+    }
+    r
+}
+
+/// A 401 to a bearer request: with the RFC 6750 challenge unless the fake lacks it.
+fn bearer_401(app: &Fake, d: &str) -> Response {
+    let mut r = detail(StatusCode::UNAUTHORIZED, d);
+    if !app.flaws.no_challenge {
+        r.headers_mut()
+            .insert("www-authenticate", "Bearer".parse().unwrap());
+    }
+    r
+}
+
+const DJANGO_DEBUG: &str = "<!DOCTYPE html><html><head><title>AuthenticationFailed at /auth/login</title></head><body><div id=\"summary\"><h1>AuthenticationFailed</h1><pre class=\"exception_value\">Invalid credentials</pre></div><div id=\"explanation\"><p>You're seeing this error because you have <code>DEBUG = True</code> in your Django settings file.</p></div></body></html>";
+
+/// A refused login: JSON, or Django's debug page.
+fn login_refused(app: &Fake, d: &str) -> Response {
+    if app.flaws.html_debug_errors {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [("content-type", "text/html; charset=utf-8")],
+            DJANGO_DEBUG,
+        )
+            .into_response();
+    }
+    detail(StatusCode::UNAUTHORIZED, d)
 }
 
 fn creds(body: &Value) -> Option<(String, String)> {
@@ -96,7 +164,7 @@ async fn register(State(app): App, h: HeaderMap, Json(body): Json<Value>) -> Res
         let mut users = app.users.lock().unwrap();
         let id = users.len() as u64 + 1;
         users.insert(email.clone(), (id, password));
-        return token_response(id, &email);
+        return token_response(&app, id, &email);
     }
     let mut users = app.users.lock().unwrap();
     if users.contains_key(&email) {
@@ -104,7 +172,8 @@ async fn register(State(app): App, h: HeaderMap, Json(body): Json<Value>) -> Res
     }
     let id = users.len() as u64 + 1;
     users.insert(email.clone(), (id, password));
-    token_response(id, &email)
+    drop(users);
+    token_response(&app, id, &email)
 }
 
 async fn login(State(app): App, h: HeaderMap, Json(body): Json<Value>) -> Response {
@@ -119,17 +188,17 @@ async fn login(State(app): App, h: HeaderMap, Json(body): Json<Value>) -> Respon
         None if app.flaws.enumerating_messages => {
             detail(StatusCode::UNAUTHORIZED, "User not found")
         }
-        None => detail(StatusCode::UNAUTHORIZED, "Invalid credentials"),
+        None => login_refused(&app, "Invalid credentials"),
         Some((id, pw)) => {
             if app.flaws.slow_known_user {
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
             if pw == password {
-                token_response(id, &email)
+                token_response(&app, id, &email)
             } else if app.flaws.enumerating_messages {
                 detail(StatusCode::UNAUTHORIZED, "Wrong password")
             } else {
-                detail(StatusCode::UNAUTHORIZED, "Invalid credentials")
+                login_refused(&app, "Invalid credentials")
             }
         }
     }
@@ -144,59 +213,122 @@ async fn me(State(app): App, h: HeaderMap) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
     else {
-        return detail(StatusCode::UNAUTHORIZED, "Not authenticated");
+        return bearer_401(&app, "Not authenticated");
     };
-    match jsonwebtoken::decode::<Value>(
-        token,
-        &DecodingKey::from_secret(SECRET),
-        &Validation::default(),
-    ) {
+    let validation = |alg| {
+        let mut v = Validation::new(alg);
+        v.validate_exp = !app.flaws.ignore_exp;
+        v
+    };
+    let header_alg = jsonwebtoken::decode_header(token).map(|h| h.alg).ok();
+    let decoded = match app.flaws.es256 {
+        Some(k)
+            if app.flaws.alg_confusion && header_alg == Some(jsonwebtoken::Algorithm::HS256) =>
+        {
+            jsonwebtoken::decode::<Value>(
+                token,
+                &DecodingKey::from_secret(k.public_pem.as_bytes()),
+                &validation(jsonwebtoken::Algorithm::HS256),
+            )
+        }
+        Some(k) => jsonwebtoken::decode::<Value>(
+            token,
+            &DecodingKey::from_ec_pem(k.public_pem.as_bytes()).unwrap(),
+            &validation(jsonwebtoken::Algorithm::ES256),
+        ),
+        None => jsonwebtoken::decode::<Value>(
+            token,
+            &DecodingKey::from_secret(SECRET),
+            &validation(jsonwebtoken::Algorithm::HS256),
+        ),
+    };
+    let mut r = match decoded {
         Ok(data) => {
             let email = data.claims["email"].clone();
-            Json(json!({"valid": true, "email": email, "user": {"email": email}})).into_response()
+            let mut body = json!({"valid": true, "email": email, "user": {"email": email}});
+            if app.flaws.hash_in_profile {
+                body["user"]["password_hash"] =
+                    "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW".into();
+            }
+            Json(body).into_response()
         }
         Err(_) if app.flaws.bad_token_500 => {
             (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
         }
-        Err(_) => detail(StatusCode::UNAUTHORIZED, "Invalid token"),
+        Err(_) => bearer_401(&app, "Invalid token"),
+    };
+    if app.flaws.cors_any_origin {
+        if let Some(origin) = h.get("origin").cloned() {
+            r.headers_mut()
+                .insert("access-control-allow-origin", origin);
+            r.headers_mut()
+                .insert("access-control-allow-credentials", "true".parse().unwrap());
+        }
     }
+    r
 }
 
-async fn fake(flaws: Flaws) -> String {
+/// `GET /auth/register`: 405, or the user list when the fake has that flaw.
+async fn list_users(State(app): App) -> Response {
+    if !app.flaws.public_user_list {
+        return detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+    }
+    let users: Vec<Value> = app
+        .users
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(email, (id, _))| json!({"id": id, "email": email}))
+        .collect();
+    Json(Value::Array(users)).into_response()
+}
+
+/// The fake's router (not yet served).
+pub(crate) fn fake_router(flaws: Flaws) -> Router {
     let app = Arc::new(Fake {
         flaws,
         users: Mutex::new(HashMap::new()),
     });
-    let router = Router::new()
-        .route("/auth/register", post(register))
+    Router::new()
+        .route("/auth/register", post(register).get(list_users))
         .route("/auth/login", post(login))
         .route("/auth/verify", get(me))
         .route("/auth/profile", get(me))
-        .with_state(app);
-    format!("http://{}", serve(router).await)
+        .with_state(app)
 }
 
-async fn check_fake(flaws: Flaws) -> CheckReport {
-    let opts = CheckOptions {
-        target: Some(fake(flaws).await),
+async fn fake(flaws: Flaws) -> String {
+    format!("http://{}", serve(fake_router(flaws)).await)
+}
+
+/// The options `check` runs with against a fake at `target`.
+pub(crate) fn fake_opts(target: String) -> CheckOptions {
+    CheckOptions {
+        target: Some(target),
         api_key: Some(KEY.into()),
         jwt_secret: Some(String::from_utf8_lossy(SECRET).into_owned()),
         out_dir: None,
         timing_samples: 20,
         burst: 10,
         ..CheckOptions::default()
-    };
-    check(&opts).await.expect("the check runs").report
+    }
 }
 
-fn probe<'a>(r: &'a CheckReport, id: &str) -> &'a ProbeResult {
+pub(crate) async fn check_fake(flaws: Flaws) -> CheckReport {
+    check(&fake_opts(fake(flaws).await))
+        .await
+        .expect("the check runs")
+        .report
+}
+
+pub(crate) fn probe<'a>(r: &'a CheckReport, id: &str) -> &'a ProbeResult {
     r.probes
         .iter()
         .find(|p| p.id == id)
         .unwrap_or_else(|| panic!("no probe {id} in {:#?}", r.probes))
 }
 
-fn assert_outcome(r: &CheckReport, id: &str, want: Outcome, got_contains: &str) {
+pub(crate) fn assert_outcome(r: &CheckReport, id: &str, want: Outcome, got_contains: &str) {
     let p = probe(r, id);
     assert_eq!(p.outcome, want, "{p:#?}");
     assert!(
@@ -221,6 +353,13 @@ async fn a_correct_fake_passes_the_probes_the_flaws_target() {
         "register.duplicate",
         "token.no_secrets",
         "token.expires_in",
+        "token.cache_control",
+        "token.www_authenticate",
+        "cors.credentials",
+        "users.list_public",
+        "leak.password_hash",
+        "errors.no_internals",
+        "register.missing_fields",
     ] {
         assert_eq!(probe(&r, id).outcome, Outcome::Pass, "{:#?}", probe(&r, id));
     }
@@ -359,6 +498,47 @@ fn the_reference_server_passes_every_probe_with_reports_and_junit() {
     assert!(not_passed.is_empty(), "{not_passed:#?}");
     assert!(report.probes.len() >= 35);
 
+    // Every row that sent a request names it, with an excerpt of the answer, in each
+    // format.
+    let p = report
+        .probes
+        .iter()
+        .find(|p| p.id == "token.garbage[verify]")
+        .unwrap();
+    assert_eq!(
+        p.request.as_deref(),
+        Some("GET /auth/verify [x-api-key; Authorization: Bearer]")
+    );
+    assert!(
+        p.response.as_deref().unwrap_or("").starts_with("401 {"),
+        "{p:#?}"
+    );
+    for id in [
+        "register.race",
+        "login.brute_force",
+        "login.timing",
+        "session.none[verify]",
+    ] {
+        if let Some(p) = report.probes.iter().find(|p| p.id == id) {
+            assert!(p.request.is_some(), "{p:#?}");
+        }
+    }
+    let md = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "md"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .unwrap();
+    assert!(
+        md.contains("| `GET /auth/verify [x-api-key; Authorization: Bearer]` | 401 {"),
+        "{md}"
+    );
+    assert!(
+        out.contains("GET /auth/verify [x-api-key; Authorization: Bearer]"),
+        "{out}"
+    );
+
     // JUnit: one suite, one case per probe, no failures.
     let xml = std::fs::read_to_string(&junit).unwrap();
     let doc = roxmltree::Document::parse(&xml).unwrap();
@@ -382,6 +562,7 @@ fn the_reference_server_passes_every_probe_with_reports_and_junit() {
     assert!(cases
         .iter()
         .all(|c| !c.children().any(|x| x.has_tag_name("failure"))));
+    assert!(xml.contains("request: GET /auth/verify"), "{xml}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
