@@ -1,5 +1,6 @@
 //! The sweep chart: flow latency (p50, p95) in the top panel and capacity estimate vs.
-//! measured throughput in the bottom one, both against the bcrypt cost, with OWASP's
+//! measured throughput (and the what-if capacity if hashing used every core) in the
+//! bottom one, both against the bcrypt cost, with OWASP's
 //! minimum cost marked. Drawn as SVG with plotters (SVG text needs no font files), and
 //! rasterized to PNG with resvg, which finds the system's fonts itself: without any font
 //! installed the PNG simply has no text (`scripts/setup.sh` installs DejaVu).
@@ -204,9 +205,18 @@ pub fn svg(s: &Sweep) -> anyhow::Result<String> {
             x,
             &[
                 Series {
-                    label: "capacity ≈ threads / (hashes per flow × hash time)",
+                    label: if s.config.spawn.is_some() {
+                        "capacity = parallelism / service time alone"
+                    } else {
+                        "capacity ≈ threads / (hashes per flow × hash time)"
+                    },
                     color: RGBColor(0, 140, 60),
                     points: points(s, |r| r.capacity_flows_per_s),
+                },
+                Series {
+                    label: "if hashing used every core",
+                    color: RGBColor(150, 60, 180),
+                    points: points(s, |r| r.capacity_if_parallel_flows_per_s),
                 },
                 Series {
                     label: "measured throughput",

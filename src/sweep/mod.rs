@@ -13,6 +13,8 @@
 //! arithmetic; `runner` runs the costs and [`report`] renders and writes the results.
 
 pub mod chart;
+pub mod conclude;
+pub mod fit;
 pub mod report;
 mod runner;
 pub mod spawn;
@@ -29,7 +31,9 @@ pub use report::{capacity_note, markdown, terminal_table, write_sweep, Written};
 pub use runner::{measure_hash_ms, sweep};
 
 /// The version of the sweep JSON format.
-pub const SCHEMA: &str = "authbench.sweep/1";
+/// `/2` added the per-step service times, the hash fit, the per-cost verdict, the
+/// what-if capacity and the conclusion.
+pub const SCHEMA: &str = "authbench.sweep/2";
 
 /// OWASP's Password Storage Cheat Sheet: bcrypt work factor 10 or more.
 pub const OWASP_MIN_COST: u32 = 10;
@@ -154,8 +158,10 @@ pub enum HashSource {
     Measured,
     /// `--hash-time-ms`, as the user stated it for their service.
     Given,
-    /// A spawned service whose hash time is unknown.
+    /// A spawned service whose hash time could not be measured ([`fit`] says why).
     External,
+    /// A spawned service's hash time, fitted from its service times over the costs.
+    Fitted,
 }
 
 /// The figures of one cost.
@@ -175,10 +181,37 @@ pub struct SweepRow {
     pub total_flows: u64,
     /// Finished flows per second of wall time.
     pub flows_per_s: f64,
-    /// `hashing_threads / (hashes_per_flow × hash time)`; `null` without a hash time.
+    /// In-process (or `--hash-time-ms`): `hashing_threads / (hashes_per_flow × hash
+    /// time)`. A spawned service: measured effective parallelism / flow service time.
+    /// `null` when neither is known.
     pub capacity_flows_per_s: Option<f64>,
     /// This cost's run was interrupted.
     pub partial: bool,
+    /// Each step's service time alone (the run's calibration flows), in scenario order.
+    #[serde(default)]
+    pub steps: Vec<fit::StepService>,
+    /// A flow's service time alone (the sum of `steps`), ms.
+    #[serde(default)]
+    pub flow_service_ms: Option<f64>,
+    /// Requests the service worked on at once in the run (Little's law).
+    #[serde(default)]
+    pub effective_parallelism: Option<f64>,
+    /// What limited the service in this cost's run.
+    #[serde(default)]
+    pub verdict: Option<crate::diagnosis::Verdict>,
+    /// Hashing per flow (hashes per flow × hash time), ms.
+    #[serde(default)]
+    pub flow_hash_ms: Option<f64>,
+    /// The rest of a flow's service time: the floor a lower cost cannot remove, ms.
+    #[serde(default)]
+    pub floor_ms: Option<f64>,
+    /// The capacity is a lower bound: the load did not saturate the service.
+    #[serde(default)]
+    pub capacity_is_lower_bound: bool,
+    /// What-if: the capacity if hashing used every core of this machine and the rest of
+    /// the work kept its measured parallelism; `null` when not computable.
+    #[serde(default)]
+    pub capacity_if_parallel_flows_per_s: Option<f64>,
 }
 
 /// How the sweep was set up.
@@ -198,7 +231,7 @@ pub struct SweepConfig {
     pub spawn: Option<String>,
 }
 
-/// A whole sweep: this struct is the JSON format (`authbench.sweep/1`).
+/// A whole sweep: this struct is the JSON format (`authbench.sweep/2`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sweep {
     /// Always [`SCHEMA`].
@@ -211,6 +244,12 @@ pub struct Sweep {
     pub config: SweepConfig,
     /// One row per cost that ran, ascending.
     pub rows: Vec<SweepRow>,
+    /// The fit of each step's service time to `a + b·2^cost`.
+    #[serde(default)]
+    pub fit: Option<fit::HashFit>,
+    /// What the sweep says as a whole.
+    #[serde(default)]
+    pub conclusion: Option<conclude::Conclusion>,
 }
 
 /// `threads / (hashes_per_flow × hash_s)`: the flows per second the hashing threads can

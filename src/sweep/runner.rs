@@ -11,8 +11,8 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use super::{
-    capacity, now_rfc3339, spawn, HashSource, Sweep, SweepConfig, SweepError, SweepOptions,
-    SweepRow, COST_RANGE, SCHEMA,
+    capacity, conclude, fit, now_rfc3339, spawn, HashSource, Sweep, SweepConfig, SweepError,
+    SweepOptions, SweepRow, COST_RANGE, SCHEMA,
 };
 use crate::options::{RunOptions, ScenarioSource};
 use crate::report::Report;
@@ -134,7 +134,16 @@ pub async fn sweep(
         }),
     };
     let (tx, rx) = watch::channel(false);
-    let (rows, partial) = drive_with_stop(stop, tx, sweep_costs(opts, rx, progress)).await?;
+    let (mut rows, partial) = drive_with_stop(stop, tx, sweep_costs(opts, rx, progress)).await?;
+    let fit = fit::fit(
+        &rows
+            .iter()
+            .filter(|r| !r.partial)
+            .map(|r| (r.cost, r.steps.clone()))
+            .collect::<Vec<_>>(),
+    );
+    conclude::apply(&mut rows, &fit, opts.hashes_per_flow, crate::cores());
+    let conclusion = conclude::conclude(&rows, &fit);
     Ok(Sweep {
         schema: SCHEMA.into(),
         tool: format!("authbench {}", env!("CARGO_PKG_VERSION")),
@@ -142,6 +151,8 @@ pub async fn sweep(
         partial,
         config,
         rows,
+        fit: Some(fit),
+        conclusion,
     })
 }
 
@@ -181,6 +192,10 @@ fn run_options(opts: &SweepOptions, cost: u32) -> RunOptions {
     )
 }
 
+/// Flows run alone before each cost's run: the median of their steps is the service time
+/// the hash fit and the diagnosis rest on.
+pub(crate) const CALIBRATION_FLOWS: u64 = 5;
+
 /// The options of one quiet run against the in-process server at `cost` (sweep and tune).
 pub(crate) fn in_process_run(
     cost: u32,
@@ -199,6 +214,7 @@ pub(crate) fn in_process_run(
         connect_timeout: connect_timeout.min(timeout),
         scenario: scenario.clone(),
         progress: false,
+        calibration_flows: CALIBRATION_FLOWS,
         ..RunOptions::default()
     }
 }
@@ -301,6 +317,7 @@ fn row_of(
     opts: &SweepOptions,
 ) -> SweepRow {
     let lat = |v: f64| (r.flow.count > 0).then_some(v);
+    let d = r.diagnosis.as_ref();
     SweepRow {
         cost,
         hash_ms,
@@ -315,6 +332,25 @@ fn row_of(
         capacity_flows_per_s: hash_ms
             .and_then(|ms| capacity(opts.hashing_threads, opts.hashes_per_flow, ms / 1e3)),
         partial: r.partial,
+        steps: d
+            .map(|d| {
+                d.steps
+                    .iter()
+                    .map(|s| fit::StepService {
+                        name: s.name.clone(),
+                        service_ms: s.service_time_ms,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        flow_service_ms: d.map(|d| d.flow_service_time_ms),
+        effective_parallelism: d.map(|d| d.effective_parallelism),
+        verdict: d.map(|d| crate::diagnosis::verdict(d, r)),
+        // Filled by `conclude::apply` once every cost has run.
+        flow_hash_ms: None,
+        floor_ms: None,
+        capacity_is_lower_bound: false,
+        capacity_if_parallel_flows_per_s: None,
     }
 }
 

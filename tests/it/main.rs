@@ -7,6 +7,7 @@ mod connections;
 mod diagnosis;
 mod feeder;
 mod gate;
+mod hashfit;
 mod html;
 mod load;
 mod outage;
