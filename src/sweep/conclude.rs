@@ -25,7 +25,7 @@ pub struct Conclusion {
 
 /// Whether a verdict says the load saturated the service (so its parallelism is its
 /// limit, not the offered load).
-fn saturated(v: Option<Verdict>) -> bool {
+pub(crate) fn saturated(v: Option<Verdict>) -> bool {
     matches!(
         v,
         Some(Verdict::Serializes | Verdict::UsesCores | Verdict::MachineCpu | Verdict::OtherLimit)
@@ -69,22 +69,37 @@ pub fn apply(rows: &mut [SweepRow], fit: &HashFit, hashes_per_flow: f64, cores: 
 /// The capacity if hashing ran on every core while the floor kept the parallelism the run
 /// measured: `min(cores / hash per flow, parallelism / floor per flow)`.
 fn what_if(r: &SweepRow, cores: usize) -> Option<f64> {
-    if !saturated(r.verdict) {
+    what_if_capacity(
+        r.verdict,
+        r.flow_hash_ms?,
+        r.floor_ms?,
+        r.effective_parallelism?,
+        r.capacity_flows_per_s,
+        cores,
+    )
+}
+
+/// `min(cores / hash per flow, parallelism / floor per flow)` (times in ms), never below
+/// the measured `capacity`; `None` unless the run saturated the service.
+pub(crate) fn what_if_capacity(
+    verdict: Option<Verdict>,
+    flow_hash_ms: f64,
+    floor_ms: f64,
+    parallelism: f64,
+    capacity: Option<f64>,
+    cores: usize,
+) -> Option<f64> {
+    if !saturated(verdict) || flow_hash_ms <= 0.0 {
         return None;
     }
-    let (h, f, p) = (r.flow_hash_ms?, r.floor_ms?, r.effective_parallelism?);
-    if h <= 0.0 {
-        return None;
-    }
-    let hashing = cores as f64 / (h / 1e3);
-    let floor = if f > 0.0 {
-        p / (f / 1e3)
+    let hashing = cores as f64 / (flow_hash_ms / 1e3);
+    let floor = if floor_ms > 0.0 {
+        parallelism / (floor_ms / 1e3)
     } else {
         f64::INFINITY
     };
-    let fixed = hashing.min(floor);
     // Hashing that already uses the cores gains nothing.
-    Some(fixed.max(r.capacity_flows_per_s.unwrap_or(0.0)))
+    Some(hashing.min(floor).max(capacity.unwrap_or(0.0)))
 }
 
 fn ms(v: f64) -> String {

@@ -74,6 +74,28 @@ pub(crate) async fn drive_with_stop<T>(
     body.await
 }
 
+/// Checks `--target` before anything is started: a typo must not cost a service start.
+pub(crate) fn check_target(target: &str) -> Result<(), SweepError> {
+    match reqwest::Url::parse(target) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
+        _ => Err(SweepError::Config(format!(
+            "--target '{target}' must be an http:// or https:// URL, e.g. http://127.0.0.1:8007"
+        ))),
+    }
+}
+
+/// Checks a `--spawn` command and its target before anything is started.
+pub(crate) fn check_spawn(sp: &spawn::SpawnOptions) -> Result<(), SweepError> {
+    check_target(&sp.target)?;
+    if !sp.command.contains("{cost}") {
+        return Err(SweepError::Config(format!(
+            "--spawn '{}' has no {{cost}}: every cost would start the same service",
+            sp.command
+        )));
+    }
+    Ok(())
+}
+
 /// Runs the sweep. `stop` resolving interrupts the current cost's run (it is recorded as
 /// partial), stops a spawned service, and ends the sweep; the result is marked partial.
 /// `progress` gets one line per step, for the terminal.
@@ -96,22 +118,7 @@ pub async fn sweep(
         ));
     }
     if let Some(sp) = &opts.spawn {
-        // Checked before anything is started: a typo must not cost a service start.
-        match reqwest::Url::parse(&sp.target) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
-            _ => {
-                return Err(SweepError::Config(format!(
-                    "--target '{}' must be an http:// or https:// URL, e.g. http://127.0.0.1:8007",
-                    sp.target
-                )))
-            }
-        }
-        if !sp.command.contains("{cost}") {
-            return Err(SweepError::Config(format!(
-                "--spawn '{}' has no {{cost}}: every cost would start the same service",
-                sp.command
-            )));
-        }
+        check_spawn(sp)?;
     }
     let scenario = crate::load_scenario(&opts.scenario).map_err(|e| SweepError::Run {
         cost: opts.costs[0],
@@ -248,14 +255,16 @@ async fn sweep_in_process(
     )))
 }
 
-/// One cost against the user's service, started for this cost and stopped after it.
-async fn sweep_spawned(
-    opts: &SweepOptions,
+/// Starts the user's service at `cost`, waits until it answers, runs `run_opts` (aimed at
+/// it here) and stops its whole process group on every way out. `None` when stopped
+/// before the run started. Shared by sweep and tune.
+pub(crate) async fn run_spawned(
     sp: &spawn::SpawnOptions,
     cost: u32,
+    run_opts: RunOptions,
     stop: &watch::Receiver<bool>,
     progress: &mut dyn FnMut(&str),
-) -> Result<Option<SweepRow>, SweepError> {
+) -> Result<Option<Report>, SweepError> {
     let command = sp.command.replace("{cost}", &cost.to_string());
     progress(&format!("cost {cost}: starting `{command}`"));
     let spawn_err = |source| SweepError::Spawn { cost, source };
@@ -285,28 +294,42 @@ async fn sweep_spawned(
             return Ok(None);
         }
     }
-    progress(&format!("cost {cost}: ready; running {} flows", opts.flows));
+    progress(&format!(
+        "cost {cost}: ready; running {} flows",
+        run_opts.flows
+    ));
     let run_opts = RunOptions {
         target: Some(sp.target.clone()),
         api_key: sp.api_key.clone(),
         tls: sp.tls.clone(),
-        ..run_options(opts, cost)
+        ..run_opts
     };
     let result = crate::run(&run_opts, stop_future(stop)).await;
     group.stop(spawn::STOP_GRACE).await;
-    let result = result.map_err(|e| SweepError::Run { cost, source: e })?;
+    Ok(Some(
+        result
+            .map_err(|e| SweepError::Run { cost, source: e })?
+            .report,
+    ))
+}
+
+/// One cost against the user's service, started for this cost and stopped after it.
+async fn sweep_spawned(
+    opts: &SweepOptions,
+    sp: &spawn::SpawnOptions,
+    cost: u32,
+    stop: &watch::Receiver<bool>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Option<SweepRow>, SweepError> {
+    let Some(report) = run_spawned(sp, cost, run_options(opts, cost), stop, progress).await? else {
+        return Ok(None);
+    };
     let source = if sp.hash_time_ms.is_some() {
         HashSource::Given
     } else {
         HashSource::External
     };
-    Ok(Some(row_of(
-        cost,
-        sp.hash_time_ms,
-        source,
-        &result.report,
-        opts,
-    )))
+    Ok(Some(row_of(cost, sp.hash_time_ms, source, &report, opts)))
 }
 
 fn row_of(

@@ -206,3 +206,66 @@ fn the_fit_finds_the_known_hash_time_and_floor_and_the_verdicts_oppose() {
     assert_eq!(c.verdict, Some(Verdict::KeptUp));
     assert!(c.text.contains("did not saturate"), "{}", c.text);
 }
+
+/// A serializing truth service at `cost`, served in this process.
+fn serial_service(cost: u32) -> std::net::SocketAddr {
+    let lock = Some(Arc::new(Mutex::new(())));
+    let hash = FLOOR_MS + truth_hash_ms(cost);
+    let (l1, l2, l3) = (lock.clone(), lock.clone(), lock);
+    crate::support::serve_on_own_thread(
+        Router::new()
+            .route("/health", get(|| async { "{}" }))
+            .route("/register", post(move || work(hash, l1.clone())))
+            .route("/login", post(move || work(hash, l2.clone())))
+            .route("/profile", get(move || work(OTHER_STEP_MS, l3.clone()))),
+    )
+}
+
+#[test]
+fn tune_target_says_up_to_which_concurrency_a_running_service_meets_the_slo() {
+    let _cpu = crate::support::CPU_HEAVY.blocking_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("truth.toml");
+    std::fs::write(&scenario, SCENARIO).unwrap();
+    // A flow is ≈ 2 × 32 + 5 ms of service, one request at a time: alone it meets
+    // 200 ms easily, 8 at once (≈ 550 ms of queue) cannot.
+    let addr = serial_service(5);
+    let out = dir.path().join("reports");
+    let (code, stdout, err) = cli(&[
+        "tune",
+        "--target",
+        &format!("http://{addr}"),
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--slo",
+        "flow.p95<200ms",
+        "--flows",
+        "8",
+        "--concurrency",
+        "8",
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{err}");
+    assert!(
+        stdout.contains("meets flow.p95<200ms up to concurrency"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("not separable from the floor"), "{stdout}");
+    let json = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .unwrap();
+    let t: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    assert_eq!(t["schema"], "authbench.tune/2");
+    assert_eq!(t["mode"], "running");
+    assert!(t["recommended"].is_null());
+    let up_to = t["meets_up_to_concurrency"].as_u64().unwrap();
+    assert!([1, 2, 4].contains(&up_to), "{t:#}");
+    let probes = t["probes"].as_array().unwrap();
+    let last = probes.last().unwrap();
+    assert_eq!(last["passed"], false, "{t:#}");
+    assert_eq!(last["verdict"], "serializes", "{t:#}");
+}

@@ -149,14 +149,13 @@ fn fake_probe(cost: u32, slo_ms: f64) -> Probe {
     let p95 = 20.0 * hash_ms;
     Probe {
         cost,
-        hash_ms,
+        hash_ms: Some(hash_ms),
         passed: p95 < slo_ms,
-        slos: Vec::new(),
         flow_p50_ms: Some(p95 / 2.0),
         flow_p95_ms: Some(p95),
         success_rate: 1.0,
         flows_per_s: 2.0,
-        partial: false,
+        ..Probe::default()
     }
 }
 
@@ -228,7 +227,7 @@ fn tune_with_an_impossible_slo_recommends_nothing() {
     assert!(stdout.contains("No recommendation"), "{stdout}");
     assert!(stdout.contains("max flows/s ≈"), "{stdout}");
     let json = read_json(dir.path());
-    assert_eq!(json["schema"], "authbench.tune/1");
+    assert_eq!(json["schema"], "authbench.tune/2");
     assert!(json["recommended"].is_null());
     let probes = json["probes"].as_array().unwrap();
     assert!(!probes.is_empty());
@@ -370,4 +369,111 @@ fn spawn_sweeps_a_real_server_and_leaves_nothing_behind() {
         std::net::TcpStream::connect(&addr).is_err(),
         "{addr} still accepts"
     );
+}
+
+/// Every pgid in `pid_file` (one line per service started).
+fn pgids(pid_file: &Path) -> Vec<i32> {
+    std::fs::read_to_string(pid_file)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn tune_spawn_recommends_a_confirmed_cost_and_leaves_no_group_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pids");
+    let port = dead_port();
+    let addr = format!("127.0.0.1:{port}");
+    let cmd = format!(
+        "echo $$ >> '{}'; exec '{}' serve --addr {addr} --cost {{cost}} --api-key k",
+        pid_file.display(),
+        env!("CARGO_BIN_EXE_authbench")
+    );
+    let out = dir.path().join("reports");
+    let (code, stdout, err) = cli(&[
+        "tune",
+        "--spawn",
+        &cmd,
+        "--target",
+        &format!("http://{addr}"),
+        "--api-key",
+        "k",
+        "--slo",
+        "flow.p95<60s",
+        "--allow-weak",
+        "--min-cost",
+        "4",
+        "--max-cost",
+        "6",
+        "--flows",
+        "4",
+        "--concurrency",
+        "4",
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{err}");
+    assert!(stdout.contains("Recommended bcrypt cost: 6"), "{stdout}");
+    assert!(
+        stdout.contains("Confirmed: a second run at cost 6"),
+        "{stdout}"
+    );
+    let json = read_json(&out);
+    assert_eq!(json["mode"], "spawn");
+    assert_eq!(json["recommended"], 6);
+    assert_eq!(json["confirmation"]["passed"], true);
+    // One service per probe and one for the confirmation, each stopped with its group.
+    let groups = pgids(&pid_file);
+    assert_eq!(groups.len(), json["probes"].as_array().unwrap().len() + 1);
+    for g in groups {
+        assert_eq!(live_members(g), Vec::<String>::new(), "group {g}");
+    }
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "{addr} still accepts"
+    );
+}
+
+#[test]
+fn tune_spawn_that_fails_leaves_no_group_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pids");
+    let cmd = format!(
+        ": {{cost}}; echo $$ >> '{}'; sleep 300 & sleep 300",
+        pid_file.display()
+    );
+    let target = format!("http://127.0.0.1:{}", dead_port());
+    let (code, _, err) = cli(&[
+        "tune",
+        "--spawn",
+        &cmd,
+        "--target",
+        &target,
+        "--slo",
+        "flow.p95<1s",
+        "--ready-timeout",
+        "1s",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("did not answer 2xx"), "{err}");
+    let groups = pgids(&pid_file);
+    assert_eq!(groups.len(), 1);
+    assert_eq!(live_members(groups[0]), Vec::<String>::new());
+    // --spawn without --target, and without {cost}, are flag errors.
+    let (code, _, err) = cli(&["tune", "--slo", "flow.p95<1s", "--spawn", "x {cost}"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--spawn needs --target"), "{err}");
+    let (code, _, err) = cli(&[
+        "tune",
+        "--slo",
+        "flow.p95<1s",
+        "--spawn",
+        "x",
+        "--target",
+        &target,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("has no {cost}"), "{err}");
 }
