@@ -116,6 +116,11 @@ fn rate(v: f64) -> String {
 
 /// The sweep's conclusion, from rows [`apply`] filled.
 pub fn conclude(rows: &[SweepRow], fit: &HashFit) -> Option<Conclusion> {
+    conclude_as(rows, fit, "cost")
+}
+
+/// [`conclude`], naming the swept value `what` ("cost", "pbkdf2.iterations").
+pub fn conclude_as(rows: &[SweepRow], fit: &HashFit, what: &str) -> Option<Conclusion> {
     let first = rows.first()?;
     let all_same = rows
         .iter()
@@ -151,7 +156,7 @@ pub fn conclude(rows: &[SweepRow], fit: &HashFit) -> Option<Conclusion> {
                 let (m, f) = (r.capacity_flows_per_s?, r.capacity_if_parallel_flows_per_s?);
                 (m > 0.0).then(|| {
                     format!(
-                        "changes capacity by ×{:.1} (at cost {}: ~{} flows/s as it is, ~{} fixed)",
+                        "changes capacity by ×{:.1} (at {what} {}: ~{} flows/s as it is, ~{} fixed)",
                         f / m,
                         r.cost,
                         rate(m),
@@ -160,13 +165,13 @@ pub fn conclude(rows: &[SweepRow], fit: &HashFit) -> Option<Conclusion> {
                 })
             });
             parts.push(format!(
-                "This service serializes its work at every cost ({p_range}): raising workers or moving hashing off the event loop {}",
+                "This service serializes its work at every {what} ({p_range}): raising workers or moving hashing off the event loop {}",
                 gain.unwrap_or_else(|| "would raise capacity (the gain needs a measured hash time)".into())
             ));
             let floor = rows.first().and_then(|r| Some((r.cost, r.floor_ms?, r.flow_service_ms?)));
             parts.push(match floor {
                 Some((c, f, s)) => format!(
-                    "lowering the cost removes the hash time but leaves the floor: {} of a flow's {} of service alone at cost {c} is not hashing",
+                    "lowering the cost removes the hash time but leaves the floor: {} of a flow's {} of service alone at {what} {c} is not hashing",
                     ms(f),
                     ms(s)
                 ),
@@ -174,10 +179,10 @@ pub fn conclude(rows: &[SweepRow], fit: &HashFit) -> Option<Conclusion> {
             });
         }
         Some(Verdict::KeptUp | Verdict::Idle | Verdict::NotSaturated) => parts.push(format!(
-            "The load did not saturate the service at any cost ({p_range}): its capacity is above what was offered; raise --concurrency to find it"
+            "The load did not saturate the service at any {what} ({p_range}): its capacity is above what was offered; raise --concurrency to find it"
         )),
         Some(Verdict::UsesCores | Verdict::MachineCpu) => parts.push(format!(
-            "The service used the machine's cores at every cost ({p_range}): capacity follows the hash time; only a lower cost, more cores or more instances raise it"
+            "The service used the machine's cores at every {what} ({p_range}): capacity follows the hash time; only a lower cost, more cores or more instances raise it"
         )),
         Some(v) => parts.push(format!("Every cost's run: {} ({p_range})", v.short())),
         None => {
@@ -191,14 +196,14 @@ pub fn conclude(rows: &[SweepRow], fit: &HashFit) -> Option<Conclusion> {
                     )
                 })
                 .collect();
-            parts.push(format!("The verdict changes with the cost ({})", per.join(", ")));
+            parts.push(format!("The verdict changes with the {what} ({})", per.join(", ")));
         }
     }
     match (fit.measurable(), crossover) {
         (true, Some(c)) => {
             let r = rows.iter().find(|r| r.cost == c)?;
             parts.push(format!(
-                "hashing is the larger part of a flow from cost {c} ({} of hashing vs {} of floor)",
+                "hashing is the larger part of a flow from {what} {c} ({} of hashing vs {} of floor)",
                 ms(r.flow_hash_ms.unwrap_or(0.0)),
                 ms(r.floor_ms.unwrap_or(0.0))
             ));
@@ -256,6 +261,7 @@ mod tests {
             floor_ms: None,
             capacity_is_lower_bound: false,
             capacity_if_parallel_flows_per_s: None,
+            below_owasp: false,
         }
     }
 

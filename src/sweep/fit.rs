@@ -23,6 +23,27 @@ pub const MAX_ERROR: f64 = 0.15;
 /// its time at the lowest.
 const GROWS: f64 = 1.5;
 
+/// What the hash time is linear in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Axis {
+    /// bcrypt: `2^cost`.
+    #[default]
+    Pow2,
+    /// argon2id's m or t, scrypt's n or r, PBKDF2's iterations: the value itself.
+    Linear,
+}
+
+impl Axis {
+    /// The work at `value`.
+    pub fn x(self, value: u32) -> f64 {
+        match self {
+            Axis::Pow2 => 2f64.powi(value as i32),
+            Axis::Linear => f64::from(value),
+        }
+    }
+}
+
 /// One step's service time alone at one cost.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepService {
@@ -44,12 +65,15 @@ pub struct StepFit {
     pub hash_ms_per_2_pow_cost: f64,
     /// Root mean square of the residuals relative to the measured times (0.05 = 5%).
     pub rms_error: f64,
+    /// What `hash_ms_per_2_pow_cost` multiplies (`2^cost`, or a parameter's value).
+    #[serde(default)]
+    pub axis: Axis,
 }
 
 impl StepFit {
-    /// The fitted hash time of this step at `cost`, ms.
+    /// The fitted hash time of this step at `cost` (or parameter value), ms.
     pub fn hash_ms(&self, cost: u32) -> f64 {
-        self.hash_ms_per_2_pow_cost * pow2(cost)
+        self.hash_ms_per_2_pow_cost * self.axis.x(cost)
     }
 }
 
@@ -98,10 +122,6 @@ impl HashFit {
     }
 }
 
-fn pow2(cost: u32) -> f64 {
-    2f64.powi(cost as i32)
-}
-
 /// Least squares of `y = a + b·x`; `None` with fewer than two distinct `x`.
 pub fn least_squares(points: &[(f64, f64)]) -> Option<(f64, f64)> {
     let n = points.len() as f64;
@@ -119,9 +139,14 @@ pub fn least_squares(points: &[(f64, f64)]) -> Option<(f64, f64)> {
     Some((my - b * mx, b))
 }
 
-/// Fits every step of `rows` (per cost, the steps' service times alone). Costs with a
-/// missing or differently shaped step list are left out.
+/// Fits every step of `rows` (per cost, the steps' service times alone) to
+/// `a + b·2^cost`. Costs with a missing or differently shaped step list are left out.
 pub fn fit(rows: &[(u32, Vec<StepService>)]) -> HashFit {
+    fit_on(rows, Axis::Pow2)
+}
+
+/// [`fit`] on `a + b·x(value)` for the given axis.
+pub fn fit_on(rows: &[(u32, Vec<StepService>)], axis: Axis) -> HashFit {
     let Some((_, first)) = rows.iter().find(|(_, s)| !s.is_empty()) else {
         return HashFit {
             costs: Vec::new(),
@@ -146,9 +171,9 @@ pub fn fit(rows: &[(u32, Vec<StepService>)]) -> HashFit {
         .map(|(i, name)| {
             let pts: Vec<(f64, f64)> = usable
                 .iter()
-                .map(|(c, s)| (pow2(*c), s[i].service_ms))
+                .map(|(c, s)| (axis.x(*c), s[i].service_ms))
                 .collect();
-            step_fit(name, &pts)
+            step_fit(name, &pts, axis)
         })
         .collect();
     let not_measurable = if costs.len() < MIN_COSTS {
@@ -183,7 +208,7 @@ pub fn fit(rows: &[(u32, Vec<StepService>)]) -> HashFit {
     }
 }
 
-fn step_fit(name: &str, pts: &[(f64, f64)]) -> StepFit {
+fn step_fit(name: &str, pts: &[(f64, f64)], axis: Axis) -> StepFit {
     let mean = if pts.is_empty() {
         0.0
     } else {
@@ -195,6 +220,7 @@ fn step_fit(name: &str, pts: &[(f64, f64)]) -> StepFit {
         floor_ms: mean,
         hash_ms_per_2_pow_cost: 0.0,
         rms_error: rms_rel(pts, |_| mean),
+        axis,
     };
     let grows = match (pts.first(), pts.last()) {
         (Some(lo), Some(hi)) if pts.len() >= 2 => hi.1 >= GROWS * lo.1,
@@ -216,6 +242,7 @@ fn step_fit(name: &str, pts: &[(f64, f64)]) -> StepFit {
                 floor_ms: a,
                 hash_ms_per_2_pow_cost: b,
                 rms_error: rms_rel(pts, |x| a + b * x),
+                axis,
             }
         }
         _ => flat,

@@ -74,7 +74,7 @@ const HEADERS: [&str; 12] = [
 ];
 
 fn cells(s: &Sweep, row: &SweepRow) -> [String; 12] {
-    let cost = if row.cost < OWASP_MIN_COST {
+    let cost = if row.below_owasp {
         format!("{} (weak)", row.cost)
     } else {
         row.cost.to_string()
@@ -99,6 +99,14 @@ fn cells(s: &Sweep, row: &SweepRow) -> [String; 12] {
             .map_or("–".into(), fmt_rate),
         fmt_verdict(s, row),
     ]
+}
+
+/// "bcrypt cost sweep", or "argon2.m sweep (argon2id m=19456,t=2,p=1)".
+pub fn title(s: &Sweep) -> String {
+    match (&s.config.param, &s.config.algorithm) {
+        (Some(p), Some(a)) => format!("{p} sweep ({a}, the other parameters fixed)"),
+        _ => "bcrypt cost sweep".into(),
+    }
 }
 
 /// The OWASP Password Storage Cheat Sheet's minimum, cited.
@@ -129,6 +137,8 @@ pub fn capacity_note(s: &Sweep) -> String {
 /// The hash fit in a line or two: per hashing step, floor, hash at the lowest cost and
 /// the error; or why there is no number.
 pub fn fit_note(s: &Sweep) -> Option<String> {
+    // In-process, the hash is timed directly: the fit has nothing to add.
+    s.config.spawn.as_ref()?;
     let f = s.fit.as_ref()?;
     if let Some(why) = &f.not_measurable {
         return Some(format!(
@@ -192,7 +202,8 @@ pub fn markdown(s: &Sweep, chart: Option<&str>) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "# bcrypt cost sweep{}\n",
+        "# {}{}\n",
+        title(s),
         if s.partial { " (PARTIAL)" } else { "" }
     );
     let target = match (&s.config.spawn, &s.config.target) {
@@ -240,7 +251,7 @@ pub fn html(sw: &Sweep, chart_svg: &str) -> Vec<u8> {
         .unwrap_or(chart_svg);
     let _ = write!(
         o,
-        "<p class=\"verdict\">{} flows at concurrency {} per cost{}. Costs under 10 are below the OWASP minimum for bcrypt.</p>",
+        "<p class=\"verdict\">{} flows at concurrency {} per cost{}. Rows marked weak are below the OWASP minimum.</p>",
         sw.config.flows,
         sw.config.concurrency,
         if sw.partial { " (PARTIAL: interrupted)" } else { "" }
@@ -284,7 +295,7 @@ pub fn html(sw: &Sweep, chart_svg: &str) -> Vec<u8> {
         esc(&sw.generated_at),
         esc(&sw.tool)
     );
-    page("bcrypt Cost Sweep", &o)
+    page(&title(sw), &o)
 }
 
 /// `<dir>/<stamp>-<kind>` with a suffix when any of `exts` exists already (never overwrite).

@@ -477,3 +477,74 @@ fn tune_spawn_that_fails_leaves_no_group_behind() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("has no {cost}"), "{err}");
 }
+
+/// `sweep --param ALG.PARAM=a,b` in-process, 2 flows per value: the sweep it wrote.
+fn param_sweep(param: &str, dir: &Path) -> Sweep {
+    let (code, stdout, err) = cli(&[
+        "sweep",
+        "--param",
+        param,
+        "--flows",
+        "2",
+        "--out-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{err}");
+    assert!(stdout.contains("(weak)"), "{stdout}");
+    serde_json::from_value(read_json(dir)).unwrap()
+}
+
+#[test]
+fn sweep_param_runs_the_reference_server_with_each_algorithm() {
+    for (param, label) in [
+        ("pbkdf2.iterations=1000,2000", "pbkdf2.iterations"),
+        ("argon2.m=256,512", "argon2.m"),
+        ("scrypt.n=256,512", "scrypt.n"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = param_sweep(param, dir.path());
+        assert_eq!(s.config.param.as_deref(), Some(label));
+        assert_eq!(s.rows.len(), 2, "{param}");
+        for r in &s.rows {
+            assert_eq!(r.success_rate, 1.0, "{param}: {r:?}");
+            assert!(r.below_owasp, "{param}: {r:?}");
+            assert!(r.hash_ms.is_some_and(|h| h > 0.0), "{param}: {r:?}");
+        }
+        let md = std::fs::read_to_string(&files_with(dir.path(), "md")[0]).unwrap();
+        assert!(md.starts_with(&format!("# {label} sweep")), "{md}");
+        assert!(md.contains("PBKDF2-HMAC-SHA256 600,000 iterations"), "{md}");
+    }
+    let (code, _, err) = cli(&["sweep", "--param", "argon2.m=1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("memory cost is too small"), "{err}");
+    let (code, _, err) = cli(&[
+        "sweep",
+        "--param",
+        "pbkdf2.iterations=1000",
+        "--spawn",
+        "x {cost}",
+        "--target",
+        "http://127.0.0.1:1",
+    ]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+#[ignore = "times hashes against each other: needs both cores to itself; scripts/test.sh runs it alone"]
+fn hash_time_is_linear_in_each_work_parameter() {
+    // ×4 the work, ×4 the time of one hash (measured by the sweep, alone, before its run).
+    for param in [
+        "pbkdf2.iterations=5000,20000",
+        "argon2.m=4096,16384",
+        "argon2.t=1,4",
+        "scrypt.n=4096,16384",
+        "scrypt.r=2,8",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = param_sweep(param, dir.path());
+        let (lo, hi) = (s.rows[0].hash_ms.unwrap(), s.rows[1].hash_ms.unwrap());
+        let ratio = hi / lo;
+        eprintln!("{param}: {lo:.2} ms → {hi:.2} ms, ×{ratio:.2}");
+        assert!((ratio / 4.0 - 1.0).abs() <= 0.15, "{param}: ×{ratio:.2}");
+    }
+}

@@ -61,8 +61,12 @@ fn verdict(t: &Tune) -> Vec<String> {
                         "Warning: {c} is below the OWASP minimum of {OWASP_MIN_COST} (allowed by --allow-weak)."
                     ));
                 }
-                if let Some(w) = t.probes.iter().find(|p| p.cost == c).and_then(what_if_sentence) {
-                    lines.push(format!("This service serializes its work: {w}."));
+                let at_c = t.probes.iter().find(|p| p.cost == c);
+                if let (Some(p), Some(w)) = (at_c, at_c.and_then(what_if_sentence)) {
+                    lines.push(format!(
+                        "What-if ({} at cost {c}): {w}.",
+                        p.verdict.map_or("no diagnosis", |v| v.short())
+                    ));
                 }
             }
             None if t.partial => lines.push("Interrupted before any cost was shown to meet the SLO.".into()),
