@@ -269,3 +269,131 @@ fn tune_target_says_up_to_which_concurrency_a_running_service_meets_the_slo() {
     assert_eq!(last["passed"], false, "{t:#}");
     assert_eq!(last["verdict"], "serializes", "{t:#}");
 }
+
+/// The `--spawn` command of the truth service in `mode`, writing each group's id to
+/// `pid_file`.
+fn truth_command(mode: &str, addr: &str, pid_file: &Path) -> String {
+    format!(
+        "echo $$ >> '{}'; AUTHBENCH_TRUTH_MODE={mode} AUTHBENCH_TRUTH_ADDR={addr} AUTHBENCH_TRUTH_COST={{cost}} \
+         exec '{}' hashfit::truth_service --exact --ignored --test-threads 1 --quiet",
+        pid_file.display(),
+        std::env::current_exe().unwrap().display()
+    )
+}
+
+fn no_group_left(pid_file: &Path) {
+    let groups: Vec<i32> = std::fs::read_to_string(pid_file)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert!(!groups.is_empty());
+    for g in groups {
+        // SAFETY: signal 0 checks existence only.
+        let alive = unsafe { libc::kill(-g, 0) } == 0 && authbench::sweep::spawn::group_alive(g);
+        assert!(!alive, "group {g} is still running");
+    }
+}
+
+#[test]
+fn tune_spawn_of_the_truth_service_is_confirmed_and_fits_its_hash() {
+    let _cpu = crate::support::CPU_HEAVY.blocking_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("truth.toml");
+    std::fs::write(&scenario, SCENARIO).unwrap();
+    let pid_file = dir.path().join("pids");
+    let addr = format!("127.0.0.1:{}", dead_port());
+    let out = dir.path().join("reports");
+    // A loose SLO: every cost meets it, so the answer is the top cost, and the search
+    // visits 3 costs (7, 9, 10): enough to fit the hash.
+    let (code, stdout, err) = cli(&[
+        "tune",
+        "--spawn",
+        &truth_command("serial", &addr, &pid_file),
+        "--target",
+        &format!("http://{addr}"),
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--slo",
+        "flow.p95<5s",
+        "--allow-weak",
+        "--min-cost",
+        "4",
+        "--max-cost",
+        "10",
+        "--flows",
+        "5",
+        "--concurrency",
+        "5",
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{err}");
+    assert!(stdout.contains("Recommended bcrypt cost: 10"), "{stdout}");
+    assert!(stdout.contains("Confirmed"), "{stdout}");
+    assert!(
+        stdout.contains("What-if (serializes its work at cost 10)"),
+        "{stdout}"
+    );
+    let json = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .unwrap();
+    let t: authbench::sweep::tune::Tune =
+        serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    assert!(t.confirmation.as_ref().is_some_and(|p| p.passed), "{t:#?}");
+    let fit = t.fit.as_ref().unwrap();
+    assert!(fit.measurable(), "{fit:#?}");
+    for p in &t.probes {
+        let h = p.hash_ms.unwrap();
+        assert!(
+            within(h, truth_hash_ms(p.cost), 0.15),
+            "cost {}: {h}",
+            p.cost
+        );
+    }
+    no_group_left(&pid_file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tune_spawn_stopped_mid_run_leaves_no_group_behind() {
+    // What Ctrl-C does: the stop future resolves (here as soon as the service answers),
+    // the run is cut short, and the group must be gone.
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("truth.toml");
+    std::fs::write(&scenario, SCENARIO).unwrap();
+    let pid_file = dir.path().join("pids");
+    let addr = format!("127.0.0.1:{}", dead_port());
+    let opts = authbench::sweep::tune::TuneOptions {
+        slos: vec!["flow.p95<5s".into()],
+        flows: 50,
+        concurrency: 2,
+        scenario: authbench::options::ScenarioSource::File(scenario),
+        min_cost: 10,
+        max_cost: 12,
+        target: authbench::sweep::tune::TuneTarget::Spawn(authbench::sweep::spawn::SpawnOptions {
+            command: truth_command("serial", &addr, &pid_file),
+            target: format!("http://{addr}"),
+            ready_path: "/health".into(),
+            ready_timeout: Duration::from_secs(30),
+            api_key: None,
+            hash_time_ms: None,
+            tls: Default::default(),
+        }),
+        ..Default::default()
+    };
+    let up = addr.clone();
+    let stop = async move {
+        while tokio::net::TcpStream::connect(&up).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let t = authbench::sweep::tune::tune(&opts, stop, &mut |_| {})
+        .await
+        .unwrap();
+    assert!(t.partial, "{t:#?}");
+    assert_eq!(t.recommended, None);
+    no_group_left(&pid_file);
+}
