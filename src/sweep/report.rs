@@ -73,6 +73,15 @@ const HEADERS: [&str; 12] = [
     "verdict",
 ];
 
+/// The headers, the first naming what was swept (`cost`, or `argon2.m`).
+fn headers(s: &Sweep) -> Vec<String> {
+    let mut h: Vec<String> = HEADERS.iter().map(|x| x.to_string()).collect();
+    if let Some(p) = &s.config.param {
+        h[0] = p.clone();
+    }
+    h
+}
+
 fn cells(s: &Sweep, row: &SweepRow) -> [String; 12] {
     let cost = if row.below_owasp {
         format!("{} (weak)", row.cost)
@@ -182,7 +191,7 @@ fn notes(s: &Sweep) -> Vec<String> {
 pub fn terminal_table(s: &Sweep) -> String {
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
-        .set_header(HEADERS);
+        .set_header(headers(s));
     for row in &s.rows {
         t.add_row(cells(s, row));
     }
@@ -218,7 +227,7 @@ pub fn markdown(s: &Sweep, chart: Option<&str>) -> String {
     if let Some(c) = &s.conclusion {
         let _ = writeln!(md, "**{}**\n", c.text);
     }
-    let _ = writeln!(md, "| {} |", HEADERS.join(" | "));
+    let _ = writeln!(md, "| {} |", headers(s).join(" | "));
     let _ = writeln!(md, "|{}", "---:|".repeat(HEADERS.len()));
     for row in &s.rows {
         let _ = writeln!(md, "| {} |", cells(s, row).join(" | "));
@@ -265,8 +274,8 @@ pub fn html(sw: &Sweep, chart_svg: &str) -> Vec<u8> {
     }
     let _ = write!(o, "<div class=\"sweep-chart\">{svg}</div>");
     o.push_str("<h2>Per cost</h2><table id=\"sweep\"><tr>");
-    for h in HEADERS {
-        let _ = write!(o, "<th>{}</th>", esc(h));
+    for h in headers(sw) {
+        let _ = write!(o, "<th>{}</th>", esc(&h));
     }
     o.push_str("</tr>");
     let crossover = sw.conclusion.as_ref().and_then(|c| c.crossover_cost);
