@@ -146,7 +146,19 @@ pub fn conclude_as(rows: &[SweepRow], fit: &HashFit, what: &str) -> Option<Concl
             format!("effective parallelism {lo:.1}–{hi:.1}")
         }
     };
-    match verdict {
+    let unsaturated = |v: Option<Verdict>| {
+        matches!(
+            v,
+            Some(Verdict::KeptUp | Verdict::Idle | Verdict::NotSaturated)
+        )
+    };
+    // Kept up at one cost and queued a little at another is one finding: no saturation.
+    let class = if verdict.is_none() && rows.iter().all(|r| unsaturated(r.verdict)) {
+        Some(Verdict::NotSaturated)
+    } else {
+        verdict
+    };
+    match class {
         Some(Verdict::Serializes) => {
             let top = rows
                 .iter()

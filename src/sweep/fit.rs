@@ -122,6 +122,31 @@ impl HashFit {
     }
 }
 
+/// Least squares of `y = a + b·x` on the residuals relative to `y` (weights `1/y²`):
+/// timing noise grows with the time, so a plain fit lets the slowest cost's noise set the
+/// floor and misses the fast costs by a wide margin. `None` with fewer than two distinct
+/// `x` or a `y` that is not positive.
+pub fn relative_least_squares(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    if points.len() < 2 || points.iter().any(|p| p.1.is_nan() || p.1 <= 0.0) {
+        return None;
+    }
+    let (mut sw, mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for &(x, y) in points {
+        let w = 1.0 / (y * y);
+        sw += w;
+        sx += w * x;
+        sy += w * y;
+        sxx += w * x * x;
+        sxy += w * x * y;
+    }
+    let det = sw * sxx - sx * sx;
+    if !(det.is_finite() && det > 0.0) || det <= 1e-12 * sw * sxx {
+        return None;
+    }
+    let b = (sw * sxy - sx * sy) / det;
+    Some(((sy - b * sx) / sw, b))
+}
+
 /// Least squares of `y = a + b·x`; `None` with fewer than two distinct `x`.
 pub fn least_squares(points: &[(f64, f64)]) -> Option<(f64, f64)> {
     let n = points.len() as f64;
@@ -226,12 +251,13 @@ fn step_fit(name: &str, pts: &[(f64, f64)], axis: Axis) -> StepFit {
         (Some(lo), Some(hi)) if pts.len() >= 2 => hi.1 >= GROWS * lo.1,
         _ => false,
     };
-    match least_squares(pts) {
+    match relative_least_squares(pts) {
         Some((a, b)) if grows && b > 0.0 => {
-            // A floor below zero is noise around a step that is all hash: fit through 0.
+            // A floor below zero is noise around a step that is all hash: fit through 0
+            // (relative least squares again: weights 1/y²).
             let (a, b) = if a < 0.0 {
-                let sxy: f64 = pts.iter().map(|p| p.0 * p.1).sum();
-                let sxx: f64 = pts.iter().map(|p| p.0 * p.0).sum();
+                let sxy: f64 = pts.iter().map(|p| p.0 / p.1).sum();
+                let sxx: f64 = pts.iter().map(|p| (p.0 / p.1).powi(2)).sum();
                 (0.0, sxy / sxx)
             } else {
                 (a, b)
@@ -329,6 +355,38 @@ mod tests {
             "{linear:?}"
         );
         assert!(fit(&[]).not_measurable.is_some());
+    }
+
+    #[test]
+    fn one_noisy_slow_cost_does_not_set_the_floor() {
+        // Real bcrypt served inline, costs 6..=11, on a loaded machine: cost 9 came out
+        // 40% slow. A plain fit put the floor at 4.6 ms and missed cost 6 by 70%.
+        let measured = [5.49, 10.59, 20.11, 55.81, 79.68, 153.22];
+        let rows: Vec<(u32, Vec<StepService>)> = (6..=11)
+            .zip(measured)
+            .map(|(c, ms)| {
+                (
+                    c,
+                    vec![StepService {
+                        name: "register".into(),
+                        service_ms: ms,
+                    }],
+                )
+            })
+            .collect();
+        let f = fit(&rows);
+        let s = &f.steps[0];
+        assert!(s.floor_ms < 1.0, "{s:?}");
+        assert!((s.hash_ms(6) - 5.0).abs() < 1.0, "{s:?}");
+        assert!(f.measurable(), "{f:?}");
+    }
+
+    #[test]
+    fn relative_fit_recovers_exact_lines() {
+        let (a, b) = relative_least_squares(&[(1.0, 3.0), (2.0, 5.0), (4.0, 9.0)]).unwrap();
+        assert!((a - 1.0).abs() < 1e-9 && (b - 2.0).abs() < 1e-9);
+        assert_eq!(relative_least_squares(&[(1.0, 0.0), (2.0, 1.0)]), None);
+        assert_eq!(relative_least_squares(&[(1.0, 1.0), (1.0, 2.0)]), None);
     }
 
     #[test]
