@@ -53,6 +53,9 @@ pub struct RunOptions {
     pub connect_timeout: Duration,
     /// bcrypt cost of the in-process server (ignored for an external target).
     pub cost: u32,
+    /// The in-process server's hash algorithm when not bcrypt at `cost` (sweeps of
+    /// argon2id, scrypt or PBKDF2 parameters); ignored for an external target.
+    pub algorithm: Option<crate::server::algorithm::Algorithm>,
     /// The flow definition.
     pub scenario: ScenarioSource,
     /// Directory for the report files; `None` writes none.
@@ -116,6 +119,7 @@ impl Default for RunOptions {
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             cost: 12,
+            algorithm: None,
             scenario: ScenarioSource::Builtin,
             out_dir: Some(PathBuf::from("reports")),
             progress: false,
@@ -147,6 +151,8 @@ impl Default for RunOptions {
 pub struct ServeOptions {
     pub addr: std::net::SocketAddr,
     pub cost: u32,
+    /// The hash algorithm, when not bcrypt at `cost` (`--hash`).
+    pub algorithm: Option<crate::server::algorithm::Algorithm>,
     pub api_key: Option<String>,
     pub hash_mode: crate::server::HashMode,
     /// Serve HTTPS with a self-signed certificate generated at start.

@@ -123,6 +123,7 @@ pub fn start_target(opts: &RunOptions, scenario: &Scenario) -> Result<Target, Ru
             let key = opts.api_key.clone().unwrap_or_else(random_key);
             let mut cfg = server::ServerConfig::new(opts.cost, key.clone());
             cfg.hash_mode = opts.hash_mode;
+            cfg.algorithm = opts.algorithm;
             let (handle, tls) = start_reference_server_with_tls(cfg, opts.server_tls, &opts.tls)?;
             Target {
                 base_url: handle.base_url(),

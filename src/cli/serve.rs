@@ -11,6 +11,35 @@ use clap::Args;
 use super::shared::{HashModeArg, Ui};
 use crate::error::exit;
 use crate::options::ServeOptions;
+use crate::server::algorithm::{self, Algorithm, AlgorithmKind};
+
+/// The algorithm `--hash` names, with its parameters flag (or OWASP's minimum); an error
+/// when a parameters flag names another algorithm than `--hash`.
+pub(super) fn chosen_algorithm(
+    hash: AlgorithmKind,
+    argon2: Option<Algorithm>,
+    scrypt: Option<Algorithm>,
+    pbkdf2: Option<Algorithm>,
+) -> Result<Option<Algorithm>, String> {
+    for (flag, given, kind) in [
+        ("--argon2", argon2.is_some(), AlgorithmKind::Argon2id),
+        ("--scrypt", scrypt.is_some(), AlgorithmKind::Scrypt),
+        ("--pbkdf2", pbkdf2.is_some(), AlgorithmKind::Pbkdf2),
+    ] {
+        if given && hash != kind {
+            return Err(format!(
+                "{flag} sets parameters of {kind:?}, but --hash is {hash:?}: add --hash {}",
+                flag.trim_start_matches("--").replace("argon2", "argon2id")
+            ));
+        }
+    }
+    Ok(match hash {
+        AlgorithmKind::Bcrypt => None,
+        AlgorithmKind::Argon2id => Some(argon2.unwrap_or(algorithm::OWASP_ARGON2ID)),
+        AlgorithmKind::Scrypt => Some(scrypt.unwrap_or(algorithm::OWASP_SCRYPT)),
+        AlgorithmKind::Pbkdf2 => Some(pbkdf2.unwrap_or(algorithm::OWASP_PBKDF2)),
+    })
+}
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -20,6 +49,19 @@ pub struct ServeArgs {
     /// bcrypt cost (4-31).
     #[arg(long, default_value = "12", value_parser = clap::value_parser!(u32).range(4..=31))]
     pub cost: u32,
+    /// The password hash: bcrypt (--cost), argon2id (--argon2), scrypt (--scrypt) or
+    /// pbkdf2 (PBKDF2-HMAC-SHA256, --pbkdf2); each defaults to OWASP's minimum.
+    #[arg(long, value_enum, default_value = "bcrypt")]
+    pub hash: AlgorithmKind,
+    /// argon2id parameters: m (KiB), t (passes), p (lanes) [default: OWASP's m=19456,t=2,p=1].
+    #[arg(long, value_name = "m=..,t=..,p=..", value_parser = algorithm::parse_argon2)]
+    pub argon2: Option<Algorithm>,
+    /// scrypt parameters: n (a power of two), r, p [default: OWASP's n=131072,r=8,p=1].
+    #[arg(long, value_name = "n=..,r=..,p=..", value_parser = algorithm::parse_scrypt)]
+    pub scrypt: Option<Algorithm>,
+    /// PBKDF2-HMAC-SHA256 iterations [default: OWASP's iterations=600000].
+    #[arg(long, value_name = "iterations=..", value_parser = algorithm::parse_pbkdf2)]
+    pub pbkdf2: Option<Algorithm>,
     /// API key clients must send in X-API-Key [default: a random key, printed at start].
     #[arg(long, env = "AUTHBENCH_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
@@ -37,9 +79,17 @@ pub struct ServeArgs {
 }
 
 pub(super) async fn exec(a: ServeArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> u8 {
+    let algorithm = match chosen_algorithm(a.hash, a.argon2, a.scrypt, a.pbkdf2) {
+        Ok(x) => x,
+        Err(e) => {
+            ui.error_msg(err, &e);
+            return exit::USAGE;
+        }
+    };
     let opts = ServeOptions {
         addr: a.addr,
         cost: a.cost,
+        algorithm,
         api_key: a.api_key,
         hash_mode: a.hash_mode.into(),
         tls: a.tls,
@@ -51,6 +101,7 @@ pub(super) async fn exec(a: ServeArgs, out: &mut dyn Write, err: &mut dyn Write,
         .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
     let mut cfg = crate::server::ServerConfig::new(opts.cost, key.clone());
     cfg.hash_mode = opts.hash_mode;
+    cfg.algorithm = opts.algorithm;
     if opts.tls {
         match crate::server::TlsIdentity::self_signed() {
             Ok(id) => cfg.tls = Some(id),
@@ -65,16 +116,27 @@ pub(super) async fn exec(a: ServeArgs, out: &mut dyn Write, err: &mut dyn Write,
         Err(e) => {
             ui.error(err, &e);
             return match e {
-                crate::server::ServerError::InvalidCost(_) => exit::USAGE,
+                crate::server::ServerError::InvalidCost(_)
+                | crate::server::ServerError::Algorithm(_) => exit::USAGE,
                 _ => exit::FAILURE,
             };
         }
     };
     let _ = writeln!(
         out,
-        "authbench reference server listening on {} (bcrypt cost {})",
+        "authbench reference server listening on {} ({}{})",
         handle.base_url(),
-        opts.cost
+        opts.algorithm
+            .unwrap_or(Algorithm::Bcrypt { cost: opts.cost }),
+        if opts
+            .algorithm
+            .unwrap_or(Algorithm::Bcrypt { cost: opts.cost })
+            .below_owasp()
+        {
+            ", below the OWASP minimum"
+        } else {
+            ""
+        }
     );
     if !key_given {
         let _ = writeln!(out, "API key (X-API-Key): {key}");

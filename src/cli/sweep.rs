@@ -17,6 +17,11 @@ pub struct SweepArgs {
     /// bcrypt costs: 4..=14, 4..14 (end excluded), 4,6,8 or 12 (each 4-31).
     #[arg(long, default_value = "4..=14", value_parser = crate::sweep::parse_costs)]
     pub costs: ::std::vec::Vec<u32>,
+    /// Sweep one parameter of another algorithm on the in-process server instead of the
+    /// bcrypt cost, its others at OWASP's minimum: argon2.m=8192..=65536 (a range doubles),
+    /// argon2.t=1..=8, scrypt.n=16384..=131072, pbkdf2.iterations=100k,600k,1m.
+    #[arg(long, value_name = "ALG.PARAM=VALUES", value_parser = crate::sweep::parse_param, conflicts_with = "spawn")]
+    pub param: Option<crate::sweep::ParamSweep>,
     /// Flows per cost (accepts 10k).
     #[arg(long, short = 'n', default_value = "20", value_parser = parse_count)]
     pub flows: u64,
@@ -86,6 +91,7 @@ pub(super) async fn exec(a: SweepArgs, out: &mut dyn Write, err: &mut dyn Write,
             }),
             _ => None,
         },
+        param: a.param,
         ..crate::sweep::SweepOptions::default()
     };
     let mut progress = |line: &str| {

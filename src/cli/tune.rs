@@ -1,13 +1,17 @@
 //! `authbench tune`: searches for the highest bcrypt cost that meets an SLO on this
-//! machine, never below OWASP's minimum without `--allow-weak`.
+//! machine (in-process, or the user's service started per cost with `--spawn`), never
+//! below OWASP's minimum without `--allow-weak`; or, with `--target` alone, the
+//! concurrency at which a running service's current cost meets it.
 
 use std::io::Write;
+use std::time::Duration;
 
 use clap::Args;
 
-use super::shared::{interrupted, CommonArgs, Ui};
+use super::shared::{interrupted, CommonArgs, TargetArgs, Ui};
 use crate::error::exit;
-use crate::units::parse_count;
+use crate::sweep::tune::TuneTarget;
+use crate::units::{parse_count, parse_duration};
 
 #[derive(Debug, Args)]
 pub struct TuneArgs {
@@ -34,10 +38,51 @@ pub struct TuneArgs {
     /// bcrypt operations per flow, for the capacity arithmetic.
     #[arg(long, default_value = "2")]
     pub hashes_per_flow: f64,
+    /// The service to tune: with --spawn, the URL the spawned service listens on; alone,
+    /// a running service whose cost cannot change (probed at rising concurrency).
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Start your service per probed cost instead of the in-process server: a shell
+    /// command where {cost} is replaced (needs --target). Its process group is stopped
+    /// after each probe, on error and on Ctrl-C.
+    #[arg(long, value_name = "CMD")]
+    pub spawn: Option<String>,
+    /// Path polled with GET until the spawned service answers 2xx.
+    #[arg(long, default_value = "/health", requires = "spawn")]
+    pub ready: String,
+    /// How long the spawned service may take to become ready.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, requires = "spawn")]
+    pub ready_timeout: Duration,
 }
 
 pub(super) async fn exec(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> u8 {
+    let tls = a.target.tls();
+    let target = match (a.spawn, a.target.target) {
+        (Some(_), None) => {
+            ui.error_msg(
+                err,
+                "--spawn needs --target URL: the base URL the spawned service listens on",
+            );
+            return exit::USAGE;
+        }
+        (Some(command), Some(target)) => TuneTarget::Spawn(crate::sweep::spawn::SpawnOptions {
+            command,
+            target,
+            ready_path: a.ready,
+            ready_timeout: a.ready_timeout,
+            api_key: a.target.api_key,
+            hash_time_ms: None,
+            tls,
+        }),
+        (None, Some(target)) => TuneTarget::Running {
+            target,
+            api_key: a.target.api_key,
+            tls,
+        },
+        (None, None) => TuneTarget::InProcess,
+    };
     let opts = crate::sweep::tune::TuneOptions {
+        target,
         slos: a.slos,
         flows: a.flows,
         concurrency: a.concurrency.try_into().unwrap_or(usize::MAX),
@@ -81,7 +126,7 @@ pub(super) async fn exec(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write, 
     if tune.partial {
         ui.verdict(err, "interrupted:", "the search is partial");
         exit::INTERRUPTED
-    } else if tune.recommended.is_some() {
+    } else if tune.recommended.is_some() || tune.meets_up_to_concurrency.is_some() {
         exit::OK
     } else {
         exit::GATE

@@ -160,6 +160,69 @@ fn findings(d: &Diagnosis, run: &Report, hints: &StepHints) -> Vec<String> {
     out
 }
 
+/// What limited the server in one run, in a word: the classification behind the main
+/// finding, for places (a sweep's rows) that show one verdict per run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// authbench itself was out of CPU: nothing is concluded about the server.
+    GeneratorBound,
+    /// Flows waited little: the server kept up with the load.
+    KeptUp,
+    /// The server was mostly idle; the waiting lies outside its work.
+    Idle,
+    /// Some queueing below saturation: the busy count reflects the offered load.
+    NotSaturated,
+    /// The server worked on about as many requests at once as it has cores.
+    UsesCores,
+    /// Requests were processed one at a time.
+    Serializes,
+    /// The machine the target shares with authbench was out of CPU.
+    MachineCpu,
+    /// Fewer requests at once than offered and than the cores: a lock, pool or worker count.
+    OtherLimit,
+}
+
+impl Verdict {
+    /// A few words for a table cell.
+    pub fn short(self) -> &'static str {
+        match self {
+            Verdict::GeneratorBound => "generator-bound: no verdict",
+            Verdict::KeptUp => "kept up",
+            Verdict::Idle => "server idle",
+            Verdict::NotSaturated => "queueing, not saturated",
+            Verdict::UsesCores => "uses its cores",
+            Verdict::Serializes => "serializes its work",
+            Verdict::MachineCpu => "machine CPU-bound",
+            Verdict::OtherLimit => "limit other than cores",
+        }
+    }
+}
+
+/// The classification of `d`'s run (the same one its main finding states).
+pub fn verdict(d: &Diagnosis, run: &Report) -> Verdict {
+    if resources::generator_saturated(run).is_some() {
+        return Verdict::GeneratorBound;
+    }
+    let p = d.effective_parallelism;
+    let waiting_pct = d.waiting_fraction.map(|w| w * 100.0);
+    if !waiting_pct.is_none_or(|w| w >= 20.0) {
+        Verdict::KeptUp
+    } else if p < 0.5 {
+        Verdict::Idle
+    } else if waiting_pct.is_some_and(|w| w < 50.0) {
+        Verdict::NotSaturated
+    } else if d.server_cores.is_some_and(|n| p >= 0.75 * n as f64) {
+        Verdict::UsesCores
+    } else if d.concurrency >= 2 && p < 1.4 {
+        Verdict::Serializes
+    } else if resources::busy_loopback_machine(run).is_some() {
+        Verdict::MachineCpu
+    } else {
+        Verdict::OtherLimit
+    }
+}
+
 /// The main claim: how busy the server was, and with what.
 fn capacity(d: &Diagnosis, run: &Report) -> String {
     let p = d.effective_parallelism;
@@ -181,54 +244,56 @@ fn capacity(d: &Diagnosis, run: &Report) -> String {
     } else {
         format!("at concurrency {c}")
     };
-    let queueing = waiting_pct.is_none_or(|w| w >= 20.0);
-    if !queueing {
-        format!("Little queueing: {wait_text} {at}; the server kept up with this load.")
-    } else if p < 0.5 {
-        format!(
+    match verdict(d, run) {
+        // Only reached when the generator check in `findings` was skipped; say the rest.
+        Verdict::GeneratorBound | Verdict::OtherLimit => {
+            let fewer = format!(
+                "Effective parallelism {p:.1} {at}; {wait_text}. The server works on about {p:.1} requests at once, fewer than it is offered{}",
+                d.server_cores
+                    .map(|n| format!(" and fewer than its {n} cores"))
+                    .unwrap_or_default()
+            );
+            match resources::idle_cpu_evidence(run) {
+                Some(evidence) => format!(
+                    "{fewer}, while {evidence}: a limit other than CPU (a lock, a connection pool, a worker count) is likely."
+                ),
+                None => format!(
+                    "{fewer}. authbench cannot see the server's CPU (not on this machine, no --server-pid or --scrape), so whether that limit is its CPU or a lock, a pool or a worker count is not known."
+                ),
+            }
+        }
+        Verdict::KeptUp => {
+            format!("Little queueing: {wait_text} {at}; the server kept up with this load.")
+        }
+        Verdict::Idle => format!(
             "The server was mostly idle: effective parallelism {p:.2} {at}; {wait_text}, and with the server this idle that waiting is not a queue for its work: it lies in the client, the network or connection setup, or is noise at these small service times."
-        )
-    } else if waiting_pct.is_some_and(|w| w < 50.0) {
+        ),
         // Below saturation the busy count reflects the offered load, not the server's
         // capacity: no conclusion about serialization or CPU can be drawn from it.
-        format!(
+        Verdict::NotSaturated => format!(
             "Some queueing, no saturation: {wait_text} {at}; the server was busy with {p:.1} requests at a time on average, which here reflects the offered load rather than a limit."
-        )
-    } else if let Some(cores) = d.server_cores.filter(|n| p >= 0.75 * *n as f64) {
-        format!(
-            "The server used its {cores} cores: effective parallelism {p:.1} {at}; {wait_text}. Waiting is queueing for CPU: capacity grows only with cores or instances (or a cheaper hash)."
-        )
-    } else if c >= 2 && p < 1.4 {
-        // On a busy loopback machine a server short of CPU looks like one that serializes:
-        // the figures cannot tell them apart, so both are said.
-        let caveat = match resources::busy_loopback_machine(run) {
-            Some(m) => format!(
-                " But this machine runs the target too, and its {m}: if the server itself used those cores, it is CPU-bound rather than serialized; these figures cannot tell which (--server-pid can)."
-            ),
-            None => String::new(),
-        };
-        format!(
-            "Requests are processed one at a time: effective parallelism {p:.1} {at}; {wait_text}. The server serializes its work (one worker or one event loop doing CPU-bound work such as hashing inline); more workers or hashing off the event loop would raise capacity, a lower bcrypt cost only hides it.{caveat}"
-        )
-    } else if let Some(m) = resources::busy_loopback_machine(run) {
-        format!(
-            "This machine's CPU was the limit: effective parallelism {p:.1} {at}; {wait_text}. The target runs on this machine (loopback) and its {m}: the server is CPU-bound here, and shares the cores with authbench; capacity grows only with cores (or a cheaper hash)."
-        )
-    } else {
-        let fewer = format!(
-            "Effective parallelism {p:.1} {at}; {wait_text}. The server works on about {p:.1} requests at once, fewer than it is offered{}",
-            d.server_cores
-                .map(|n| format!(" and fewer than its {n} cores"))
-                .unwrap_or_default()
-        );
-        match resources::idle_cpu_evidence(run) {
-            Some(evidence) => format!(
-                "{fewer}, while {evidence}: a limit other than CPU (a lock, a connection pool, a worker count) is likely."
-            ),
-            None => format!(
-                "{fewer}. authbench cannot see the server's CPU (not on this machine, no --server-pid or --scrape), so whether that limit is its CPU or a lock, a pool or a worker count is not known."
-            ),
+        ),
+        Verdict::UsesCores => format!(
+            "The server used its {} cores: effective parallelism {p:.1} {at}; {wait_text}. Waiting is queueing for CPU: capacity grows only with cores or instances (or a cheaper hash).",
+            d.server_cores.unwrap_or(0)
+        ),
+        Verdict::Serializes => {
+            // On a busy loopback machine a server short of CPU looks like one that
+            // serializes: the figures cannot tell them apart, so both are said.
+            let caveat = match resources::busy_loopback_machine(run) {
+                Some(m) => format!(
+                    " But this machine runs the target too, and its {m}: if the server itself used those cores, it is CPU-bound rather than serialized; these figures cannot tell which (--server-pid can)."
+                ),
+                None => String::new(),
+            };
+            format!(
+                "Requests are processed one at a time: effective parallelism {p:.1} {at}; {wait_text}. The server serializes its work (one worker or one event loop doing CPU-bound work such as hashing inline); more workers or hashing off the event loop would raise capacity, a lower bcrypt cost only hides it.{caveat}"
+            )
         }
+        Verdict::MachineCpu => format!(
+            "This machine's CPU was the limit: effective parallelism {p:.1} {at}; {wait_text}. The target runs on this machine (loopback) and its {}: the server is CPU-bound here, and shares the cores with authbench; capacity grows only with cores (or a cheaper hash).",
+            resources::busy_loopback_machine(run).unwrap_or_default()
+        ),
     }
 }
 

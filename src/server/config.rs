@@ -40,6 +40,9 @@ pub enum HashMode {
 pub struct ServerConfig {
     /// bcrypt cost factor (log2 of the rounds), valid 4..=31.
     pub cost: u32,
+    /// Another hash algorithm (argon2id, scrypt, PBKDF2, or bcrypt); `None`: bcrypt at
+    /// `cost`.
+    pub algorithm: Option<super::algorithm::Algorithm>,
     /// Value every `/auth/*` request must carry in `X-API-Key`.
     pub api_key: String,
     /// HS256 signing key. Random 32 bytes by default, so tokens from one
@@ -100,6 +103,7 @@ impl ServerConfig {
     pub fn new(cost: u32, api_key: impl Into<String>) -> Self {
         Self {
             cost,
+            algorithm: None,
             api_key: api_key.into(),
             jwt_secret: rand::random::<[u8; 32]>().to_vec(),
             hash_threads: default_hash_threads(),
@@ -127,6 +131,7 @@ impl fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerConfig")
             .field("cost", &self.cost)
+            .field("algorithm", &self.algorithm)
             .field("api_key", &format_args!("<{} bytes>", self.api_key.len()))
             .field(
                 "jwt_secret",

@@ -40,6 +40,9 @@ pub enum ServerError {
     /// The dummy hash used to equalise login timing could not be computed.
     #[error("could not compute the startup bcrypt hash")]
     Hash(#[source] bcrypt::BcryptError),
+    /// The configured hash algorithm refused its parameters or failed.
+    #[error("password hash: {0}")]
+    Algorithm(String),
     /// The listening socket could not be bound.
     #[error("could not bind {addr}")]
     Bind {

@@ -1,4 +1,5 @@
-//! bcrypt hashing and verifying, run where [`HashMode`] says.
+//! Password hashing and verifying (bcrypt, or the [`Algorithm`] configured), run where
+//! [`HashMode`] says.
 //!
 //! In [`HashMode::Pool`] every hash or verify first takes a permit from a
 //! semaphore of `hash_threads` permits and then runs on tokio's blocking
@@ -24,13 +25,14 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
+use super::algorithm::Algorithm;
 use super::config::HashMode;
 use super::error::{AuthError, ServerError};
 use super::store::User;
 
 pub(crate) struct Hasher {
     mode: HashMode,
-    cost: u32,
+    algorithm: Algorithm,
     permits: Arc<Semaphore>,
     /// A hash of a random password at the configured cost. Logins for an
     /// unknown email verify against it, so they cost one full bcrypt verify
@@ -40,13 +42,15 @@ pub(crate) struct Hasher {
 }
 
 impl Hasher {
-    /// Computes the dummy hash, so this takes one bcrypt hash at `cost`.
-    pub fn new(mode: HashMode, cost: u32, threads: usize) -> Result<Self, ServerError> {
+    /// Computes the dummy hash, so this takes one hash with `algorithm`.
+    pub fn new(mode: HashMode, algorithm: Algorithm, threads: usize) -> Result<Self, ServerError> {
         let dummy_password: [u8; 32] = rand::random();
-        let dummy_hash = bcrypt::hash(dummy_password, cost).map_err(ServerError::Hash)?;
+        let dummy_hash = algorithm
+            .hash(&dummy_password)
+            .map_err(|e| ServerError::Algorithm(e.to_string()))?;
         Ok(Self {
             mode,
-            cost,
+            algorithm,
             permits: Arc::new(Semaphore::new(threads)),
             dummy_hash: dummy_hash.into(),
         })
@@ -54,8 +58,8 @@ impl Hasher {
 
     /// Hashes a password that has already passed the length checks.
     pub async fn hash(&self, password: String) -> Result<String, AuthError> {
-        let cost = self.cost;
-        self.run(move || bcrypt::hash(password, cost))
+        let algorithm = self.algorithm;
+        self.run(move || algorithm.hash(password.as_bytes()))
             .await?
             .map_err(|_| AuthError::Internal)
     }
@@ -68,8 +72,9 @@ impl Hasher {
         user: Option<Arc<User>>,
     ) -> Result<Option<Arc<User>>, AuthError> {
         let dummy = Arc::clone(&self.dummy_hash);
+        let algorithm = self.algorithm;
         self.run(move || match user {
-            Some(user) => match bcrypt::verify(password, &user.password_hash) {
+            Some(user) => match algorithm.verify(password.as_bytes(), &user.password_hash) {
                 Ok(true) => Ok(Some(user)),
                 Ok(false) => Ok(None),
                 // Our own stored hash failed to parse: a bug, not bad input.
@@ -77,7 +82,7 @@ impl Hasher {
             },
             None => {
                 // Result ignored: only the time it takes matters.
-                let _ = bcrypt::verify(password, &dummy);
+                let _ = algorithm.verify(password.as_bytes(), &dummy);
                 Ok(None)
             }
         })

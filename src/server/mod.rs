@@ -14,11 +14,13 @@
 //!
 //! Layout: `config` (what can be set), `state` (checked config, shared
 //! parts), `store` (users), `sessions` (refresh-token families),
-//! `ratelimit` (per account and per IP), `hashing` (bcrypt, where it runs),
+//! `ratelimit` (per account and per IP), `algorithm` (bcrypt, argon2id, scrypt,
+//! PBKDF2 and their parameters), `hashing` (where the hashing runs),
 //! `jwt` (tokens), `extract` (API key, body and token checks), `handlers`
 //! (endpoints), `error` (errors to responses), `serve` (thread, runtime,
 //! shutdown), `tls` (HTTPS: the generated certificate and the TLS listener).
 
+pub mod algorithm;
 mod config;
 mod error;
 mod extract;

@@ -58,7 +58,13 @@ impl AppState {
         if cfg.rate_limit.enabled && cfg.rate_limit.window.is_zero() {
             return Err(ServerError::InvalidRateLimit);
         }
-        let hasher = Hasher::new(cfg.hash_mode, cfg.cost, cfg.hash_threads)?;
+        let algorithm = cfg
+            .algorithm
+            .unwrap_or(super::algorithm::Algorithm::Bcrypt { cost: cfg.cost });
+        algorithm
+            .check()
+            .map_err(|e| ServerError::Algorithm(e.to_string()))?;
+        let hasher = Hasher::new(cfg.hash_mode, algorithm, cfg.hash_threads)?;
         Ok(Self {
             inner: Arc::new(Shared {
                 api_key: cfg.api_key.into_bytes().into_boxed_slice(),

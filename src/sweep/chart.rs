@@ -1,5 +1,6 @@
 //! The sweep chart: flow latency (p50, p95) in the top panel and capacity estimate vs.
-//! measured throughput in the bottom one, both against the bcrypt cost, with OWASP's
+//! measured throughput (and the what-if capacity if hashing used every core) in the
+//! bottom one, both against the bcrypt cost, with OWASP's
 //! minimum cost marked. Drawn as SVG with plotters (SVG text needs no font files), and
 //! rasterized to PNG with resvg, which finds the system's fonts itself: without any font
 //! installed the PNG simply has no text (`scripts/setup.sh` installs DejaVu).
@@ -20,12 +21,26 @@ const HEIGHT: u32 = 760;
 const FONT: &str = "sans-serif";
 const OWASP_LABEL: &str = "OWASP minimum (10)";
 
-/// The x range: every swept cost and the OWASP line, with half a cost of margin.
+/// Where a row's value goes on the x axis: the bcrypt cost itself, or log2 of a swept
+/// parameter (its values double from one row to the next, as a cost does).
+fn xval(s: &Sweep, value: u32) -> f64 {
+    match s.config.param {
+        Some(_) => f64::from(value.max(1)).log2(),
+        None => f64::from(value),
+    }
+}
+
+/// The OWASP line's x.
+fn owasp_x(s: &Sweep) -> f64 {
+    xval(s, s.config.owasp_value.unwrap_or(OWASP_MIN_COST))
+}
+
+/// The x range: every swept value and the OWASP line, with half a step of margin.
 fn x_range(s: &Sweep) -> std::ops::Range<f64> {
-    let costs = s.rows.iter().map(|r| r.cost).chain([OWASP_MIN_COST]);
-    let lo = costs.clone().min().unwrap_or(OWASP_MIN_COST);
-    let hi = costs.max().unwrap_or(OWASP_MIN_COST);
-    (f64::from(lo) - 0.5)..(f64::from(hi) + 0.5)
+    let xs = s.rows.iter().map(|r| xval(s, r.cost)).chain([owasp_x(s)]);
+    let lo = xs.clone().fold(f64::INFINITY, f64::min);
+    let hi = xs.fold(f64::NEG_INFINITY, f64::max);
+    (lo - 0.5)..(hi + 0.5)
 }
 
 /// A log-scale y range around the positive values, with some headroom for the labels.
@@ -46,7 +61,7 @@ fn points(s: &Sweep, f: impl Fn(&super::SweepRow) -> Option<f64>) -> Vec<(f64, f
         .iter()
         .filter_map(|r| {
             f(r).filter(|v| v.is_finite() && *v > 0.0)
-                .map(|v| (f64::from(r.cost), v))
+                .map(|v| (xval(s, r.cost), v))
         })
         .collect()
 }
@@ -70,12 +85,40 @@ struct Series {
     points: Vec<(f64, f64)>,
 }
 
+/// The x axis: what it shows, whether it is log2 of the values, where OWASP's line is.
+struct XAxis {
+    desc: String,
+    log2: bool,
+    owasp: f64,
+    owasp_label: String,
+}
+
+fn x_axis(s: &Sweep) -> XAxis {
+    match &s.config.param {
+        Some(p) => XAxis {
+            desc: format!("{p} (log scale)"),
+            log2: true,
+            owasp: owasp_x(s),
+            owasp_label: format!(
+                "OWASP minimum ({})",
+                s.config.owasp_value.unwrap_or_default()
+            ),
+        },
+        None => XAxis {
+            desc: "bcrypt cost".into(),
+            log2: false,
+            owasp: owasp_x(s),
+            owasp_label: OWASP_LABEL.into(),
+        },
+    }
+}
+
 /// One panel: a series per `(label, color, points)`, plus the OWASP line.
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     caption: &str,
     y_desc: &str,
-    x: std::ops::Range<f64>,
+    (x, axis): (std::ops::Range<f64>, &XAxis),
     series: &[Series],
     legend: SeriesLabelPosition,
 ) -> anyhow::Result<()>
@@ -94,10 +137,16 @@ where
     let span = (x.end - x.start).ceil() as usize;
     chart
         .configure_mesh()
-        .x_desc("bcrypt cost")
+        .x_desc(axis.desc.as_str())
         .y_desc(y_desc)
         .x_labels(span * 2 + 2)
-        .x_label_formatter(&cost_label)
+        .x_label_formatter(&|v| {
+            if axis.log2 && !cost_label(v).is_empty() {
+                format!("{}", 2f64.powf(v.round()))
+            } else {
+                cost_label(v)
+            }
+        })
         .y_label_formatter(&|v| {
             if *v >= 1.0 {
                 format!("{v:.0}")
@@ -110,7 +159,7 @@ where
         .axis_desc_style((FONT, 14))
         .draw()
         .map_err(draw_err)?;
-    let owasp = f64::from(OWASP_MIN_COST);
+    let owasp = axis.owasp;
     chart
         .draw_series(LineSeries::new(
             [(owasp, y_lo), (owasp, y_hi)],
@@ -126,7 +175,7 @@ where
     };
     chart
         .draw_series(std::iter::once(Text::new(
-            OWASP_LABEL,
+            axis.owasp_label.clone(),
             (label_x, y_hi / 1.3),
             (FONT, 14)
                 .into_font()
@@ -168,7 +217,8 @@ pub fn svg(s: &Sweep) -> anyhow::Result<String> {
         let root = SVGBackend::with_string(&mut buf, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(draw_err)?;
         let title = format!(
-            "bcrypt cost sweep: {} flows, {} at once, {} hashing threads{}",
+            "{}: {} flows, {} at once, {} hashing threads{}",
+            super::report::title(s),
             s.config.flows,
             s.config.concurrency,
             s.config.hashing_threads,
@@ -177,11 +227,12 @@ pub fn svg(s: &Sweep) -> anyhow::Result<String> {
         let root = root.titled(&title, (FONT, 20)).map_err(draw_err)?;
         let (top, bottom) = root.split_vertically((HEIGHT - 40) / 2);
         let x = x_range(s);
+        let axis = x_axis(s);
         panel(
             &top,
             "Flow latency (log scale)",
             "flow time (ms)",
-            x.clone(),
+            (x.clone(), &axis),
             &[
                 Series {
                     label: "flow p50",
@@ -201,12 +252,21 @@ pub fn svg(s: &Sweep) -> anyhow::Result<String> {
             &bottom,
             "Capacity estimate and measured throughput (log scale)",
             "flows/s",
-            x,
+            (x, &axis),
             &[
                 Series {
-                    label: "capacity ≈ threads / (hashes per flow × hash time)",
+                    label: if s.config.spawn.is_some() {
+                        "capacity = parallelism / service time alone"
+                    } else {
+                        "capacity ≈ threads / (hashes per flow × hash time)"
+                    },
                     color: RGBColor(0, 140, 60),
                     points: points(s, |r| r.capacity_flows_per_s),
+                },
+                Series {
+                    label: "if hashing used every core",
+                    color: RGBColor(150, 60, 180),
+                    points: points(s, |r| r.capacity_if_parallel_flows_per_s),
                 },
                 Series {
                     label: "measured throughput",

@@ -13,6 +13,8 @@
 //! arithmetic; `runner` runs the costs and [`report`] renders and writes the results.
 
 pub mod chart;
+pub mod conclude;
+pub mod fit;
 pub mod report;
 mod runner;
 pub mod spawn;
@@ -29,7 +31,9 @@ pub use report::{capacity_note, markdown, terminal_table, write_sweep, Written};
 pub use runner::{measure_hash_ms, sweep};
 
 /// The version of the sweep JSON format.
-pub const SCHEMA: &str = "authbench.sweep/1";
+/// `/2` added the per-step service times, the hash fit, the per-cost verdict, the
+/// what-if capacity and the conclusion.
+pub const SCHEMA: &str = "authbench.sweep/2";
 
 /// OWASP's Password Storage Cheat Sheet: bcrypt work factor 10 or more.
 pub const OWASP_MIN_COST: u32 = 10;
@@ -76,6 +80,94 @@ pub fn parse_costs(s: &str) -> Result<Vec<u32>, String> {
     Ok(costs)
 }
 
+/// `sweep --param`: one parameter of one algorithm swept on the in-process server, the
+/// others at OWASP's minimum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamSweep {
+    /// The algorithm with its other parameters.
+    pub base: crate::server::algorithm::Algorithm,
+    /// The parameter's name in [`Algorithm::with`](crate::server::algorithm::Algorithm::with).
+    pub name: String,
+    /// The values, ascending.
+    pub values: Vec<u32>,
+}
+
+impl ParamSweep {
+    /// `argon2.m`, as the user wrote it.
+    pub fn label(&self) -> String {
+        format!("{}.{}", self.base.kind_name(), self.name)
+    }
+
+    /// The algorithm at `value`.
+    pub fn at(&self, value: u32) -> Result<crate::server::algorithm::Algorithm, String> {
+        self.base.with(&self.name, value)
+    }
+}
+
+/// Parses `argon2.m=8192..=65536` (a range doubles from its start: 8192, 16384, 32768,
+/// 65536), `pbkdf2.iterations=100k,600k,1m`, `scrypt.n=16384..=131072`,
+/// `bcrypt.cost=4..=12` (a bcrypt range counts up by one, like `--costs`).
+pub fn parse_param(s: &str) -> Result<ParamSweep, String> {
+    use crate::server::algorithm::{Algorithm, AlgorithmKind};
+    let example = "e.g. argon2.m=8192..=65536, scrypt.n=16384..=131072, pbkdf2.iterations=100k,600k or bcrypt.cost=4..=12";
+    let (key, values) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}': expected ALGORITHM.PARAMETER=VALUES, {example}"))?;
+    let (alg, name) = key
+        .trim()
+        .split_once('.')
+        .ok_or_else(|| format!("'{key}': expected ALGORITHM.PARAMETER, {example}"))?;
+    let kind = match alg.to_ascii_lowercase().as_str() {
+        "bcrypt" => AlgorithmKind::Bcrypt,
+        "argon2" | "argon2id" => AlgorithmKind::Argon2id,
+        "scrypt" => AlgorithmKind::Scrypt,
+        "pbkdf2" => AlgorithmKind::Pbkdf2,
+        other => {
+            return Err(format!(
+                "unknown algorithm '{other}': bcrypt, argon2, scrypt or pbkdf2"
+            ))
+        }
+    };
+    let base = Algorithm::owasp(kind);
+    let name = name.trim().to_ascii_lowercase();
+    let num = |p: &str| -> Result<u32, String> {
+        crate::units::parse_count(p.trim())
+            .ok()
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| format!("'{}' is not a whole number ({example})", p.trim()))
+    };
+    let mut v: Vec<u32> = if let Some((a, b)) = values.split_once("..") {
+        let (a, b) = (num(a)?, num(b.trim_start_matches('='))?);
+        if a == 0 || b < a {
+            return Err(format!("'{values}' is an empty range"));
+        }
+        if kind == AlgorithmKind::Bcrypt {
+            (a..=b).collect()
+        } else {
+            std::iter::successors(Some(u64::from(a)), |x| Some(x * 2))
+                .take_while(|x| *x <= u64::from(b))
+                .map(|x| x as u32)
+                .collect()
+        }
+    } else {
+        values.split(',').map(num).collect::<Result<_, _>>()?
+    };
+    v.sort_unstable();
+    v.dedup();
+    let sweep = ParamSweep {
+        base,
+        name,
+        values: v,
+    };
+    for &x in &sweep.values {
+        sweep.at(x)?;
+    }
+    if sweep.values.is_empty() {
+        return Err(format!("'{s}' names no value"));
+    }
+    Ok(sweep)
+}
+
 /// Options of `authbench sweep`.
 #[derive(Debug, Clone)]
 pub struct SweepOptions {
@@ -97,6 +189,9 @@ pub struct SweepOptions {
     pub hashing_threads: usize,
     /// Start the user's service per cost instead of the in-process server.
     pub spawn: Option<spawn::SpawnOptions>,
+    /// Sweep one parameter of an algorithm instead of the bcrypt cost (in-process);
+    /// `costs` is then ignored.
+    pub param: Option<ParamSweep>,
 }
 
 impl Default for SweepOptions {
@@ -111,6 +206,7 @@ impl Default for SweepOptions {
             hashes_per_flow: 2.0,
             hashing_threads: crate::cores(),
             spawn: None,
+            param: None,
         }
     }
 }
@@ -154,8 +250,10 @@ pub enum HashSource {
     Measured,
     /// `--hash-time-ms`, as the user stated it for their service.
     Given,
-    /// A spawned service whose hash time is unknown.
+    /// A spawned service whose hash time could not be measured ([`fit`] says why).
     External,
+    /// A spawned service's hash time, fitted from its service times over the costs.
+    Fitted,
 }
 
 /// The figures of one cost.
@@ -175,10 +273,40 @@ pub struct SweepRow {
     pub total_flows: u64,
     /// Finished flows per second of wall time.
     pub flows_per_s: f64,
-    /// `hashing_threads / (hashes_per_flow × hash time)`; `null` without a hash time.
+    /// In-process (or `--hash-time-ms`): `hashing_threads / (hashes_per_flow × hash
+    /// time)`. A spawned service: measured effective parallelism / flow service time.
+    /// `null` when neither is known.
     pub capacity_flows_per_s: Option<f64>,
     /// This cost's run was interrupted.
     pub partial: bool,
+    /// Each step's service time alone (the run's calibration flows), in scenario order.
+    #[serde(default)]
+    pub steps: Vec<fit::StepService>,
+    /// A flow's service time alone (the sum of `steps`), ms.
+    #[serde(default)]
+    pub flow_service_ms: Option<f64>,
+    /// Requests the service worked on at once in the run (Little's law).
+    #[serde(default)]
+    pub effective_parallelism: Option<f64>,
+    /// What limited the service in this cost's run.
+    #[serde(default)]
+    pub verdict: Option<crate::diagnosis::Verdict>,
+    /// Hashing per flow (hashes per flow × hash time), ms.
+    #[serde(default)]
+    pub flow_hash_ms: Option<f64>,
+    /// The rest of a flow's service time: the floor a lower cost cannot remove, ms.
+    #[serde(default)]
+    pub floor_ms: Option<f64>,
+    /// The capacity is a lower bound: the load did not saturate the service.
+    #[serde(default)]
+    pub capacity_is_lower_bound: bool,
+    /// What-if: the capacity if hashing used every core of this machine and the rest of
+    /// the work kept its measured parallelism; `null` when not computable.
+    #[serde(default)]
+    pub capacity_if_parallel_flows_per_s: Option<f64>,
+    /// Below the OWASP Password Storage Cheat Sheet's minimum for the algorithm.
+    #[serde(default)]
+    pub below_owasp: bool,
 }
 
 /// How the sweep was set up.
@@ -196,9 +324,19 @@ pub struct SweepConfig {
     pub target: Option<String>,
     /// The `--spawn` command template (with `{cost}`); `null` for the in-process server.
     pub spawn: Option<String>,
+    /// `sweep --param`: the parameter swept (`argon2.m`); each row's `cost` is then its
+    /// value. `null`: the bcrypt cost.
+    #[serde(default)]
+    pub param: Option<String>,
+    /// `sweep --param`: the algorithm at its other parameters (`argon2id m=19456,t=2,p=1`).
+    #[serde(default)]
+    pub algorithm: Option<String>,
+    /// `sweep --param`: OWASP's minimum value of the parameter swept.
+    #[serde(default)]
+    pub owasp_value: Option<u32>,
 }
 
-/// A whole sweep: this struct is the JSON format (`authbench.sweep/1`).
+/// A whole sweep: this struct is the JSON format (`authbench.sweep/2`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sweep {
     /// Always [`SCHEMA`].
@@ -211,6 +349,12 @@ pub struct Sweep {
     pub config: SweepConfig,
     /// One row per cost that ran, ascending.
     pub rows: Vec<SweepRow>,
+    /// The fit of each step's service time to `a + b·2^cost`.
+    #[serde(default)]
+    pub fit: Option<fit::HashFit>,
+    /// What the sweep says as a whole.
+    #[serde(default)]
+    pub conclusion: Option<conclude::Conclusion>,
 }
 
 /// `threads / (hashes_per_flow × hash_s)`: the flows per second the hashing threads can
@@ -242,6 +386,32 @@ mod tests {
             assert!(parse_costs(bad).is_err(), "{bad}");
         }
         assert!(parse_costs("3..=5").unwrap_err().contains("outside"));
+    }
+
+    #[test]
+    fn params() {
+        let p = parse_param("argon2.m=8192..=65536").unwrap();
+        assert_eq!(p.values, [8192, 16384, 32768, 65536]);
+        assert_eq!(p.label(), "argon2.m");
+        let p = parse_param("pbkdf2.iterations=100k,600k").unwrap();
+        assert_eq!(p.values, [100_000, 600_000]);
+        assert_eq!(parse_param("bcrypt.cost=4..=6").unwrap().values, [4, 5, 6]);
+        assert_eq!(
+            parse_param("scrypt.n=16384..=131072").unwrap().values,
+            [16384, 32768, 65536, 131072]
+        );
+        for bad in [
+            "argon2",
+            "argon2.m",
+            "md5.rounds=1",
+            "argon2.x=1",
+            "argon2.m=9..=1",
+            "scrypt.n=1000",
+            "bcrypt.cost=40",
+            "pbkdf2.iterations=abc",
+        ] {
+            assert!(parse_param(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -11,24 +11,36 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use super::{
-    capacity, now_rfc3339, spawn, HashSource, Sweep, SweepConfig, SweepError, SweepOptions,
-    SweepRow, COST_RANGE, SCHEMA,
+    capacity, conclude, fit, now_rfc3339, spawn, HashSource, Sweep, SweepConfig, SweepError,
+    SweepOptions, SweepRow, COST_RANGE, SCHEMA,
 };
 use crate::options::{RunOptions, ScenarioSource};
 use crate::report::Report;
+use crate::server::algorithm::Algorithm;
 
 /// Median time of a few `bcrypt::hash` calls at `cost`, in ms, on a blocking thread (so
 /// the caller's executor keeps running). Fewer samples at high costs, where one hash is
 /// already long enough to be stable.
 pub async fn measure_hash_ms(cost: u32) -> anyhow::Result<f64> {
-    let samples = if cost <= 10 { 5 } else { 3 };
+    measure_algorithm_ms(Algorithm::Bcrypt { cost }).await
+}
+
+/// Median time of a few hashes with `algorithm`, in ms, on a blocking thread. One hash
+/// first, untimed (allocator and cache warm-up); fewer samples when a hash is long.
+pub async fn measure_algorithm_ms(algorithm: Algorithm) -> anyhow::Result<f64> {
     tokio::task::spawn_blocking(move || -> anyhow::Result<f64> {
+        let once = || -> anyhow::Result<f64> {
+            let start = Instant::now();
+            algorithm
+                .hash(b"authbench-sweep-password")
+                .with_context(|| format!("{algorithm} could not hash"))?;
+            Ok(start.elapsed().as_secs_f64() * 1e3)
+        };
+        let first = once()?;
+        let samples = if first < 60.0 { 5 } else { 3 };
         let mut times = Vec::with_capacity(samples);
         for _ in 0..samples {
-            let start = Instant::now();
-            bcrypt::hash("authbench-sweep-password", cost)
-                .with_context(|| format!("bcrypt could not hash at cost {cost}"))?;
-            times.push(start.elapsed().as_secs_f64() * 1e3);
+            times.push(once()?);
         }
         Ok(median(&mut times))
     })
@@ -74,6 +86,43 @@ pub(crate) async fn drive_with_stop<T>(
     body.await
 }
 
+/// OWASP's value of the parameter `p` sweeps (19456 for `argon2.m`).
+fn owasp_value(p: &super::ParamSweep) -> Option<u32> {
+    use crate::server::algorithm::Algorithm as A;
+    match (Algorithm::owasp(p.base.kind()), p.name.as_str()) {
+        (A::Bcrypt { cost }, "cost") => Some(cost),
+        (A::Argon2id { m, .. }, "m") => Some(m),
+        (A::Argon2id { t, .. }, "t") => Some(t),
+        (A::Argon2id { p, .. } | A::Scrypt { p, .. }, "p") => Some(p),
+        (A::Scrypt { n, .. }, "n") => Some(n),
+        (A::Scrypt { r, .. }, "r") => Some(r),
+        (A::Pbkdf2 { iterations }, "iterations") => Some(iterations),
+        _ => None,
+    }
+}
+
+/// Checks `--target` before anything is started: a typo must not cost a service start.
+pub(crate) fn check_target(target: &str) -> Result<(), SweepError> {
+    match reqwest::Url::parse(target) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
+        _ => Err(SweepError::Config(format!(
+            "--target '{target}' must be an http:// or https:// URL, e.g. http://127.0.0.1:8007"
+        ))),
+    }
+}
+
+/// Checks a `--spawn` command and its target before anything is started.
+pub(crate) fn check_spawn(sp: &spawn::SpawnOptions) -> Result<(), SweepError> {
+    check_target(&sp.target)?;
+    if !sp.command.contains("{cost}") {
+        return Err(SweepError::Config(format!(
+            "--spawn '{}' has no {{cost}}: every cost would start the same service",
+            sp.command
+        )));
+    }
+    Ok(())
+}
+
 /// Runs the sweep. `stop` resolving interrupts the current cost's run (it is recorded as
 /// partial), stops a spawned service, and ends the sweep; the result is marked partial.
 /// `progress` gets one line per step, for the terminal.
@@ -82,10 +131,26 @@ pub async fn sweep(
     stop: impl Future<Output = ()>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Sweep, SweepError> {
-    if opts.costs.is_empty() {
+    if let Some(p) = &opts.param {
+        if opts.spawn.is_some() {
+            return Err(SweepError::Config(
+                "--param sweeps the in-process server; with --spawn, put the parameter in the command with {cost}".into(),
+            ));
+        }
+        if p.values.is_empty() {
+            return Err(SweepError::Config("--param names no value".into()));
+        }
+        for v in &p.values {
+            p.at(*v).map_err(SweepError::Config)?;
+        }
+    } else if opts.costs.is_empty() {
         return Err(SweepError::Config("--costs names no cost".into()));
     }
-    if let Some(bad) = opts.costs.iter().find(|c| !COST_RANGE.contains(c)) {
+    if let Some(bad) = opts
+        .costs
+        .iter()
+        .find(|c| opts.param.is_none() && !COST_RANGE.contains(c))
+    {
         return Err(SweepError::Config(format!(
             "cost {bad} is outside bcrypt's range 4..=31"
         )));
@@ -96,29 +161,21 @@ pub async fn sweep(
         ));
     }
     if let Some(sp) = &opts.spawn {
-        // Checked before anything is started: a typo must not cost a service start.
-        match reqwest::Url::parse(&sp.target) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
-            _ => {
-                return Err(SweepError::Config(format!(
-                    "--target '{}' must be an http:// or https:// URL, e.g. http://127.0.0.1:8007",
-                    sp.target
-                )))
-            }
-        }
-        if !sp.command.contains("{cost}") {
-            return Err(SweepError::Config(format!(
-                "--spawn '{}' has no {{cost}}: every cost would start the same service",
-                sp.command
-            )));
-        }
+        check_spawn(sp)?;
     }
+    let values = match &opts.param {
+        Some(p) => p.values.clone(),
+        None => opts.costs.clone(),
+    };
     let scenario = crate::load_scenario(&opts.scenario).map_err(|e| SweepError::Run {
-        cost: opts.costs[0],
+        cost: values[0],
         source: e,
     })?;
     let config = SweepConfig {
-        costs: opts.costs.clone(),
+        costs: values.clone(),
+        param: opts.param.as_ref().map(|p| p.label()),
+        owasp_value: opts.param.as_ref().and_then(owasp_value),
+        algorithm: opts.param.as_ref().map(|p| p.base.to_string()),
         flows: opts.flows,
         concurrency: opts.concurrency,
         timeout_ms: u64::try_from(opts.timeout.as_millis()).unwrap_or(u64::MAX),
@@ -134,7 +191,25 @@ pub async fn sweep(
         }),
     };
     let (tx, rx) = watch::channel(false);
-    let (rows, partial) = drive_with_stop(stop, tx, sweep_costs(opts, rx, progress)).await?;
+    let (mut rows, partial) = drive_with_stop(stop, tx, sweep_costs(opts, rx, progress)).await?;
+    let axis = match &opts.param {
+        Some(p) if p.name != "cost" => fit::Axis::Linear,
+        _ => fit::Axis::Pow2,
+    };
+    let fit = fit::fit_on(
+        &rows
+            .iter()
+            .filter(|r| !r.partial)
+            .map(|r| (r.cost, r.steps.clone()))
+            .collect::<Vec<_>>(),
+        axis,
+    );
+    conclude::apply(&mut rows, &fit, opts.hashes_per_flow, crate::cores());
+    let what = opts
+        .param
+        .as_ref()
+        .map_or_else(|| "cost".to_string(), |p| p.label());
+    let conclusion = conclude::conclude_as(&rows, &fit, &what);
     Ok(Sweep {
         schema: SCHEMA.into(),
         tool: format!("authbench {}", env!("CARGO_PKG_VERSION")),
@@ -142,6 +217,8 @@ pub async fn sweep(
         partial,
         config,
         rows,
+        fit: Some(fit),
+        conclusion,
     })
 }
 
@@ -151,7 +228,11 @@ async fn sweep_costs(
     progress: &mut dyn FnMut(&str),
 ) -> Result<(Vec<SweepRow>, bool), SweepError> {
     let mut rows = Vec::new();
-    for &cost in &opts.costs {
+    let values = match &opts.param {
+        Some(p) => p.values.clone(),
+        None => opts.costs.clone(),
+    };
+    for cost in values {
         if *stop.borrow() {
             return Ok((rows, true));
         }
@@ -159,8 +240,12 @@ async fn sweep_costs(
             None => sweep_in_process(opts, cost, &stop, progress).await?,
             Some(sp) => sweep_spawned(opts, sp, cost, &stop, progress).await?,
         };
-        let Some(row) = row else {
+        let Some(mut row) = row else {
             return Ok((rows, true));
+        };
+        row.below_owasp = match &opts.param {
+            Some(p) => p.at(cost).is_ok_and(|a| a.below_owasp()),
+            None => cost < super::OWASP_MIN_COST,
         };
         let interrupted = row.partial;
         rows.push(row);
@@ -181,6 +266,10 @@ fn run_options(opts: &SweepOptions, cost: u32) -> RunOptions {
     )
 }
 
+/// Flows run alone before each cost's run: the median of their steps is the service time
+/// the hash fit and the diagnosis rest on.
+pub(crate) const CALIBRATION_FLOWS: u64 = 5;
+
 /// The options of one quiet run against the in-process server at `cost` (sweep and tune).
 pub(crate) fn in_process_run(
     cost: u32,
@@ -199,6 +288,7 @@ pub(crate) fn in_process_run(
         connect_timeout: connect_timeout.min(timeout),
         scenario: scenario.clone(),
         progress: false,
+        calibration_flows: CALIBRATION_FLOWS,
         ..RunOptions::default()
     }
 }
@@ -210,17 +300,32 @@ async fn sweep_in_process(
     stop: &watch::Receiver<bool>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Option<SweepRow>, SweepError> {
-    progress(&format!("cost {cost}: timing bcrypt alone"));
+    let (algorithm, label) = match &opts.param {
+        Some(p) => (
+            p.at(cost).map_err(SweepError::Config)?,
+            format!("{} {cost}", p.label()),
+        ),
+        None => (Algorithm::Bcrypt { cost }, format!("cost {cost}")),
+    };
+    progress(&format!("{label}: timing {algorithm} alone"));
     // Measured before the load run, never during it: both would compete for the cores.
-    let hash_ms = measure_hash_ms(cost).await?;
+    let hash_ms = measure_algorithm_ms(algorithm).await?;
     if *stop.borrow() {
         return Ok(None);
     }
     progress(&format!(
-        "cost {cost}: {hash_ms:.1} ms per hash; running {} flows",
+        "{label}: {hash_ms:.1} ms per hash; running {} flows",
         opts.flows
     ));
-    let result = crate::run(&run_options(opts, cost), stop_future(stop))
+    let run_opts = match &opts.param {
+        // The row's "cost" is the parameter's value: the server's bcrypt cost stays valid.
+        Some(_) => RunOptions {
+            algorithm: Some(algorithm),
+            ..run_options(opts, crate::server::DEFAULT_COST)
+        },
+        None => run_options(opts, cost),
+    };
+    let result = crate::run(&run_opts, stop_future(stop))
         .await
         .map_err(|e| SweepError::Run { cost, source: e })?;
     Ok(Some(row_of(
@@ -232,14 +337,16 @@ async fn sweep_in_process(
     )))
 }
 
-/// One cost against the user's service, started for this cost and stopped after it.
-async fn sweep_spawned(
-    opts: &SweepOptions,
+/// Starts the user's service at `cost`, waits until it answers, runs `run_opts` (aimed at
+/// it here) and stops its whole process group on every way out. `None` when stopped
+/// before the run started. Shared by sweep and tune.
+pub(crate) async fn run_spawned(
     sp: &spawn::SpawnOptions,
     cost: u32,
+    run_opts: RunOptions,
     stop: &watch::Receiver<bool>,
     progress: &mut dyn FnMut(&str),
-) -> Result<Option<SweepRow>, SweepError> {
+) -> Result<Option<Report>, SweepError> {
     let command = sp.command.replace("{cost}", &cost.to_string());
     progress(&format!("cost {cost}: starting `{command}`"));
     let spawn_err = |source| SweepError::Spawn { cost, source };
@@ -269,28 +376,42 @@ async fn sweep_spawned(
             return Ok(None);
         }
     }
-    progress(&format!("cost {cost}: ready; running {} flows", opts.flows));
+    progress(&format!(
+        "cost {cost}: ready; running {} flows",
+        run_opts.flows
+    ));
     let run_opts = RunOptions {
         target: Some(sp.target.clone()),
         api_key: sp.api_key.clone(),
         tls: sp.tls.clone(),
-        ..run_options(opts, cost)
+        ..run_opts
     };
     let result = crate::run(&run_opts, stop_future(stop)).await;
     group.stop(spawn::STOP_GRACE).await;
-    let result = result.map_err(|e| SweepError::Run { cost, source: e })?;
+    Ok(Some(
+        result
+            .map_err(|e| SweepError::Run { cost, source: e })?
+            .report,
+    ))
+}
+
+/// One cost against the user's service, started for this cost and stopped after it.
+async fn sweep_spawned(
+    opts: &SweepOptions,
+    sp: &spawn::SpawnOptions,
+    cost: u32,
+    stop: &watch::Receiver<bool>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Option<SweepRow>, SweepError> {
+    let Some(report) = run_spawned(sp, cost, run_options(opts, cost), stop, progress).await? else {
+        return Ok(None);
+    };
     let source = if sp.hash_time_ms.is_some() {
         HashSource::Given
     } else {
         HashSource::External
     };
-    Ok(Some(row_of(
-        cost,
-        sp.hash_time_ms,
-        source,
-        &result.report,
-        opts,
-    )))
+    Ok(Some(row_of(cost, sp.hash_time_ms, source, &report, opts)))
 }
 
 fn row_of(
@@ -301,6 +422,7 @@ fn row_of(
     opts: &SweepOptions,
 ) -> SweepRow {
     let lat = |v: f64| (r.flow.count > 0).then_some(v);
+    let d = r.diagnosis.as_ref();
     SweepRow {
         cost,
         hash_ms,
@@ -315,6 +437,26 @@ fn row_of(
         capacity_flows_per_s: hash_ms
             .and_then(|ms| capacity(opts.hashing_threads, opts.hashes_per_flow, ms / 1e3)),
         partial: r.partial,
+        steps: d
+            .map(|d| {
+                d.steps
+                    .iter()
+                    .map(|s| fit::StepService {
+                        name: s.name.clone(),
+                        service_ms: s.service_time_ms,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        flow_service_ms: d.map(|d| d.flow_service_time_ms),
+        effective_parallelism: d.map(|d| d.effective_parallelism),
+        verdict: d.map(|d| crate::diagnosis::verdict(d, r)),
+        // Filled by `conclude::apply` once every cost has run.
+        flow_hash_ms: None,
+        floor_ms: None,
+        capacity_is_lower_bound: false,
+        capacity_if_parallel_flows_per_s: None,
+        below_owasp: false,
     }
 }
 

@@ -8,6 +8,7 @@ mod diagnosis;
 mod distributed;
 mod feeder;
 mod gate;
+mod hashfit;
 mod html;
 mod load;
 mod outage;

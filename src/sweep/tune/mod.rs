@@ -3,7 +3,11 @@
 //! Each +1 in cost doubles the time of a hash, so whether a cost meets a latency or
 //! throughput SLO is monotonic in the cost: a binary search over the range finds the
 //! highest passing cost in about log2(range) probes, each a real run against the
-//! in-process server. The search itself ([`Search`], [`find_highest`]) does no I/O, so it
+//! in-process server or the user's service started at that cost (`--spawn`, with the
+//! sweep's process-group handling); the recommendation is then confirmed by one more run.
+//! A running service whose cost cannot change (`--target` alone) is probed at rising
+//! concurrency instead: the answer is the concurrency at which its current cost meets
+//! the SLO. The search itself ([`Search`], [`find_highest`]) does no I/O, so it
 //! is tested with a fake measurement.
 //!
 //! It never goes below OWASP's minimum of 10 unless `--allow-weak` says so: when 10 misses
@@ -19,15 +23,49 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::runner::{drive_with_stop, in_process_run, stop_future};
-use super::{capacity, SweepError, OWASP_MIN_COST};
+use super::conclude::{saturated, what_if_capacity};
+use super::fit::{self, HashFit, StepService};
+use super::runner::{
+    check_spawn, check_target, drive_with_stop, in_process_run, run_spawned, stop_future,
+};
+use super::{capacity, spawn, SweepError, OWASP_MIN_COST};
+use crate::diagnosis::Verdict;
 use crate::gate::{Metric, Op, Threshold, ThresholdResult};
-use crate::options::ScenarioSource;
+use crate::options::{RunOptions, ScenarioSource, TlsOptions};
+use crate::report::Report;
 
 pub use report::{markdown, terminal, write_tune};
 
 /// The version of the tune JSON format.
-pub const SCHEMA: &str = "authbench.tune/1";
+/// `/2`: the target (in-process, spawned, running), the probes' measured service times,
+/// parallelism, verdict and capacities, the hash fit, the confirming run, and the
+/// concurrency levels of a running service.
+pub const SCHEMA: &str = "authbench.tune/2";
+
+/// Where the probes run.
+#[derive(Debug, Clone, Default)]
+pub enum TuneTarget {
+    /// The in-process reference server, started per probe at the probe's cost.
+    #[default]
+    InProcess,
+    /// The user's service, started per probe at the probe's cost (`--spawn CMD --target URL`).
+    Spawn(spawn::SpawnOptions),
+    /// A running service whose cost cannot change (`--target URL` alone).
+    Running {
+        target: String,
+        api_key: Option<String>,
+        tls: TlsOptions,
+    },
+}
+
+/// Which kind of target a tune ran against, in its JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TuneMode {
+    InProcess,
+    Spawn,
+    Running,
+}
 
 /// Options of `authbench tune`.
 #[derive(Debug, Clone)]
@@ -46,6 +84,8 @@ pub struct TuneOptions {
     pub allow_weak: bool,
     pub hashes_per_flow: f64,
     pub hashing_threads: usize,
+    /// Where the probes run.
+    pub target: TuneTarget,
 }
 
 impl Default for TuneOptions {
@@ -62,6 +102,7 @@ impl Default for TuneOptions {
             allow_weak: false,
             hashes_per_flow: 2.0,
             hashing_threads: crate::cores(),
+            target: TuneTarget::InProcess,
         }
     }
 }
@@ -89,12 +130,17 @@ pub fn search_range(min_cost: u32, max_cost: u32, allow_weak: bool) -> Result<(u
     Ok((floor, max_cost))
 }
 
-/// One run at one cost.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One run at one cost (or, for a running service, at one concurrency).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Probe {
+    /// The cost; 0 for a running service (its cost is not known).
     pub cost: u32,
-    /// Median time of one hash at this cost here, ms.
-    pub hash_ms: f64,
+    /// Flows in flight at once.
+    #[serde(default)]
+    pub concurrency: usize,
+    /// Time of one hash at this cost, ms: measured here (in-process) or fitted from the
+    /// probes' service times (spawned); `null` when not measurable.
+    pub hash_ms: Option<f64>,
     /// Every SLO held.
     pub passed: bool,
     pub slos: Vec<ThresholdResult>,
@@ -104,6 +150,24 @@ pub struct Probe {
     pub flows_per_s: f64,
     /// The run was interrupted.
     pub partial: bool,
+    /// Each step's service time alone (the run's calibration flows).
+    #[serde(default)]
+    pub steps: Vec<StepService>,
+    /// A flow's service time alone, ms.
+    #[serde(default)]
+    pub flow_service_ms: Option<f64>,
+    /// Requests the service worked on at once (Little's law).
+    #[serde(default)]
+    pub effective_parallelism: Option<f64>,
+    #[serde(default)]
+    pub verdict: Option<Verdict>,
+    /// In-process: hashing threads / (hashes per flow × hash time). Otherwise: effective
+    /// parallelism / flow service time (a lower bound when the run did not saturate).
+    #[serde(default)]
+    pub capacity_flows_per_s: Option<f64>,
+    /// What-if: the capacity if hashing used every core (spawned services that serialize).
+    #[serde(default)]
+    pub capacity_if_parallel_flows_per_s: Option<f64>,
 }
 
 /// A binary search for the highest passing cost in `lo..=hi`, as a state machine: ask
@@ -181,8 +245,10 @@ pub fn advice(
     hashes_per_flow: f64,
     concurrency: usize,
 ) -> Vec<String> {
-    let t = probe.hash_ms / 1e3;
     let mut out = Vec::new();
+    let Some(t) = probe.hash_ms.map(|h| h / 1e3) else {
+        return out;
+    };
     let Some(cap) = capacity(threads, hashes_per_flow, t) else {
         return out;
     };
@@ -270,9 +336,21 @@ pub struct Tune {
     pub recommended: Option<u32>,
     /// When nothing met the SLOs: what would, with the arithmetic.
     pub advice: Vec<String>,
+    pub mode: TuneMode,
+    /// The service's URL; `null` in-process.
+    pub target: Option<String>,
+    /// The `--spawn` template; `null` unless spawned.
+    pub spawn: Option<String>,
+    /// The fit of the spawned probes' service times to `a + b·2^cost`.
+    pub fit: Option<HashFit>,
+    /// A second run at the recommended cost: the recommendation holds when it passes too.
+    pub confirmation: Option<Probe>,
+    /// A running service: the highest concurrency probed at which every SLO held.
+    pub meets_up_to_concurrency: Option<usize>,
 }
 
-/// Runs the search against the in-process server. `stop` ends it early (partial).
+/// Runs the tune: a cost search (in-process or spawned) or, for a running service, a
+/// concurrency search. `stop` ends it early (partial).
 pub async fn tune(
     opts: &TuneOptions,
     stop: impl Future<Output = ()>,
@@ -285,6 +363,11 @@ pub async fn tune(
     }
     let (floor, max) =
         search_range(opts.min_cost, opts.max_cost, opts.allow_weak).map_err(SweepError::Config)?;
+    match &opts.target {
+        TuneTarget::InProcess => {}
+        TuneTarget::Spawn(sp) => check_spawn(sp)?,
+        TuneTarget::Running { target, .. } => check_target(target)?,
+    }
     let scenario = crate::load_scenario(&opts.scenario).map_err(|e| SweepError::Run {
         cost: floor,
         source: e,
@@ -292,24 +375,69 @@ pub async fn tune(
     let slos = crate::gate::parse_all(&opts.slos, &scenario.step_names())
         .map_err(|e| SweepError::Config(e.to_string()))?;
     let (tx, rx) = watch::channel(false);
-    let (search, mut probes, partial) =
-        drive_with_stop(stop, tx, run_search(opts, &slos, floor, max, rx, progress)).await?;
-    probes.sort_by_key(|p| p.cost);
-    let advice = match (search.best(), probes.iter().find(|p| p.cost == floor)) {
-        (None, Some(p)) if !partial => advice(
-            p,
-            &slos,
-            opts.hashing_threads,
-            opts.hashes_per_flow,
-            opts.concurrency,
-        ),
+    let mut outcome = drive_with_stop(stop, tx, async {
+        match &opts.target {
+            TuneTarget::Running { .. } => run_levels(opts, &slos, rx, progress).await,
+            _ => run_search(opts, &slos, floor, max, rx, progress).await,
+        }
+    })
+    .await?;
+    outcome.probes.sort_by_key(|p| (p.cost, p.concurrency));
+    let fit = match opts.target {
+        TuneTarget::Spawn(_) => {
+            let f = fit::fit(
+                &outcome
+                    .probes
+                    .iter()
+                    .filter(|p| !p.partial)
+                    .map(|p| (p.cost, p.steps.clone()))
+                    .collect::<Vec<_>>(),
+            );
+            for p in outcome
+                .probes
+                .iter_mut()
+                .chain(outcome.confirmation.as_mut())
+            {
+                fill_spawned(p, &f);
+            }
+            Some(f)
+        }
+        _ => None,
+    };
+    let running = matches!(opts.target, TuneTarget::Running { .. });
+    let advice = match (
+        outcome.best,
+        outcome.probes.iter().find(|p| p.cost == floor),
+    ) {
+        (None, Some(p)) if !outcome.partial && !running => {
+            // A spawned service's threads are what it showed, not an assumption.
+            let threads = match opts.target {
+                TuneTarget::Spawn(_) => p
+                    .effective_parallelism
+                    .map_or(1, |x| (x.round() as usize).max(1)),
+                _ => opts.hashing_threads,
+            };
+            advice(p, &slos, threads, opts.hashes_per_flow, opts.concurrency)
+        }
         _ => Vec::new(),
+    };
+    let (mode, target, spawn) = match &opts.target {
+        TuneTarget::InProcess => (TuneMode::InProcess, None, None),
+        TuneTarget::Spawn(sp) => (
+            TuneMode::Spawn,
+            Some(sp.target.clone()),
+            Some(match sp.api_key.as_deref() {
+                Some(k) if !k.is_empty() => sp.command.replace(k, "<api-key>"),
+                _ => sp.command.clone(),
+            }),
+        ),
+        TuneTarget::Running { target, .. } => (TuneMode::Running, Some(target.clone()), None),
     };
     Ok(Tune {
         schema: SCHEMA.into(),
         tool: format!("authbench {}", env!("CARGO_PKG_VERSION")),
         generated_at: super::now_rfc3339(),
-        partial,
+        partial: outcome.partial,
         slos: opts.slos.clone(),
         flows: opts.flows,
         concurrency: opts.concurrency,
@@ -320,10 +448,167 @@ pub async fn tune(
         hashing_threads: opts.hashing_threads,
         hashes_per_flow: opts.hashes_per_flow,
         cores: crate::cores(),
-        probes,
-        recommended: search.best(),
+        probes: outcome.probes,
+        recommended: if running { None } else { outcome.best },
         advice,
+        mode,
+        target,
+        spawn,
+        fit,
+        confirmation: outcome.confirmation,
+        meets_up_to_concurrency: if running {
+            outcome.best.map(|c| c as usize)
+        } else {
+            None
+        },
     })
+}
+
+/// A spawned probe's hash time (fitted), capacity from its parallelism, and what-if.
+fn fill_spawned(p: &mut Probe, f: &HashFit) {
+    p.hash_ms = f.hash_ms(p.cost);
+    p.capacity_flows_per_s = match (p.effective_parallelism, p.flow_service_ms) {
+        (Some(x), Some(s)) if x > 0.0 && s > 0.0 => Some(x / (s / 1e3)),
+        _ => None,
+    };
+    p.capacity_if_parallel_flows_per_s = match (
+        f.flow_hash_ms(p.cost),
+        p.flow_service_ms,
+        p.effective_parallelism,
+    ) {
+        (Some(h), Some(s), Some(x)) => what_if_capacity(
+            p.verdict,
+            h,
+            (s - h).max(0.0),
+            x,
+            p.capacity_flows_per_s,
+            crate::cores(),
+        ),
+        _ => None,
+    };
+}
+
+/// What a search found: the best passing value (a cost, or a running service's
+/// concurrency), the probes, the confirming run, whether it was interrupted.
+struct Outcome {
+    best: Option<u32>,
+    probes: Vec<Probe>,
+    confirmation: Option<Probe>,
+    partial: bool,
+}
+
+/// One run at `cost` and `concurrency` against the tune's target, turned into a probe.
+/// `None` when stopped before the run started.
+async fn probe(
+    opts: &TuneOptions,
+    slos: &[Threshold],
+    cost: u32,
+    concurrency: usize,
+    stop: &watch::Receiver<bool>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Option<Probe>, SweepError> {
+    let run_opts = in_process_run(
+        cost,
+        opts.flows,
+        concurrency,
+        (opts.timeout, opts.connect_timeout),
+        &opts.scenario,
+    );
+    let (report, hash_ms): (Report, Option<f64>) = match &opts.target {
+        TuneTarget::InProcess => {
+            progress(&format!("cost {cost}: timing bcrypt alone"));
+            let hash_ms = super::measure_hash_ms(cost).await?;
+            if *stop.borrow() {
+                return Ok(None);
+            }
+            progress(&format!(
+                "cost {cost}: {hash_ms:.1} ms per hash; running {} flows",
+                opts.flows
+            ));
+            let r = crate::run(&run_opts, stop_future(stop))
+                .await
+                .map_err(|e| SweepError::Run { cost, source: e })?
+                .report;
+            (r, Some(hash_ms))
+        }
+        TuneTarget::Spawn(sp) => match run_spawned(sp, cost, run_opts, stop, progress).await? {
+            Some(r) => (r, None),
+            None => return Ok(None),
+        },
+        TuneTarget::Running {
+            target,
+            api_key,
+            tls,
+        } => {
+            progress(&format!(
+                "concurrency {concurrency}: running {} flows",
+                opts.flows
+            ));
+            let o = RunOptions {
+                target: Some(target.clone()),
+                api_key: api_key.clone(),
+                tls: tls.clone(),
+                ..run_opts
+            };
+            let r = crate::run(&o, stop_future(stop))
+                .await
+                .map_err(|e| SweepError::Run { cost, source: e })?
+                .report;
+            (r, None)
+        }
+    };
+    let results: Vec<ThresholdResult> = slos.iter().map(|s| s.evaluate(&report)).collect();
+    let lat = |v: f64| (report.flow.count > 0).then_some(v);
+    let d = report.diagnosis.as_ref();
+    let verdict = d.map(|d| crate::diagnosis::verdict(d, &report));
+    let effective_parallelism = d.map(|d| d.effective_parallelism);
+    let flow_service_ms = d.map(|d| d.flow_service_time_ms);
+    let capacity_flows_per_s = match (hash_ms, effective_parallelism, flow_service_ms) {
+        (Some(h), _, _) => capacity(opts.hashing_threads, opts.hashes_per_flow, h / 1e3),
+        (None, Some(x), Some(s)) if x > 0.0 && s > 0.0 => Some(x / (s / 1e3)),
+        _ => None,
+    };
+    let p = Probe {
+        cost,
+        concurrency,
+        hash_ms,
+        passed: !report.partial && results.iter().all(|x| x.passed),
+        slos: results,
+        flow_p50_ms: lat(report.flow.p50_ms),
+        flow_p95_ms: lat(report.flow.p95_ms),
+        success_rate: report.summary.success_rate,
+        flows_per_s: report.summary.flows_per_s,
+        partial: report.partial,
+        steps: d
+            .map(|d| {
+                d.steps
+                    .iter()
+                    .map(|s| StepService {
+                        name: s.name.clone(),
+                        service_ms: s.service_time_ms,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        flow_service_ms,
+        effective_parallelism,
+        verdict,
+        capacity_flows_per_s,
+        capacity_if_parallel_flows_per_s: None,
+    };
+    let at = match opts.target {
+        TuneTarget::Running { .. } => format!("concurrency {concurrency}"),
+        _ => format!("cost {cost}"),
+    };
+    progress(&format!(
+        "{at}: {}",
+        if p.passed {
+            "meets the SLO"
+        } else {
+            "misses the SLO"
+        }
+    ));
+    Ok(Some(p))
 }
 
 async fn run_search(
@@ -333,65 +618,101 @@ async fn run_search(
     max: u32,
     stop: watch::Receiver<bool>,
     progress: &mut dyn FnMut(&str),
-) -> Result<(Search, Vec<Probe>, bool), SweepError> {
+) -> Result<Outcome, SweepError> {
     let mut search = Search::new(floor, max);
     let mut probes = Vec::new();
+    let stopped = |search: &Search, probes: Vec<Probe>| Outcome {
+        best: search.best(),
+        probes,
+        confirmation: None,
+        partial: true,
+    };
     while let Some(cost) = search.next() {
         if *stop.borrow() {
-            return Ok((search, probes, true));
+            return Ok(stopped(&search, probes));
         }
-        progress(&format!("cost {cost}: timing bcrypt alone"));
-        let hash_ms = super::measure_hash_ms(cost).await?;
-        if *stop.borrow() {
-            return Ok((search, probes, true));
-        }
-        progress(&format!(
-            "cost {cost}: {hash_ms:.1} ms per hash; running {} flows",
-            opts.flows
-        ));
-        let run_opts = in_process_run(
-            cost,
-            opts.flows,
-            opts.concurrency,
-            (opts.timeout, opts.connect_timeout),
-            &opts.scenario,
-        );
-        let r = crate::run(&run_opts, stop_future(&stop))
-            .await
-            .map_err(|e| SweepError::Run { cost, source: e })?
-            .report;
-        let results: Vec<ThresholdResult> = slos.iter().map(|s| s.evaluate(&r)).collect();
-        let lat = |v: f64| (r.flow.count > 0).then_some(v);
-        let probe = Probe {
-            cost,
-            hash_ms,
-            passed: !r.partial && results.iter().all(|x| x.passed),
-            slos: results,
-            flow_p50_ms: lat(r.flow.p50_ms),
-            flow_p95_ms: lat(r.flow.p95_ms),
-            success_rate: r.summary.success_rate,
-            flows_per_s: r.summary.flows_per_s,
-            partial: r.partial,
+        let Some(p) = probe(opts, slos, cost, opts.concurrency, &stop, progress).await? else {
+            return Ok(stopped(&search, probes));
         };
-        progress(&format!(
-            "cost {cost}: {}",
-            if probe.passed {
-                "meets the SLO"
-            } else {
-                "misses the SLO"
-            }
-        ));
-        let interrupted = probe.partial;
+        let interrupted = p.partial;
         // An interrupted run proves nothing either way: it is kept, not recorded.
         if !interrupted {
-            search.record(cost, probe.passed);
+            search.record(cost, p.passed);
         }
-        probes.push(probe);
+        probes.push(p);
         if interrupted {
-            return Ok((search, probes, true));
+            return Ok(stopped(&search, probes));
         }
     }
-    Ok((search, probes, false))
+    // The recommendation is run once more: a pass on the edge by noise shows here.
+    let confirmation = match search.best() {
+        Some(c) if !*stop.borrow() => {
+            progress(&format!("cost {c}: confirming"));
+            probe(opts, slos, c, opts.concurrency, &stop, progress).await?
+        }
+        _ => None,
+    };
+    let partial = *stop.borrow() || confirmation.as_ref().is_some_and(|p| p.partial);
+    Ok(Outcome {
+        best: search.best(),
+        probes,
+        confirmation,
+        partial,
+    })
+}
+
+/// The concurrencies a running service is probed at: 1, 2, 4, … up to `max` (included).
+pub fn levels(max: usize) -> Vec<usize> {
+    let mut v = Vec::new();
+    let mut c = 1;
+    while c < max {
+        v.push(c);
+        c *= 2;
+    }
+    v.push(max.max(1));
+    v
+}
+
+/// A running service: the SLOs at rising concurrency, until one misses.
+async fn run_levels(
+    opts: &TuneOptions,
+    slos: &[Threshold],
+    stop: watch::Receiver<bool>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Outcome, SweepError> {
+    let mut probes = Vec::new();
+    let mut best = None;
+    for c in levels(opts.concurrency) {
+        if *stop.borrow() {
+            break;
+        }
+        let Some(p) = probe(opts, slos, 0, c, &stop, progress).await? else {
+            break;
+        };
+        let (passed, partial) = (p.passed, p.partial);
+        probes.push(p);
+        if partial || !passed {
+            break;
+        }
+        best = Some(u32::try_from(c).unwrap_or(u32::MAX));
+    }
+    Ok(Outcome {
+        best,
+        probes,
+        confirmation: None,
+        partial: *stop.borrow(),
+    })
+}
+
+/// The sentence of a probe's capacities: "at cost 12, fixed: ~N flows/s; as it is: M".
+pub fn what_if_sentence(p: &Probe) -> Option<String> {
+    let (now, fixed) = (p.capacity_flows_per_s?, p.capacity_if_parallel_flows_per_s?);
+    saturated(p.verdict).then(|| {
+        format!(
+            "at cost {}, fixed (hashing on every core): ~{fixed:.1} flows/s; as it is: {now:.1} flows/s",
+            p.cost
+        )
+    })
 }
 
 #[cfg(test)]
@@ -404,14 +725,13 @@ mod tests {
         let p95 = 20.0 * 2.0 * hash_ms / 2.0;
         Probe {
             cost,
-            hash_ms,
+            hash_ms: Some(hash_ms),
             passed: p95 < slo_ms,
-            slos: Vec::new(),
             flow_p50_ms: Some(p95 / 2.0),
             flow_p95_ms: Some(p95),
             success_rate: 1.0,
             flows_per_s: 1.0,
-            partial: false,
+            ..Probe::default()
         }
     }
 
@@ -428,6 +748,14 @@ mod tests {
             assert_eq!(best, Some(edge));
             assert!(probes.len() <= 4, "{seen:?}");
         }
+    }
+
+    #[test]
+    fn levels_double_up_to_the_concurrency() {
+        assert_eq!(levels(1), [1]);
+        assert_eq!(levels(8), [1, 2, 4, 8]);
+        assert_eq!(levels(20), [1, 2, 4, 8, 16, 20]);
+        assert_eq!(levels(0), [1]);
     }
 
     #[test]
@@ -455,7 +783,7 @@ mod tests {
     fn advice_has_the_arithmetic() {
         let slo = Threshold::parse("flow.p95<1s").unwrap();
         let mut p = fake(10, 0.0);
-        p.hash_ms = 235.0;
+        p.hash_ms = Some(235.0);
         let a = advice(&p, &[slo], 2, 2.0, 20);
         let all = a.join("\n");
         assert!(
