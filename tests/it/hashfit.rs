@@ -401,3 +401,62 @@ async fn tune_spawn_stopped_mid_run_leaves_no_group_behind() {
     assert_eq!(t.recommended, None);
     no_group_left(&pid_file);
 }
+
+#[test]
+fn tune_spawn_interrupted_by_a_real_ctrl_c_leaves_no_group_behind() {
+    // The binary, a real SIGINT once the spawned service answers: the tune stops with the
+    // interrupt's exit code and kills the service's whole process group.
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("truth.toml");
+    std::fs::write(&scenario, SCENARIO).unwrap();
+    let pid_file = dir.path().join("pids");
+    let addr = format!("127.0.0.1:{}", dead_port());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authbench"))
+        .args([
+            "tune",
+            "--spawn",
+            &truth_command("serial", &addr, &pid_file),
+        ])
+        .args(["--target", &format!("http://{addr}"), "--scenario"])
+        .arg(&scenario)
+        .args([
+            "--slo",
+            "flow.p95<5s",
+            "--min-cost",
+            "10",
+            "--max-cost",
+            "12",
+        ])
+        .args([
+            "--flows",
+            "200",
+            "--concurrency",
+            "2",
+            "--no-progress",
+            "--out-dir",
+        ])
+        .arg(dir.path().join("reports"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service never answered"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    no_group_left(&pid_file);
+}
