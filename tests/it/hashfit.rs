@@ -411,7 +411,7 @@ fn tune_spawn_interrupted_by_a_real_ctrl_c_leaves_no_group_behind() {
     std::fs::write(&scenario, SCENARIO).unwrap();
     let pid_file = dir.path().join("pids");
     let addr = format!("127.0.0.1:{}", dead_port());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authbench"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_authbench"))
         .args([
             "tune",
             "--spawn",
