@@ -247,3 +247,19 @@ pub(super) async fn interrupted() {
         }
     });
 }
+
+/// `--spawn` and its readiness flags, shared by `sweep` and `tune`.
+#[derive(Debug, Args)]
+pub struct SpawnArgs {
+    /// Start your service per cost instead of the in-process server: a shell command where
+    /// {cost} is replaced (needs --target, the spawned service's base URL). Its process
+    /// group is stopped after each cost, on error and on Ctrl-C.
+    #[arg(long, value_name = "CMD")]
+    pub spawn: Option<String>,
+    /// Path polled with GET until the spawned service answers 2xx.
+    #[arg(long, default_value = "/health", requires = "spawn")]
+    pub ready: String,
+    /// How long the spawned service may take to become ready.
+    #[arg(long, default_value = "30s", value_parser = crate::units::parse_duration, requires = "spawn")]
+    pub ready_timeout: std::time::Duration,
+}

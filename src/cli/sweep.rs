@@ -2,13 +2,12 @@
 //! cost), written as a table, Markdown, JSON and a chart.
 
 use std::io::Write;
-use std::time::Duration;
 
 use clap::Args;
 
 use super::shared::{interrupted, CommonArgs, TargetArgs, Ui};
 use crate::error::exit;
-use crate::units::{parse_count, parse_duration};
+use crate::units::parse_count;
 
 #[derive(Debug, Args)]
 pub struct SweepArgs {
@@ -33,16 +32,8 @@ pub struct SweepArgs {
     pub hashes_per_flow: f64,
     #[command(flatten)]
     pub target: TargetArgs,
-    /// Start your service per cost instead of the in-process server: a shell command where
-    /// {cost} is replaced (needs --target, the spawned service's base URL).
-    #[arg(long, value_name = "CMD")]
-    pub spawn: Option<String>,
-    /// Path polled with GET until the spawned service answers 2xx.
-    #[arg(long, default_value = "/health", requires = "spawn")]
-    pub ready: String,
-    /// How long the spawned service may take to become ready.
-    #[arg(long, default_value = "30s", value_parser = parse_duration, requires = "spawn")]
-    pub ready_timeout: Duration,
+    #[command(flatten)]
+    pub spawn: super::shared::SpawnArgs,
     /// The spawned service's time per hash, in ms, if known (for the capacity estimate).
     #[arg(long, requires = "spawn")]
     pub hash_time_ms: Option<f64>,
@@ -51,7 +42,7 @@ pub struct SweepArgs {
 pub(super) async fn exec(a: SweepArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> u8 {
     // `--target` is shared with `run` and `check`, so its pairing with `--spawn` is
     // checked here rather than by clap.
-    match (&a.spawn, &a.target.target) {
+    match (&a.spawn.spawn, &a.target.target) {
         (Some(_), None) => {
             ui.error_msg(
                 err,
@@ -79,12 +70,12 @@ pub(super) async fn exec(a: SweepArgs, out: &mut dyn Write, err: &mut dyn Write,
         connect_timeout: a.common.timeouts.connect(),
         scenario: a.common.scenario.source(),
         hashes_per_flow: a.hashes_per_flow,
-        spawn: match (a.spawn, a.target.target) {
+        spawn: match (a.spawn.spawn, a.target.target) {
             (Some(command), Some(target)) => Some(crate::sweep::spawn::SpawnOptions {
                 command,
                 target,
-                ready_path: a.ready,
-                ready_timeout: a.ready_timeout,
+                ready_path: a.spawn.ready,
+                ready_timeout: a.spawn.ready_timeout,
                 api_key: a.target.api_key,
                 hash_time_ms: a.hash_time_ms,
                 tls,

@@ -4,14 +4,13 @@
 //! concurrency at which a running service's current cost meets it.
 
 use std::io::Write;
-use std::time::Duration;
 
 use clap::Args;
 
 use super::shared::{interrupted, CommonArgs, TargetArgs, Ui};
 use crate::error::exit;
 use crate::sweep::tune::TuneTarget;
-use crate::units::{parse_count, parse_duration};
+use crate::units::parse_count;
 
 #[derive(Debug, Args)]
 pub struct TuneArgs {
@@ -42,22 +41,13 @@ pub struct TuneArgs {
     /// a running service whose cost cannot change (probed at rising concurrency).
     #[command(flatten)]
     pub target: TargetArgs,
-    /// Start your service per probed cost instead of the in-process server: a shell
-    /// command where {cost} is replaced (needs --target). Its process group is stopped
-    /// after each probe, on error and on Ctrl-C.
-    #[arg(long, value_name = "CMD")]
-    pub spawn: Option<String>,
-    /// Path polled with GET until the spawned service answers 2xx.
-    #[arg(long, default_value = "/health", requires = "spawn")]
-    pub ready: String,
-    /// How long the spawned service may take to become ready.
-    #[arg(long, default_value = "30s", value_parser = parse_duration, requires = "spawn")]
-    pub ready_timeout: Duration,
+    #[command(flatten)]
+    pub spawn: super::shared::SpawnArgs,
 }
 
 pub(super) async fn exec(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> u8 {
     let tls = a.target.tls();
-    let target = match (a.spawn, a.target.target) {
+    let target = match (a.spawn.spawn, a.target.target) {
         (Some(_), None) => {
             ui.error_msg(
                 err,
@@ -68,8 +58,8 @@ pub(super) async fn exec(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write, 
         (Some(command), Some(target)) => TuneTarget::Spawn(crate::sweep::spawn::SpawnOptions {
             command,
             target,
-            ready_path: a.ready,
-            ready_timeout: a.ready_timeout,
+            ready_path: a.spawn.ready,
+            ready_timeout: a.spawn.ready_timeout,
             api_key: a.target.api_key,
             hash_time_ms: None,
             tls,
