@@ -339,6 +339,19 @@ impl Target {
             .and_then(|b| render_json(b, vars))
     }
 
+    /// Step `i`'s request in `session` ([`Target::build_in`]), changed by `alter` (a
+    /// header, a body), sent as `probe_id` ([`Target::send`]).
+    pub async fn send_step(
+        &self,
+        probe_id: &str,
+        i: usize,
+        session: &Session,
+        alter: impl FnOnce(Probe) -> Probe,
+    ) -> Result<Reply, SendError> {
+        let p = self.build_in(i, session)?;
+        self.send(probe_id, alter(p)).await
+    }
+
     /// Sends a request on a fresh connection and records the exchange under `probe`.
     pub async fn send(&self, probe_id: &str, p: Probe) -> Result<Reply, SendError> {
         let request = describe(&p.request);

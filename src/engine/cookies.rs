@@ -56,13 +56,23 @@ impl Jar {
 
     /// The `Cookie` header for a request to `url`, or `None` when no cookie matches.
     pub fn header(&self, url: &Url) -> Option<HeaderValue> {
-        if !self.used {
+        let mut out = String::new();
+        self.write_matching(url, None, &mut out);
+        if out.is_empty() {
             return None;
         }
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(out)).ok()
+    }
+
+    /// Appends `name=value; ...` for the cookies a request to `url` sends (none over
+    /// plain http that are `Secure`), leaving out the cookie named `skip`.
+    fn write_matching(&self, url: &Url, skip: Option<&str>, out: &mut String) {
+        if !self.used {
+            return;
+        }
         let https = url.scheme() == "https";
-        let mut out = String::new();
         for c in self.store.matches(url) {
-            if c.secure() == Some(true) && !https {
+            if (c.secure() == Some(true) && !https) || skip == Some(c.name()) {
                 continue;
             }
             if !out.is_empty() {
@@ -72,10 +82,6 @@ impl Jar {
             out.push('=');
             out.push_str(c.value());
         }
-        if out.is_empty() {
-            return None;
-        }
-        HeaderValue::from_maybe_shared(bytes::Bytes::from(out)).ok()
     }
 
     /// The value of the cookie `name`: the one a request to `url` would send, else any
@@ -104,23 +110,20 @@ impl Jar {
         name: &str,
         value: Option<&str>,
     ) -> Option<HeaderValue> {
-        let https = url.scheme() == "https";
-        let mut parts: Vec<String> = Vec::new();
-        if self.used {
-            for c in self.store.matches(url) {
-                if (c.secure() == Some(true) && !https) || c.name() == name {
-                    continue;
-                }
-                parts.push(format!("{}={}", c.name(), c.value()));
-            }
-        }
+        let mut out = String::new();
+        self.write_matching(url, Some(name), &mut out);
         if let Some(v) = value {
-            parts.push(format!("{name}={v}"));
+            if !out.is_empty() {
+                out.push_str("; ");
+            }
+            out.push_str(name);
+            out.push('=');
+            out.push_str(v);
         }
-        if parts.is_empty() {
+        if out.is_empty() {
             return None;
         }
-        HeaderValue::from_str(&parts.join("; ")).ok()
+        HeaderValue::from_str(&out).ok()
     }
 
     /// Stores `name=value` as if `url` had set it (path `/`): a cookie the client chose,

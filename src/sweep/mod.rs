@@ -222,6 +222,16 @@ pub enum SweepError {
         #[source]
         source: RunError,
     },
+    /// `tune --target` of a running service: its cost is not known, the level is.
+    #[error("the run at concurrency {concurrency} failed")]
+    Level {
+        concurrency: usize,
+        #[source]
+        source: RunError,
+    },
+    /// Before any run (the scenario).
+    #[error(transparent)]
+    Prepare(RunError),
     #[error("at cost {cost}")]
     Spawn {
         cost: u32,
@@ -236,7 +246,9 @@ impl SweepError {
     pub fn exit_code(&self) -> u8 {
         match self {
             SweepError::Config(_) => exit::USAGE,
-            SweepError::Run { source, .. } => source.exit_code(),
+            SweepError::Run { source, .. }
+            | SweepError::Level { source, .. }
+            | SweepError::Prepare(source) => source.exit_code(),
             SweepError::Spawn { .. } | SweepError::Other(_) => exit::FAILURE,
         }
     }

@@ -47,7 +47,7 @@ const HASHES: &[(&str, &str)] = &[
 ];
 
 /// A random origin no service trusts.
-fn foreign_origin() -> String {
+pub(super) fn foreign_origin() -> String {
     format!("https://evil-{:08x}.example", rand::random::<u32>())
 }
 
@@ -150,10 +150,11 @@ async fn cors_probe(t: &Target, roles: &Roles) -> ProbeResult {
         Ok(s) => s,
         Err(e) => return r.setup_failed(&e),
     };
-    let reply = match t.build_in(step, &session) {
-        Ok(p) => t.send("cors.credentials", p.header(ORIGIN, &origin)).await,
-        Err(e) => Err(e),
-    };
+    let reply = t
+        .send_step("cors.credentials", step, &session, |p| {
+            p.header(ORIGIN, &origin)
+        })
+        .await;
     let rep = match reply {
         Ok(rep) => rep,
         Err(e) => return r.unsent(&e),

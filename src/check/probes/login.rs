@@ -75,10 +75,9 @@ pub(super) async fn login_probes(t: &Target, roles: &Roles) -> Vec<ProbeResult> 
         Ok(v) => v,
         Err(e) => return vec![r.setup_failed(&e)],
     };
-    let a = match t.build_in(login, &unknown) {
-        Ok(p) => t.send("login.enumeration", p).await,
-        Err(e) => Err(e),
-    };
+    let a = t
+        .send_step("login.enumeration", login, &unknown, |p| p)
+        .await;
     let b = match wrong_password(t, login, fields, &known) {
         Ok(p) => t.send("login.enumeration", p).await,
         Err(e) => Err(e),

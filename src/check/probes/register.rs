@@ -95,10 +95,9 @@ pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> 
         match t.run_step(reg, &mut session).await {
             Err(e) => out.push(r.setup_failed(&e)),
             Ok(_) => {
-                let reply = match t.build_in(reg, &session) {
-                    Ok(p) => t.send("register.duplicate", p).await,
-                    Err(e) => Err(e),
-                };
+                let reply = t
+                    .send_step("register.duplicate", reg, &session, |p| p)
+                    .await;
                 out.push(judge_rejection(r, &reply, &[400, 409, 422], false));
             }
         }
@@ -232,16 +231,11 @@ pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> 
             _ => "{\"a\":\"b\"}".into(),
         };
         let half = text.as_bytes()[..text.len() / 2].to_vec();
-        let reply = match t.build_in(reg, &session) {
-            Ok(p) => {
-                t.send(
-                    "register.malformed_json",
-                    p.header(CONTENT_TYPE, "application/json").body(half),
-                )
-                .await
-            }
-            Err(e) => Err(e),
-        };
+        let reply = t
+            .send_step("register.malformed_json", reg, &session, |p| {
+                p.header(CONTENT_TYPE, "application/json").body(half)
+            })
+            .await;
         out.push(judge_rejection(r, &reply, &[400, 422], false));
     }
 
@@ -252,16 +246,11 @@ pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> 
             format!("{name} with a valid body as Content-Type: text/plain"),
         );
         let session = fresh(t, reg).await;
-        let reply = match t.build_in(reg, &session) {
-            Ok(p) => {
-                t.send(
-                    "register.content_type",
-                    p.header(CONTENT_TYPE, "text/plain"),
-                )
-                .await
-            }
-            Err(e) => Err(e),
-        };
+        let reply = t
+            .send_step("register.content_type", reg, &session, |p| {
+                p.header(CONTENT_TYPE, "text/plain")
+            })
+            .await;
         out.push(judge_rejection(r, &reply, &[415, 400, 422], false));
     }
 

@@ -208,10 +208,7 @@ pub(super) async fn session_probes(t: &Target, roles: &Roles) -> Vec<ProbeResult
             .collect();
     };
     // Control: the session itself works, or refusing the bad ones proves nothing.
-    let control = match t.build_in(step, &session) {
-        Ok(pr) => t.send("control", pr).await,
-        Err(e) => Err(e),
-    };
+    let control = t.send_step("control", step, &session, |p| p).await;
     match &control {
         Ok(rep) if accepted(t, step, rep) => {}
         Ok(rep) => {
@@ -385,7 +382,7 @@ async fn csrf(t: &Target, roles: &Roles, login: usize, r: ProbeResult) -> ProbeR
             "no state-changing step (POST, PUT, PATCH, DELETE) is sent with the session cookie",
         );
     };
-    let origin = format!("https://evil-{:08x}.example", rand::random::<u32>());
+    let origin = super::leaks::foreign_origin();
     let r = ProbeResult {
         // Named after the step it sends.
         id: format!("session.csrf[{}]", step_name(t, step)),
@@ -400,14 +397,11 @@ async fn csrf(t: &Target, roles: &Roles, login: usize, r: ProbeResult) -> ProbeR
         Ok(s) => s,
         Err(e) => return r.setup_failed(&e),
     };
-    let reply = match t.build_in(step, &session) {
-        Ok(pr) => {
-            let pr = pr
-                .header(ORIGIN, &origin)
-                .header(REFERER, &format!("{origin}/"));
-            t.send(&r.id, pr).await
-        }
-        Err(e) => Err(e),
-    };
+    let reply = t
+        .send_step(&r.id, step, &session, |p| {
+            p.header(ORIGIN, &origin)
+                .header(REFERER, &format!("{origin}/"))
+        })
+        .await;
     judge_refused(t, step, r, &reply)
 }

@@ -40,10 +40,10 @@ pub(super) async fn token_probes(t: &Target, roles: &Roles, s: &Settings) -> Vec
         let ctx = t.prefix(p.step).await;
         // Control: the valid token must work, or refusing the bad ones proves nothing.
         let control = match &ctx {
-            Ok(session) => match t.build_in(p.step, session) {
-                Ok(pr) => t.send("control", pr).await.map_err(Problem::Send),
-                Err(e) => Err(Problem::Send(e)),
-            },
+            Ok(session) => t
+                .send_step("control", p.step, session, |pr| pr)
+                .await
+                .map_err(Problem::Send),
             Err(e) => Err(Problem::Setup(e.clone())),
         };
         let control_problem = match control {

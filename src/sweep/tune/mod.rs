@@ -368,10 +368,7 @@ pub async fn tune(
         TuneTarget::Spawn(sp) => check_spawn(sp)?,
         TuneTarget::Running { target, .. } => check_target(target)?,
     }
-    let scenario = crate::load_scenario(&opts.scenario).map_err(|e| SweepError::Run {
-        cost: floor,
-        source: e,
-    })?;
+    let scenario = crate::load_scenario(&opts.scenario).map_err(SweepError::Prepare)?;
     let slos = crate::gate::parse_all(&opts.slos, &scenario.step_names())
         .map_err(|e| SweepError::Config(e.to_string()))?;
     let (tx, rx) = watch::channel(false);
@@ -552,7 +549,10 @@ async fn probe(
             };
             let r = crate::run(&o, stop_future(stop))
                 .await
-                .map_err(|e| SweepError::Run { cost, source: e })?
+                .map_err(|e| SweepError::Level {
+                    concurrency,
+                    source: e,
+                })?
                 .report;
             (r, None)
         }
