@@ -125,6 +125,8 @@ pub struct OutageTracker {
     pending: Option<Pending>,
     flows_in_outages: u64,
     probes: u64,
+    /// When the target answered and closed the last window.
+    closed_at: f64,
 }
 
 impl OutageTracker {
@@ -161,6 +163,9 @@ impl OutageTracker {
     /// `flow`: when the attempt was a flow, when it started and whether it was cut off
     /// (a broken connection or a timeout, rather than a refused one).
     fn fail(&mut self, at_s: f64, flow: Option<(f64, bool)>, cause: &str) {
+        if self.merge_late(at_s, flow) {
+            return;
+        }
         let p = self.pending.get_or_insert_with(|| Pending {
             start: at_s,
             last: at_s,
@@ -181,6 +186,42 @@ impl OutageTracker {
         *p.causes.entry(cause.to_string()).or_default() += 1;
     }
 
+    /// A failure that reached the collector after the answer that closed the last window,
+    /// though it happened before that answer (flows end on several threads, and their
+    /// samples arrive in about, not exactly, time order): it is part of that window.
+    /// Counted on its own it would start a span too short to be an outage, and the failed
+    /// flow would count as a failure outside any window.
+    fn merge_late(&mut self, at_s: f64, flow: Option<(f64, bool)>) -> bool {
+        let Some(w) = self.windows.last_mut() else {
+            return false;
+        };
+        if at_s >= self.closed_at {
+            return false;
+        }
+        let recovered_at = w.recovery_ms.map(|r| w.end_s + r / 1000.0);
+        w.attempts += 1;
+        w.start_s = w.start_s.min(at_s);
+        w.end_s = w.end_s.max(at_s);
+        w.duration_ms = (w.end_s - w.start_s) * 1000.0;
+        if let Some((started, broken)) = flow {
+            w.failed_flows += 1;
+            self.flows_in_outages += 1;
+            if broken && started < w.start_s {
+                w.in_flight += 1;
+            }
+        }
+        match recovered_at {
+            // The window now ends after the flow that measured recovery: the next one will.
+            Some(t) if t <= w.end_s => {
+                w.recovery_ms = None;
+                w.first_flow_ms = None;
+            }
+            Some(t) => w.recovery_ms = Some((t - w.end_s) * 1000.0),
+            None => {}
+        }
+        true
+    }
+
     /// The target answered at `at_s`: a pending span becomes a window if it is long enough.
     fn close(&mut self, at_s: f64) {
         let Some(p) = &self.pending else { return };
@@ -193,6 +234,7 @@ impl OutageTracker {
             return;
         }
         self.flows_in_outages += p.flows;
+        self.closed_at = at_s;
         let cause = p
             .causes
             .iter()
@@ -402,6 +444,29 @@ mod tests {
         assert!((a.outages[0].duration_ms - 400.0).abs() < 1e-6);
         assert_eq!(a.outages[0].recovery_ms, None);
         assert_eq!(a.success_rate_outside, 1.0);
+    }
+
+    #[test]
+    fn a_failure_that_arrives_after_the_closing_answer_belongs_to_the_window() {
+        let mut t = OutageTracker::default();
+        t.on_failed_flow(1.0, 1.0, &refused());
+        t.on_failed_flow(1.1, 1.1, &refused());
+        t.on_failed_flow(1.2, 1.2, &refused());
+        t.on_ok_flow(2.0, 2.05);
+        // Failed before that answer, reported after it (another lane's sample).
+        t.on_failed_flow(1.9, 2.01, &FailureKind::Transport);
+        t.on_ok_flow(2.1, 2.2);
+        // A failure after the answer is not part of the window.
+        t.on_failed_flow(2.3, 2.3, &refused());
+        let a = t.finish(3.0, 7, 3);
+        assert_eq!(a.outages.len(), 1, "{a:?}");
+        let w = &a.outages[0];
+        assert_eq!((w.start_s, w.end_s), (1.0, 2.01));
+        assert_eq!((w.attempts, w.failed_flows), (4, 4));
+        assert_eq!(a.flows_in_outages, 4);
+        // Recovery moves to the first flow that ended after the window's new end.
+        assert!((w.recovery_ms.unwrap() - 40.0).abs() < 1e-6, "{w:?}");
+        assert!((w.first_flow_ms.unwrap() - 50.0).abs() < 1e-6, "{w:?}");
     }
 
     #[test]

@@ -342,7 +342,10 @@ async fn over<I: ServerClose>(io: I) -> Result<Conn, FailureKind> {
         .map_err(|_| FailureKind::Connect)?;
     let server_closes = Arc::new(AtomicBool::new(false));
     let flag = server_closes.clone();
-    tokio::spawn(async move {
+    // Boxed: hyper's connection is large, and the task would otherwise copy it whole
+    // into its cell and through each change of stage (a fifth of a new connection's
+    // memcpy in callgrind); this way those copies are of a pointer.
+    tokio::spawn(Box::pin(async move {
         // Ends when hyper is done with the connection (errors surface on the sender);
         // without shutting it down, so that the server may close first.
         if let Ok(parts) = conn.without_shutdown().await {
@@ -350,7 +353,7 @@ async fn over<I: ServerClose>(io: I) -> Result<Conn, FailureKind> {
                 linger(parts.io.into_inner()).await;
             }
         }
-    });
+    }));
     Ok(Conn {
         sender,
         server_closes,
@@ -386,7 +389,7 @@ async fn linger<I: ServerClose>(mut io: I) {
     // close_notify, costs at most LINGER.
     let _ = tokio::time::timeout(LINGER, async {
         io.server_closed().await;
-        let _ = io.shutdown().await;
+        io.close_ours().await;
     })
     .await;
 }
@@ -396,6 +399,14 @@ trait ServerClose: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// Resolves once the server has closed (or reset) the connection, dropping whatever
     /// it still sends.
     fn server_closed(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// Closes our side once the server has closed its own; the drop that follows
+    /// releases the descriptor.
+    fn close_ours(&mut self) -> impl Future<Output = ()> + Send {
+        async {
+            let _ = self.shutdown().await;
+        }
+    }
 }
 
 impl ServerClose for TcpStream {
@@ -416,6 +427,10 @@ impl ServerClose for TcpStream {
             }
         }
     }
+
+    /// Nothing: the `close()` of the drop that follows sends the FIN that a `shutdown()`
+    /// would, one system call fewer per new connection.
+    async fn close_ours(&mut self) {}
 }
 
 impl ServerClose for tokio_rustls::client::TlsStream<TcpStream> {
