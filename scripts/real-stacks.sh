@@ -130,8 +130,11 @@ one_stack() {
         cp "$SRC/oidc-provider/server.mjs" "$WORK/"
         ln -s "$NPM_PREFIX/node_modules" "$WORK/node_modules"
         # The client's secret, new each run: the server's CLIENT_SECRET, the scenario's api_key.
+        # It ends in characters that form-urlencoding changes ('+' is a space to a form
+        # decoder), so only credentials encoded per RFC 6749 section 2.3.1 (the scenario's
+        # `encode = "form"`) are accepted: plain Basic would send a wrong secret.
         local secret
-        secret=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')
+        secret=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24) + "+/%:")')
         env+=(AUTHBENCH_API_KEY="$secret")
         start_server "$WORK" env PORT="$port" CLIENT_ID=authbench-cc CLIENT_SECRET="$secret" node server.mjs
         ready=$url/.well-known/openid-configuration

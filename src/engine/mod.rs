@@ -232,6 +232,15 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
         threads: cfg.threads,
         shard: cfg.shard,
     });
+    // Stopped already (Ctrl-C while waiting for `--start-at`): start no flow at all. The
+    // driver and its lanes run on other threads, and a flow could begin before the
+    // select below saw the stop.
+    let mut stop = std::pin::pin!(stop);
+    let stopped_before =
+        std::future::poll_fn(|cx| std::task::Poll::Ready(stop.as_mut().poll(cx).is_ready())).await;
+    if stopped_before {
+        shared.stopping.store(true, Ordering::Relaxed);
+    }
     let start = Instant::now();
     let mut handle = tokio::spawn({
         let d = driver.clone();
@@ -249,10 +258,12 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
     // The driver holds its own sender clone through `driver`; drop ours once it ends.
     drop(driver);
 
-    let interrupted = tokio::select! {
-        _ = &mut handle => false,
-        _ = stop => true,
-    };
+    // (A stop that has resolved is not polled again.)
+    let interrupted = stopped_before
+        || tokio::select! {
+            _ = &mut handle => false,
+            _ = &mut stop => true,
+        };
     if interrupted {
         shared.stopping.store(true, Ordering::Relaxed);
         // In-flight flows get a short grace period, then are cut off (aborting the driver

@@ -19,8 +19,8 @@ use super::parse::{RawCheck, RawScenario, RawStep};
 use super::template::{self, Template};
 use super::validate::{CheckSpec, Diagnostics};
 use super::{
-    Body, Check, Data, Expectation, Extract, FormPart, JsonPart, Scenario, ScenarioErrors, Step,
-    BUILTINS, SLOT_API_KEY,
+    Basic, Body, Check, Data, Expectation, Extract, FormPart, JsonPart, Scenario, ScenarioErrors,
+    Step, BUILTINS, SLOT_API_KEY,
 };
 
 /// Compiles a parsed scenario; `text` and `file` place its errors.
@@ -340,7 +340,7 @@ impl Compiler<'_> {
         rs: &RawStep,
         scope: &Scope,
         headers: &mut Vec<(HeaderName, Template)>,
-    ) -> Option<(Template, Template)> {
+    ) -> Option<Basic> {
         let b = rs.basic.as_ref()?;
         let auth = reqwest::header::AUTHORIZATION;
         if rs
@@ -355,7 +355,15 @@ impl Compiler<'_> {
         let raw = b.get_ref();
         let user = self.template(raw.user.get_ref(), &raw.user.span(), scope);
         let password = self.template(raw.password.get_ref(), &raw.password.span(), scope);
-        Some((user?, password?))
+        let form_encoded = match &raw.encode {
+            None => false,
+            Some(e) => self.diag.basic_encode(e)?,
+        };
+        Some(Basic {
+            user: user?,
+            password: password?,
+            form_encoded,
+        })
     }
 
     fn check(&mut self, c: &Spanned<RawCheck>, scope: &Scope) -> Option<Check> {

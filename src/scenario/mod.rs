@@ -253,7 +253,7 @@ pub struct Step {
     pub extract: Vec<Extract>,
     pub checks: Vec<Check>,
     /// `basic = { user, password }`: an `Authorization: Basic` header rendered per request.
-    pub basic: Option<(Template, Template)>,
+    pub basic: Option<Basic>,
     /// Slept after a successful response when another step follows.
     pub think: Option<Think>,
     /// `role = "..."`: what the step is to `authbench check`; `None` leaves it to inference.
@@ -296,6 +296,37 @@ impl Role {
 
     pub fn parse(s: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// `basic = { user, password, encode }`: HTTP Basic credentials.
+#[derive(Debug, Clone)]
+pub struct Basic {
+    pub user: Template,
+    pub password: Template,
+    /// `encode = "form"`: OAuth 2.0 client credentials (RFC 6749 section 2.3.1), whose
+    /// client id and secret are each form-urlencoded before they are joined with `:` and
+    /// base64-encoded. Plain HTTP Basic (RFC 7617) sends them as they are.
+    pub form_encoded: bool,
+}
+
+impl Basic {
+    /// `user:password` into `out` (cleared), each form-urlencoded first when
+    /// [`Basic::form_encoded`]; `scratch` is working space.
+    pub fn render_into(&self, vars: &[String], out: &mut String, scratch: &mut String) {
+        out.clear();
+        for (i, t) in [&self.user, &self.password].into_iter().enumerate() {
+            if i == 1 {
+                out.push(':');
+            }
+            if self.form_encoded {
+                scratch.clear();
+                t.render_into(vars, scratch);
+                out.extend(form_urlencoded::byte_serialize(scratch.as_bytes()));
+            } else {
+                t.render_into(vars, out);
+            }
+        }
     }
 }
 
@@ -476,6 +507,35 @@ mod tests {
         assert_eq!(line_col("ab\ncé\nx", 3), (2, 1));
         assert_eq!(line_col("ab\ncé\nx", 7), (3, 1));
         assert_eq!(line_col("ab", 99), (1, 3));
+    }
+
+    fn basic_of(encode: &str) -> Result<String, ScenarioErrors> {
+        let text = format!(
+            "name = \"p\"\n[[steps]]\nname = \"s\"\npath = \"/\"\nbasic = {{ user = \"my client\", password = \"{{{{seq}}}}\"{encode} }}\n"
+        );
+        let s = Scenario::parse(&text, "p.toml")?;
+        let mut vars = vec![String::new(); s.slot_count];
+        vars[SLOT_SEQ] = "s+/:%é".to_string();
+        let mut out = String::new();
+        let basic = s.steps[0].basic.as_ref().unwrap();
+        basic.render_into(&vars, &mut out, &mut String::new());
+        Ok(out)
+    }
+
+    #[test]
+    fn basic_credentials_are_form_encoded_only_when_asked() {
+        // RFC 7617: as they are.
+        assert_eq!(basic_of("").unwrap(), "my client:s+/:%é");
+        assert_eq!(basic_of(", encode = \"none\"").unwrap(), "my client:s+/:%é");
+        // RFC 6749 section 2.3.1: each form-urlencoded, then joined.
+        assert_eq!(
+            basic_of(", encode = \"form\"").unwrap(),
+            "my+client:s%2B%2F%3A%25%C3%A9"
+        );
+        let e = basic_of(", encode = \"url\"").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("p.toml:5:"), "{msg}");
+        assert!(msg.contains("use \"form\""), "{msg}");
     }
 
     mod props {

@@ -75,6 +75,9 @@ pub(super) struct RawData {
 pub(super) struct RawBasic {
     pub(super) user: Spanned<String>,
     pub(super) password: Spanned<String>,
+    /// `"none"` (RFC 7617, the default) or `"form"` (RFC 6749 section 2.3.1).
+    #[serde(default)]
+    pub(super) encode: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -259,6 +259,25 @@ impl Diagnostics<'_> {
         );
     }
 
+    /// `basic`'s `encode`: `"form"` (true) or `"none"` (false).
+    pub(in crate::scenario) fn basic_encode(&mut self, e: &Spanned<String>) -> Option<bool> {
+        match e.get_ref().as_str() {
+            "form" => Some(true),
+            "none" => Some(false),
+            other => {
+                self.err(
+                    e.span().start,
+                    format!(
+                        "`encode = \"{other}\"`: use \"form\" (OAuth 2.0 client credentials, RFC 6749 \
+                         section 2.3.1: id and secret form-urlencoded first) or \"none\" (plain \
+                         HTTP Basic, RFC 7617, the default)"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     /// A form value that is not a string, a number or a boolean.
     pub(in crate::scenario) fn form_value(&mut self, at: usize, key: &str) {
         self.err(
