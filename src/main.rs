@@ -19,10 +19,3 @@ fn main() -> ExitCode {
     );
     ExitCode::from(code)
 }
-
-/// mimalloc rather than the system allocator: a new connection allocates and frees its
-/// buffers, futures and headers, and glibc's malloc took 4–5% of the generator's CPU with
-/// `--connections per-flow` (oha uses jemalloc for the same reason). CPU per new
-/// connection, median of 25 interleaved rounds: 1.13x oha's with glibc, 1.09x with this.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
