@@ -22,7 +22,8 @@ use tokio::runtime::{Builder, Handle, RuntimeFlavor};
 use tokio::sync::oneshot;
 use tokio::task::{AbortHandle, JoinSet};
 
-/// The lanes of one run; dropping them stops their threads (and any task still on them).
+/// A set of lanes (the process keeps one for its runs: [`Lanes::for_run`]); dropping them
+/// stops their threads and any task still on them.
 pub struct Lanes {
     handles: Vec<Handle>,
     _stops: Vec<oneshot::Sender<()>>,
