@@ -7,6 +7,7 @@
 #   scripts/real-stacks.sh                   # every stack
 #   scripts/real-stacks.sh django-session    # some stacks (names of scenarios/<name>.toml)
 #   scripts/real-stacks.sh --check [NAME...] # also `authbench check` each one (never fatal)
+#   REAL_STACKS_RUN_ARGS="--connections per-flow" scripts/real-stacks.sh   # extra `run` flags
 #
 # | stack (scenario)          | implementation                                   |
 # |---------------------------|--------------------------------------------------|
@@ -148,8 +149,9 @@ one_stack() {
     fi
 
     local rc=0
+    # shellcheck disable=SC2086 # REAL_STACKS_RUN_ARGS is a list of flags
     env "${env[@]}" "$AB" run --target "$url" --scenario "scenarios/$name.toml" --flows "$FLOWS" \
-        --no-progress --out-dir "$OUT" >"$OUT/$name.txt" 2>&1 || rc=$?
+        --no-progress --out-dir "$OUT" ${REAL_STACKS_RUN_ARGS:-} >"$OUT/$name.txt" 2>&1 || rc=$?
     cat "$OUT/$name.txt"
     if [ "$rc" != 0 ] || ! grep -q '^Success Rate: 100.00%$' "$OUT/$name.txt"; then
         echo "--- the last lines of the $name server's log:" >&2

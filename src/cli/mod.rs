@@ -182,6 +182,11 @@ where
         color_err: color::decide_from_env(when, terminals.err),
         progress: !cli.global.no_progress,
     };
+    // tokio panics on a bad TOKIO_WORKER_THREADS; say what is wrong instead.
+    if let Err(msg) = crate::engine::worker_threads_env() {
+        ui.error_msg(err, &msg);
+        return exit::USAGE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -486,11 +486,10 @@ fn render_headers(
     }
     if let Some(basic) = &step.basic {
         use base64::Engine;
-        let mut pair = String::new();
-        basic.render_into(vars, &mut pair, scratch);
-        let mut v = String::with_capacity(6 + pair.len().div_ceil(3) * 4);
+        basic.render_into(vars, scratch);
+        let mut v = String::with_capacity(6 + scratch.len().div_ceil(3) * 4);
         v.push_str("Basic ");
-        base64::engine::general_purpose::STANDARD.encode_string(pair.as_bytes(), &mut v);
+        base64::engine::general_purpose::STANDARD.encode_string(scratch.as_bytes(), &mut v);
         let v = HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
             .map_err(|_| FailureKind::Request)?;
         headers.insert(reqwest::header::AUTHORIZATION, v);

@@ -57,12 +57,12 @@ impl Lanes {
     }
 
     /// As many lanes as the multi-thread runtime has workers: `TOKIO_WORKER_THREADS` when
-    /// set, else the CPUs this process may run on.
+    /// set (the CLI refuses a bad value before any runtime starts), else the CPUs this
+    /// process may run on.
     pub fn default_count() -> usize {
-        std::env::var("TOKIO_WORKER_THREADS")
+        worker_threads_env()
             .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .filter(|&n| n > 0)
+            .flatten()
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get))
     }
 
@@ -76,11 +76,15 @@ impl Lanes {
         if Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread {
             return Arc::new(Lanes::current());
         }
-        SHARED
-            .get_or_init(|| {
-                Arc::new(Lanes::start(Lanes::default_count()).unwrap_or_else(|_| Lanes::current()))
-            })
-            .clone()
+        if let Some(lanes) = SHARED.get() {
+            return lanes.clone();
+        }
+        match Lanes::start(Lanes::default_count()) {
+            // Two first runs at once: one set is kept, the other stops with its drop.
+            Ok(lanes) => SHARED.get_or_init(|| Arc::new(lanes)).clone(),
+            // Not kept: the caller's runtime may not outlive the process's next run.
+            Err(_) => Arc::new(Lanes::current()),
+        }
     }
 
     /// One "lane" that is the runtime the caller is on.
@@ -123,6 +127,23 @@ impl Lanes {
     {
         let k = self.next.fetch_add(1, Ordering::Relaxed);
         self.spawn_on(set, k, task)
+    }
+}
+
+/// `TOKIO_WORKER_THREADS`: `Ok(None)` when unset, the count when it is a positive integer,
+/// else the message (tokio itself would panic on it).
+pub fn worker_threads_env() -> Result<Option<usize>, String> {
+    match std::env::var("TOKIO_WORKER_THREADS") {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Ok(v) => match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(format!(
+                "TOKIO_WORKER_THREADS={v:?}: the number of worker threads must be a positive integer (or unset: one per core)"
+            )),
+        },
+        Err(std::env::VarError::NotUnicode(v)) => Err(format!(
+            "TOKIO_WORKER_THREADS={v:?}: the number of worker threads must be a positive integer (or unset: one per core)"
+        )),
     }
 }
 

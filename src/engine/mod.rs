@@ -47,6 +47,7 @@ use breaker::Breaker;
 use collector::collect;
 pub use collector::progress_bar;
 use flow::{FlowContext, FlowEnd, FlowState, FlowTiming};
+pub use lanes::worker_threads_env;
 use lanes::Lanes;
 use transport::micros;
 
@@ -316,9 +317,10 @@ async fn closed_loop(d: Arc<Driver>, lanes: &Lanes) {
                 }
                 // Let the other flows the same reactor poll woke finish their turn first:
                 // the next flows' connects then go out together, after the last batch's
-                // responses and closes, as in oha, instead of interleaved with them. Kernel
-                // paths run back to back stay warm: 0.93x oha's CPU per new connection
-                // with this yield, 1.01x without (`scripts/new-connections.sh`).
+                // responses and closes, as in oha, instead of interleaved with them, and
+                // kernel paths run back to back stay warm. One binary with the yield
+                // switched on and off: 0.93x oha's CPU per new connection with it, 1.01x
+                // without (16 interleaved rounds of 10,000 per-flow flows).
                 tokio::task::yield_now().await;
                 let Some(seq) = d.take_seq() else { break };
                 let Some(row) = d.take_row() else { break };

@@ -356,13 +356,13 @@ impl Compiler<'_> {
         let user = self.template(raw.user.get_ref(), &raw.user.span(), scope);
         let password = self.template(raw.password.get_ref(), &raw.password.span(), scope);
         let form_encoded = match &raw.encode {
-            None => false,
-            Some(e) => self.diag.basic_encode(e)?,
+            None => Some(false),
+            Some(e) => self.diag.basic_encode(e),
         };
         Some(Basic {
             user: user?,
             password: password?,
-            form_encoded,
+            form_encoded: form_encoded?,
         })
     }
 

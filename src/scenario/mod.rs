@@ -312,17 +312,19 @@ pub struct Basic {
 
 impl Basic {
     /// `user:password` into `out` (cleared), each form-urlencoded first when
-    /// [`Basic::form_encoded`]; `scratch` is working space.
-    pub fn render_into(&self, vars: &[String], out: &mut String, scratch: &mut String) {
+    /// [`Basic::form_encoded`]. Plain credentials render straight into `out`; only the
+    /// form-encoded ones need a buffer of their own.
+    pub fn render_into(&self, vars: &[String], out: &mut String) {
         out.clear();
+        let mut part = String::new();
         for (i, t) in [&self.user, &self.password].into_iter().enumerate() {
             if i == 1 {
                 out.push(':');
             }
             if self.form_encoded {
-                scratch.clear();
-                t.render_into(vars, scratch);
-                out.extend(form_urlencoded::byte_serialize(scratch.as_bytes()));
+                part.clear();
+                t.render_into(vars, &mut part);
+                out.extend(form_urlencoded::byte_serialize(part.as_bytes()));
             } else {
                 t.render_into(vars, out);
             }
@@ -518,7 +520,7 @@ mod tests {
         vars[SLOT_SEQ] = "s+/:%é".to_string();
         let mut out = String::new();
         let basic = s.steps[0].basic.as_ref().unwrap();
-        basic.render_into(&vars, &mut out, &mut String::new());
+        basic.render_into(&vars, &mut out);
         Ok(out)
     }
 

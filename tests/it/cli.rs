@@ -288,3 +288,27 @@ fn the_man_page_renders() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(dir.path().join("man1/authbench-run.1").exists(), "{out}");
 }
+
+/// tokio panics on a bad `TOKIO_WORKER_THREADS` (the flows' lanes read it too): the binary
+/// refuses it first, with the variable and what it takes, exit 2.
+#[test]
+fn a_bad_worker_thread_count_is_a_usage_error_not_a_panic() {
+    for v in ["abc", "0", " 2"] {
+        let o = bin(
+            &[
+                "run",
+                "--no-reports",
+                "--flows",
+                "1",
+                "--target",
+                "http://127.0.0.1:1",
+            ],
+            &[("TOKIO_WORKER_THREADS", v)],
+        );
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{v:?}: {err}");
+        assert!(err.contains("TOKIO_WORKER_THREADS"), "{v:?}: {err}");
+        assert!(err.contains("positive integer"), "{v:?}: {err}");
+        assert!(!err.contains("panicked"), "{v:?}: {err}");
+    }
+}
