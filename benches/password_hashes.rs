@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use authbench::server::algorithm::{
+use authbench::password::{
     parse_argon2, parse_pbkdf2, parse_scrypt, Algorithm, OWASP_ARGON2ID, OWASP_PBKDF2, OWASP_SCRYPT,
 };
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};

@@ -18,7 +18,7 @@ fn thread_cpu_ms() -> f64 {
     ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
 }
 
-fn hash_cpu_ms(a: &authbench::server::algorithm::Algorithm) -> f64 {
+fn hash_cpu_ms(a: &authbench::password::Algorithm) -> f64 {
     let _ = a.hash(b"warm-up");
     (0..7)
         .map(|_| {

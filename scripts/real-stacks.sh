@@ -103,7 +103,7 @@ EOF
 
 one_stack() {
     local name=$1 port url ready env=()
-    WORK=$OUT/work/$name
+    WORK=$OUT/stacks/$name
     rm -rf "$WORK"; mkdir -p "$WORK"
     trap stop_server EXIT
     trap 'exit 143' TERM
@@ -266,8 +266,8 @@ for s in "${STACKS[@]}"; do
     rc=0
     timeout -k 10 "$STACK_TIMEOUT" "$SELF" --one "$s" || rc=$?
     # A stack killed by timeout could not stop its own server: do it here.
-    if [ -f "$OUT/work/$s/server.pgid" ]; then
-        kill -KILL -- "-$(cat "$OUT/work/$s/server.pgid")" 2>/dev/null || true
+    if [ -f "$OUT/stacks/$s/server.pgid" ]; then
+        kill -KILL -- "-$(cat "$OUT/stacks/$s/server.pgid")" 2>/dev/null || true
     fi
     if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
         echo "error: real-stacks: $s: did not finish within ${STACK_TIMEOUT} s" >&2

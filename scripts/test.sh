@@ -15,6 +15,9 @@ cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo doc (no warnings, no broken links)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 
+echo "== the floors: every import points down, no cycle between modules, long files say why"
+cargo test --quiet --test it floors
+
 echo "== cargo test"
 cargo test
 

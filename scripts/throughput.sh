@@ -4,7 +4,7 @@
 # scenarios/health.toml. Installs wrk and oha first if missing.
 #
 # Every tool gets the same single core (core 0, one thread: wrk -t1, oha and authbench with
-# TOKIO_WORKER_THREADS=1) and the server the other (core 1), as in ../shared/MEASURED.md, so
+# TOKIO_WORKER_THREADS=1) and the server the other (core 1), so
 # the ratio compares the tools' cost per request rather than who grabs more of a shared CPU.
 # The machine is shared and noisy (one tool's rate moves ±15% from round to round), so the
 # tools run in short interleaved rounds, in a rotating order, and the figures are medians:

@@ -55,7 +55,7 @@ pub struct RunOptions {
     pub cost: u32,
     /// The in-process server's hash algorithm when not bcrypt at `cost` (sweeps of
     /// argon2id, scrypt or PBKDF2 parameters); ignored for an external target.
-    pub algorithm: Option<crate::server::algorithm::Algorithm>,
+    pub algorithm: Option<crate::password::Algorithm>,
     /// The flow definition.
     pub scenario: ScenarioSource,
     /// Directory for the report files; `None` writes none.
@@ -72,7 +72,7 @@ pub struct RunOptions {
     /// A saved JSON report to compare the run with.
     pub baseline: Option<PathBuf>,
     /// Tolerances of the baseline comparison.
-    pub compare: crate::gate::CompareOptions,
+    pub compare: crate::criteria::CompareOptions,
     /// Where to write JUnit XML, if anywhere.
     pub junit: Option<PathBuf>,
     /// Also write the HTML report here (it is always written next to the Markdown).
@@ -81,7 +81,7 @@ pub struct RunOptions {
     /// time for the diagnosis (0: no calibration, no diagnosis).
     pub calibration_flows: u64,
     /// Where the in-process server hashes (ignored for an external target).
-    pub hash_mode: crate::server::HashMode,
+    pub hash_mode: crate::password::HashMode,
     /// The load shape; `None` is a closed loop of `concurrency` workers running `flows`.
     pub plan: Option<crate::plan::Plan>,
     /// Shared connection pool or a new client per flow.
@@ -127,11 +127,11 @@ impl Default for RunOptions {
             grace: Duration::from_secs(2),
             thresholds: Vec::new(),
             baseline: None,
-            compare: crate::gate::CompareOptions::default(),
+            compare: crate::criteria::CompareOptions::default(),
             junit: None,
             html: None,
             calibration_flows: 3,
-            hash_mode: crate::server::HashMode::Pool,
+            hash_mode: crate::password::HashMode::Pool,
             plan: None,
             connections: Connections::Shared,
             source_addrs: Vec::new(),
@@ -152,9 +152,9 @@ pub struct ServeOptions {
     pub addr: std::net::SocketAddr,
     pub cost: u32,
     /// The hash algorithm, when not bcrypt at `cost` (`--hash`).
-    pub algorithm: Option<crate::server::algorithm::Algorithm>,
+    pub algorithm: Option<crate::password::Algorithm>,
     pub api_key: Option<String>,
-    pub hash_mode: crate::server::HashMode,
+    pub hash_mode: crate::password::HashMode,
     /// Serve HTTPS with a self-signed certificate generated at start.
     pub tls: bool,
     /// Where to write that certificate (PEM) for other tools' `--cacert`; a temporary

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::stats::FailureKind;
+use crate::samples::FailureKind;
 
 /// Failed attempts in a row, with nothing answered between, that make an outage.
 pub const MIN_ATTEMPTS: u64 = 3;

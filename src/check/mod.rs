@@ -293,7 +293,7 @@ pub struct CheckResult {
 
 /// What `check --explain-roles` prints: the roles of the scenario's steps and why.
 pub fn explain_roles(opts: &CheckOptions) -> Result<String, RunError> {
-    let scenario = crate::load_scenario(&opts.scenario)?;
+    let scenario = crate::pipeline::load_scenario(&opts.scenario)?;
     Ok(roles::Roles::detect(&scenario).explain_text(&scenario))
 }
 
@@ -310,7 +310,7 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
             "--burst must be at least 1 and --race at least 2".into(),
         ));
     }
-    let scenario = Arc::new(crate::load_scenario(&opts.scenario)?);
+    let scenario = Arc::new(crate::pipeline::load_scenario(&opts.scenario)?);
     let jwt_key = match &opts.jwt_private_key {
         Some(path) => {
             Some(jwt::SigningKey::load(path).map_err(|e| RunError::Config(e.to_string()))?)
@@ -338,10 +338,13 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
 
     let (server, base_url, api_key, jwt_secret, tls) = match &opts.target {
         None => {
-            let key = opts.api_key.clone().unwrap_or_else(crate::random_key);
+            let key = opts
+                .api_key
+                .clone()
+                .unwrap_or_else(crate::pipeline::random_key);
             let mut cfg = crate::server::ServerConfig::new(opts.cost, key.clone());
             // We chose the secret, so the expired-token probe can forge with it.
-            let secret = crate::random_key();
+            let secret = crate::pipeline::random_key();
             cfg.jwt_secret = secret.clone().into_bytes();
             let (handle, tls) =
                 crate::pipeline::start_reference_server_with_tls(cfg, opts.server_tls, &opts.tls)?;
@@ -349,13 +352,13 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
             (Some(handle), url, key, Some(secret), tls)
         }
         Some(t) => {
-            let url = crate::check_target_url(t)?;
-            let key = crate::external_api_key(opts.api_key.as_deref(), &scenario)?;
+            let url = crate::pipeline::check_target_url(t)?;
+            let key = crate::pipeline::external_api_key(opts.api_key.as_deref(), &scenario)?;
             let tls = crate::tls::for_target(&url, &opts.tls, &[])?;
             (None, url, key, opts.jwt_secret.clone(), tls)
         }
     };
-    crate::preflight(&base_url, opts.connect_timeout, tls.as_ref()).await?;
+    crate::pipeline::preflight(&base_url, opts.connect_timeout, tls.as_ref()).await?;
 
     // No idle connection is kept: every request opens its own (see `target`).
     let client = crate::tls::reqwest_tls(reqwest::Client::builder(), tls.as_ref())

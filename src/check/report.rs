@@ -1,6 +1,6 @@
 //! Check reports: a terminal table, Markdown, JSON (the [`CheckReport`] struct as it
 //! is), JUnit XML and the HTML page (its body in the shared page of
-//! [`crate::report::html`]). Renderers return bytes and do no I/O; [`write_reports`] and
+//! [`crate::render::html`]). Renderers return bytes and do no I/O; [`write_reports`] and
 //! [`write_junit`] write the files.
 
 use std::fmt::Write as _;
@@ -11,11 +11,11 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::{CheckReport, Outcome};
-use crate::report::html::{esc, page};
+use crate::render::html::{esc, page};
 
 /// The terminal table: one row per probe, then the summary line.
 pub fn terminal(r: &CheckReport, color: bool) -> Vec<u8> {
-    use crate::report::terminal::{set_color, verdict_cell};
+    use crate::render::terminal::{set_color, verdict_cell};
     let mut t = Table::new();
     set_color(&mut t, color);
     t.load_preset(UTF8_FULL_CONDENSED)

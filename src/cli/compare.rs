@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::shared::{report_errors, usage, CmdError, ToleranceArgs, Ui};
 use crate::error::exit;
-use crate::report::{junit::JUnit, markdown, terminal, Exporter};
+use crate::render::{junit::JUnit, markdown, terminal, Exporter};
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
@@ -34,8 +34,8 @@ pub(super) fn exec(a: &CompareArgs, out: &mut dyn Write, err: &mut dyn Write, ui
 }
 
 fn compare(a: &CompareArgs, out: &mut dyn Write, ui: Ui) -> Result<u8, CmdError> {
-    let base = crate::read_report(&a.base).map_err(usage)?;
-    let new = crate::read_report(&a.new).map_err(usage)?;
+    let base = crate::report::read(&a.base).map_err(usage)?;
+    let new = crate::report::read(&a.new).map_err(usage)?;
     let c = crate::gate::compare(
         &base,
         &new,
@@ -49,15 +49,15 @@ fn compare(a: &CompareArgs, out: &mut dyn Write, ui: Ui) -> Result<u8, CmdError>
     if let Some(p) = &a.markdown {
         let mut md = String::new();
         let _ = markdown::write_gate(&mut md, &shown);
-        crate::report::write_file(p, md.as_bytes()).map_err(fail)?;
+        crate::render::write_file(p, md.as_bytes()).map_err(fail)?;
     }
     if let Some(p) = &a.json {
         let bytes = serde_json::to_vec_pretty(&c).map_err(|e| fail(e.into()))?;
-        crate::report::write_file(p, &bytes).map_err(fail)?;
+        crate::render::write_file(p, &bytes).map_err(fail)?;
     }
     if let Some(p) = &a.junit {
         let bytes = JUnit.render(&shown).map_err(fail)?;
-        crate::report::write_file(p, &bytes).map_err(fail)?;
+        crate::render::write_file(p, &bytes).map_err(fail)?;
     }
     Ok(if c.regressed() { exit::GATE } else { exit::OK })
 }

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::shared::{report_errors, usage, CmdError, Ui};
 use crate::error::exit;
-use crate::report::{terminal::Terminal, Exporter};
+use crate::render::{terminal::Terminal, Exporter};
 
 #[derive(Debug, Args)]
 pub struct MergeArgs {
@@ -39,7 +39,7 @@ fn merge(a: &MergeArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> Res
     let reports = inputs(&a.inputs)
         .map_err(usage)?
         .iter()
-        .map(|p| Ok((p.display().to_string(), crate::read_report(p)?)))
+        .map(|p| Ok((p.display().to_string(), crate::report::read(p)?)))
         .collect::<anyhow::Result<Vec<_>>>()
         .map_err(usage)?;
     let crate::report::merge::Merged {
@@ -54,7 +54,7 @@ fn merge(a: &MergeArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> Res
     let thresholds = crate::gate::parse_all(&a.thresholds, &steps).map_err(|e| usage(e.into()))?;
     merged.thresholds = thresholds.iter().map(|t| t.evaluate(&merged)).collect();
     let files =
-        crate::report::write_stem(&merged, &a.output).map_err(|e| CmdError(exit::FAILURE, e))?;
+        crate::render::write_stem(&merged, &a.output).map_err(|e| CmdError(exit::FAILURE, e))?;
     if let Ok(bytes) = (Terminal {
         color: ui.color_out,
     })

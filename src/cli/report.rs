@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::shared::{report_errors, usage, CmdError, Ui};
 use crate::error::exit;
-use crate::report::{junit::JUnit, markdown, Exporter};
+use crate::render::{junit::JUnit, markdown, Exporter};
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -37,7 +37,7 @@ fn render(a: &ReportArgs, out: &mut dyn Write, _ui: Ui) -> Result<u8, CmdError> 
                 "a check report re-renders as HTML only: give --html PATH"
             )));
         };
-        crate::report::write_file(p, &crate::check::report::html(&check))
+        crate::render::write_file(p, &crate::check::report::html(&check))
             .map_err(|e| CmdError(exit::FAILURE, e))?;
         let _ = writeln!(out, "report: {}", p.display());
         return Ok(exit::OK);
@@ -49,15 +49,15 @@ fn render(a: &ReportArgs, out: &mut dyn Write, _ui: Ui) -> Result<u8, CmdError> 
             )));
         };
         let svg = crate::sweep::chart::svg(&sw).map_err(|e| CmdError(exit::FAILURE, e))?;
-        crate::report::write_file(p, &crate::sweep::report::html(&sw, &svg))
+        crate::render::write_file(p, &crate::sweep::report::html(&sw, &svg))
             .map_err(|e| CmdError(exit::FAILURE, e))?;
         let _ = writeln!(out, "report: {}", p.display());
         return Ok(exit::OK);
     }
-    let r = crate::read_report(&a.input).map_err(usage)?;
+    let r = crate::report::read(&a.input).map_err(usage)?;
     let fail = |e| CmdError(exit::FAILURE, e);
     let outputs: [(&Option<PathBuf>, &dyn Exporter); 3] = [
-        (&a.html, &crate::report::html::Html),
+        (&a.html, &crate::render::html::Html),
         (&a.markdown, &markdown::Markdown),
         (&a.junit, &JUnit),
     ];
@@ -65,7 +65,7 @@ fn render(a: &ReportArgs, out: &mut dyn Write, _ui: Ui) -> Result<u8, CmdError> 
     for (path, exporter) in outputs {
         if let Some(p) = path {
             let bytes = exporter.render(&r).map_err(fail)?;
-            crate::report::write_file(p, &bytes).map_err(fail)?;
+            crate::render::write_file(p, &bytes).map_err(fail)?;
             if p.as_os_str() != "-" {
                 let _ = writeln!(out, "report: {}", p.display());
             }

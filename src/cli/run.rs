@@ -13,7 +13,8 @@ use crate::error::exit;
 use crate::gate::Verdict;
 use crate::options::{Connections, RunOptions};
 use crate::plan::{parse_stages, Arrival, LoadModel, Plan, Stage};
-use crate::report::{markdown, terminal::Terminal, Exporter, Report};
+use crate::render::{markdown, terminal::Terminal, Exporter};
+use crate::report::Report;
 
 /// `--source-addr`'s value: one argument holding the whole list (an alias, so that clap
 /// does not read a `Vec` as a repeated flag).

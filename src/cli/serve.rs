@@ -11,7 +11,7 @@ use clap::Args;
 use super::shared::{HashModeArg, Ui};
 use crate::error::exit;
 use crate::options::ServeOptions;
-use crate::server::algorithm::{self, Algorithm, AlgorithmKind};
+use crate::password::{self as algorithm, Algorithm, AlgorithmKind};
 
 /// The algorithm `--hash` names, with its parameters flag (or OWASP's minimum); an error
 /// when a parameters flag names another algorithm than `--hash`.

@@ -184,11 +184,11 @@ pub enum HashModeArg {
     Inline,
 }
 
-impl From<HashModeArg> for crate::server::HashMode {
+impl From<HashModeArg> for crate::password::HashMode {
     fn from(a: HashModeArg) -> Self {
         match a {
-            HashModeArg::Pool => crate::server::HashMode::Pool,
-            HashModeArg::Inline => crate::server::HashMode::Inline,
+            HashModeArg::Pool => crate::password::HashMode::Pool,
+            HashModeArg::Inline => crate::password::HashMode::Inline,
         }
     }
 }

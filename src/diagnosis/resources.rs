@@ -56,7 +56,10 @@ fn generator_share(u: &Usage) -> String {
 pub(super) fn idle_cpu_evidence(run: &Report) -> Option<String> {
     let u = run.usage.as_ref()?;
     if let Some(p) = &u.server_process {
-        let cores = u.machine.as_ref().map_or_else(crate::cores, |m| m.cores);
+        let cores = u
+            .machine
+            .as_ref()
+            .map_or_else(crate::usage::cores, |m| m.cores);
         if p.cpu_cores < MACHINE_BUSY * cores as f64 {
             return Some(format!(
                 "the server process used only {:.2} of this machine's {cores} cores",
@@ -107,7 +110,10 @@ pub(super) fn server_findings(d: &Diagnosis, run: &Report) -> Vec<String> {
         ));
     };
     if let Some(p) = &u.server_process {
-        let cores = u.machine.as_ref().map_or_else(crate::cores, |m| m.cores);
+        let cores = u
+            .machine
+            .as_ref()
+            .map_or_else(crate::usage::cores, |m| m.cores);
         say(
             p.cpu_cores,
             format!(

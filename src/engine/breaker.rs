@@ -23,7 +23,7 @@ use rand::Rng;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
-use crate::stats::{Batch, Sample};
+use crate::samples::{Batch, Sample};
 
 /// A worker's first wait after a refused connection.
 pub const FIRST_DELAY: Duration = Duration::from_millis(10);

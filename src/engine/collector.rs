@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 
 use super::Shared;
 use crate::outage::OutageTracker;
-use crate::stats::{new_histogram, record, Batch, Sample, Stats};
+use crate::samples::{new_histogram, record, Batch, Sample};
+use crate::stats::Stats;
 use crate::timeline::TimelineBuilder;
 
 /// The most flows' samples the collector takes from the channel at once.

@@ -22,10 +22,10 @@ use url::Url;
 use super::cookies::{self, Jar};
 use super::transport::http1::{Conn, Http1};
 use super::transport::{self, micros, Times};
+use crate::samples::{Batch, FailureKind, Sample};
 use crate::scenario::{
     Scenario, Step, SLOT_API_KEY, SLOT_RANDOM, SLOT_RUN_ID, SLOT_SEQ, SLOT_UUID,
 };
-use crate::stats::{Batch, FailureKind, Sample};
 
 /// What every flow of a run shares.
 pub struct FlowContext {

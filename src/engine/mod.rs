@@ -41,8 +41,9 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::plan::{Arrival, LoadModel, Plan};
+use crate::samples::Batch;
 use crate::scenario::Scenario;
-use crate::stats::{Batch, Stats};
+use crate::stats::Stats;
 use breaker::Breaker;
 use collector::collect;
 pub use collector::progress_bar;

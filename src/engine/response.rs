@@ -7,8 +7,8 @@ use reqwest::header::HeaderMap;
 use url::Url;
 
 use super::cookies::Jar;
+use crate::samples::FailureKind;
 use crate::scenario::{Expectation, ExtractSource, Step};
-use crate::stats::FailureKind;
 
 /// Checks status, extracts values and runs the step's checks (without a cookie jar: a
 /// cookie to extract is missing). Only tests call it now: `check` keeps a jar too.

@@ -2,97 +2,9 @@
 //! throughput of a new report against a base one, with absolute and relative deltas and a
 //! verdict per row. A change counts as a regression only past the tolerance.
 
-use serde::{Deserialize, Serialize};
-
-use super::Stat;
+use super::{CompareOptions, CompareRow, Comparison, Stat, Verdict};
 use crate::report::Report;
-use crate::stats::LatencySummary;
-
-/// Tolerances of a comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct CompareOptions {
-    /// Relative change of latency or throughput tolerated (0.10 = 10%).
-    pub max_regression: f64,
-    /// Drop of success rate tolerated, in absolute terms (0.01 = one percentage point):
-    /// success rates live near 100%, where a relative tolerance would hide real failures.
-    pub max_success_drop: f64,
-    /// Latency changes smaller than this many ms are noise whatever their ratio
-    /// (0.2 ms → 0.3 ms is +50% and means nothing for an auth flow).
-    pub min_latency_delta_ms: f64,
-}
-
-impl Default for CompareOptions {
-    fn default() -> Self {
-        CompareOptions {
-            max_regression: 0.10,
-            max_success_drop: 0.01,
-            min_latency_delta_ms: 1.0,
-        }
-    }
-}
-
-/// What a row's change means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Worse by more than the tolerance.
-    Regression,
-    /// Better by more than the tolerance.
-    Improvement,
-    /// Within the tolerance.
-    Unchanged,
-    /// One side has no data (a step absent, or no successful request to time).
-    NoData,
-}
-
-impl Verdict {
-    pub fn label(self) -> &'static str {
-        match self {
-            Verdict::Regression => "❌ regression",
-            Verdict::Improvement => "✅ improvement",
-            Verdict::Unchanged => "ok",
-            Verdict::NoData => "no data",
-        }
-    }
-}
-
-/// One compared figure.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CompareRow {
-    /// `flow` or a step name.
-    pub scope: String,
-    /// `p50_ms`, `p95_ms`, `p99_ms`, `mean_ms`, `success_rate`, `flows_per_s`.
-    pub metric: String,
-    pub base: Option<f64>,
-    pub new: Option<f64>,
-    /// new − base.
-    pub delta: Option<f64>,
-    /// (new − base) / base.
-    pub relative: Option<f64>,
-    pub verdict: Verdict,
-}
-
-/// A whole comparison.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Comparison {
-    /// What the base was (a path, and when it was generated).
-    pub base: String,
-    pub options: CompareOptions,
-    pub rows: Vec<CompareRow>,
-}
-
-impl Comparison {
-    pub fn regressed(&self) -> bool {
-        self.rows.iter().any(|r| r.verdict == Verdict::Regression)
-    }
-
-    pub fn regressions(&self) -> usize {
-        self.rows
-            .iter()
-            .filter(|r| r.verdict == Verdict::Regression)
-            .count()
-    }
-}
+use crate::samples::LatencySummary;
 
 #[derive(Clone, Copy)]
 enum Better {

@@ -1,5 +1,5 @@
 //! The `closed` object of a step in the JSON report: times around the requests whose
-//! connection the server closed without answering ([`crate::stats::FailureKind::Closed`]),
+//! connection the server closed without answering ([`crate::samples::FailureKind::Closed`]),
 //! summarised from [`ClosedTimes`] and read back into them for `compare` and `merge`.
 
 use serde::{Deserialize, Serialize};

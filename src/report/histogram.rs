@@ -38,13 +38,13 @@ mod tests {
 
     #[test]
     fn round_trips_exactly() {
-        let mut h = crate::stats::new_histogram();
+        let mut h = crate::samples::new_histogram();
         for v in [1u64, 20_000, 20_150, 60_000_000, 3] {
-            crate::stats::record(&mut h, v);
+            crate::samples::record(&mut h, v);
         }
         let back = decode(&encode(&h)).unwrap();
         assert_eq!(back, h);
-        let empty = crate::stats::new_histogram();
+        let empty = crate::samples::new_histogram();
         assert_eq!(decode(&encode(&empty)).unwrap().len(), 0);
         assert!(decode("not base64!").is_err());
         assert!(decode("AAAA").is_err());

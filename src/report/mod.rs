@@ -1,28 +1,27 @@
-//! The run report: one serializable struct that *is* the JSON format, and exporters that
-//! render it to bytes (Markdown in the seed document's format, JSON, a terminal summary).
-//! Exporters do no I/O; [`write_reports`] writes their bytes to `reports/`.
+//! The run's results as plain data: one serializable struct that *is* the JSON format,
+//! with its parts (step and flow figures, failures, the gate's results in [`gate`], the
+//! diagnosis in [`diagnosis`], outage windows, the timeline and usage), built from the
+//! collector's [`Stats`], read back from a saved JSON ([`read`]) and added up ([`merge`]).
+//!
+//! Nothing here analyses or renders: the analyses (`outage`, `diagnosis`, `gate`) fill the
+//! parts in, and the renderers (`render`) read them.
 
 mod closed;
+pub mod diagnosis;
+pub mod gate;
 pub mod histogram;
-pub mod html;
-pub mod json;
-pub mod junit;
-pub mod markdown;
 pub mod merge;
-pub mod terminal;
-mod timeline_chart;
-pub mod usage_chart;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 pub use closed::ClosedSummary;
 
-use crate::gate::{Comparison, ThresholdResult};
-use crate::stats::{FailureKind, LatencySummary, Stats};
+use crate::samples::{FailureKind, LatencySummary};
+use crate::stats::Stats;
+use gate::{Comparison, ThresholdResult};
 
 /// The version of the JSON report format; bumped on any incompatible change.
 pub const SCHEMA: &str = "authbench.report/1";
@@ -59,7 +58,7 @@ pub struct Report {
     pub comparison: Option<Comparison>,
     /// What the figures say about the server (calibration vs the run), when calibrated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub diagnosis: Option<crate::diagnosis::Diagnosis>,
+    pub diagnosis: Option<diagnosis::Diagnosis>,
     /// Per-second figures over the run (bounded; see [`crate::timeline`]).
     #[serde(default)]
     pub timeline: crate::timeline::Timeline,
@@ -177,7 +176,7 @@ impl RunConfig {
     }
 }
 
-/// The seed document's "Final Performance Metrics", and a few more.
+/// The report format's "Final Performance Metrics" (docs/report-format.md), and a few more.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
     /// Flows that ran to an end (success or a failed step).
@@ -463,7 +462,7 @@ impl Report {
             && self.comparison.as_ref().is_none_or(|c| !c.regressed())
     }
 
-    /// The seed document's block, line for line.
+    /// The "Final Performance Metrics" block of docs/report-format.md, line for line.
     pub fn metrics_block(&self) -> String {
         let s = &self.summary;
         let avg = match s.average_flow_time_s {
@@ -549,76 +548,24 @@ impl Report {
     }
 }
 
-/// Renders a report to bytes. No I/O: the caller decides where the bytes go.
-pub trait Exporter {
-    /// File extension of this format, without the dot.
-    fn extension(&self) -> &'static str;
-    fn render(&self, report: &Report) -> anyhow::Result<Vec<u8>>;
-}
-
-/// Writes `<dir>/<UTC timestamp>-run.{md,json,html}` and returns the paths.
-pub fn write_reports(report: &Report, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("could not create the report directory '{}'", dir.display()))?;
-    let stamp = report_stamp(&report.generated_at);
-    let exporters: [&dyn Exporter; 3] = [&markdown::Markdown, &json::Json, &html::Html];
-    write_with(report, dir, &stamp, &exporters)
-}
-
-/// Writes the Markdown and JSON of `report` as `<stem>.md` and `<stem>.json` (for
-/// `merge -o ALL.json`: the JSON where asked, the Markdown beside it).
-pub fn write_stem(report: &Report, json_path: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let md_path = json_path.with_extension("md");
-    let html_path = json_path.with_extension("html");
-    write_file(json_path, &json::Json.render(report)?)?;
-    write_file(&md_path, &markdown::Markdown.render(report)?)?;
-    write_file(&html_path, &html::Html.render(report)?)?;
-    Ok(vec![json_path.to_path_buf(), md_path, html_path])
-}
-
-/// Writes one file per exporter as `<dir>/<stamp>-run.<ext>`, never overwriting.
-fn write_with(
-    report: &Report,
-    dir: &Path,
-    stamp: &str,
-    exporters: &[&dyn Exporter],
-) -> anyhow::Result<Vec<PathBuf>> {
-    // Never overwrite an earlier report: two runs in the same second get a suffix.
-    let mut base = format!("{stamp}-run");
-    let mut n = 1;
-    while exporters
-        .iter()
-        .any(|e| dir.join(format!("{base}.{}", e.extension())).exists())
-    {
-        n += 1;
-        base = format!("{stamp}-run-{n}");
+/// Reads a saved JSON report (a run's, or a merge's), checking its schema version.
+pub fn read(path: &std::path::Path) -> anyhow::Result<Report> {
+    use anyhow::Context;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("could not read the report '{}'", path.display()))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("'{}' is not JSON", path.display()))?;
+    let schema = value
+        .get("schema")
+        .and_then(|s| s.as_str())
+        .unwrap_or("none");
+    if schema != SCHEMA {
+        anyhow::bail!(
+            "'{}' has schema '{schema}'; this authbench reads '{}'",
+            path.display(),
+            SCHEMA
+        );
     }
-    let mut paths = Vec::new();
-    for e in exporters {
-        let path = dir.join(format!("{base}.{}", e.extension()));
-        write_file(&path, &e.render(report)?)?;
-        paths.push(path);
-    }
-    Ok(paths)
-}
-
-/// Writes bytes to a file (`-` is stdout), with the path in any error.
-pub fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    if path.as_os_str() == "-" {
-        use std::io::Write;
-        return std::io::stdout()
-            .write_all(bytes)
-            .context("could not write to stdout");
-    }
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("could not create the directory '{}'", parent.display()))?;
-    }
-    std::fs::write(path, bytes)
-        .with_context(|| format!("could not write the file '{}'", path.display()))
-}
-
-/// `2026-11-25T12:00:00Z` → `20261125T120000Z` (safe in file names everywhere).
-fn report_stamp(rfc3339: &str) -> String {
-    rfc3339.chars().filter(|c| *c != '-' && *c != ':').collect()
+    serde_json::from_value(value)
+        .with_context(|| format!("'{}' is not a complete authbench report", path.display()))
 }

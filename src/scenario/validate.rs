@@ -339,7 +339,7 @@ impl<'a> Diagnostics<'a> {
         let mut thresholds = Vec::new();
         for (k, v) in raw {
             let expr = format!("{}{}", k.get_ref(), v.get_ref());
-            match crate::gate::Threshold::parse(&expr).and_then(|t| {
+            match crate::criteria::Threshold::parse(&expr).and_then(|t| {
                 t.check_steps(step_names)?;
                 Ok(t)
             }) {

@@ -9,28 +9,13 @@
 use std::fmt;
 use std::time::Duration;
 
+pub use crate::password::HashMode;
+
 /// Default bcrypt cost, the target service's `PASSWORD_HASH_ROUNDS` default.
 pub const DEFAULT_COST: u32 = 12;
 
 /// Default access-token lifetime (the target's `expires_in: 86400`).
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// Where bcrypt work runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum HashMode {
-    /// Hash and verify on a bounded pool of blocking threads (`hash_threads`
-    /// at a time, first come first served), so the async workers keep
-    /// accepting connections and answering cheap requests (verify, profile,
-    /// health) while passwords are being hashed.
-    #[default]
-    Pool,
-    /// Hash and verify directly inside the async handler, and serve on a
-    /// current-thread runtime. This reproduces a service with a single
-    /// event-loop worker that calls bcrypt synchronously: every request,
-    /// even `/health`, waits behind every hash in progress. It exists to
-    /// reproduce that production failure, not to be used.
-    Inline,
-}
 
 /// Everything the reference server needs to start.
 ///
@@ -42,7 +27,7 @@ pub struct ServerConfig {
     pub cost: u32,
     /// Another hash algorithm (argon2id, scrypt, PBKDF2, or bcrypt); `None`: bcrypt at
     /// `cost`.
-    pub algorithm: Option<super::algorithm::Algorithm>,
+    pub algorithm: Option<crate::password::Algorithm>,
     /// Value every `/auth/*` request must carry in `X-API-Key`.
     pub api_key: String,
     /// HS256 signing key. Random 32 bytes by default, so tokens from one

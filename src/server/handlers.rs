@@ -1,5 +1,5 @@
 //! The endpoint handlers and their request/response bodies, in the target
-//! service's shape (see `/work/shared/target-api.md`).
+//! service's shape (see `docs/target-api.md`).
 //!
 //! Handlers stay short: the API key is checked by middleware, bodies and
 //! tokens by extractors, and every failure is an [`AuthError`] returned

@@ -25,10 +25,10 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use super::algorithm::Algorithm;
 use super::config::HashMode;
 use super::error::{AuthError, ServerError};
 use super::store::User;
+use crate::password::Algorithm;
 
 pub(crate) struct Hasher {
     mode: HashMode,

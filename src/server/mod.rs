@@ -20,7 +20,6 @@
 //! (endpoints), `error` (errors to responses), `serve` (thread, runtime,
 //! shutdown), `tls` (HTTPS: the generated certificate and the TLS listener).
 
-pub mod algorithm;
 mod config;
 mod error;
 mod extract;

@@ -60,7 +60,7 @@ impl AppState {
         }
         let algorithm = cfg
             .algorithm
-            .unwrap_or(super::algorithm::Algorithm::Bcrypt { cost: cfg.cost });
+            .unwrap_or(crate::password::Algorithm::Bcrypt { cost: cfg.cost });
         algorithm
             .check()
             .map_err(|e| ServerError::Algorithm(e.to_string()))?;

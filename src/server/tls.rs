@@ -86,7 +86,7 @@ impl TlsIdentity {
     /// no session resumption (see the module docs).
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, ServerError> {
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.clone()));
-        let mut config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
+        let mut config = rustls::ServerConfig::builder_with_provider(crate::crypto::provider())
             .with_safe_default_protocol_versions()
             .and_then(|b| {
                 b.with_no_client_auth()

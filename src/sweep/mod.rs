@@ -85,8 +85,8 @@ pub fn parse_costs(s: &str) -> Result<Vec<u32>, String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParamSweep {
     /// The algorithm with its other parameters.
-    pub base: crate::server::algorithm::Algorithm,
-    /// The parameter's name in [`Algorithm::with`](crate::server::algorithm::Algorithm::with).
+    pub base: crate::password::Algorithm,
+    /// The parameter's name in [`Algorithm::with`](crate::password::Algorithm::with).
     pub name: String,
     /// The values, ascending.
     pub values: Vec<u32>,
@@ -99,7 +99,7 @@ impl ParamSweep {
     }
 
     /// The algorithm at `value`.
-    pub fn at(&self, value: u32) -> Result<crate::server::algorithm::Algorithm, String> {
+    pub fn at(&self, value: u32) -> Result<crate::password::Algorithm, String> {
         self.base.with(&self.name, value)
     }
 }
@@ -108,7 +108,7 @@ impl ParamSweep {
 /// 65536), `pbkdf2.iterations=100k,600k,1m`, `scrypt.n=16384..=131072`,
 /// `bcrypt.cost=4..=12` (a bcrypt range counts up by one, like `--costs`).
 pub fn parse_param(s: &str) -> Result<ParamSweep, String> {
-    use crate::server::algorithm::{Algorithm, AlgorithmKind};
+    use crate::password::{Algorithm, AlgorithmKind};
     let example = "e.g. argon2.m=8192..=65536, scrypt.n=16384..=131072, pbkdf2.iterations=100k,600k or bcrypt.cost=4..=12";
     let (key, values) = s
         .split_once('=')
@@ -204,7 +204,7 @@ impl Default for SweepOptions {
             connect_timeout: Duration::from_secs(5),
             scenario: ScenarioSource::Builtin,
             hashes_per_flow: 2.0,
-            hashing_threads: crate::cores(),
+            hashing_threads: crate::usage::cores(),
             spawn: None,
             param: None,
         }

@@ -1,5 +1,5 @@
 //! A sweep's outputs: the terminal table, the Markdown report, the HTML page (its body
-//! in the shared page of [`crate::report::html`]), and [`write_sweep`], which writes
+//! in the shared page of [`crate::render::html`]), and [`write_sweep`], which writes
 //! them with the JSON, SVG and PNG. Renderers return text or bytes and do no I/O.
 //!
 //! It runs nothing: the sweep's `runner` measures, this only shows what was measured.
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::{chart, HashSource, Sweep, SweepRow, OWASP_MIN_COST};
-use crate::report::html::{esc, page};
+use crate::render::html::{esc, page};
 
 fn fmt_ms(v: Option<f64>) -> String {
     match v {
@@ -359,7 +359,7 @@ pub fn write_sweep(s: &Sweep, dir: &Path) -> anyhow::Result<Written> {
     ];
     let mut written = Vec::new();
     for (p, bytes) in files {
-        crate::report::write_file(&p, &bytes)?;
+        crate::render::write_file(&p, &bytes)?;
         written.push(p);
     }
     Ok(Written {

@@ -15,8 +15,8 @@ use super::{
     SweepOptions, SweepRow, COST_RANGE, SCHEMA,
 };
 use crate::options::{RunOptions, ScenarioSource};
+use crate::password::Algorithm;
 use crate::report::Report;
-use crate::server::algorithm::Algorithm;
 
 /// Median time of a few `bcrypt::hash` calls at `cost`, in ms, on a blocking thread (so
 /// the caller's executor keeps running). Fewer samples at high costs, where one hash is
@@ -88,7 +88,7 @@ pub(crate) async fn drive_with_stop<T>(
 
 /// OWASP's value of the parameter `p` sweeps (19456 for `argon2.m`).
 fn owasp_value(p: &super::ParamSweep) -> Option<u32> {
-    use crate::server::algorithm::Algorithm as A;
+    use crate::password::Algorithm as A;
     match (Algorithm::owasp(p.base.kind()), p.name.as_str()) {
         (A::Bcrypt { cost }, "cost") => Some(cost),
         (A::Argon2id { m, .. }, "m") => Some(m),
@@ -167,7 +167,7 @@ pub async fn sweep(
         Some(p) => p.values.clone(),
         None => opts.costs.clone(),
     };
-    let scenario = crate::load_scenario(&opts.scenario).map_err(|e| SweepError::Run {
+    let scenario = crate::pipeline::load_scenario(&opts.scenario).map_err(|e| SweepError::Run {
         cost: values[0],
         source: e,
     })?;
@@ -182,7 +182,7 @@ pub async fn sweep(
         scenario: scenario.name.clone(),
         hashes_per_flow: opts.hashes_per_flow,
         hashing_threads: opts.hashing_threads,
-        cores: crate::cores(),
+        cores: crate::usage::cores(),
         target: opts.spawn.as_ref().map(|s| s.target.clone()),
         // The key may be spelled out in the command; reports never hold it.
         spawn: opts.spawn.as_ref().map(|s| match s.api_key.as_deref() {
@@ -204,7 +204,7 @@ pub async fn sweep(
             .collect::<Vec<_>>(),
         axis,
     );
-    conclude::apply(&mut rows, &fit, opts.hashes_per_flow, crate::cores());
+    conclude::apply(&mut rows, &fit, opts.hashes_per_flow, crate::usage::cores());
     let what = opts
         .param
         .as_ref()

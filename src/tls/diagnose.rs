@@ -1,6 +1,6 @@
 //! The preflight's TLS handshake, and a failed handshake in one line: the cause and the
 //! flag that fixes it ("certificate not trusted (self-signed): pass --cacert FILE ...").
-//! `crate::preflight` calls [`probe`] before any load, so an untrusted certificate, a
+//! `crate::pipeline::preflight` calls [`probe`] before any load, so an untrusted certificate, a
 //! name mismatch, a protocol failure or a missing client certificate stops the run (exit
 //! 3) instead of failing every flow with the same error.
 
@@ -113,8 +113,10 @@ async fn peer_certificate(
     name: ServerName<'static>,
     timeout: Duration,
 ) -> Option<CertificateDer<'static>> {
-    let keep = Arc::new(super::AcceptAnyCertificate::keeping(super::provider()));
-    let config = ClientConfig::builder_with_provider(super::provider())
+    let keep = Arc::new(super::AcceptAnyCertificate::keeping(
+        crate::crypto::provider(),
+    ));
+    let config = ClientConfig::builder_with_provider(crate::crypto::provider())
         .with_safe_default_protocol_versions()
         .ok()?
         .dangerous()

@@ -4,8 +4,8 @@
 //! [`TlsOptions`], so `--insecure`, `--cacert` and `--cert`/`--key` mean the same thing
 //! everywhere. rustls with the ring provider: no OpenSSL, no cmake.
 //!
-//! It owns the client side only; the reference server's certificate and listener are in
-//! [`crate::server`], and [`diagnose`] turns a failed handshake into one line naming the
+//! It owns the client side only; the crypto provider both sides use is [`crate::crypto`]'s,
+//! and the reference server's certificate and listener are in [`crate::server`], and [`diagnose`] turns a failed handshake into one line naming the
 //! cause and the flag that fixes it.
 
 pub mod diagnose;
@@ -20,6 +20,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
+use crate::crypto::provider;
 use crate::options::TlsOptions;
 
 /// Why the TLS settings could not be used; each names the flag and the file.
@@ -35,28 +36,6 @@ pub enum TlsError {
     /// rustls refused the combination (e.g. a key that does not match the certificate).
     #[error("{0}")]
     Config(String),
-}
-
-/// The crypto provider of every config: ring, chosen explicitly rather than through a
-/// process-wide default, so nothing depends on which dependency installed one first.
-///
-/// Cipher suites are offered in browsers' order, AES-128-GCM first (rustls' default puts
-/// AES-256-GCM with SHA-384 first). A server that follows the client's order, as rustls'
-/// does, then negotiates with authbench what it negotiates with Chrome or Firefox, so the
-/// handshake and request figures are those of real users' connections; SHA-256 also runs
-/// on the CPU's SHA extensions where SHA-384 has none.
-pub fn provider() -> Arc<CryptoProvider> {
-    use rustls::CipherSuite as S;
-    let mut p = rustls::crypto::ring::default_provider();
-    p.cipher_suites.sort_by_key(|s| {
-        !matches!(
-            s.suite(),
-            S::TLS13_AES_128_GCM_SHA256
-                | S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
-                | S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
-        )
-    });
-    Arc::new(p)
 }
 
 /// The client config for `opts`, trusting `extra_roots` as well (the in-process server's

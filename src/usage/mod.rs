@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::timeline::UsagePoint;
 use scrape::ScrapeSample;
 use series::Series;
 
@@ -112,46 +113,9 @@ pub struct ScrapeUsage {
     pub failed_scrapes: u64,
 }
 
-/// The figures of one timeline bucket (averages over it; memory and descriptors: peaks).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
-pub struct UsagePoint {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generator_cpu: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub machine_cpu: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server_cpu: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server_rss_mb: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scrape_cpu: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scrape_rss_mb: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scrape_fds: Option<f64>,
-}
-
-impl UsagePoint {
-    /// Two neighbouring buckets as one: CPU averaged, peaks kept.
-    pub fn merge(&self, o: &UsagePoint) -> UsagePoint {
-        let mean = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) => Some((a + b) / 2.0),
-            (a, b) => a.or(b),
-        };
-        let max = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        UsagePoint {
-            generator_cpu: mean(self.generator_cpu, o.generator_cpu),
-            machine_cpu: mean(self.machine_cpu, o.machine_cpu),
-            server_cpu: mean(self.server_cpu, o.server_cpu),
-            server_rss_mb: max(self.server_rss_mb, o.server_rss_mb),
-            scrape_cpu: mean(self.scrape_cpu, o.scrape_cpu),
-            scrape_rss_mb: max(self.scrape_rss_mb, o.scrape_rss_mb),
-            scrape_fds: max(self.scrape_fds, o.scrape_fds),
-        }
-    }
+/// Cores available to this process.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 static NEXT_SET: AtomicU64 = AtomicU64::new(1);

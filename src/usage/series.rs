@@ -68,7 +68,7 @@ impl Series {
         let cores = looks
             .iter()
             .find_map(|l| l.machine.map(|m| m.2))
-            .unwrap_or_else(crate::cores);
+            .unwrap_or_else(crate::usage::cores);
         let server: Vec<(f64, ProcessSample)> = looks
             .iter()
             .filter_map(|l| Some((l.t, l.server?)))

@@ -329,7 +329,7 @@ async fn a_generator_out_of_cpu_is_named_and_no_server_claim_is_made() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cpu_bound_server_on_loopback_is_named_cpu_bound() {
     let _cpu = support::CPU_HEAVY.lock().await;
-    if authbench::cores() < 2 {
+    if authbench::usage::cores() < 2 {
         eprintln!("skipped: needs two cores");
         return;
     }

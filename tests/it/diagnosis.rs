@@ -39,7 +39,7 @@ fn timeouts(r: &authbench::report::Report) -> u64 {
 #[ignore = "needs both cores to itself: scripts/test.sh runs it alone"]
 async fn inline_hashing_times_out_and_is_diagnosed_as_serialized_the_pool_is_not() {
     let _cpu = CPU_HEAVY.lock().await;
-    if authbench::cores() < 2 {
+    if authbench::usage::cores() < 2 {
         eprintln!("skipped: a pool cannot beat one event loop on one core");
         return;
     }
@@ -92,7 +92,7 @@ async fn every_figure_in_the_diagnosis_is_in_the_report() {
     let sum: f64 = d.steps.iter().map(|s| s.service_time_ms).sum();
     assert!((sum - d.flow_service_time_ms).abs() < 1e-9);
     let md = String::from_utf8(
-        authbench::report::Exporter::render(&authbench::report::markdown::Markdown, &r).unwrap(),
+        authbench::render::Exporter::render(&authbench::render::markdown::Markdown, &r).unwrap(),
     )
     .unwrap();
     assert!(md.contains("## Diagnosis"));

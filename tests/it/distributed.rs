@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use authbench::report::{Exporter, Report};
+use authbench::render::Exporter;
+use authbench::report::Report;
 use authbench::shard::Shard;
 use axum::extract::{Form, State};
 use axum::routing::post;
@@ -203,10 +204,10 @@ fn merge_takes_every_shard_once_and_refuses_anything_else() {
         )
     });
     let dir = tempfile::tempdir().unwrap();
-    use authbench::report::json::Json;
+    use authbench::render::json::Json;
     let write = |name: &str, r: &Report| {
         let p = dir.path().join(name);
-        std::fs::write(&p, authbench::report::json::Json.render(r).unwrap()).unwrap();
+        std::fs::write(&p, authbench::render::json::Json.render(r).unwrap()).unwrap();
         p.to_str().unwrap().to_string()
     };
     let (pa, pb, pc) = (
@@ -229,7 +230,7 @@ fn merge_takes_every_shard_once_and_refuses_anything_else() {
         out.contains("start skew: the 3 inputs began within"),
         "{out}"
     );
-    let merged = authbench::read_report(std::path::Path::new(all)).unwrap();
+    let merged = authbench::report::read(std::path::Path::new(all)).unwrap();
     assert_eq!(merged.summary.total_flows, 6);
     assert_eq!(merged.config.flows_planned, 6);
     assert_eq!(merged.config.generators, 3);
@@ -265,7 +266,7 @@ fn merge_takes_every_shard_once_and_refuses_anything_else() {
     let (code, _, err) = merge(&[&pa, &pb, &po], &["--force"]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("merged with --force"), "{err}");
-    let merged = authbench::read_report(std::path::Path::new(all)).unwrap();
+    let merged = authbench::report::read(std::path::Path::new(all)).unwrap();
     assert!(merged.config.notes.iter().any(|n| n.contains("'another'")));
 
     let mut total = c.clone();

@@ -355,7 +355,7 @@ async fn think_time_is_in_flow_time_not_step_latency() {
     assert!(r.flow.max_ms < 10_000.0, "{:?}", r.flow);
     assert_eq!(r.config.think.as_deref(), Some("a 400ms-500ms, b 10000ms"));
     let md = String::from_utf8(
-        authbench::report::Exporter::render(&authbench::report::markdown::Markdown, &r).unwrap(),
+        authbench::render::Exporter::render(&authbench::render::markdown::Markdown, &r).unwrap(),
     )
     .unwrap();
     assert!(md.contains("| think time | a 400ms-500ms"), "{md}");

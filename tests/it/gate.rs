@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use authbench::gate::{compare, CompareOptions, Verdict};
-use authbench::report::{junit::JUnit, Exporter, Report, ReportInput, RunConfig};
-use authbench::stats::{FailureKind, Sample, Stats};
+use authbench::render::{junit::JUnit, Exporter};
+use authbench::report::{Report, ReportInput, RunConfig};
+use authbench::samples::{FailureKind, Sample};
+use authbench::stats::Stats;
 
 use crate::support::cli;
 
@@ -154,7 +156,7 @@ fn merging_two_halves_equals_the_whole() {
         "flow.p99<10s",
     ]);
     assert_eq!(code, 0, "{out}{err}");
-    let merged = authbench::read_report(&pall).unwrap();
+    let merged = authbench::report::read(&pall).unwrap();
     assert!(pall.with_extension("md").exists());
     assert_eq!(merged.summary.total_flows, 1200);
     assert_eq!(
@@ -195,7 +197,7 @@ fn merging_two_halves_equals_the_whole() {
 
 #[allow(non_snake_case)]
 fn Json(r: &Report) -> Vec<u8> {
-    authbench::report::json::Json.render(r).unwrap()
+    authbench::render::json::Json.render(r).unwrap()
 }
 
 #[test]

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use authbench::options::RunOptions;
 use authbench::plan::{Arrival, LoadModel, Plan, Stage};
-use authbench::report::{html::Html, Exporter, Report};
+use authbench::render::{html::Html, Exporter};
+use authbench::report::Report;
 
 use crate::support::cli;
 

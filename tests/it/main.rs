@@ -7,6 +7,7 @@ mod connections;
 mod diagnosis;
 mod distributed;
 mod feeder;
+mod floors;
 mod gate;
 mod hashfit;
 mod html;

@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
-use authbench::report::{json::Json, markdown::Markdown, Exporter, Report, ReportInput, RunConfig};
-use authbench::stats::{FailureKind, Sample, Stats};
+use authbench::render::{json::Json, markdown::Markdown, Exporter};
+use authbench::report::{Report, ReportInput, RunConfig};
+use authbench::samples::{FailureKind, Sample};
+use authbench::stats::Stats;
 
 fn sample_report(partial: bool) -> Report {
     let names: Vec<String> = ["register", "login", "verify", "profile"]

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use authbench::options::{Connections, RunOptions, TlsOptions};
-use authbench::report::{html::Html, markdown::Markdown, terminal::Terminal, Exporter, Report};
+use authbench::render::{html::Html, markdown::Markdown, terminal::Terminal, Exporter};
+use authbench::report::Report;
 use authbench::server::{ServerConfig, ServerHandle, TlsIdentity};
 
 use crate::support::{cli, health, report};
@@ -324,12 +325,12 @@ async fn mtls_server(dir: &std::path::Path) -> (SocketAddr, PathBuf, PathBuf, Pa
     roots.add(client.cert.der().clone()).unwrap();
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
-        authbench::tls::provider(),
+        authbench::crypto::provider(),
     )
     .build()
     .unwrap();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(server.key_pair.serialize_der().into());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(authbench::tls::provider())
+    let mut cfg = rustls::ServerConfig::builder_with_provider(authbench::crypto::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_client_cert_verifier(verifier)

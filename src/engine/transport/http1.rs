@@ -46,8 +46,8 @@ use tokio_rustls::TlsConnector;
 
 use super::local::{classify_io, Sources};
 use super::micros;
+use crate::samples::FailureKind;
 use crate::scenario::Scenario;
-use crate::stats::FailureKind;
 
 /// How long a connection whose last request said `Connection: close` waits for the
 /// server's FIN before authbench closes it itself.

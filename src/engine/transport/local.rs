@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::stats::FailureKind;
+use crate::samples::FailureKind;
 
 /// The local addresses new connections leave from, taken in turn; empty lets the kernel
 /// choose (the usual case).

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use reqwest::header::HeaderMap;
 
-use crate::stats::FailureKind;
+use crate::samples::FailureKind;
 
 /// One request's times, in µs.
 #[derive(Debug, Default, Clone, Copy)]

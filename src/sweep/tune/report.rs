@@ -258,8 +258,8 @@ pub fn write_tune(t: &Tune, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let stem = crate::sweep::report::unique_stem(dir, &t.generated_at, "tune", &["md", "json"]);
     let md = stem.with_extension("md");
     let json = stem.with_extension("json");
-    crate::report::write_file(&md, markdown(t).as_bytes())?;
-    crate::report::write_file(
+    crate::render::write_file(&md, markdown(t).as_bytes())?;
+    crate::render::write_file(
         &json,
         &serde_json::to_vec_pretty(t).context("could not serialize the tune result")?,
     )?;

@@ -1,7 +1,8 @@
 //! The JSON report: the [`Report`] struct serialized as it is, so the format cannot drift
 //! from the code. Documented in the README ("JSON report").
 
-use super::{Exporter, Report};
+use super::Exporter;
+use crate::report::Report;
 
 pub struct Json;
 

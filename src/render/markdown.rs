@@ -4,12 +4,13 @@
 
 use std::fmt::Write;
 
-use super::{Exporter, Report};
-use crate::stats::LatencySummary;
+use super::Exporter;
+use crate::report::Report;
+use crate::samples::LatencySummary;
 
 pub struct Markdown;
 
-/// The seed document's wording for the four steps of the default flow.
+/// The report format's wording for the four steps of the default flow (docs/report-format.md).
 fn step_label(name: &str) -> Option<&'static str> {
     match name {
         "register" => Some("User Registration with validation"),

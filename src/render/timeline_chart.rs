@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::Report;
+use crate::report::Report;
 
 /// The chart, or a line saying why there is none.
 pub(super) fn chart(r: &Report) -> String {

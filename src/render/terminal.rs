@@ -3,8 +3,9 @@
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Color, Table};
 
-use super::{Exporter, Report};
-use crate::stats::LatencySummary;
+use super::Exporter;
+use crate::report::Report;
+use crate::samples::LatencySummary;
 
 /// The terminal exporter; `color` adds ANSI colour to verdict cells.
 #[derive(Debug, Clone, Copy, Default)]

@@ -8,16 +8,24 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::diagnosis;
 use crate::engine::{self, EngineOutcome};
 use crate::error::RunError;
 use crate::gate::{self, Threshold};
 use crate::options::{self, RunOptions};
 use crate::plan::{self, Plan};
-use crate::report::{self, Report, ReportInput, RunConfig};
+use crate::report::{Report, ReportInput, RunConfig};
 use crate::scenario::Scenario;
-use crate::server::{self, ServerError, ServerHandle};
+use crate::server;
+use crate::units::millis;
+use crate::usage::cores;
 use crate::usage::{self, Usage};
-use crate::{cores, diagnosis, millis, random_key, read_report};
+
+mod target;
+pub use target::{
+    check_target_url, external_api_key, load_scenario, preflight, random_key, sampling,
+    start_reference_server, start_reference_server_with_tls, start_target, Target,
+};
 
 /// Everything that can be wrong with the configuration, checked before any load is sent.
 pub struct Prepared {
@@ -44,14 +52,14 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
     if opts.concurrency == 0 {
         return Err(RunError::Config("--concurrency must be at least 1".into()));
     }
-    let scenario = Arc::new(crate::load_scenario(&opts.scenario)?);
+    let scenario = Arc::new(load_scenario(&opts.scenario)?);
     let mut exprs = scenario.thresholds.clone();
     exprs.extend(opts.thresholds.iter().cloned());
     let thresholds = gate::parse_all(&exprs, &scenario.step_names())
         .map_err(|e| RunError::Config(e.to_string()))?;
     let baseline = match &opts.baseline {
         Some(p) => Some((
-            read_report(p).map_err(|e| RunError::Config(format!("{e:#}")))?,
+            crate::report::read(p).map_err(|e| RunError::Config(format!("{e:#}")))?,
             p.clone(),
         )),
         None => None,
@@ -93,127 +101,6 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
         concurrency,
         feed,
         users,
-    })
-}
-
-/// What the load is sent to.
-pub struct Target {
-    /// The in-process server, when there is no `--target`.
-    pub server: Option<ServerHandle>,
-    pub base_url: String,
-    pub api_key: String,
-    /// The clients' TLS config (`https://`, or any TLS flag); for the in-process server
-    /// over TLS it trusts the certificate generated for it.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-}
-
-impl Target {
-    /// Stops the in-process server, if there is one.
-    pub fn shutdown(self) {
-        if let Some(s) = self.server {
-            s.shutdown();
-        }
-    }
-}
-
-/// Stage 2: the external target's URL and key, or the in-process reference server.
-pub fn start_target(opts: &RunOptions, scenario: &Scenario) -> Result<Target, RunError> {
-    Ok(match &opts.target {
-        None => {
-            let key = opts.api_key.clone().unwrap_or_else(random_key);
-            let mut cfg = server::ServerConfig::new(opts.cost, key.clone());
-            cfg.hash_mode = opts.hash_mode;
-            cfg.algorithm = opts.algorithm;
-            let (handle, tls) = start_reference_server_with_tls(cfg, opts.server_tls, &opts.tls)?;
-            Target {
-                base_url: handle.base_url(),
-                server: Some(handle),
-                api_key: key,
-                tls,
-            }
-        }
-        Some(t) => {
-            let base_url = crate::check_target_url(t)?;
-            Target {
-                server: None,
-                tls: crate::tls::for_target(&base_url, &opts.tls, &[])?,
-                base_url,
-                api_key: crate::external_api_key(opts.api_key.as_deref(), scenario)?,
-            }
-        }
-    })
-}
-
-/// Starts the reference server, over HTTPS with a certificate generated now when
-/// `https`, and returns the clients' TLS config, which trusts that certificate.
-pub fn start_reference_server_with_tls(
-    mut cfg: server::ServerConfig,
-    https: bool,
-    tls: &options::TlsOptions,
-) -> Result<(ServerHandle, Option<Arc<rustls::ClientConfig>>), RunError> {
-    let identity = if https {
-        Some(
-            server::TlsIdentity::self_signed().map_err(|e| RunError::Server {
-                usage: false,
-                cause: e.to_string(),
-            })?,
-        )
-    } else {
-        None
-    };
-    let roots: Vec<_> = identity.iter().map(|i| i.cert_der().clone()).collect();
-    cfg.tls = identity;
-    // The TLS flags are checked before the server starts: a bad file is a usage error.
-    let base = if https { "https://" } else { "http://" };
-    let client = crate::tls::for_target(base, tls, &roots)?;
-    Ok((start_reference_server(cfg)?, client))
-}
-
-/// Starts the reference server on a loopback port. It runs on its own OS thread and tokio
-/// runtime with its own bounded hashing pool, so it and the load generator cannot starve
-/// each other's executor. Its errors become a [`RunError`] here, where they are handled.
-pub fn start_reference_server(cfg: server::ServerConfig) -> Result<ServerHandle, RunError> {
-    server::spawn(cfg, ([127, 0, 0, 1], 0).into()).map_err(|e| RunError::Server {
-        usage: matches!(e, ServerError::InvalidCost(_)),
-        cause: e.to_string(),
-    })
-}
-
-/// Stage 3b: what the sampler watches besides authbench itself and the machine, checked
-/// before any load is sent: the `--server-pid` process exists, the `--scrape` endpoint
-/// answers in Prometheus text format.
-pub async fn sampling(opts: &RunOptions, target: &Target) -> Result<usage::Targets, RunError> {
-    if let Some(pid) = opts.server_pid {
-        if usage::procfs::process(pid).is_none() {
-            return Err(RunError::Config(format!(
-                "--server-pid {pid}: no such process on this machine (its /proc/{pid} cannot be read)"
-            )));
-        }
-    }
-    // The target's TLS config when it has one (it may trust a generated certificate), else
-    // the run's TLS flags for an `https://` endpoint.
-    let scrape_tls = match (&opts.scrape, &target.tls) {
-        (Some(_), Some(tls)) => Some(tls.clone()),
-        (Some(url), None) => crate::tls::for_target(url, &opts.tls, &[])?,
-        (None, _) => None,
-    };
-    if let Some(url) = &opts.scrape {
-        let client = usage::scrape::client(scrape_tls.as_ref()).map_err(|e| {
-            RunError::Other(anyhow::anyhow!("could not build the HTTP client: {e}"))
-        })?;
-        usage::scrape::fetch(
-            &client,
-            url,
-            opts.connect_timeout.max(std::time::Duration::from_secs(1)),
-        )
-        .await
-        .map_err(|e| RunError::Config(format!("--scrape: {e}")))?;
-    }
-    Ok(usage::Targets {
-        loopback: target.server.is_some() || usage::is_loopback(&target.base_url),
-        server_pid: opts.server_pid,
-        scrape: opts.scrape.clone(),
-        scrape_tls,
     })
 }
 
@@ -587,17 +474,17 @@ pub fn report(
 /// Stage 7: the report files (Markdown, JSON and HTML in the output directory, and the
 /// extra HTML and JUnit paths asked for).
 pub fn export(opts: &RunOptions, report: &Report) -> Result<Vec<PathBuf>, RunError> {
-    use report::Exporter;
+    use crate::render::{self, Exporter};
     let mut files = match &opts.out_dir {
-        Some(dir) => report::write_reports(report, dir)?,
+        Some(dir) => render::write_reports(report, dir)?,
         None => Vec::new(),
     };
     if let Some(path) = &opts.html {
-        report::write_file(path, &report::html::Html.render(report)?)?;
+        render::write_file(path, &render::html::Html.render(report)?)?;
         files.push(path.clone());
     }
     if let Some(path) = &opts.junit {
-        report::write_file(path, &report::junit::JUnit.render(report)?)?;
+        render::write_file(path, &render::junit::JUnit.render(report)?)?;
         files.push(path.clone());
     }
     Ok(files)

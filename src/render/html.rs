@@ -1,6 +1,6 @@
 //! The HTML report: one self-contained file (inline CSS and SVG, a few lines of inline
 //! script, no network fetch: a Content-Security-Policy forbids any), readable offline.
-//! It shows the seed's summary block and the verdict, the thresholds, latency by
+//! It shows the "Final Performance Metrics" block and the verdict, the thresholds, latency by
 //! percentile per step and per flow (both clocks in open loop), latency and throughput
 //! over time, the per-step table, failures, the diagnosis and the configuration.
 //!
@@ -15,8 +15,9 @@
 
 use std::fmt::Write;
 
-use super::{histogram, Exporter, Report};
-use crate::stats::LatencySummary;
+use super::Exporter;
+use crate::report::{histogram, Report};
+use crate::samples::LatencySummary;
 
 pub struct Html;
 

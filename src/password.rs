@@ -4,7 +4,9 @@
 //! `--scrypt n=..,r=..,p=..` and `--pbkdf2 iterations=..`, and the OWASP Password Storage
 //! Cheat Sheet's minimum for each.
 //!
-//! It hashes and verifies; where the work runs (a pool, inline) is `hashing`'s business.
+//! It hashes and verifies; where the reference server runs the work is a [`HashMode`]
+//! (defined here because the options name it too), and the pool itself is the server's.
+//! An input floor: it knows nothing of the server, the engine or a report.
 
 use std::fmt;
 
@@ -295,6 +297,23 @@ pub fn parse_scrypt(s: &str) -> Result<Algorithm, String> {
 /// `--pbkdf2 iterations=600000` (also `600k`).
 pub fn parse_pbkdf2(s: &str) -> Result<Algorithm, String> {
     set(OWASP_PBKDF2, s, &["iterations"], "iterations=600000")
+}
+
+/// Where bcrypt work runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HashMode {
+    /// Hash and verify on a bounded pool of blocking threads (`hash_threads`
+    /// at a time, first come first served), so the async workers keep
+    /// accepting connections and answering cheap requests (verify, profile,
+    /// health) while passwords are being hashed.
+    #[default]
+    Pool,
+    /// Hash and verify directly inside the async handler, and serve on a
+    /// current-thread runtime. This reproduces a service with a single
+    /// event-loop worker that calls bcrypt synchronously: every request,
+    /// even `/health`, waits behind every hash in progress. It exists to
+    /// reproduce that production failure, not to be used.
+    Inline,
 }
 
 #[cfg(test)]

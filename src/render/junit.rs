@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
 
-use super::{Exporter, Report};
+use super::Exporter;
 use crate::gate::Verdict;
+use crate::report::Report;
 
 pub struct JUnit;
 

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::html::esc;
-use super::Report;
+use crate::report::Report;
 use crate::usage::UsagePoint;
 
 type Get = fn(&UsagePoint) -> Option<f64>;
@@ -32,7 +32,10 @@ pub fn chart(r: &Report) -> String {
     }
     let (w, h, ml, mr, mt, mb) = (760.0, 200.0, 64.0, 64.0, 16.0, 40.0);
     let tmax = t.points.last().map(|p| p.t_s + t.bucket_s).unwrap_or(1.0);
-    let cores = u.machine.as_ref().map_or_else(crate::cores, |m| m.cores) as f64;
+    let cores = u
+        .machine
+        .as_ref()
+        .map_or_else(crate::usage::cores, |m| m.cores) as f64;
     let ymax = points
         .iter()
         .flat_map(|(_, p)| series.iter().filter_map(|s| (s.2)(p)))
