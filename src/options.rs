@@ -4,6 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The default of `--max-body`: the most bytes of one response body kept in memory.
+pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+
 /// Where the flow definition comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum ScenarioSource {
@@ -51,6 +54,12 @@ pub struct RunOptions {
     pub timeout: Duration,
     /// TCP connect timeout (also used for the reachability check before the run).
     pub connect_timeout: Duration,
+    /// The most bytes of one response body kept in memory (`--max-body`); the rest is
+    /// read, counted and dropped.
+    pub max_body: usize,
+    /// How often the results are streamed to the out-dir and folded into the totals
+    /// (`--interval`).
+    pub interval: Duration,
     /// bcrypt cost of the in-process server (ignored for an external target).
     pub cost: u32,
     /// The in-process server's hash algorithm when not bcrypt at `cost` (sweeps of
@@ -118,6 +127,8 @@ impl Default for RunOptions {
             concurrency: 20,
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
+            max_body: DEFAULT_MAX_BODY,
+            interval: Duration::from_secs(1),
             cost: 12,
             algorithm: None,
             scenario: ScenarioSource::Builtin,

@@ -4,7 +4,7 @@
 //!
 //! Histograms count microseconds, keep 3 significant figures and resize themselves, so a
 //! 60-second request (or a 60-minute one) is recorded, never dropped and never a panic.
-//! This is the ground floor: it imports nothing from the crate.
+//! Ground floor: of the crate it uses only `units` (to word a size).
 
 use std::fmt;
 use std::sync::Arc;
@@ -35,6 +35,9 @@ pub enum FailureKind {
     Missing(Arc<str>),
     /// A `check` on the body failed (the pointer is named).
     Check(Arc<str>),
+    /// The step reads the body (a JSON check or extract, a regex over the body) and the
+    /// body was longer than `--max-body`, so what it needs may lie past the part kept.
+    BodyTooLarge { limit: u64 },
     /// The server ended the connection (FIN, or RST when `reset`) before a response head
     /// came: it closed without answering. `reused`: the request went on a kept-alive
     /// connection (the classic keep-alive race), not on one opened for it.
@@ -60,6 +63,7 @@ impl FailureKind {
             FailureKind::Status(_) => "status",
             FailureKind::NotJson | FailureKind::Missing(_) => "bad_body",
             FailureKind::Check(_) => "check",
+            FailureKind::BodyTooLarge { .. } => "body_too_large",
             FailureKind::Closed { .. } => "closed",
             FailureKind::Transport => "transport",
             FailureKind::Request => "request",
@@ -84,6 +88,11 @@ impl FailureKind {
             FailureKind::NotJson => "body is not JSON".into(),
             FailureKind::Missing(p) => format!("missing {p}"),
             FailureKind::Check(p) => format!("check failed at {p}"),
+            FailureKind::BodyTooLarge { limit } => format!(
+                "body longer than --max-body {}: the step reads it and only the first {} were kept",
+                crate::units::bytes_text(*limit),
+                crate::units::bytes_text(*limit)
+            ),
             FailureKind::Closed { reused, reset } => format!(
                 "server {} a {} connection without answering",
                 if *reset { "reset" } else { "closed" },
@@ -118,6 +127,8 @@ pub enum Sample {
         /// without one (connect errors, timeouts) are counted but not put into the
         /// latency histogram, whose figures would otherwise be the timeout setting.
         responded: bool,
+        /// Response body bytes received (kept or not; 0 without a response).
+        bytes: u64,
         /// `None` when the step succeeded.
         failure: Option<FailureKind>,
     },

@@ -32,6 +32,8 @@ pub struct StepStats {
     pub failures: BTreeMap<FailureKind, u64>,
     /// Idle and waiting times of the requests whose connection the server closed.
     pub closed: ClosedTimes,
+    /// Response body bytes received (kept or not).
+    pub bytes: u64,
 }
 
 /// Times around connections the server closed without answering (sums and maxima, so
@@ -93,6 +95,7 @@ impl Stats {
                     tls: new_histogram(),
                     failures: BTreeMap::new(),
                     closed: ClosedTimes::default(),
+                    bytes: 0,
                 })
                 .collect(),
             flow_ok: new_histogram(),
@@ -110,6 +113,7 @@ impl Stats {
                 step,
                 elapsed_us,
                 ttfb_us,
+                bytes,
                 responded,
                 failure,
             } => {
@@ -117,6 +121,7 @@ impl Stats {
                     return;
                 };
                 s.attempts += 1;
+                s.bytes += bytes;
                 if responded {
                     record(&mut s.latency, elapsed_us);
                     record(&mut s.ttfb, ttfb_us);
@@ -176,6 +181,26 @@ impl Stats {
         }
     }
 
+    /// Back to zero, keeping the step names and the histograms' memory (the collector's
+    /// interval tally is cleared this way after each interval).
+    pub fn clear(&mut self) {
+        for s in &mut self.steps {
+            s.attempts = 0;
+            s.ok = 0;
+            s.latency.reset();
+            s.ttfb.reset();
+            s.connect.reset();
+            s.tls.reset();
+            s.failures.clear();
+            s.closed = ClosedTimes::default();
+            s.bytes = 0;
+        }
+        self.flow_ok.reset();
+        self.flow_failed.reset();
+        self.flow_intended.reset();
+        self.warmup_flows = 0;
+    }
+
     pub fn flows_ok(&self) -> u64 {
         self.flow_ok.len()
     }
@@ -207,6 +232,7 @@ impl Stats {
                 *a.failures.entry(k.clone()).or_insert(0) += n;
             }
             a.closed.add(&b.closed);
+            a.bytes += b.bytes;
         }
         let _ = self.flow_ok.add(&other.flow_ok);
         let _ = self.flow_failed.add(&other.flow_failed);
@@ -230,6 +256,7 @@ mod tests {
                 step: 0,
                 elapsed_us: us,
                 ttfb_us: 0,
+                bytes: 0,
                 responded: true,
                 failure: None,
             });
@@ -239,6 +266,7 @@ mod tests {
             step: 9,
             elapsed_us: 1,
             ttfb_us: 0,
+            bytes: 0,
             responded: true,
             failure: None,
         });
@@ -254,6 +282,7 @@ mod tests {
             step: 1,
             elapsed_us: 10,
             ttfb_us: 0,
+            bytes: 0,
             responded: true,
             failure: Some(FailureKind::Status(500)),
         });
@@ -261,6 +290,7 @@ mod tests {
             step: 1,
             elapsed_us: 30_000_000,
             ttfb_us: 0,
+            bytes: 0,
             responded: false,
             failure: Some(FailureKind::Timeout),
         });
@@ -292,6 +322,7 @@ mod tests {
                 step: 0,
                 elapsed_us: i * 37 % 5000,
                 ttfb_us: 0,
+                bytes: 0,
                 responded: true,
                 failure: None,
             };

@@ -104,6 +104,54 @@ pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A size in bytes: `1048576`, `512k`/`512KiB` (×1024), `1m`/`1MiB`, `1g`/`1GiB`, and the
+/// decimal `kB`, `MB`, `GB` (×1000). Case-insensitive; at least 1 byte.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size: use e.g. 1048576, 512k, 1MiB or 2GB"))?;
+    let mul: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        u => {
+            return Err(format!(
+                "'{s}': unknown size unit '{u}': use k, MiB, MB, g, GiB or GB"
+            ))
+        }
+    };
+    let v = (n * mul).round();
+    if !(1.0..=(u64::MAX as f64)).contains(&v) {
+        return Err(format!("'{s}': a size is at least 1 byte"));
+    }
+    Ok(v as u64)
+}
+
+/// `1 MiB`, `512 KiB`, `1.5 GiB`, `300 B`: a size in binary units, for messages.
+pub fn bytes_text(n: u64) -> String {
+    const UNITS: [(&str, f64); 3] = [("GiB", 1073741824.0), ("MiB", 1048576.0), ("KiB", 1024.0)];
+    for (u, m) in UNITS {
+        if n as f64 >= m {
+            let v = n as f64 / m;
+            return if v.fract() == 0.0 {
+                format!("{v:.0} {u}")
+            } else {
+                format!("{v:.1} {u}")
+            };
+        }
+    }
+    format!("{n} B")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +198,22 @@ mod tests {
         for bad in ["", "s", "0s", "-1s", "1x", "1.2.3s", "inf"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 * 1024));
+        assert_eq!(parse_size("2GB"), Ok(2_000_000_000));
+        assert_eq!(parse_size("1.5m"), Ok(1_572_864));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5 parsecs")
+            .unwrap_err()
+            .contains("unknown size unit"));
+        assert_eq!(bytes_text(1 << 20), "1 MiB");
+        assert_eq!(bytes_text(1536), "1.5 KiB");
+        assert_eq!(bytes_text(300), "300 B");
     }
 }

@@ -269,6 +269,7 @@ impl Target {
             static_urls: Default::default(),
             fast: None,
             pool_connections: false,
+            max_body: usize::MAX,
         };
         Target {
             scenario,

@@ -1,5 +1,6 @@
 //! `authbench report`: re-renders a saved JSON report (a run's, a merge's, a check's or a
-//! sweep's) as HTML, Markdown or JUnit.
+//! sweep's) as HTML, Markdown or JUnit; with `--recover`, rebuilds the reports of a run
+//! that was killed from the results it streamed.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -13,7 +14,13 @@ use crate::render::{junit::JUnit, markdown, Exporter};
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// A saved JSON report.
-    pub input: PathBuf,
+    #[arg(required_unless_present = "recover")]
+    pub input: Option<PathBuf>,
+    /// Rebuild the reports (JSON, Markdown, HTML, written beside the stream) of a run that
+    /// stopped without finishing, from its result stream: PATH is the out-dir (its newest
+    /// stream) or a `<stamp>-run.stream` directory.
+    #[arg(long, value_name = "PATH", conflicts_with = "input")]
+    pub recover: Option<PathBuf>,
     /// Write the self-contained HTML report here (`-` for stdout).
     #[arg(long, value_name = "PATH")]
     pub html: Option<PathBuf>,
@@ -25,13 +32,47 @@ pub struct ReportArgs {
     pub junit: Option<PathBuf>,
 }
 
+/// `--recover`: the usual reports of a killed run, beside its stream (and in any format
+/// also asked for with `--html`, `--markdown`, `--junit`).
+fn recover(a: &ReportArgs, path: &std::path::Path, out: &mut dyn Write) -> Result<u8, CmdError> {
+    let r = crate::pipeline::recover(path).map_err(|e| usage(anyhow::anyhow!(e)))?;
+    let fail = |e| CmdError(exit::FAILURE, e);
+    let dir = crate::engine::stream::locate(path).map_err(|e| usage(anyhow::anyhow!(e)))?;
+    let out_dir = dir.parent().unwrap_or(std::path::Path::new("."));
+    let mut written = crate::render::write_reports(&r, out_dir).map_err(fail)?;
+    let extra: [(&Option<PathBuf>, &dyn Exporter); 3] = [
+        (&a.html, &crate::render::html::Html),
+        (&a.markdown, &markdown::Markdown),
+        (&a.junit, &JUnit),
+    ];
+    for (p, e) in extra {
+        if let Some(p) = p {
+            crate::render::write_file(p, &e.render(&r).map_err(fail)?).map_err(fail)?;
+            written.push(p.clone());
+        }
+    }
+    let _ = writeln!(out, "{}", r.metrics_block());
+    for p in written {
+        let _ = writeln!(out, "report: {}", p.display());
+    }
+    Ok(exit::OK)
+}
+
 pub(super) fn exec(a: &ReportArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> u8 {
     report_errors(render(a, out, ui), err, ui)
 }
 
 fn render(a: &ReportArgs, out: &mut dyn Write, _ui: Ui) -> Result<u8, CmdError> {
+    if let Some(path) = &a.recover {
+        return recover(a, path, out);
+    }
+    let Some(input) = &a.input else {
+        return Err(usage(anyhow::anyhow!(
+            "give a saved JSON report, or --recover PATH"
+        )));
+    };
     // A check report renders as its own page; a run (or merge) report in every format.
-    if let Some(check) = read_check_report(&a.input) {
+    if let Some(check) = read_check_report(input) {
         let Some(p) = &a.html else {
             return Err(usage(anyhow::anyhow!(
                 "a check report re-renders as HTML only: give --html PATH"
@@ -42,7 +83,7 @@ fn render(a: &ReportArgs, out: &mut dyn Write, _ui: Ui) -> Result<u8, CmdError> 
         let _ = writeln!(out, "report: {}", p.display());
         return Ok(exit::OK);
     }
-    if let Some(sw) = read_sweep(&a.input) {
+    if let Some(sw) = read_sweep(input) {
         let Some(p) = &a.html else {
             return Err(usage(anyhow::anyhow!(
                 "a sweep report re-renders as HTML only: give --html PATH"
@@ -54,7 +95,7 @@ fn render(a: &ReportArgs, out: &mut dyn Write, _ui: Ui) -> Result<u8, CmdError> 
         let _ = writeln!(out, "report: {}", p.display());
         return Ok(exit::OK);
     }
-    let r = crate::report::read(&a.input).map_err(usage)?;
+    let r = crate::report::read(input).map_err(usage)?;
     let fail = |e| CmdError(exit::FAILURE, e);
     let outputs: [(&Option<PathBuf>, &dyn Exporter); 3] = [
         (&a.html, &crate::render::html::Html),

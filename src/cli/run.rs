@@ -58,6 +58,16 @@ pub struct RunArgs {
     /// ephemeral ports (e.g. 127.0.0.2,127.0.0.3 or 127.0.0.0/29).
     #[arg(long, value_name = "ADDRS", value_parser = crate::units::parse_source_addrs)]
     pub source_addr: Option<SourceAddrs>,
+    /// Keep at most this much of each response body (e.g. 1MiB, 64k): the rest is read,
+    /// counted and dropped, so no response can exhaust memory. A step that reads the body
+    /// (a JSON check or extract, a regex) fails as `body_too_large` when it was longer.
+    #[arg(long, default_value = "1MiB", value_parser = crate::units::parse_size, value_name = "SIZE")]
+    pub max_body: u64,
+    /// How often results are streamed to the out-dir (an HdrHistogram interval log and a
+    /// JSON line per interval, in `<stamp>-run.stream/`), so a killed run can be recovered
+    /// with `authbench report --recover DIR`.
+    #[arg(long, default_value = "1s", value_parser = crate::units::parse_duration, value_name = "DURATION")]
+    pub interval: Duration,
     #[command(flatten)]
     pub target: TargetArgs,
     /// bcrypt cost of the in-process server (4-31).
@@ -223,6 +233,12 @@ impl RunArgs {
 
     pub fn into_options(self) -> Result<RunOptions, String> {
         let plan = self.plan()?;
+        if self.interval < Duration::from_millis(10) {
+            return Err(format!(
+                "--interval {:?} is too short: results are streamed at most every 10ms (1s is the default)",
+                self.interval
+            ));
+        }
         let shard = match self.shard {
             None => None,
             Some(crate::shard::ShardSpec::Fixed(s)) => Some(s),
@@ -244,6 +260,8 @@ impl RunArgs {
                 ConnectionsArg::PerFlow => Connections::PerFlow,
             },
             source_addrs: self.source_addr.unwrap_or_default(),
+            max_body: usize::try_from(self.max_body).unwrap_or(usize::MAX),
+            interval: self.interval,
             connect_timeout: self.common.timeouts.connect(),
             timeout: self.common.timeouts.timeout,
             tls: self.target.tls(),

@@ -1,6 +1,11 @@
 //! The collector: the one task that receives the workers' samples, folds them into
 //! [`Stats`], the per-second timeline and the outage tracker, and moves the progress bar.
 //! Workers never print; this is the only place that touches the bar.
+//!
+//! Samples are folded into an interval tally; at the end of every interval
+//! (`--interval`) the tally is streamed to disk when a stream is open ([`super::stream`])
+//! and then added to the run's totals. The final figures are therefore the sum of the
+//! intervals, streamed or not: one path.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,6 +20,8 @@ use crate::samples::{new_histogram, record, Batch, Sample};
 use crate::stats::Stats;
 use crate::timeline::TimelineBuilder;
 
+use super::stream::Streamer;
+
 /// The most flows' samples the collector takes from the channel at once.
 const COLLECT_AT_ONCE: usize = 256;
 /// How long the collector lets samples gather after a wake-up that found few.
@@ -28,7 +35,14 @@ pub(super) async fn collect(
     bar: ProgressBar,
     shared: Arc<Shared>,
     t0: tokio::time::Instant,
-) -> Stats {
+    mut stream: Option<Streamer>,
+    every: Duration,
+) -> (Stats, Option<Streamer>) {
+    let mut interval = stats.clone();
+    interval.clear();
+    let mut flushes = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    flushes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut flushed_s = 0.0;
     let mut timeline = TimelineBuilder::default();
     let mut outages = OutageTracker::default();
     let mut ticks = tokio::time::interval_at(
@@ -55,6 +69,10 @@ pub(super) async fn collect(
                 }
                 continue;
             }
+            _ = flushes.tick() => {
+                flush(&mut stats, &mut interval, &mut stream, &mut flushed_s, t0, &shared);
+                continue;
+            }
         };
         let full = batches.len() == COLLECT_AT_ONCE;
         // Samples arrive when their flow ends (within the pause below), so the time of
@@ -63,7 +81,16 @@ pub(super) async fn collect(
         for batch in batches.drain(..) {
             observe(&mut outages, now_s, &batch);
             for s in batch {
-                fold(&mut stats, &mut timeline, &bar, &mut window, window_p99, s);
+                let before = (stats.flows_ok(), stats.flows_total());
+                fold(
+                    &mut interval,
+                    before,
+                    &mut timeline,
+                    &bar,
+                    &mut window,
+                    window_p99,
+                    s,
+                );
             }
         }
         if !full {
@@ -74,6 +101,14 @@ pub(super) async fn collect(
             tokio::time::sleep(COLLECT_PAUSE).await;
         }
     }
+    flush(
+        &mut stats,
+        &mut interval,
+        &mut stream,
+        &mut flushed_s,
+        t0,
+        &shared,
+    );
     stats.timeline = timeline.finish(shared.started.load(Ordering::Relaxed));
     stats.availability = outages.finish(
         t0.elapsed().as_secs_f64(),
@@ -82,7 +117,30 @@ pub(super) async fn collect(
     );
     crate::outage::latency_recovery(&mut stats.availability, &stats.timeline);
     bar.finish_and_clear();
-    stats
+    (stats, stream)
+}
+
+/// The end of an interval: the tally goes to the stream, then into the totals.
+fn flush(
+    stats: &mut Stats,
+    interval: &mut Stats,
+    stream: &mut Option<Streamer>,
+    flushed_s: &mut f64,
+    t0: tokio::time::Instant,
+    shared: &Shared,
+) {
+    let now_s = t0.elapsed().as_secs_f64();
+    if let Some(s) = stream {
+        s.write(
+            interval,
+            *flushed_s,
+            now_s - *flushed_s,
+            shared.started.load(Ordering::Relaxed),
+        );
+    }
+    *flushed_s = now_s;
+    stats.merge(interval);
+    interval.clear();
 }
 
 /// Feeds one flow's (or probe's) end to the outage tracker; `now_s` is when it ended.
@@ -116,6 +174,7 @@ fn observe(outages: &mut OutageTracker, now_s: f64, batch: &Batch) {
 /// a finished flow.
 fn fold(
     stats: &mut Stats,
+    before: (u64, u64),
     timeline: &mut TimelineBuilder,
     bar: &ProgressBar,
     window: &mut hdrhistogram::Histogram<u64>,
@@ -156,10 +215,10 @@ fn fold(
             record(window, us);
         }
         bar.inc(1);
-        let total = stats.flows_total();
+        let total = before.1 + stats.flows_total();
         bar.set_message(format!(
             "ok {:.1}% | p99 (last 5s) {:.3}s",
-            100.0 * stats.flows_ok() as f64 / total.max(1) as f64,
+            100.0 * (before.0 + stats.flows_ok()) as f64 / total.max(1) as f64,
             if window_p99 > 0.0 {
                 window_p99
             } else {

@@ -43,6 +43,9 @@ pub struct FlowContext {
     /// Whether a flow takes a kept-alive connection and gives it back (`--connections
     /// shared`), or opens its own like a new user (`per-flow`).
     pub pool_connections: bool,
+    /// `--max-body`: the most bytes of a response body kept (the rest is read, counted and
+    /// dropped); a step that reads a longer body fails as `body_too_large`.
+    pub max_body: usize,
 }
 
 /// How a flow ended, as its worker needs to know.
@@ -278,6 +281,7 @@ impl FlowContext {
                     step: i,
                     elapsed_us: t.total_us,
                     ttfb_us: t.ttfb_us,
+                    bytes: t.body_bytes,
                     responded: outcome.responded,
                     failure: outcome.failure,
                 });
@@ -357,7 +361,7 @@ impl FlowContext {
                             reqwest::header::HeaderValue::from_static("close"),
                         );
                     }
-                    transport::send_reqwest(client, req, keep_headers).await
+                    transport::send_reqwest_bounded(client, req, keep_headers, self.max_body).await
                 }
                 Err(k) => return no_response(Times::default(), k),
             },
@@ -375,6 +379,10 @@ impl FlowContext {
         };
         if let (true, Some(u)) = (sets, &url) {
             jar.store(&r.headers, u);
+        }
+        if r.truncated && step.reads_body() {
+            let limit = u64::try_from(self.max_body).unwrap_or(u64::MAX);
+            return responded(sent.times, Some(FailureKind::BodyTooLarge { limit }));
         }
         let jar_view = url.as_deref().map(|u| (&*jar, u));
         responded(

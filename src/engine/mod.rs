@@ -26,6 +26,7 @@ pub mod feed;
 pub mod flow;
 mod lanes;
 mod response;
+pub mod stream;
 pub mod transport;
 
 /// The HTTP/1.1 client, at the path it had before [`transport`] existed.
@@ -85,6 +86,10 @@ pub struct EngineConfig {
     pub threads: Arc<crate::usage::ThreadSet>,
     /// `run --shard`: flow `k` is `{{seq}}` number `k·N + i` (see [`crate::shard`]).
     pub shard: Option<crate::shard::Shard>,
+    /// `--max-body`: the most bytes of one response body kept.
+    pub max_body: usize,
+    /// Stream the results to disk as the run goes (the measured run, not the calibration).
+    pub stream: Option<stream::StreamSpec>,
 }
 
 /// What the engine measured.
@@ -102,6 +107,8 @@ pub struct EngineOutcome {
     pub dropped: u64,
     /// `unique` data rows ran out (the run ended there): how many rows there were.
     pub feeder_exhausted: Option<u64>,
+    /// Why the results were not (or not wholly) streamed to disk, when they were asked to be.
+    pub stream_note: Option<String>,
 }
 
 /// Counters shared by the driver and its flows.
@@ -196,6 +203,7 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
         static_urls: Default::default(),
         fast: cfg.fast.clone(),
         pool_connections: cfg.per_flow_client.is_none(),
+        max_body: cfg.max_body,
     });
     // Bounded: if the collector ever fell behind, workers wait instead of memory growing.
     let (tx, rx) = mpsc::channel::<Batch>(4096);
@@ -205,7 +213,27 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
     let t0 = tokio::time::Instant::now();
     let lanes = Lanes::for_run();
     // On the first lane: a flow's samples reach it without waking another thread.
-    let collector = lanes.spawn(0, collect(rx, stats, bar, shared.clone(), t0));
+    let (streamer, stream_note) = match &cfg.stream {
+        Some(spec) => match stream::Streamer::create(spec, &cfg.scenario.step_names()) {
+            Ok(s) => (Some(s), None),
+            Err(e) => (
+                None,
+                Some(format!(
+                    "results were not streamed: could not write '{}': {e}",
+                    spec.dir.display()
+                )),
+            ),
+        },
+        None => (None, None),
+    };
+    let every = cfg
+        .stream
+        .as_ref()
+        .map_or(Duration::from_secs(1), |s| s.interval);
+    let collector = lanes.spawn(
+        0,
+        collect(rx, stats, bar, shared.clone(), t0, streamer, every),
+    );
     let breaker = match cfg.plan.model {
         LoadModel::Closed => {
             let (shared, plan) = (shared.clone(), cfg.plan.clone());
@@ -278,9 +306,13 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
     }
     let wall = start.elapsed();
     // All senders are gone once the driver and its flows are: the collector drains.
-    let stats = collector
+    let (stats, mut streamer) = collector
         .await
-        .unwrap_or_else(|_| Stats::new(&cfg.scenario.step_names()));
+        .unwrap_or_else(|_| (Stats::new(&cfg.scenario.step_names()), None));
+    let stream_note = stream_note.or_else(|| streamer.as_ref().and_then(|s| s.failed.clone()));
+    if let Some(s) = &mut streamer {
+        s.end(wall.as_secs_f64(), interrupted);
+    }
     let started = shared.started.load(Ordering::Relaxed);
     let abandoned = started.saturating_sub(stats.flows_total() + stats.warmup_flows);
     EngineOutcome {
@@ -291,6 +323,7 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
         late: shared.late.load(Ordering::Relaxed),
         dropped: shared.dropped.load(Ordering::Relaxed),
         feeder_exhausted: feed.and_then(|f| f.exhausted_after()),
+        stream_note,
     }
 }
 

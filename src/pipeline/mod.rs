@@ -21,7 +21,9 @@ use crate::units::millis;
 use crate::usage::cores;
 use crate::usage::{self, Usage};
 
+mod recover;
 mod target;
+pub use recover::recover;
 pub use target::{
     check_target_url, external_api_key, load_scenario, preflight, random_key, sampling,
     start_reference_server, start_reference_server_with_tls, start_target, Target,
@@ -240,7 +242,7 @@ impl Load {
             engine::transport::local::Sources::new(opts.source_addrs.clone()),
         )
         .await
-        .map(Arc::new);
+        .map(|h| Arc::new(h.with_max_body(opts.max_body)));
         Ok(Load {
             client,
             per_flow_client,
@@ -279,6 +281,8 @@ impl Load {
             users: self.users.clone(),
             threads: self.threads.clone(),
             shard: opts.shard,
+            max_body: opts.max_body,
+            stream: None,
         }
     }
 
@@ -336,7 +340,28 @@ impl Load {
                     }
                 }
                 let started_at = chrono::Utc::now();
-                let cfg = self.engine_config(opts, scenario, prepared.plan.clone(), opts.progress);
+                let mut cfg =
+                    self.engine_config(opts, scenario, prepared.plan.clone(), opts.progress);
+                cfg.stream = opts.out_dir.as_ref().map(|dir| {
+                    let start = crate::shard::Start::of(started_at, opts.start_at);
+                    let cost = opts.target.is_none().then_some(opts.cost);
+                    let config = run_config(
+                        opts,
+                        prepared,
+                        &self.base_url,
+                        self.notes.clone(),
+                        cost,
+                        start,
+                    );
+                    engine::stream::StreamSpec {
+                        dir: dir.join(format!(
+                            "{}-run.stream",
+                            crate::render::file_stamp(&started_at)
+                        )),
+                        interval: opts.interval,
+                        config: serde_json::to_value(config).unwrap_or_default(),
+                    }
+                });
                 // A sampler that cannot start (no thread) leaves the run unsampled.
                 let sampler = usage::Sampler::start(self.threads.clone(), sample).ok();
                 let mut outcome = engine::run(cfg, self.stopped()).await;
@@ -354,33 +379,17 @@ impl Load {
     }
 }
 
-/// Stage 6: the report, its diagnosis (from the calibration), thresholds and comparison.
-#[allow(clippy::too_many_arguments)]
-pub fn report(
+/// How the run was set up, as every report and the result stream's header say it.
+pub fn run_config(
     opts: &RunOptions,
     prepared: &Prepared,
     base_url: &str,
     notes: Vec<String>,
     bcrypt_cost: Option<u32>,
-    measured: Measured,
-) -> Report {
-    let Measured {
-        calibration,
-        outcome,
-        usage,
-        started_at,
-    } = measured;
-    let start = crate::shard::Start::of(started_at, opts.start_at);
-    let mut notes = notes;
-    match opts.start_at {
-        Some(at) if outcome.interrupted && started_at < at => notes.push(format!(
-            "interrupted while waiting for --start-at {}: the measured load never began",
-            crate::shard::stamp(at)
-        )),
-        _ => notes.extend(start.late_warning()),
-    }
+    start: crate::shard::Start,
+) -> RunConfig {
     let plan = &prepared.plan;
-    let config = RunConfig {
+    RunConfig {
         target: base_url.to_string(),
         in_process_server: opts.target.is_none(),
         scenario: prepared.scenario.name.clone(),
@@ -423,7 +432,38 @@ pub fn report(
         notes,
         start: Some(start),
         shard: opts.shard,
-    };
+    }
+}
+
+/// Stage 6: the report, its diagnosis (from the calibration), thresholds and comparison.
+#[allow(clippy::too_many_arguments)]
+pub fn report(
+    opts: &RunOptions,
+    prepared: &Prepared,
+    base_url: &str,
+    notes: Vec<String>,
+    bcrypt_cost: Option<u32>,
+    measured: Measured,
+) -> Report {
+    let Measured {
+        calibration,
+        outcome,
+        usage,
+        started_at,
+    } = measured;
+    let start = crate::shard::Start::of(started_at, opts.start_at);
+    let mut notes = notes;
+    match opts.start_at {
+        Some(at) if outcome.interrupted && started_at < at => notes.push(format!(
+            "interrupted while waiting for --start-at {}: the measured load never began",
+            crate::shard::stamp(at)
+        )),
+        _ => notes.extend(start.late_warning()),
+    }
+    if let Some(n) = &outcome.stream_note {
+        notes.push(n.clone());
+    }
+    let config = run_config(opts, prepared, base_url, notes, bcrypt_cost, start);
     let mut report = Report::build(ReportInput {
         stats: &outcome.stats,
         config: config.clone(),

@@ -78,7 +78,36 @@ fn write_connect_ttfb(o: &mut String, r: &Report) -> std::fmt::Result {
             ""
         },
         if tls { "connect and handshake" } else { "connect" }
-    )
+    )?;
+    if let Some(line) = bytes_line(r) {
+        writeln!(o, "{line}\n")?;
+    }
+    Ok(())
+}
+
+/// `Body bytes received: register 1.2 KiB (64 B per request), ...`, when any step has
+/// a figure (reports written before the figure existed have none).
+pub fn bytes_line(r: &Report) -> Option<String> {
+    if r.steps.iter().all(|s| s.bytes_received == 0) {
+        return None;
+    }
+    let parts: Vec<String> = r
+        .steps
+        .iter()
+        .map(|s| {
+            let per = s.bytes_received.checked_div(s.requests).unwrap_or(0);
+            format!(
+                "`{}` {} ({} per request)",
+                s.name,
+                crate::units::bytes_text(s.bytes_received),
+                crate::units::bytes_text(per)
+            )
+        })
+        .collect();
+    Some(format!(
+        "Response body bytes received: {}. Each body is kept up to `--max-body` (1 MiB unless set); the rest is read, counted here and dropped.",
+        parts.join(", ")
+    ))
 }
 
 /// The thresholds and baseline sections (also used for GITHUB_STEP_SUMMARY).

@@ -87,6 +87,11 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// `2026-11-25T12:00:00Z` → `20261125T120000Z` (safe in file names everywhere).
+/// `20261125T120000Z` for a time: the stamp of the files a run writes.
+pub fn file_stamp(t: &chrono::DateTime<chrono::Utc>) -> String {
+    report_stamp(&t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
 fn report_stamp(rfc3339: &str) -> String {
     rfc3339.chars().filter(|c| *c != '-' && *c != ':').collect()
 }

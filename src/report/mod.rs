@@ -241,6 +241,10 @@ pub struct StepReport {
     /// Failure counts by class (`connect`, `timeout`, `status`, `bad_body`, `check`,
     /// `closed`, `transport`, ...).
     pub failures: BTreeMap<String, u64>,
+    /// Response body bytes received by this step's requests, kept or not (a body is
+    /// kept up to `--max-body`; the rest is read and dropped).
+    #[serde(default)]
+    pub bytes_received: u64,
     /// Requests whose connection the server closed without answering (`closed` failures):
     /// how long the connection had been idle, and how long the request waited for the close.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -375,6 +379,7 @@ impl Report {
                         tls: LatencySummary::of(&st.tls),
                         failures: by_class,
                         closed: ClosedSummary::of(st),
+                        bytes_received: st.bytes,
                         histogram: histogram::encode(&st.latency),
                         ttfb_histogram: histogram::encode(&st.ttfb),
                         connect_histogram: histogram::encode(&st.connect),
@@ -408,6 +413,7 @@ impl Report {
         for (st, rep) in stats.steps.iter_mut().zip(&self.steps) {
             st.attempts = rep.requests;
             st.ok = rep.ok;
+            st.bytes = rep.bytes_received;
             st.latency = histogram::decode(&rep.histogram)
                 .with_context(|| format!("the histogram of step '{}'", rep.name))?;
             if !rep.ttfb_histogram.is_empty() {

@@ -383,6 +383,16 @@ impl Step {
             .any(|e| matches!(e.source, ExtractSource::Cookie(_)))
     }
 
+    /// Whether this step reads the response body at all (as JSON, or with a regex over
+    /// it): a body cut at `--max-body` then fails the step.
+    pub fn reads_body(&self) -> bool {
+        self.needs_json()
+            || self
+                .extract
+                .iter()
+                .any(|e| matches!(e.source, ExtractSource::Regex { header: None, .. }))
+    }
+
     /// Whether the response body has to be parsed as JSON for this step.
     pub fn needs_json(&self) -> bool {
         !self.checks.is_empty()

@@ -25,6 +25,7 @@ fn stats(n: u64, scale: f64, offset: u64, fail_every: u64) -> Stats {
             step: 0,
             elapsed_us: login,
             ttfb_us: 0,
+            bytes: 0,
             responded: true,
             failure: fail.then_some(FailureKind::Status(401)),
         });
@@ -36,6 +37,7 @@ fn stats(n: u64, scale: f64, offset: u64, fail_every: u64) -> Stats {
                 step: 1,
                 elapsed_us: profile,
                 ttfb_us: 0,
+                bytes: 0,
                 responded: true,
                 failure: None,
             });

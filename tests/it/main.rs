@@ -1,5 +1,6 @@
 //! One integration-test binary (one link step): each module covers an area.
 
+mod bodies;
 mod bottleneck;
 mod check;
 mod cli;
@@ -18,6 +19,7 @@ mod run;
 mod scenario;
 mod server;
 mod session;
+mod stream;
 mod support;
 mod sweep;
 mod tls;

@@ -28,6 +28,7 @@ fn sample_report(partial: bool) -> Report {
                 step,
                 elapsed_us: base + i * 1000,
                 ttfb_us: base - 100 + i * 1000,
+                bytes: 0,
                 responded: true,
                 failure: failure.clone(),
             });

@@ -98,6 +98,8 @@ async fn run_engine(
         feed: None,
         users: None,
         threads: Default::default(),
+        max_body: authbench::options::DEFAULT_MAX_BODY,
+        stream: None,
         shard: None,
     };
     engine::run(cfg, std::future::pending()).await

@@ -33,7 +33,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{HeaderMap, HeaderValue, CONNECTION, HOST};
 use hyper::Uri;
@@ -69,6 +69,10 @@ pub struct Exchange {
     pub status: u16,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Body bytes received in all, kept or not.
+    pub received: u64,
+    /// The body was longer than the limit: `body` is its first part.
+    pub truncated: bool,
 }
 
 /// One request's outcome, with the times that exist whether or not it got a response.
@@ -114,6 +118,8 @@ pub struct Http1 {
     max_idle: usize,
     /// Where new connections leave from (`--source-addr`).
     sources: Sources,
+    /// Keep at most this many bytes of a body (`--max-body`); the rest is read and dropped.
+    max_body: usize,
 }
 
 impl Http1 {
@@ -165,7 +171,14 @@ impl Http1 {
             idle: Mutex::new(Vec::new()),
             max_idle,
             sources,
+            max_body: super::DEFAULT_MAX_BODY,
         })
+    }
+
+    /// Keeps at most `limit` bytes of each body (`--max-body`).
+    pub fn with_max_body(mut self, limit: usize) -> Http1 {
+        self.max_body = limit;
+        self
     }
 
     /// Step `index`'s URI if its path is constant (a cheap clone of shared bytes).
@@ -284,11 +297,9 @@ impl Http1 {
             }
             let status = resp.status().as_u16();
             let (parts, body) = resp.into_parts();
-            let body = body
-                .collect()
+            let read = super::read_bounded(body, self.max_body)
                 .await
-                .map_err(|_| FailureKind::Transport)?
-                .to_bytes();
+                .map_err(|_| FailureKind::Transport)?;
             sender.idle_since = Instant::now();
             *conn = Some(sender);
             Ok(Exchange {
@@ -300,7 +311,9 @@ impl Http1 {
                 } else {
                     HeaderMap::new()
                 },
-                body,
+                body: read.body,
+                received: read.received,
+                truncated: read.truncated,
             })
         };
         let result = {

@@ -34,13 +34,102 @@ pub struct Times {
     /// Set when the request went on a kept-alive connection: how long it had been idle
     /// (hyper path only).
     pub idle_us: Option<u64>,
+    /// Response body bytes received, kept or not (0 without a response).
+    pub body_bytes: u64,
 }
 
-/// A response, read whole. `headers` is empty unless the caller asked to keep them.
+pub use crate::options::DEFAULT_MAX_BODY;
+
+/// A response, read to its end. `headers` is empty unless the caller asked to keep them;
+/// `body` holds at most the limit it was read with (the rest was read and dropped).
 pub struct Response {
     pub status: u16,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Body bytes received in all, kept or not.
+    pub received: u64,
+    /// The body was longer than the limit: `body` is only its first part.
+    pub truncated: bool,
+}
+
+/// A body read to its end with at most `limit` bytes kept.
+pub struct BoundedBody {
+    pub body: Bytes,
+    pub received: u64,
+    pub truncated: bool,
+}
+
+/// Keeps the first `limit` bytes of the chunks `next` yields and counts the rest, so a
+/// response of any size costs at most `limit` bytes of memory. A body of one chunk within
+/// the limit is kept without a copy.
+struct Keeper {
+    limit: usize,
+    one: Option<Bytes>,
+    many: Vec<u8>,
+    kept: usize,
+    received: u64,
+    truncated: bool,
+}
+
+impl Keeper {
+    fn new(limit: usize) -> Keeper {
+        Keeper {
+            limit,
+            one: None,
+            many: Vec::new(),
+            kept: 0,
+            received: 0,
+            truncated: false,
+        }
+    }
+
+    fn push(&mut self, data: Bytes) {
+        self.received += data.len() as u64;
+        let room = self.limit - self.kept;
+        if data.len() > room {
+            self.truncated = true;
+        }
+        let take = data.len().min(room);
+        if take == 0 {
+            return;
+        }
+        self.kept += take;
+        let piece = data.slice(..take);
+        if self.one.is_none() && self.many.is_empty() {
+            self.one = Some(piece);
+        } else {
+            if let Some(first) = self.one.take() {
+                self.many.extend_from_slice(&first);
+            }
+            self.many.extend_from_slice(&piece);
+        }
+    }
+
+    fn finish(self) -> BoundedBody {
+        BoundedBody {
+            body: match self.one {
+                Some(b) => b,
+                None => Bytes::from(self.many),
+            },
+            received: self.received,
+            truncated: self.truncated,
+        }
+    }
+}
+
+/// Reads a hyper body to its end, keeping at most `limit` bytes.
+pub async fn read_bounded<B>(mut body: B, limit: usize) -> Result<BoundedBody, B::Error>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    use http_body_util::BodyExt;
+    let mut keeper = Keeper::new(limit);
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            keeper.push(data);
+        }
+    }
+    Ok(keeper.finish())
 }
 
 /// One request sent: its times, and its response or why there is none.
@@ -59,11 +148,14 @@ impl From<http1::Attempt> for Sent {
                     connect_us: a.connect_us,
                     tls_us: a.tls_us,
                     idle_us: a.idle_us,
+                    body_bytes: ex.received,
                 },
                 response: Ok(Response {
                     status: ex.status,
                     headers: ex.headers,
                     body: ex.body,
+                    received: ex.received,
+                    truncated: ex.truncated,
                 }),
             },
             Err(k) => Sent {
@@ -73,6 +165,7 @@ impl From<http1::Attempt> for Sent {
                     connect_us: a.connect_us,
                     tls_us: a.tls_us,
                     idle_us: a.idle_us,
+                    body_bytes: 0,
                 },
                 response: Err(k),
             },
@@ -87,6 +180,17 @@ pub async fn send_reqwest(
     request: reqwest::Request,
     keep_headers: bool,
 ) -> Sent {
+    send_reqwest_bounded(client, request, keep_headers, usize::MAX).await
+}
+
+/// [`send_reqwest`] keeping at most `limit` bytes of the body (the rest is read and
+/// dropped).
+pub async fn send_reqwest_bounded(
+    client: &reqwest::Client,
+    request: reqwest::Request,
+    keep_headers: bool,
+    limit: usize,
+) -> Sent {
     let start = Instant::now();
     let mut ttfb_us = 0;
     let result = async {
@@ -100,11 +204,17 @@ pub async fn send_reqwest(
         } else {
             HeaderMap::new()
         };
-        let body = resp.bytes().await?;
+        let mut keeper = Keeper::new(limit);
+        while let Some(chunk) = resp.chunk().await? {
+            keeper.push(chunk);
+        }
+        let read = keeper.finish();
         Ok::<_, reqwest::Error>(Response {
             status,
             headers,
-            body,
+            body: read.body,
+            received: read.received,
+            truncated: read.truncated,
         })
     }
     .await;
@@ -116,6 +226,7 @@ pub async fn send_reqwest(
             connect_us: None,
             tls_us: None,
             idle_us: None,
+            body_bytes: result.as_ref().map_or(0, |r| r.received),
         },
         response: result.map_err(|e| classify(&e)),
     }
