@@ -45,6 +45,9 @@ cargo run --quiet --release -- sweep --costs 4..=8 --flows 10 --out-dir target/c
 echo "== the scenario gallery against real implementations: fastapi-users, Django, oidc-provider"
 scripts/real-stacks.sh
 
+echo "== live metrics: a real Prometheus scrapes a run and agrees with its report"
+scripts/prometheus.sh
+
 echo "== scale-out: the Kubernetes manifests validate and agree with the CLI"
 scripts/check-manifests.sh
 

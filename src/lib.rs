@@ -81,5 +81,8 @@ pub async fn run(
         measured,
     );
     let files = pipeline::export(opts, &report)?;
+    if !report.partial {
+        load.finish_metrics(opts).await;
+    }
     Ok(RunResult { report, files })
 }

@@ -60,6 +60,10 @@ pub struct RunOptions {
     /// How often the results are streamed to the out-dir and folded into the totals
     /// (`--interval`).
     pub interval: Duration,
+    /// `--metrics ADDR`: serve live metrics (Prometheus text) at `http://ADDR/metrics`.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// How long the metrics endpoint stays up after the reports are written.
+    pub metrics_linger: Duration,
     /// bcrypt cost of the in-process server (ignored for an external target).
     pub cost: u32,
     /// The in-process server's hash algorithm when not bcrypt at `cost` (sweeps of
@@ -129,6 +133,8 @@ impl Default for RunOptions {
             connect_timeout: Duration::from_secs(5),
             max_body: DEFAULT_MAX_BODY,
             interval: Duration::from_secs(1),
+            metrics: None,
+            metrics_linger: Duration::from_secs(5),
             cost: 12,
             algorithm: None,
             scenario: ScenarioSource::Builtin,

@@ -68,6 +68,14 @@ pub struct RunArgs {
     /// with `authbench report --recover DIR`.
     #[arg(long, default_value = "1s", value_parser = crate::units::parse_duration, value_name = "DURATION")]
     pub interval: Duration,
+    /// Serve live metrics in the Prometheus text format at http://ADDR/metrics during the
+    /// run (e.g. 127.0.0.1:9464); the counters end equal to the report's totals.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// With --metrics: how long the endpoint stays up after the reports are written, so a
+    /// scraper sees the final totals.
+    #[arg(long, default_value = "5s", value_parser = crate::units::parse_duration, value_name = "DURATION", requires = "metrics")]
+    pub metrics_linger: Duration,
     #[command(flatten)]
     pub target: TargetArgs,
     /// bcrypt cost of the in-process server (4-31).
@@ -262,6 +270,8 @@ impl RunArgs {
             source_addrs: self.source_addr.unwrap_or_default(),
             max_body: usize::try_from(self.max_body).unwrap_or(usize::MAX),
             interval: self.interval,
+            metrics: self.metrics,
+            metrics_linger: self.metrics_linger,
             connect_timeout: self.common.timeouts.connect(),
             timeout: self.common.timeouts.timeout,
             tls: self.target.tls(),

@@ -20,12 +20,23 @@ use crate::samples::{new_histogram, record, Batch, Sample};
 use crate::stats::Stats;
 use crate::timeline::TimelineBuilder;
 
+use super::metrics::Live;
 use super::stream::Streamer;
 
 /// The most flows' samples the collector takes from the channel at once.
 const COLLECT_AT_ONCE: usize = 256;
 /// How long the collector lets samples gather after a wake-up that found few.
 const COLLECT_PAUSE: Duration = Duration::from_millis(1);
+
+/// Where the collector's intervals go besides the totals.
+pub(super) struct Outputs {
+    /// The result stream on disk, when the run streams.
+    pub stream: Option<Streamer>,
+    /// The interval.
+    pub every: Duration,
+    /// `--metrics`: the page to publish at every interval.
+    pub live: Option<Arc<Live>>,
+}
 
 /// The collector: folds samples into stats and the per-second timeline; updates the
 /// progress bar with flows done, success rate and the p99 of the last few seconds.
@@ -35,9 +46,13 @@ pub(super) async fn collect(
     bar: ProgressBar,
     shared: Arc<Shared>,
     t0: tokio::time::Instant,
-    mut stream: Option<Streamer>,
-    every: Duration,
+    outputs: Outputs,
 ) -> (Stats, Option<Streamer>) {
+    let Outputs {
+        mut stream,
+        every,
+        live,
+    } = outputs;
     let mut interval = stats.clone();
     interval.clear();
     let mut flushes = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -70,7 +85,7 @@ pub(super) async fn collect(
                 continue;
             }
             _ = flushes.tick() => {
-                flush(&mut stats, &mut interval, &mut stream, &mut flushed_s, t0, &shared);
+                flush(&mut stats, &mut interval, &mut stream, &mut flushed_s, t0, &shared, live.as_deref());
                 continue;
             }
         };
@@ -108,6 +123,7 @@ pub(super) async fn collect(
         &mut flushed_s,
         t0,
         &shared,
+        live.as_deref(),
     );
     stats.timeline = timeline.finish(shared.started.load(Ordering::Relaxed));
     stats.availability = outages.finish(
@@ -128,19 +144,26 @@ fn flush(
     flushed_s: &mut f64,
     t0: tokio::time::Instant,
     shared: &Shared,
+    live: Option<&Live>,
 ) {
     let now_s = t0.elapsed().as_secs_f64();
+    let started = shared.started.load(Ordering::Relaxed);
     if let Some(s) = stream {
-        s.write(
-            interval,
-            *flushed_s,
-            now_s - *flushed_s,
-            shared.started.load(Ordering::Relaxed),
-        );
+        s.write(interval, *flushed_s, now_s - *flushed_s, started);
     }
+    let len_s = now_s - *flushed_s;
     *flushed_s = now_s;
     stats.merge(interval);
     interval.clear();
+    if let Some(l) = live {
+        let before = l.started();
+        let rate = if len_s > 0.0 {
+            started.saturating_sub(before) as f64 / len_s
+        } else {
+            0.0
+        };
+        l.publish(stats, started, rate);
+    }
 }
 
 /// Feeds one flow's (or probe's) end to the outage tracker; `now_s` is when it ended.

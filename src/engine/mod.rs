@@ -25,6 +25,7 @@ pub mod cookies;
 pub mod feed;
 pub mod flow;
 mod lanes;
+pub mod metrics;
 mod response;
 pub mod stream;
 pub mod transport;
@@ -90,6 +91,8 @@ pub struct EngineConfig {
     pub max_body: usize,
     /// Stream the results to disk as the run goes (the measured run, not the calibration).
     pub stream: Option<stream::StreamSpec>,
+    /// `--metrics`: the page the endpoint serves, published at every interval.
+    pub live: Option<Arc<metrics::Live>>,
 }
 
 /// What the engine measured.
@@ -230,10 +233,12 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
         .stream
         .as_ref()
         .map_or(Duration::from_secs(1), |s| s.interval);
-    let collector = lanes.spawn(
-        0,
-        collect(rx, stats, bar, shared.clone(), t0, streamer, every),
-    );
+    let outputs = collector::Outputs {
+        stream: streamer,
+        every,
+        live: cfg.live.clone(),
+    };
+    let collector = lanes.spawn(0, collect(rx, stats, bar, shared.clone(), t0, outputs));
     let breaker = match cfg.plan.model {
         LoadModel::Closed => {
             let (shared, plan) = (shared.clone(), cfg.plan.clone());

@@ -132,6 +132,34 @@ pub struct Load {
     /// What the set-up did to or found about this machine (the descriptor limit raised,
     /// ports short of the planned rate), for the report's configuration.
     pub notes: Vec<String>,
+    /// `--metrics`: the endpoint and the page it serves.
+    metrics: Option<(Arc<engine::metrics::Live>, tokio::task::JoinHandle<()>)>,
+}
+
+/// Serves `live` at `/metrics` on `listener` until aborted.
+fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    live: Arc<engine::metrics::Live>,
+) -> tokio::task::JoinHandle<()> {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let live = live.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    live.page(),
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })
 }
 
 /// Descriptors kept free for everything but connections (files, the runtime, the server).
@@ -192,6 +220,20 @@ impl Load {
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Load, RunError> {
         let notes = generator_limits(opts, prepared)?;
+        let threads: Arc<usage::ThreadSet> = Arc::default();
+        let metrics = match opts.metrics {
+            None => None,
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                    RunError::Config(format!("--metrics {addr}: cannot listen there: {e}"))
+                })?;
+                let live = Arc::new(engine::metrics::Live::new(
+                    &prepared.scenario.step_names(),
+                    threads.clone(),
+                ));
+                Some((live.clone(), serve_metrics(listener, live)))
+            }
+        };
         let concurrency = prepared.concurrency;
         let (timeout, connect_timeout) = (opts.timeout, opts.connect_timeout);
         let tls = target.tls.clone();
@@ -253,8 +295,9 @@ impl Load {
             users: prepared.users.clone(),
             stop_rx,
             stop_task,
-            threads: Arc::default(),
+            threads,
             notes,
+            metrics,
         })
     }
 
@@ -283,6 +326,16 @@ impl Load {
             shard: opts.shard,
             max_body: opts.max_body,
             stream: None,
+            live: None,
+        }
+    }
+
+    /// `--metrics`: keeps the endpoint up `opts.metrics_linger` longer (so a scraper sees
+    /// the final totals), then stops it.
+    pub async fn finish_metrics(&self, opts: &RunOptions) {
+        if let Some((_, task)) = &self.metrics {
+            tokio::time::sleep(opts.metrics_linger).await;
+            task.abort();
         }
     }
 
@@ -342,6 +395,7 @@ impl Load {
                 let started_at = chrono::Utc::now();
                 let mut cfg =
                     self.engine_config(opts, scenario, prepared.plan.clone(), opts.progress);
+                cfg.live = self.metrics.as_ref().map(|m| m.0.clone());
                 cfg.stream = opts.out_dir.as_ref().map(|dir| {
                     let start = crate::shard::Start::of(started_at, opts.start_at);
                     let cost = opts.target.is_none().then_some(opts.cost);

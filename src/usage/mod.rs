@@ -154,6 +154,16 @@ impl ThreadSet {
         }
     }
 
+    /// CPU time the threads of this set have used since they started, seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        let all = procfs::own_threads();
+        self.tids()
+            .iter()
+            .filter_map(|t| all.get(t))
+            .map(|t| t.cpu_s)
+            .sum()
+    }
+
     fn tids(&self) -> Vec<i32> {
         self.tids.lock().map(|t| t.clone()).unwrap_or_default()
     }

@@ -13,6 +13,7 @@ mod gate;
 mod hashfit;
 mod html;
 mod load;
+mod metrics;
 mod outage;
 mod report;
 mod run;

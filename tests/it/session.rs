@@ -100,6 +100,7 @@ async fn run_engine(
         threads: Default::default(),
         max_body: authbench::options::DEFAULT_MAX_BODY,
         stream: None,
+        live: None,
         shard: None,
     };
     engine::run(cfg, std::future::pending()).await
