@@ -386,11 +386,8 @@ impl Step {
     /// Whether this step reads the response body at all (as JSON, or with a regex over
     /// it): a body cut at `--max-body` then fails the step.
     pub fn reads_body(&self) -> bool {
-        self.needs_json()
-            || self
-                .extract
-                .iter()
-                .any(|e| matches!(e.source, ExtractSource::Regex { header: None, .. }))
+        let on_body = |e: &&Extract| matches!(e.source, ExtractSource::Regex { header: None, .. });
+        self.needs_json() || self.extract.iter().any(|e| on_body(&e))
     }
 
     /// Whether the response body has to be parsed as JSON for this step.
