@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::Shared;
 use crate::outage::OutageTracker;
-use crate::samples::{new_histogram, record, Batch, Sample};
+use crate::samples::{Batch, Sample};
 use crate::stats::Stats;
 use crate::timeline::TimelineBuilder;
 
@@ -38,23 +38,20 @@ pub(super) struct Outputs {
     pub live: Option<Arc<Live>>,
 }
 
-/// The collector: folds samples into stats and the per-second timeline; updates the
-/// progress bar with flows done, success rate and the p99 of the last few seconds.
+/// The collector: folds samples into an interval tally, the per-second timeline and the
+/// outage tracker; at the end of each interval streams the tally, adds it to the totals
+/// and shows the interval's rate, success rate and flow p99 on the progress bar.
 pub(super) async fn collect(
     mut rx: mpsc::Receiver<Batch>,
     mut stats: Stats,
     bar: ProgressBar,
     shared: Arc<Shared>,
     t0: tokio::time::Instant,
-    outputs: Outputs,
+    mut outputs: Outputs,
 ) -> (Stats, Option<Streamer>) {
-    let Outputs {
-        mut stream,
-        every,
-        live,
-    } = outputs;
     let mut interval = stats.clone();
     interval.clear();
+    let every = outputs.every;
     let mut flushes = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     flushes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut flushed_s = 0.0;
@@ -65,8 +62,6 @@ pub(super) async fn collect(
         Duration::from_secs(1),
     );
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut window = new_histogram();
-    let mut window_p99 = 0.0;
     // Everything waiting is taken at each wake-up, so the select (and its timer poll) is
     // paid once per wake-up rather than once per flow.
     let mut batches: Vec<Batch> = Vec::with_capacity(COLLECT_AT_ONCE);
@@ -77,15 +72,12 @@ pub(super) async fn collect(
             },
             _ = ticks.tick() => {
                 timeline.tick(shared.started.load(Ordering::Relaxed));
-                // The rolling p99 shown on the bar covers the last 5 seconds.
-                if timeline.seconds() % 5 == 0 {
-                    window_p99 = window.value_at_quantile(0.99) as f64 / 1e6;
-                    window.reset();
-                }
                 continue;
             }
             _ = flushes.tick() => {
-                flush(&mut stats, &mut interval, &mut stream, &mut flushed_s, t0, &shared, live.as_deref());
+                let now_s = t0.elapsed().as_secs_f64();
+                flush(&mut stats, &mut interval, &mut outputs, (flushed_s, now_s), &shared, &bar);
+                flushed_s = now_s;
                 continue;
             }
         };
@@ -96,16 +88,7 @@ pub(super) async fn collect(
         for batch in batches.drain(..) {
             observe(&mut outages, now_s, &batch);
             for s in batch {
-                let before = (stats.flows_ok(), stats.flows_total());
-                fold(
-                    &mut interval,
-                    before,
-                    &mut timeline,
-                    &bar,
-                    &mut window,
-                    window_p99,
-                    s,
-                );
+                fold(&mut interval, &mut timeline, &bar, s);
             }
         }
         if !full {
@@ -116,14 +99,14 @@ pub(super) async fn collect(
             tokio::time::sleep(COLLECT_PAUSE).await;
         }
     }
+    let now_s = t0.elapsed().as_secs_f64();
     flush(
         &mut stats,
         &mut interval,
-        &mut stream,
-        &mut flushed_s,
-        t0,
+        &mut outputs,
+        (flushed_s, now_s),
         &shared,
-        live.as_deref(),
+        &bar,
     );
     stats.timeline = timeline.finish(shared.started.load(Ordering::Relaxed));
     stats.availability = outages.finish(
@@ -133,37 +116,52 @@ pub(super) async fn collect(
     );
     crate::outage::latency_recovery(&mut stats.availability, &stats.timeline);
     bar.finish_and_clear();
-    (stats, stream)
+    (stats, outputs.stream)
 }
 
-/// The end of an interval: the tally goes to the stream, then into the totals.
+/// The end of the interval `span` (seconds since the start): the tally goes to the
+/// stream, then into the totals; the live page and the progress bar show it.
 fn flush(
     stats: &mut Stats,
     interval: &mut Stats,
-    stream: &mut Option<Streamer>,
-    flushed_s: &mut f64,
-    t0: tokio::time::Instant,
+    out: &mut Outputs,
+    span: (f64, f64),
     shared: &Shared,
-    live: Option<&Live>,
+    bar: &ProgressBar,
 ) {
-    let now_s = t0.elapsed().as_secs_f64();
+    let (from_s, to_s) = span;
+    let len_s = to_s - from_s;
     let started = shared.started.load(Ordering::Relaxed);
-    if let Some(s) = stream {
-        s.write(interval, *flushed_s, now_s - *flushed_s, started);
+    if let Some(s) = &mut out.stream {
+        s.write(interval, from_s, len_s, started);
     }
-    let len_s = now_s - *flushed_s;
-    *flushed_s = now_s;
+    if !bar.is_hidden() {
+        bar.set_message(interval_message(interval, len_s));
+    }
     stats.merge(interval);
     interval.clear();
-    if let Some(l) = live {
-        let before = l.started();
+    if let Some(l) = &out.live {
         let rate = if len_s > 0.0 {
-            started.saturating_sub(before) as f64 / len_s
+            started.saturating_sub(l.started()) as f64 / len_s
         } else {
             0.0
         };
         l.publish(stats, started, rate);
     }
+}
+
+/// `last 1.0s: 48.0 flows/s, ok 100.0%, flow p99 0.231s` for the progress bar.
+fn interval_message(interval: &Stats, len_s: f64) -> String {
+    let done = interval.flows_total();
+    if done == 0 {
+        return format!("last {len_s:.1}s: no flow ended");
+    }
+    let p99 = interval.flow_intended.value_at_quantile(0.99) as f64 / 1e6;
+    format!(
+        "last {len_s:.1}s: {:.1} flows/s, ok {:.1}%, flow p99 {p99:.3}s",
+        done as f64 / len_s.max(1e-9),
+        100.0 * interval.flows_ok() as f64 / done as f64,
+    )
 }
 
 /// Feeds one flow's (or probe's) end to the outage tracker; `now_s` is when it ended.
@@ -193,17 +191,9 @@ fn observe(outages: &mut OutageTracker, now_s: f64, batch: &Batch) {
     }
 }
 
-/// Folds one sample into the stats and the timeline, and moves the progress bar on for
-/// a finished flow.
-fn fold(
-    stats: &mut Stats,
-    before: (u64, u64),
-    timeline: &mut TimelineBuilder,
-    bar: &ProgressBar,
-    window: &mut hdrhistogram::Histogram<u64>,
-    window_p99: f64,
-    s: Sample,
-) {
+/// Folds one sample into the interval tally and the timeline, and moves the progress bar
+/// on for a finished flow.
+fn fold(stats: &mut Stats, timeline: &mut TimelineBuilder, bar: &ProgressBar, s: Sample) {
     let flow = match &s {
         Sample::Flow {
             elapsed_us,
@@ -233,21 +223,8 @@ fn fold(
     if let Some((us, ok)) = flow {
         timeline.on_flow(us, ok);
     }
-    if (flow.is_some() || warmup_done) && !bar.is_hidden() {
-        if let Some((us, _)) = flow {
-            record(window, us);
-        }
+    if flow.is_some() || warmup_done {
         bar.inc(1);
-        let total = before.1 + stats.flows_total();
-        bar.set_message(format!(
-            "ok {:.1}% | p99 (last 5s) {:.3}s",
-            100.0 * (before.0 + stats.flows_ok()) as f64 / total.max(1) as f64,
-            if window_p99 > 0.0 {
-                window_p99
-            } else {
-                window.value_at_quantile(0.99) as f64 / 1e6
-            }
-        ));
     }
 }
 
