@@ -152,6 +152,16 @@ impl OutageTracker {
         }
     }
 
+    /// Where the tracker stands, for the result stream: outage windows closed so far, the
+    /// start of the one still open (if any), and the connection probes made.
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({
+            "windows": self.windows.len(),
+            "open_since_s": self.pending.as_ref().map(|p| p.start),
+            "probes": self.probes,
+        })
+    }
+
     /// A connection probe (made while the target refused connections) at `at_s`.
     pub fn on_probe(&mut self, at_s: f64, ok: bool) {
         self.probes += 1;

@@ -36,6 +36,8 @@ pub(super) struct Outputs {
     pub every: Duration,
     /// `--metrics`: the page to publish at every interval.
     pub live: Option<Arc<Live>>,
+    /// The generator's threads, whose CPU time each streamed interval records.
+    pub threads: Arc<crate::usage::ThreadSet>,
 }
 
 /// The collector: folds samples into an interval tally, the per-second timeline and the
@@ -76,7 +78,8 @@ pub(super) async fn collect(
             }
             _ = flushes.tick() => {
                 let now_s = t0.elapsed().as_secs_f64();
-                flush(&mut stats, &mut interval, &mut outputs, (flushed_s, now_s), &shared, &bar);
+                let extra = outages.snapshot();
+                flush(&mut stats, &mut interval, &mut outputs, (flushed_s, now_s), &shared, &bar, extra);
                 flushed_s = now_s;
                 continue;
             }
@@ -100,6 +103,7 @@ pub(super) async fn collect(
         }
     }
     let now_s = t0.elapsed().as_secs_f64();
+    let extra = outages.snapshot();
     flush(
         &mut stats,
         &mut interval,
@@ -107,6 +111,7 @@ pub(super) async fn collect(
         (flushed_s, now_s),
         &shared,
         &bar,
+        extra,
     );
     stats.timeline = timeline.finish(shared.started.load(Ordering::Relaxed));
     stats.availability = outages.finish(
@@ -128,12 +133,17 @@ fn flush(
     span: (f64, f64),
     shared: &Shared,
     bar: &ProgressBar,
+    outage: serde_json::Value,
 ) {
     let (from_s, to_s) = span;
     let len_s = to_s - from_s;
     let started = shared.started.load(Ordering::Relaxed);
     if let Some(s) = &mut out.stream {
-        s.write(interval, from_s, len_s, started);
+        let extra = serde_json::json!({
+            "outage": outage,
+            "generator_cpu_s": out.threads.cpu_seconds(),
+        });
+        s.write(interval, from_s, len_s, started, extra);
     }
     if !bar.is_hidden() {
         bar.set_message(interval_message(interval, len_s));

@@ -237,6 +237,7 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
         stream: streamer,
         every,
         live: cfg.live.clone(),
+        threads: cfg.threads.clone(),
     };
     let collector = lanes.spawn(0, collect(rx, stats, bar, shared.clone(), t0, outputs));
     let breaker = match cfg.plan.model {

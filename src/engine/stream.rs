@@ -12,8 +12,10 @@
 //!   (latency), `s<i>-<name>-ttfb`, `-connect`, `-tls`. Empty histograms are not written.
 //! - `intervals.jsonl`: a header line (`"schema": "authbench.stream/1"`, the run's
 //!   configuration, the step names), then one line per interval with its counts, failures
-//!   by step and kind, bytes and closed-connection times; an `"end"` line when the run
-//!   finished.
+//!   by step and kind, bytes and closed-connection times, the outage tracker's state
+//!   (windows closed, the start of one still open, connection probes) and the generator's
+//!   CPU seconds so far; an `"end"` line when the run finished. (The machine's and the
+//!   server's CPU are sampled outside the engine and are in the final report only.)
 //!
 //! Each interval's histograms are written before its line, with plain `write`s (no
 //! buffer in the process), so what the page cache holds survives the process; [`read`]
@@ -129,11 +131,13 @@ impl Streamer {
 
     /// Writes one interval: `start_s..start_s + len_s` since the run began, `started` the
     /// flows started so far.
-    pub fn write(&mut self, s: &Stats, start_s: f64, len_s: f64, started: u64) {
+    /// `extra`'s members (the outage tracker's state, the generator's CPU) are added to
+    /// the interval's line.
+    pub fn write(&mut self, s: &Stats, start_s: f64, len_s: f64, started: u64, extra: Value) {
         if self.failed.is_some() {
             return;
         }
-        if let Err(e) = self.try_write(s, start_s, len_s, started) {
+        if let Err(e) = self.try_write(s, start_s, len_s, started, extra) {
             self.failed = Some(format!(
                 "the result stream stopped at interval {}: {e}",
                 self.index
@@ -147,6 +151,7 @@ impl Streamer {
         start_s: f64,
         len_s: f64,
         started: u64,
+        extra: Value,
     ) -> Result<(), String> {
         self.buf.clear();
         let start = Duration::from_secs_f64(start_s.max(0.0));
@@ -192,7 +197,7 @@ impl Streamer {
                 })
             })
             .collect();
-        let line = json!({
+        let mut line = json!({
             "i": self.index,
             "t_s": start_s,
             "len_s": len_s,
@@ -202,6 +207,9 @@ impl Streamer {
             "warmup": s.warmup_flows,
             "steps": steps,
         });
+        if let (Some(l), Value::Object(x)) = (line.as_object_mut(), extra) {
+            l.extend(x);
+        }
         self.lines
             .write_all(format!("{line}\n").as_bytes())
             .map_err(|e| e.to_string())?;

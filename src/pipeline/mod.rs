@@ -408,10 +408,7 @@ impl Load {
                         start,
                     );
                     engine::stream::StreamSpec {
-                        dir: dir.join(format!(
-                            "{}-run.stream",
-                            crate::render::file_stamp(&started_at)
-                        )),
+                        dir: stream_dir(dir, &started_at),
                         interval: opts.interval,
                         config: serde_json::to_value(config).unwrap_or_default(),
                     }
@@ -431,6 +428,19 @@ impl Load {
         self.stop_task.abort();
         out
     }
+}
+
+/// `<out-dir>/<start stamp>-run.stream`, never an earlier run's: two runs started in the
+/// same second get a suffix, as their reports do.
+fn stream_dir(out: &std::path::Path, started_at: &chrono::DateTime<chrono::Utc>) -> PathBuf {
+    let stamp = crate::render::file_stamp(started_at);
+    let mut dir = out.join(format!("{stamp}-run.stream"));
+    let mut n = 1;
+    while dir.exists() {
+        n += 1;
+        dir = out.join(format!("{stamp}-run-{n}.stream"));
+    }
+    dir
 }
 
 /// How the run was set up, as every report and the result stream's header say it.
