@@ -99,6 +99,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Like [`parse_duration`], and `0` (or `0s`, `0ms`) for none: for waits that may be
+/// skipped.
+pub fn parse_wait(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let digits = t.trim_end_matches(|c: char| c.is_ascii_alphabetic() || c == 'µ');
+    if !digits.is_empty() && digits.chars().all(|c| c == '0' || c == '.') {
+        return parse_duration(&t.replacen(digits, "1", 1)).map(|_| Duration::ZERO);
+    }
+    parse_duration(s)
+}
+
 /// A duration in whole milliseconds, saturating (for reports and messages).
 pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -198,6 +209,16 @@ mod tests {
         for bad in ["", "s", "0s", "-1s", "1x", "1.2.3s", "inf"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn waits_may_be_zero() {
+        assert_eq!(parse_wait("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_wait("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_wait("0ms"), Ok(Duration::ZERO));
+        assert_eq!(parse_wait("2s"), Ok(Duration::from_secs(2)));
+        assert!(parse_wait("0parsecs").is_err());
+        assert!(parse_wait("-1s").is_err());
     }
 
     #[test]

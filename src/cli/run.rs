@@ -74,7 +74,7 @@ pub struct RunArgs {
     pub metrics: Option<std::net::SocketAddr>,
     /// With --metrics: how long the endpoint stays up after the reports are written, so a
     /// scraper sees the final totals.
-    #[arg(long, default_value = "5s", value_parser = crate::units::parse_duration, value_name = "DURATION", requires = "metrics")]
+    #[arg(long, default_value = "5s", value_parser = crate::units::parse_wait, value_name = "DURATION", requires = "metrics")]
     pub metrics_linger: Duration,
     #[command(flatten)]
     pub target: TargetArgs,
