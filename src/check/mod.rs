@@ -15,6 +15,7 @@
 pub mod body;
 pub mod jwt;
 pub mod probes;
+pub mod reply;
 pub mod report;
 pub mod roles;
 pub mod target;
@@ -75,6 +76,11 @@ pub enum Outcome {
     /// The service gave no answer on a fresh connection (the transport's cause is in
     /// `got`): no verdict either way.
     Error,
+    /// The service answered, but with nothing the verdict can rest on: rate limited
+    /// (429, or 503 with `Retry-After`, still so after one retry), or a body `check`
+    /// cannot read (over its cap, not JSON where JSON is needed). The note says which;
+    /// never a pass and never a failure.
+    Inconclusive,
 }
 
 impl Outcome {
@@ -85,6 +91,7 @@ impl Outcome {
             Outcome::Warn => "warn",
             Outcome::Skip => "skip",
             Outcome::Error => "error",
+            Outcome::Inconclusive => "inconclusive",
         }
     }
 }
@@ -128,6 +135,9 @@ pub struct CheckSummary {
     /// Probes whose request got no answer on a fresh connection.
     #[serde(default)]
     pub errors: usize,
+    /// Probes whose answers meant nothing (rate limited, unreadable): no verdict.
+    #[serde(default)]
+    pub inconclusive: usize,
     /// Failures of high or medium probes: the run fails when this is not 0.
     pub blocking_failures: usize,
 }
@@ -180,6 +190,7 @@ impl CheckReport {
             warned: count(Outcome::Warn),
             skipped: count(Outcome::Skip),
             errors: count(Outcome::Error),
+            inconclusive: count(Outcome::Inconclusive),
             blocking_failures: probes
                 .iter()
                 .filter(|p| p.outcome == Outcome::Fail && p.severity.blocks())

@@ -39,8 +39,10 @@ pub enum Auth {
         name: HeaderName,
         /// The variable slot holding the token.
         slot: usize,
-        /// Whether the header is `Authorization: Bearer ...` (RFC 6750).
-        bearer: bool,
+        /// The scheme when the header is `Authorization: <scheme> <token>` (`Bearer`,
+        /// `JWT`, `Token`, ...), read from the step's template; `None` for a custom
+        /// header (`X-Auth-Token: <token>`) or a bare `Authorization: <token>`.
+        scheme: Option<String>,
     },
     /// The session cookie in the jar; `None` when the scenario does not name it (it is
     /// then the cookie the login sets, found at run time).
@@ -55,10 +57,10 @@ pub struct Protected {
 }
 
 impl Protected {
-    /// The token's slot and header, when the credential is a token in a header.
-    pub fn token(&self) -> Option<(usize, &HeaderName, bool)> {
+    /// The token's slot, header and scheme, when the credential is a token in a header.
+    pub fn token(&self) -> Option<(usize, &HeaderName, Option<&str>)> {
         match &self.auth {
-            Auth::Header { name, slot, bearer } => Some((*slot, name, *bearer)),
+            Auth::Header { name, slot, scheme } => Some((*slot, name, scheme.as_deref())),
             Auth::Cookie { .. } => None,
         }
     }
@@ -445,6 +447,15 @@ fn path_has(st: &Step, words: &[&str]) -> bool {
     words.iter().any(|w| path.contains(w))
 }
 
+/// The header and token slot step `i` sends a token in (a value an earlier step
+/// extracted), e.g. a logout's `Authorization: Bearer {{token}}`.
+pub fn header_token(s: &Scenario, i: usize) -> Option<(HeaderName, usize)> {
+    match header_credential(s, i)?.0 {
+        Auth::Header { name, slot, .. } => Some((name, slot)),
+        Auth::Cookie { .. } => None,
+    }
+}
+
 /// A header of step `i` rendered from a value an earlier step extracted: Authorization
 /// first, then any other.
 fn header_credential(s: &Scenario, i: usize) -> Option<(Auth, String)> {
@@ -458,16 +469,18 @@ fn header_credential(s: &Scenario, i: usize) -> Option<(Auth, String)> {
     headers.into_iter().find_map(|(h, t)| {
         let slot = t.slots().find(|slot| extractor(s, *slot, i).is_some())?;
         let (src, pointer) = extractor(s, slot, i)?;
-        let bearer = *h == AUTHORIZATION
-            && t.render(&vec![String::new(); s.slot_count])
-                .trim_start()
-                .to_ascii_lowercase()
-                .starts_with("bearer");
+        // `Bearer {{tok}}` renders with an empty token as `Bearer `: its first word is
+        // the scheme when a token follows it.
+        let rendered = t.render(&vec![String::new(); s.slot_count]);
+        let scheme = (*h == AUTHORIZATION)
+            .then(|| rendered.split_whitespace().next().map(str::to_string))
+            .flatten()
+            .filter(|w| rendered.trim_start().len() > w.len());
         Some((
             Auth::Header {
                 name: h.clone(),
                 slot,
-                bearer,
+                scheme,
             },
             format!(
                 "expects success and sends {h} with the value step {} extracts at {pointer}",
@@ -655,7 +668,7 @@ role = "logout"
         assert_eq!(r.protected.len(), 1);
         assert!(matches!(
             r.protected[0].auth,
-            Auth::Header { bearer: true, .. }
+            Auth::Header { scheme: Some(ref sc), .. } if sc == "Bearer"
         ));
         let text = r.explain_text(&s);
         assert!(
