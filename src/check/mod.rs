@@ -261,8 +261,11 @@ pub struct CheckOptions {
     pub hash_time: Option<Duration>,
     /// Concurrent wrong logins of the brute-force probe.
     pub burst: usize,
-    /// Concurrent registrations of one email in the race probe.
+    /// Concurrent registrations of one email in each burst of the race probe.
     pub race: usize,
+    /// The longest wait before the one retry of a rate-limited probe request (the
+    /// service's `Retry-After`, capped at this and at 30 s).
+    pub rate_limit_wait: Duration,
     /// TLS settings of the client (`https://` targets).
     pub tls: crate::options::TlsOptions,
     /// Check the in-process server over HTTPS (`--tls`), trusting its generated
@@ -288,6 +291,7 @@ impl Default for CheckOptions {
             hash_time: None,
             burst: 50,
             race: 20,
+            rate_limit_wait: target::MAX_RETRY_WAIT,
             tls: crate::options::TlsOptions::default(),
             server_tls: false,
         }
@@ -380,7 +384,8 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
         .build()
         .map_err(|e| RunError::Other(anyhow::anyhow!("could not build the HTTP client: {e}")))?;
     let roles = roles::Roles::detect(&scenario);
-    let target = target::Target::new(scenario.clone(), client, base_url.clone(), api_key);
+    let target = target::Target::new(scenario.clone(), client, base_url.clone(), api_key)
+        .with_retry_wait(opts.rate_limit_wait);
     let settings = probes::Settings {
         jwt_secret,
         jwt_key,

@@ -397,9 +397,14 @@ fn www_authenticate_probe(t: &Target, roles: &Roles) -> ProbeResult {
         .iter()
         .filter_map(|p| {
             let (_, header, scheme) = p.token()?;
+            let shown = if *header == AUTHORIZATION {
+                "Authorization".to_string()
+            } else {
+                header.to_string()
+            };
             let how = match scheme {
-                Some(sc) => format!("{header}: {sc}"),
-                None => header.to_string(),
+                Some(sc) => format!("{shown}: {sc}"),
+                None => shown,
             };
             Some((format!("[{}]", step_name(t, p.step)), how))
         })
