@@ -176,7 +176,7 @@ async fn login(State(app): S, Json(body): Json<Value>) -> Response {
 }
 
 /// The email of the request's token, or the 401 challenge in the service's scheme.
-fn who(app: &App, h: &HeaderMap) -> Result<(String, String), Response> {
+fn who(app: &App, h: &HeaderMap) -> Result<(String, String), Box<Response>> {
     let token = h
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -193,7 +193,7 @@ fn who(app: &App, h: &HeaderMap) -> Result<(String, String), Response> {
             let challenge = format!("{} realm=\"api\"", app.mini.scheme);
             r.headers_mut()
                 .insert("www-authenticate", challenge.parse().unwrap());
-            Err(r)
+            Err(Box::new(r))
         }
     }
 }
@@ -201,7 +201,7 @@ fn who(app: &App, h: &HeaderMap) -> Result<(String, String), Response> {
 async fn me(State(app): S, h: HeaderMap) -> Response {
     match who(&app, &h) {
         Ok((_, email)) => Json(json!({"email": email})).into_response(),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -213,7 +213,7 @@ async fn logout(State(app): S, h: HeaderMap) -> Response {
             }
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
