@@ -283,10 +283,16 @@ impl Target {
     /// status is in its `expect`, its `check`s hold and its extracts find their values
     /// (cookies the answer sets count toward a cookie extract). A probe that alters a
     /// credential calls the step accepted only then; anything else was refused.
+    ///
+    /// A 4xx or 5xx is never an acceptance, even for a step that expects one (a step
+    /// that expects 401 for a spent token does not "accept" a request refused with 401).
     pub fn accepts(&self, i: usize, session: &Session, rep: &Reply) -> bool {
         let Some(step) = self.scenario.steps.get(i) else {
             return false;
         };
+        if rep.status >= 400 {
+            return false;
+        }
         let mut vars = session.vars.clone();
         let mut jar = session.jar.clone();
         let url = self.url(i, &session.vars);

@@ -460,3 +460,25 @@ async fn a_skipped_cost_4_hash_is_found_without_hash_time() {
     assert_eq!(p.outcome, Outcome::Fail, "{p:#?}");
     assert!(p.got.contains("hash + lookup ≤"), "{p:#?}");
 }
+
+#[test]
+fn the_reference_server_passes_the_refresh_scenario_with_its_logout() {
+    // Steps that expect a 401 (a spent refresh token) are not "accepted" by a 401 to a
+    // request without the API key, and the logout adds the after-logout probe.
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/refresh.toml");
+    let (code, out, err) = crate::support::cli(&[
+        "check",
+        "--cost",
+        "4",
+        "--scenario",
+        scenario,
+        "--no-reports",
+        "--timing-samples",
+        "10",
+        "--burst",
+        "5",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("token.after_logout[profile]"), "{out}");
+    assert!(out.contains("0 failed"), "{out}");
+}
