@@ -15,6 +15,7 @@
 pub mod body;
 pub mod jwt;
 pub mod probes;
+pub mod reply;
 pub mod report;
 pub mod roles;
 pub mod target;
@@ -75,6 +76,11 @@ pub enum Outcome {
     /// The service gave no answer on a fresh connection (the transport's cause is in
     /// `got`): no verdict either way.
     Error,
+    /// The service answered, but with nothing the verdict can rest on: rate limited
+    /// (429, or 503 with `Retry-After`, still so after one retry), or a body `check`
+    /// cannot read (over its cap, not JSON where JSON is needed). The note says which;
+    /// never a pass and never a failure.
+    Inconclusive,
 }
 
 impl Outcome {
@@ -85,6 +91,7 @@ impl Outcome {
             Outcome::Warn => "warn",
             Outcome::Skip => "skip",
             Outcome::Error => "error",
+            Outcome::Inconclusive => "inconclusive",
         }
     }
 }
@@ -128,6 +135,9 @@ pub struct CheckSummary {
     /// Probes whose request got no answer on a fresh connection.
     #[serde(default)]
     pub errors: usize,
+    /// Probes whose answers meant nothing (rate limited, unreadable): no verdict.
+    #[serde(default)]
+    pub inconclusive: usize,
     /// Failures of high or medium probes: the run fails when this is not 0.
     pub blocking_failures: usize,
 }
@@ -180,6 +190,7 @@ impl CheckReport {
             warned: count(Outcome::Warn),
             skipped: count(Outcome::Skip),
             errors: count(Outcome::Error),
+            inconclusive: count(Outcome::Inconclusive),
             blocking_failures: probes
                 .iter()
                 .filter(|p| p.outcome == Outcome::Fail && p.severity.blocks())
@@ -250,8 +261,11 @@ pub struct CheckOptions {
     pub hash_time: Option<Duration>,
     /// Concurrent wrong logins of the brute-force probe.
     pub burst: usize,
-    /// Concurrent registrations of one email in the race probe.
+    /// Concurrent registrations of one email in each burst of the race probe.
     pub race: usize,
+    /// The longest wait before the one retry of a rate-limited probe request (the
+    /// service's `Retry-After`, capped at this and at 30 s).
+    pub rate_limit_wait: Duration,
     /// TLS settings of the client (`https://` targets).
     pub tls: crate::options::TlsOptions,
     /// Check the in-process server over HTTPS (`--tls`), trusting its generated
@@ -277,6 +291,7 @@ impl Default for CheckOptions {
             hash_time: None,
             burst: 50,
             race: 20,
+            rate_limit_wait: target::MAX_RETRY_WAIT,
             tls: crate::options::TlsOptions::default(),
             server_tls: false,
         }
@@ -372,7 +387,8 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
         .build()
         .map_err(|e| RunError::Other(anyhow::anyhow!("could not build the HTTP client: {e}")))?;
     let roles = roles::Roles::detect(&scenario);
-    let target = target::Target::new(scenario.clone(), client, base_url.clone(), api_key);
+    let target = target::Target::new(scenario.clone(), client, base_url.clone(), api_key)
+        .with_retry_wait(opts.rate_limit_wait);
     let settings = probes::Settings {
         jwt_secret,
         jwt_key,

@@ -51,11 +51,12 @@ pub fn terminal(r: &CheckReport, color: bool) -> Vec<u8> {
         out.push('\n');
     }
     out.push_str(&format!("{t}\n"));
-    for p in r
-        .probes
-        .iter()
-        .filter(|p| matches!(p.outcome, Outcome::Fail | Outcome::Warn | Outcome::Error))
-    {
+    for p in r.probes.iter().filter(|p| {
+        matches!(
+            p.outcome,
+            Outcome::Fail | Outcome::Warn | Outcome::Error | Outcome::Inconclusive
+        )
+    }) {
         if let Some(n) = &p.note {
             out.push_str(&format!("{} {}: {n}\n", p.outcome.as_str(), p.id));
         }
@@ -71,13 +72,18 @@ const INSECURE: &str =
 fn summary_line(r: &CheckReport) -> String {
     let s = &r.summary;
     format!(
-        "{} probes: {} passed, {} failed ({} high/medium), {} warned, {} skipped{} — {}",
+        "{} probes: {} passed, {} failed ({} high/medium), {} warned, {} skipped{}{} — {}",
         s.probes,
         s.passed,
         s.failed,
         s.blocking_failures,
         s.warned,
         s.skipped,
+        if s.inconclusive > 0 {
+            format!(", {} inconclusive", s.inconclusive)
+        } else {
+            String::new()
+        },
         if s.errors > 0 {
             format!(", {} without an answer (error)", s.errors)
         } else {
@@ -134,6 +140,7 @@ pub fn markdown(r: &CheckReport) -> Vec<u8> {
                 Outcome::Warn => "⚠️ warn",
                 Outcome::Skip => "⏭ skip",
                 Outcome::Error => "💥 error",
+                Outcome::Inconclusive => "❔ inconclusive",
             },
             esc(&p.sent),
             esc(&p.expected),
@@ -157,7 +164,8 @@ pub fn json(r: &CheckReport) -> anyhow::Result<Vec<u8>> {
 
 /// JUnit: one suite, one test case per probe (classname `check.<severity>`). A failed
 /// probe is a `<failure>` whatever its severity; CI decides by the exit code, which only
-/// high and medium failures set. Warnings pass with the reason in `system-out`.
+/// high and medium failures set. Warnings pass with the reason in `system-out`; an
+/// inconclusive probe is skipped, its message `inconclusive: <reason>`.
 pub fn junit(r: &CheckReport) -> anyhow::Result<Vec<u8>> {
     let mut suite = TestSuite::new("authbench check");
     for p in &r.probes {
@@ -183,6 +191,15 @@ pub fn junit(r: &CheckReport) -> anyhow::Result<Vec<u8>> {
             Outcome::Skip => {
                 let mut s = TestCaseStatus::skipped();
                 s.set_message(p.note.clone().unwrap_or_default());
+                s
+            }
+            Outcome::Inconclusive => {
+                let mut s = TestCaseStatus::skipped();
+                s.set_message(format!(
+                    "inconclusive: {}",
+                    p.note.as_deref().unwrap_or(&p.got)
+                ))
+                .set_description(detail.clone());
                 s
             }
             Outcome::Error => {
@@ -231,7 +248,7 @@ pub fn html(r: &CheckReport) -> Vec<u8> {
     };
     let _ = write!(
         o,
-        "<p class=\"verdict\"><strong>{verdict}</strong>: {} probes against {} ({}): {} passed, {} failed ({} high/medium), {} warned, {} skipped.</p>",
+        "<p class=\"verdict\"><strong>{verdict}</strong>: {} probes against {} ({}): {} passed, {} failed ({} high/medium), {} warned, {} skipped, {} inconclusive.</p>",
         s.probes,
         esc(&r.target),
         if r.in_process_server { "the in-process reference server" } else { "an external service" },
@@ -239,7 +256,8 @@ pub fn html(r: &CheckReport) -> Vec<u8> {
         s.failed,
         s.blocking_failures,
         s.warned,
-        s.skipped
+        s.skipped,
+        s.inconclusive
     );
     if r.insecure {
         let _ = write!(o, "<p class=\"note\"><strong>{INSECURE}</strong></p>");
@@ -249,6 +267,7 @@ pub fn html(r: &CheckReport) -> Vec<u8> {
         let cls = match p.outcome {
             Outcome::Pass => "pass",
             Outcome::Fail => "fail",
+            Outcome::Inconclusive => "inconclusive",
             Outcome::Warn | Outcome::Skip | Outcome::Error => "",
         };
         let _ = write!(

@@ -41,8 +41,10 @@ pub enum Auth {
         name: HeaderName,
         /// The variable slot holding the token.
         slot: usize,
-        /// Whether the header is `Authorization: Bearer ...` (RFC 6750).
-        bearer: bool,
+        /// The scheme when the header is `Authorization: <scheme> <token>` (`Bearer`,
+        /// `JWT`, `Token`, ...), read from the step's template; `None` for a custom
+        /// header (`X-Auth-Token: <token>`) or a bare `Authorization: <token>`.
+        scheme: Option<String>,
     },
     /// The session cookie in the jar; `None` when the scenario does not name it (it is
     /// then the cookie the login sets, found at run time).
@@ -57,10 +59,10 @@ pub struct Protected {
 }
 
 impl Protected {
-    /// The token's slot and header, when the credential is a token in a header.
-    pub fn token(&self) -> Option<(usize, &HeaderName, bool)> {
+    /// The token's slot, header and scheme, when the credential is a token in a header.
+    pub fn token(&self) -> Option<(usize, &HeaderName, Option<&str>)> {
         match &self.auth {
-            Auth::Header { name, slot, bearer } => Some((*slot, name, *bearer)),
+            Auth::Header { name, slot, scheme } => Some((*slot, name, scheme.as_deref())),
             Auth::Cookie { .. } => None,
         }
     }
@@ -447,6 +449,15 @@ fn path_has(st: &Step, words: &[&str]) -> bool {
     words.iter().any(|w| path.contains(w))
 }
 
+/// The header and token slot step `i` sends a token in (a value an earlier step
+/// extracted), e.g. a logout's `Authorization: Bearer {{token}}`.
+pub fn header_token(s: &Scenario, i: usize) -> Option<(HeaderName, usize)> {
+    match header_credential(s, i)?.0 {
+        Auth::Header { name, slot, .. } => Some((name, slot)),
+        Auth::Cookie { .. } => None,
+    }
+}
+
 /// A header of step `i` rendered from a value an earlier step extracted: Authorization
 /// first, then any other.
 fn header_credential(s: &Scenario, i: usize) -> Option<(Auth, String)> {
@@ -460,16 +471,18 @@ fn header_credential(s: &Scenario, i: usize) -> Option<(Auth, String)> {
     headers.into_iter().find_map(|(h, t)| {
         let slot = t.slots().find(|slot| extractor(s, *slot, i).is_some())?;
         let (src, pointer) = extractor(s, slot, i)?;
-        let bearer = *h == AUTHORIZATION
-            && t.render(&vec![String::new(); s.slot_count])
-                .trim_start()
-                .to_ascii_lowercase()
-                .starts_with("bearer");
+        // `Bearer {{tok}}` renders with an empty token as `Bearer `: its first word is
+        // the scheme when a token follows it.
+        let rendered = t.render(&vec![String::new(); s.slot_count]);
+        let scheme = (*h == AUTHORIZATION)
+            .then(|| rendered.split_whitespace().next().map(str::to_string))
+            .flatten()
+            .filter(|w| rendered.trim_start().len() > w.len());
         Some((
             Auth::Header {
                 name: h.clone(),
                 slot,
-                bearer,
+                scheme,
             },
             format!(
                 "expects success and sends {h} with the value step {} extracts at {pointer}",
@@ -559,175 +572,5 @@ pub fn render_json(body: &Body, vars: &[String]) -> Option<Value> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_scenario() {
-        let s = Scenario::builtin();
-        let r = Roles::detect(&s);
-        assert_eq!(r.register, Some(0));
-        assert_eq!(r.login, Some(1));
-        assert_eq!(
-            r.protected.iter().map(|p| p.step).collect::<Vec<_>>(),
-            [2, 3]
-        );
-        assert_eq!(r.api_key.len(), 4);
-        let t = r.token.unwrap();
-        assert_eq!((t.step, t.pointer.as_str()), (1, "/access_token"));
-        let f = r.login_fields.unwrap();
-        assert_eq!(f.password, "password");
-        assert_eq!(f.identity.as_deref(), Some("email"));
-    }
-
-    #[test]
-    fn single_credential_step_is_judged_by_its_path() {
-        let text = r#"
-name = "t"
-[vars]
-pw = "{{random}}"
-[[steps]]
-name = "signin"
-method = "POST"
-path = "/api/v1/sessions"
-body = { user = "u{{seq}}", pwd = "{{pw}}" }
-extract = { tok = "/token" }
-[[steps]]
-name = "me"
-path = "/api/v1/me"
-headers = { Authorization = "Token {{tok}}" }
-[[steps]]
-name = "denied"
-path = "/api/v1/me"
-headers = { Authorization = "Token {{tok}}" }
-expect = 401
-"#;
-        let s = Scenario::parse(text, "t.toml").unwrap();
-        let r = Roles::detect(&s);
-        assert_eq!((r.register, r.login), (None, Some(0)));
-        assert_eq!(
-            r.protected.len(),
-            1,
-            "a step expecting 401 is not protected"
-        );
-        assert_eq!(r.login_fields.unwrap().identity.as_deref(), Some("user"));
-        assert!(r.api_key.is_empty());
-    }
-
-    #[test]
-    fn explicit_roles_win_and_inference_fills_the_rest() {
-        let text = r#"
-name = "t"
-[vars]
-pw = "{{random}}"
-[[steps]]
-name = "signup"
-method = "POST"
-path = "/accounts"
-body = { username = "u{{seq}}", secret = "{{pw}}" }
-role = "register"
-[[steps]]
-name = "signin"
-method = "POST"
-path = "/oauth/token"
-body = "grant_type=password&username=u{{seq}}&password={{pw}}"
-extract = { tok = "/access_token" }
-[[steps]]
-name = "me"
-path = "/me"
-headers = { Authorization = "Bearer {{tok}}" }
-[[steps]]
-name = "bye"
-method = "DELETE"
-path = "/me/session"
-headers = { Authorization = "Bearer {{tok}}" }
-role = "logout"
-"#;
-        let s = Scenario::parse(text, "t.toml").unwrap();
-        let r = Roles::detect(&s);
-        // `secret` is no password key: only the role finds register.
-        assert_eq!((r.register, r.login, r.logout), (Some(0), Some(1), Some(3)));
-        assert_eq!(r.register_fields, None);
-        // A form-encoded string body is a login with its fields.
-        let lf = r.login_fields.clone().unwrap();
-        assert_eq!(
-            (lf.password.as_str(), lf.identity.as_deref()),
-            ("password", Some("username"))
-        );
-        assert_eq!(r.protected.len(), 1);
-        assert!(matches!(
-            r.protected[0].auth,
-            Auth::Header { bearer: true, .. }
-        ));
-        let text = r.explain_text(&s);
-        assert!(
-            text.contains("`role = \"logout\"` in the scenario"),
-            "{text}"
-        );
-        assert!(text.contains("no step is: refresh"), "{text}");
-    }
-
-    #[test]
-    fn a_wrong_or_repeated_role_is_an_error() {
-        let base = "name = \"t\"\n[[steps]]\nname = \"a\"\npath = \"/a\"\nrole = \"login\"\n[[steps]]\nname = \"b\"\npath = \"/b\"\nrole = ";
-        let e = Scenario::parse(&format!("{base}\"signin\"\n"), "t.toml").unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("t.toml:9:8: `role = \"signin\"` is not a role"),
-            "{e}"
-        );
-        let e = Scenario::parse(&format!("{base}\"login\"\n"), "t.toml").unwrap_err();
-        assert!(e.to_string().contains("already step `a`'s"), "{e}");
-        assert!(Scenario::parse(&format!("{base}\"protected\"\n"), "t.toml").is_ok());
-    }
-
-    #[test]
-    fn basic_client_credentials_and_cookie_sessions_are_inferred() {
-        let cc = Scenario::parse(
-            r#"
-name = "cc"
-[[steps]]
-name = "token"
-method = "POST"
-path = "/token"
-basic = { user = "id", password = "{{api_key}}" }
-form = { grant_type = "client_credentials" }
-extract = { t = "/access_token" }
-[[steps]]
-name = "introspect"
-method = "POST"
-path = "/token/introspection"
-basic = { user = "id", password = "{{api_key}}" }
-form = { token = "{{t}}" }
-"#,
-            "cc.toml",
-        )
-        .unwrap();
-        let r = Roles::detect(&cc);
-        assert_eq!((r.register, r.login), (None, Some(0)));
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scenarios/django-session.toml"
-        ))
-        .unwrap();
-        let dj = Scenario::parse(&text, "django-session.toml");
-        // The feeder file is relative to the scenario: parse it where it lives.
-        let dj = dj.or_else(|_| {
-            Scenario::load(std::path::Path::new(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/scenarios/django-session.toml"
-            )))
-        });
-        let dj = dj.unwrap();
-        let r = Roles::detect(&dj);
-        assert_eq!(r.login, Some(1), "the 302 form login");
-        assert_eq!(r.protected.len(), 1);
-        assert_eq!(
-            r.protected[0].auth,
-            Auth::Cookie {
-                name: Some("sessionid".into())
-            }
-        );
-        assert_eq!(r.summary(&dj).session_cookie.as_deref(), Some("sessionid"));
-    }
-}
+#[path = "roles_tests.rs"]
+mod tests;

@@ -10,7 +10,9 @@
 //! cannot make the next probe, or its set-up, fail. A request that gets no answer got
 //! none on a fresh connection: the probe reports `error` with the transport's cause.
 //!
-//! Responses are read up to [`MAX_BODY`]; nothing a server sends can make a probe panic.
+//! Responses are read up to [`MAX_BODY`] (a probe that reads a collection asks for more);
+//! nothing a server sends can make a probe panic. A rate-limited answer is retried once
+//! after the wait it advises (at most [`MAX_RETRY_WAIT`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,136 +29,9 @@ use crate::scenario::{Scenario, Step};
 
 use super::roles::render_json;
 
-/// Bytes of a response body kept; the rest is read and dropped.
-pub const MAX_BODY: usize = 1 << 20;
-/// Bytes of a response body kept in the exchange log, for the scans and the excerpts.
-pub const MAX_KEPT_BODY: usize = 16 * 1024;
-
-/// A complete response.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: Vec<u8>,
-    /// From handing the request to the client to the last byte of the body.
-    pub elapsed: Duration,
-}
-
-impl Reply {
-    /// A placeholder for a step that was not sent (status 0).
-    pub fn none() -> Reply {
-        Reply {
-            status: 0,
-            headers: HeaderMap::new(),
-            body: Vec::new(),
-            elapsed: Duration::ZERO,
-        }
-    }
-
-    pub fn json(&self) -> Option<serde_json::Value> {
-        serde_json::from_slice(&self.body).ok()
-    }
-
-    /// The body as text, tokens redacted, cut to `max` characters, for reports.
-    pub fn excerpt(&self, max: usize) -> String {
-        excerpt(&redact(&String::from_utf8_lossy(&self.body)), max)
-    }
-
-    /// `401 {"detail":"Invalid API key"}` (tokens redacted).
-    pub fn brief(&self) -> String {
-        let body = self.excerpt(80);
-        if body.is_empty() {
-            self.status.to_string()
-        } else {
-            format!("{} {body}", self.status)
-        }
-    }
-
-    pub fn is_success(&self) -> bool {
-        (200..300).contains(&self.status)
-    }
-    pub fn is_client_error(&self) -> bool {
-        (400..500).contains(&self.status)
-    }
-    pub fn is_server_error(&self) -> bool {
-        self.status >= 500
-    }
-}
-
-/// `text` with live credentials replaced: JWTs, and the values of JSON fields named
-/// like a token or a secret. Reports quote answers; they must not carry a usable token.
-pub fn redact(text: &str) -> String {
-    static PATTERNS: std::sync::OnceLock<Option<(regex::Regex, regex::Regex)>> =
-        std::sync::OnceLock::new();
-    let Some((jwt, field)) = PATTERNS.get_or_init(|| {
-        Some((
-            regex::Regex::new(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*").ok()?,
-            regex::Regex::new(r#"(?i)("[a-z_]*(token|secret)[a-z_]*"\s*:\s*")[^"]{4,}""#).ok()?,
-        ))
-    }) else {
-        return text.to_string();
-    };
-    let text = jwt.replace_all(text, "eyJ…(a JWT)");
-    field
-        .replace_all(&text, |c: &regex::Captures| {
-            if c[1].to_ascii_lowercase().contains("token_type") {
-                c[0].to_string()
-            } else {
-                format!("{}…\"", &c[1])
-            }
-        })
-        .into_owned()
-}
-
-/// One line of text, cut to `max` characters.
-pub fn excerpt(s: &str, max: usize) -> String {
-    let flat: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let flat = flat.trim();
-    if flat.chars().count() <= max {
-        flat.to_string()
-    } else {
-        let cut: String = flat.chars().take(max).collect();
-        format!("{cut}…")
-    }
-}
-
-/// One request a probe sent and what came back, kept for the scans that run last (a
-/// password hash anywhere, internals in error bodies) and for each row's excerpt.
-#[derive(Debug, Clone)]
-pub struct Exchange {
-    /// The probe that sent it (`setup` for set-up, `control` for a control request).
-    pub probe: String,
-    /// Method, path and the credentials it carried, e.g. `GET /me [Authorization: Bearer]`.
-    pub request: String,
-    /// The status, or `None` when no answer came.
-    pub status: Option<u16>,
-    pub headers: HeaderMap,
-    /// The body as text, at most [`MAX_KEPT_BODY`] bytes.
-    pub body: String,
-    /// The transport cause when no answer came.
-    pub error: Option<String>,
-}
-
-impl Exchange {
-    /// `401 {"detail":"..."}`, or the transport cause.
-    pub fn response_excerpt(&self, max: usize) -> String {
-        match (self.status, &self.error) {
-            (Some(s), _) => {
-                let body = excerpt(&redact(&self.body), max);
-                if body.is_empty() {
-                    s.to_string()
-                } else {
-                    format!("{s} {body}")
-                }
-            }
-            (None, Some(e)) => format!("no answer: {e}"),
-            (None, None) => "no answer".into(),
-        }
-    }
-}
+pub use super::reply::{
+    excerpt, redact, Exchange, Reply, DEFAULT_RETRY_WAIT, MAX_BODY, MAX_KEPT_BODY, MAX_RETRY_WAIT,
+};
 
 /// A request could not be completed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -176,6 +51,10 @@ pub enum SetupError {
     /// The service gave no answer on a fresh connection: the probe is an `error`.
     #[error("setup failed: step '{step}': no answer on a fresh connection: {cause}")]
     NoAnswer { step: String, cause: String },
+    /// The service answered 429 (or 503 with `Retry-After`), also to the one retry: the
+    /// probe is `inconclusive`.
+    #[error("setup step '{step}' was rate limited: {got}")]
+    RateLimited { step: String, got: String },
     /// The service answered, but not as the scenario expects.
     #[error("setup failed: step '{step}' failed ({detail}): {got}")]
     Refused {
@@ -249,6 +128,8 @@ pub struct Target {
     pub client: reqwest::Client,
     seq: AtomicU64,
     log: Mutex<Vec<Exchange>>,
+    /// The longest wait before the one retry of a rate-limited request.
+    retry_wait: Duration,
 }
 
 impl Target {
@@ -277,7 +158,14 @@ impl Target {
             client,
             seq: AtomicU64::new(0),
             log: Mutex::new(Vec::new()),
+            retry_wait: MAX_RETRY_WAIT,
         }
+    }
+
+    /// Caps the wait before retrying a rate-limited request (default [`MAX_RETRY_WAIT`]).
+    pub fn with_retry_wait(mut self, wait: Duration) -> Self {
+        self.retry_wait = wait.min(MAX_RETRY_WAIT);
+        self
     }
 
     pub fn base_url(&self) -> &str {
@@ -353,12 +241,76 @@ impl Target {
         self.send(probe_id, alter(p)).await
     }
 
-    /// Sends a request on a fresh connection and records the exchange under `probe`.
+    /// Sends a request on a fresh connection and records the exchange under `probe`. A
+    /// rate-limited answer (429, or 503 with `Retry-After`) is retried once after the
+    /// advised wait ([`DEFAULT_RETRY_WAIT`] when none, at most the retry cap); the second
+    /// answer is the result, limited or not.
     pub async fn send(&self, probe_id: &str, p: Probe) -> Result<Reply, SendError> {
+        self.send_capped(probe_id, p, MAX_BODY).await
+    }
+
+    /// [`Target::send`], keeping up to `cap` bytes of the body.
+    pub async fn send_capped(
+        &self,
+        probe_id: &str,
+        p: Probe,
+        cap: usize,
+    ) -> Result<Reply, SendError> {
+        let again = p.request.try_clone();
         let request = describe(&p.request);
-        let result = send_with(&self.client, p.request).await;
+        let result = send_with(&self.client, p.request, cap).await;
+        self.record(probe_id, request.clone(), &result);
+        match (&result, again) {
+            (Ok(rep), Some(again)) if rep.rate_limited() => {
+                let wait = rep.retry_after().unwrap_or(DEFAULT_RETRY_WAIT);
+                tokio::time::sleep(wait.min(self.retry_wait)).await;
+                let result = send_with(&self.client, again, cap).await;
+                self.record(probe_id, request, &result);
+                result
+            }
+            _ => result,
+        }
+    }
+
+    /// Sends once, never retried (a timing sample: a retry would measure the limiter).
+    pub async fn send_once(&self, probe_id: &str, p: Probe) -> Result<Reply, SendError> {
+        let request = describe(&p.request);
+        let result = send_with(&self.client, p.request, MAX_BODY).await;
         self.record(probe_id, request, &result);
         result
+    }
+
+    /// Whether step `i` would count `rep` as its success, as `run` judges it: the
+    /// status is in its `expect`, its `check`s hold and its extracts find their values
+    /// (cookies the answer sets count toward a cookie extract). A probe that alters a
+    /// credential calls the step accepted only then; anything else was refused.
+    ///
+    /// A 4xx or 5xx is never an acceptance, even for a step that expects one (a step
+    /// that expects 401 for a spent token does not "accept" a request refused with 401).
+    pub fn accepts(&self, i: usize, session: &Session, rep: &Reply) -> bool {
+        let Some(step) = self.scenario.steps.get(i) else {
+            return false;
+        };
+        if rep.status >= 400 {
+            return false;
+        }
+        let mut vars = session.vars.clone();
+        let mut jar = session.jar.clone();
+        let url = self.url(i, &session.vars);
+        if let Some(u) = &url {
+            if Jar::sets_cookies(&rep.headers) {
+                jar.store(&rep.headers, u);
+            }
+        }
+        check_with_cookies(
+            step,
+            rep.status,
+            &rep.headers,
+            &rep.body,
+            &mut vars,
+            url.as_ref().map(|u| (&jar, u)),
+        )
+        .is_ok()
     }
 
     /// A request to send concurrently with others (a burst, a race): the future owns
@@ -372,7 +324,9 @@ impl Target {
     ) {
         let request = describe(&p.request);
         let client = self.client.clone();
-        (request, async move { send_with(&client, p.request).await })
+        (request, async move {
+            send_with(&client, p.request, MAX_BODY).await
+        })
     }
 
     /// Logs an exchange under `probe_id`; `request` is [`describe`]'s text.
@@ -408,24 +362,56 @@ impl Target {
     /// Sends step `i` for `session`, unaltered: stores the cookies the answer sets and
     /// applies the step's extraction and checks to the session's variables.
     pub async fn run_step(&self, i: usize, session: &mut Session) -> Result<Reply, SetupError> {
-        let step = self.step(i);
-        let name = step.name.to_string();
+        let name = self.step(i).name.to_string();
         let p = self
             .build_in(i, session)
             .map_err(|_| SetupError::Build { step: name.clone() })?;
+        self.run_request(i, session, "setup", p).await
+    }
+
+    /// Sends `p` as step `i` of `session` (under `probe_id`) and takes its answer as
+    /// the step's: see [`Target::finish_step`].
+    pub async fn run_request(
+        &self,
+        i: usize,
+        session: &mut Session,
+        probe_id: &str,
+        p: Probe,
+    ) -> Result<Reply, SetupError> {
+        let name = self.step(i).name.to_string();
         session.requests.push(describe(&p.request));
-        let reply = self.send("setup", p).await.map_err(|e| match e {
+        let reply = self.send(probe_id, p).await.map_err(|e| match e {
             SendError::Transport(cause) => SetupError::NoAnswer {
                 step: name.clone(),
                 cause,
             },
             SendError::Build(_) => SetupError::Build { step: name.clone() },
         })?;
+        self.finish_step(i, session, &reply)?;
+        Ok(reply)
+    }
+
+    /// Takes `reply` as step `i`'s answer in `session`: stores the cookies it sets and
+    /// applies the step's extraction and checks to the session's variables.
+    pub fn finish_step(
+        &self,
+        i: usize,
+        session: &mut Session,
+        reply: &Reply,
+    ) -> Result<(), SetupError> {
+        let step = self.step(i);
+        let name = step.name.to_string();
         let url = self.url(i, &session.vars);
         if let Some(u) = &url {
             if self.scenario.cookies && Jar::sets_cookies(&reply.headers) {
                 session.jar.store(&reply.headers, u);
             }
+        }
+        if reply.rate_limited() && !step.expect.contains(reply.status) {
+            return Err(SetupError::RateLimited {
+                step: name,
+                got: reply.limited_reason(),
+            });
         }
         let jar_view = url.as_ref().map(|u| (&session.jar, u));
         check_with_cookies(
@@ -440,8 +426,7 @@ impl Target {
             step: name,
             detail: format!("{}: {}", k.class(), k.detail()),
             got: reply.brief(),
-        })?;
-        Ok(reply)
+        })
     }
 
     /// A fresh identity with steps `0..upto` run, so step `upto` can be sent in a
@@ -462,6 +447,19 @@ impl Target {
             session.replies.push(reply);
         }
         Ok(())
+    }
+
+    /// Like [`Target::prefix`], for an identity with `vars`: the steps before `upto` run
+    /// again with fresh values of their own (a new CSRF token, a new sign-up session),
+    /// so a second registration with the same identifier is a new attempt, never a
+    /// replay of a finished one.
+    pub async fn prefix_as(&self, upto: usize, vars: Vec<String>) -> Result<Session, SetupError> {
+        let mut session = Session {
+            vars,
+            ..Session::default()
+        };
+        self.advance(&mut session, upto).await?;
+        Ok(session)
     }
 
     /// Like [`Target::prefix`], without step `skip` (an identity that was never
@@ -542,10 +540,12 @@ fn cause_chain(e: &reqwest::Error) -> String {
     }
 }
 
-/// Sends with `client` and reads at most [`MAX_BODY`] bytes of the body.
+/// Sends with `client` and reads at most `cap` bytes of the body (the rest is read and
+/// dropped, and the reply says it was cut).
 pub async fn send_with(
     client: &reqwest::Client,
     request: reqwest::Request,
+    cap: usize,
 ) -> Result<Reply, SendError> {
     let start = Instant::now();
     let transport = |e: reqwest::Error| {
@@ -555,8 +555,10 @@ pub async fn send_with(
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let mut body = Vec::new();
+    let mut truncated = false;
     while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-        let room = MAX_BODY.saturating_sub(body.len());
+        let room = cap.saturating_sub(body.len());
+        truncated |= chunk.len() > room;
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
     }
     Ok(Reply {
@@ -564,25 +566,6 @@ pub async fn send_with(
         headers,
         body,
         elapsed: start.elapsed(),
+        truncated,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redacts_tokens() {
-        let body = r#"{"access_token":"eyJhbGciOi.eyJzdWIiOiIx.c2ln","refresh_token":"opaque-value","token_type":"bearer","detail":"ok"}"#;
-        let r = redact(body);
-        assert!(
-            !r.contains("opaque-value") && !r.contains("eyJzdWIiOiIx"),
-            "{r}"
-        );
-        assert!(
-            r.contains(r#""detail":"ok""#) && r.contains(r#""token_type":"bearer""#),
-            "{r}"
-        );
-        assert_eq!(redact("no tokens"), "no tokens");
-    }
 }

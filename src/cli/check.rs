@@ -45,6 +45,10 @@ pub struct CheckArgs {
     /// Concurrent wrong logins in the brute-force probe.
     #[arg(long, default_value = "50", value_parser = parse_count)]
     pub burst: u64,
+    /// The longest wait before retrying a rate-limited probe request once (the service's
+    /// Retry-After, capped at this; at most 30s). Still limited: the probe is inconclusive.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub rate_limit_wait: Duration,
     /// Also write a JUnit XML file, one test case per probe.
     #[arg(long)]
     pub junit: Option<PathBuf>,
@@ -74,6 +78,7 @@ impl CheckArgs {
             timing_samples: size(self.timing_samples),
             hash_time: self.hash_time,
             burst: size(self.burst),
+            rate_limit_wait: self.rate_limit_wait,
             ..CheckOptions::default()
         }
     }

@@ -12,14 +12,10 @@ pub(super) async fn api_key_probes(t: &Target, roles: &Roles) -> Vec<ProbeResult
     let mut out = Vec::new();
     for (i, header) in &roles.api_key {
         let name = step_name(t, *i);
-        // The register step gets a fresh identity per request, so an accepted request
-        // cannot hide the next one behind "email already registered".
+        // The register step gets a fresh identity (and its own prelude) per request, so
+        // an accepted request cannot hide the next one behind "email already registered".
         let fresh = Some(*i) == roles.register;
-        let ctx = if fresh {
-            Ok(t.fresh())
-        } else {
-            t.prefix(*i).await
-        };
+        let ctx = t.prefix(*i).await;
         let cases: [(&str, &str, Option<&str>); 3] = [
             ("missing", "no API key header", None),
             ("wrong", "a wrong API key", Some("wrong")),
@@ -35,7 +31,13 @@ pub(super) async fn api_key_probes(t: &Target, roles: &Roles) -> Vec<ProbeResult
                 "401 or 403",
             );
             let session = match &ctx {
-                Ok(_) if fresh => t.fresh(),
+                Ok(_) if fresh => match t.prefix(*i).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        out.push(r.setup_failed(&e));
+                        continue;
+                    }
+                },
                 Ok(v) => v.clone(),
                 Err(e) => {
                     out.push(r.setup_failed(e));
@@ -65,7 +67,15 @@ pub(super) async fn api_key_probes(t: &Target, roles: &Roles) -> Vec<ProbeResult
                 Some(v) => probe.header(header.clone(), v),
             };
             let reply = t.send(&id, probe).await;
-            out.push(judge_rejection(r, &reply, &[401, 403], true));
+            out.push(judge_rejection(
+                t,
+                *i,
+                &session,
+                r,
+                &reply,
+                &[401, 403],
+                true,
+            ));
         }
     }
     out

@@ -4,13 +4,16 @@
 //!   formats) in any body or header of any answer the probes saw (high);
 //! * `token.cache_control`: the answer that carries the token is cacheable, where RFC 6749
 //!   §5.1 requires `Cache-Control: no-store` (medium);
-//! * `token.www_authenticate`: a 401 to a bearer-token request without the
-//!   `WWW-Authenticate` challenge of RFC 6750 §3 (low);
+//! * `token.www_authenticate`: a 401 to a token request (any scheme: `Bearer`, `JWT`,
+//!   `Token`, a custom header) without a `WWW-Authenticate` challenge (RFC 9110 §15.5.2,
+//!   RFC 6750 §3) (low);
 //! * `cors.credentials`: a foreign `Origin` reflected with
 //!   `Access-Control-Allow-Credentials: true`, which lets any site read the answers with
 //!   the user's credentials (high);
 //! * `users.list_public`: when register is `POST /x`, `GET /x` without credentials must
-//!   not answer a list (high).
+//!   not answer a list (high). It runs first of all probes, reads up to 16 MiB and judges
+//!   a body it cannot parse on what it read (a hash in it, or the start of a JSON list,
+//!   is a failure; anything else unreadable is inconclusive, never a pass).
 //!
 //! [`request_probes`] send their own requests; [`scan_probes`] run last, over the
 //! exchange log.
@@ -55,7 +58,6 @@ pub(super) async fn request_probes(t: &Target, roles: &Roles) -> Vec<ProbeResult
     vec![
         cache_control_probe(t, roles).await,
         cors_probe(t, roles).await,
-        user_list_probe(t, roles).await,
     ]
 }
 
@@ -156,6 +158,7 @@ async fn cors_probe(t: &Target, roles: &Roles) -> ProbeResult {
         })
         .await;
     let rep = match reply {
+        Ok(rep) if rep.rate_limited() => return r.limited(&rep),
         Ok(rep) => rep,
         Err(e) => return r.unsent(&e),
     };
@@ -191,7 +194,7 @@ fn is_list(v: &Value) -> bool {
     }
 }
 
-async fn user_list_probe(t: &Target, roles: &Roles) -> ProbeResult {
+pub(super) async fn user_list_probe(t: &Target, roles: &Roles) -> ProbeResult {
     let r = result(
         "users.list_public",
         Severity::High,
@@ -225,19 +228,96 @@ async fn user_list_probe(t: &Target, roles: &Roles) -> ProbeResult {
         ..r
     };
     let rep = match t
-        .send("users.list_public", crate::check::target::Probe { request })
+        .send_capped(
+            "users.list_public",
+            crate::check::target::Probe { request },
+            LIST_CAP,
+        )
         .await
     {
         Ok(rep) => rep,
         Err(e) => return r.unsent(&e),
     };
-    let list = rep.json().is_some_and(|v| is_list(&v));
-    if matches!(rep.status, 401 | 403 | 404 | 405) || !rep.is_success() || !list {
-        r.judged(Outcome::Pass, rep.brief())
-    } else {
-        r.judged(Outcome::Fail, rep.brief())
+    let listed = || {
+        r.clone()
+            .judged(Outcome::Fail, rep.brief())
             .note("anyone can list the accounts: require credentials (and an admin) for it")
+    };
+    if rep.rate_limited() {
+        return r.limited(&rep);
     }
+    if !rep.is_success() {
+        return r.judged(Outcome::Pass, rep.brief());
+    }
+    if let Some(v) = rep.json() {
+        return if is_list(&v) {
+            listed()
+        } else {
+            r.judged(Outcome::Pass, rep.brief())
+        };
+    }
+    // Not parseable (cut at the cap, or not JSON): judged on what was read.
+    let text = String::from_utf8_lossy(&rep.body);
+    let read = format!(
+        "{} bytes read{}",
+        rep.body.len(),
+        if rep.truncated {
+            ", cut at the cap"
+        } else {
+            ""
+        }
+    );
+    if let Some(what) = hash_in(&text) {
+        let mut f = listed();
+        f.got = format!("{} ({read}): {what} in it", rep.status);
+        return f;
+    }
+    let head = text.trim_start();
+    if rep.truncated && starts_a_list(head) {
+        let mut f = listed();
+        f.got = format!("{} ({read}): a JSON list", rep.status);
+        return f;
+    }
+    if head.is_empty() || head.starts_with('<') {
+        return r.judged(
+            Outcome::Pass,
+            format!("{} (not JSON: no list)", rep.brief()),
+        );
+    }
+    r.inconclusive(
+        format!("{} ({read})", rep.status),
+        if rep.truncated {
+            format!("the answer is over the {} MiB cap and what was read is not the start of a JSON list: no verdict", LIST_CAP >> 20)
+        } else {
+            "the answer is not JSON: it cannot be told whether it lists the accounts".to_string()
+        },
+    )
+}
+
+/// Bytes of a collection read by `users.list_public`: lists grow with every account,
+/// so more than other answers, and judged on what was read when cut.
+pub(super) const LIST_CAP: usize = 16 << 20;
+
+/// Whether `head` (trimmed) opens a JSON array, or an object whose first non-scalar
+/// member is an array (`{"count": 3, "results": [`).
+fn starts_a_list(head: &str) -> bool {
+    static RE: std::sync::OnceLock<Option<Regex>> = std::sync::OnceLock::new();
+    if head.starts_with('[') {
+        return true;
+    }
+    RE.get_or_init(|| {
+        Regex::new(r#"^\{\s*("[^"]*"\s*:\s*("[^"]*"|[-+0-9.eE]+|true|false|null)\s*,\s*)*"[^"]*"\s*:\s*\["#).ok()
+    })
+    .as_ref()
+    .is_some_and(|re| re.is_match(head))
+}
+
+/// The first password hash format found in `text`.
+fn hash_in(text: &str) -> Option<&'static str> {
+    HASHES
+        .iter()
+        .find(|(p, _)| Regex::new(p).is_ok_and(|re| re.is_match(text)))
+        .map(|(_, what)| *what)
 }
 
 fn password_hash_probe(t: &Target) -> ProbeResult {
@@ -306,30 +386,53 @@ fn www_authenticate_probe(t: &Target, roles: &Roles) -> ProbeResult {
     let r = result(
         "token.www_authenticate",
         Severity::Low,
-        "a 401 to a bearer request carries WWW-Authenticate",
-        "the token probes' requests to bearer-protected steps",
-        "WWW-Authenticate: Bearer ... on every 401 (RFC 6750 §3)",
+        "a 401 to a token request carries WWW-Authenticate",
+        "the token probes' requests to token-protected steps",
+        "WWW-Authenticate on every 401 (RFC 9110 §15.5.2; RFC 6750 §3 for Bearer)",
     );
-    let bearer_steps: Vec<String> = roles
+    // Every token-protected step, whatever its scheme (Bearer, JWT, Token, a custom
+    // header): a 401 must say how to authenticate.
+    let token_steps: Vec<(String, String)> = roles
         .protected
         .iter()
-        .filter(|p| p.token().is_some_and(|(_, _, bearer)| bearer))
-        .map(|p| format!("[{}]", step_name(t, p.step)))
+        .filter_map(|p| {
+            let (_, header, scheme) = p.token()?;
+            let shown = if *header == AUTHORIZATION {
+                "Authorization".to_string()
+            } else {
+                header.to_string()
+            };
+            let how = match scheme {
+                Some(sc) => format!("{shown}: {sc}"),
+                None => shown,
+            };
+            Some((format!("[{}]", step_name(t, p.step)), how))
+        })
         .collect();
-    if bearer_steps.is_empty() {
-        return r.skip("no step is protected by a bearer token");
+    if token_steps.is_empty() {
+        return r.skip("no step is protected by a token in a header");
     }
+    let schemes: Vec<&str> = token_steps.iter().map(|(_, h)| h.as_str()).collect();
+    let r = ProbeResult {
+        sent: format!(
+            "the token probes' requests to token-protected steps ({})",
+            schemes.join(", ")
+        ),
+        ..r
+    };
     let log = t.exchanges();
     let unauthorized: Vec<_> = log
         .iter()
         .filter(|x| {
             x.status == Some(401)
                 && x.probe.starts_with("token.")
-                && bearer_steps.iter().any(|s| x.probe.ends_with(s.as_str()))
+                && token_steps
+                    .iter()
+                    .any(|(s, _)| x.probe.ends_with(s.as_str()))
         })
         .collect();
     if unauthorized.is_empty() {
-        return r.skip("no 401 was seen from a bearer-protected step");
+        return r.skip("no 401 was seen from a token-protected step");
     }
     let missing: Vec<_> = unauthorized
         .iter()
@@ -351,7 +454,7 @@ fn www_authenticate_probe(t: &Target, roles: &Roles) -> ProbeResult {
                 names.join(", ")
             ),
         )
-        .note("answer 401 with `WWW-Authenticate: Bearer` (and error=\"invalid_token\" for a bad one)")
+        .note("answer 401 with `WWW-Authenticate: <the scheme the service expects>` (for Bearer, error=\"invalid_token\" on a bad one)")
     };
     let x = missing.first().copied().copied().unwrap_or(unauthorized[0]);
     r.request = Some(x.request.clone());

@@ -4,12 +4,12 @@
 //! get a 4xx, never a 2xx or a 5xx, and a race must not create two accounts.
 
 use reqwest::header::CONTENT_TYPE;
-use tokio::task::JoinSet;
 
+use super::prelude::{attempt, Attempt};
 use super::{accepted, fields_of, judge_rejection, result, step_name, with_fields, Settings};
 use crate::check::body;
 use crate::check::roles::{Fields, Roles};
-use crate::check::target::{Session, Target};
+use crate::check::target::{Reply, SendError, Session, SetupError, Target};
 use crate::check::{Outcome, ProbeResult, Severity};
 
 pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> Vec<ProbeResult> {
@@ -79,7 +79,8 @@ pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> 
         result(format!("register.{id}"), sev, title, sent, exp)
     };
 
-    // The steps before register (a sign-up form's CSRF token), for a fresh identity.
+    // The steps before register (a sign-up form's CSRF token, a first request answered
+    // with a session), for a fresh identity.
     if let Err(e) = t.prefix(reg).await {
         return titles
             .iter()
@@ -88,92 +89,66 @@ pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> 
             .collect();
     }
 
-    // Duplicate.
+    // Duplicate: a new attempt (its prelude run again, with fresh values of its own)
+    // with the identifier of a finished registration, never a replay of that one.
     {
-        let r = probe_result(0, format!("{name} twice with one email"));
-        let mut session = fresh(t, reg).await;
-        match t.run_step(reg, &mut session).await {
+        let r = probe_result(
+            0,
+            format!("{name} twice with one identifier, each a whole new attempt"),
+        );
+        let mut first = fresh(t, reg).await;
+        match t.run_step(reg, &mut first).await {
             Err(e) => out.push(r.setup_failed(&e)),
-            Ok(_) => {
-                let reply = t
-                    .send_step("register.duplicate", reg, &session, |p| p)
-                    .await;
-                out.push(judge_rejection(r, &reply, &[400, 409, 422], false));
-            }
+            Ok(_) => match t.prefix_as(reg, first.vars.clone()).await {
+                Err(e) => out.push(r.setup_failed(&e)),
+                Ok(second) => {
+                    let reply = t.send_step("register.duplicate", reg, &second, |p| p).await;
+                    out.push(judge_rejection(
+                        t,
+                        reg,
+                        &second,
+                        r,
+                        &reply,
+                        &[400, 409, 422],
+                        false,
+                    ));
+                }
+            },
         }
     }
 
-    // Race.
-    {
-        let r = probe_result(
-            1,
-            format!("{} concurrent {name} requests with one new email", s.race),
-        );
-        let session = fresh(t, reg).await;
-        let mut set = JoinSet::new();
-        let mut build_error = None;
-        for _ in 0..s.race {
-            match t.build_in(reg, &session) {
-                Ok(p) => {
-                    let (request, fut) = t.detached(p);
-                    set.spawn(async move { (request, fut.await) });
-                }
-                Err(e) => build_error = Some(e),
-            }
-        }
-        if let Some(e) = build_error {
-            set.abort_all();
-            out.push(r.unsent(&e));
-        } else {
-            let (mut ok, mut server_err, mut client_err, mut broken) = (0, 0, 0, 0);
-            while let Some(j) = set.join_next().await {
-                let j = j.map(|(request, result)| {
-                    t.record("register.race", request, &result);
-                    result
-                });
-                match j {
-                    Ok(Ok(rep)) if accepted(t, reg, &rep) => ok += 1,
-                    Ok(Ok(rep)) if rep.is_server_error() => server_err += 1,
-                    Ok(Ok(_)) => client_err += 1,
-                    _ => broken += 1,
-                }
-            }
-            let got = format!(
-                "{ok} × 2xx, {client_err} × 4xx, {server_err} × 5xx, {broken} without a response"
-            );
-            out.push(if ok == 1 && server_err == 0 && broken == 0 {
-                r.judged(Outcome::Pass, got)
-            } else if ok > 1 {
-                r.judged(Outcome::Fail, got)
-                    .note("several registrations of one email succeeded: the duplicate check races")
-            } else {
-                r.judged(Outcome::Fail, got)
-            });
-        }
-    }
+    out.push(super::race::race_probe(t, reg, s, probe_result(1, String::new())).await);
 
     let body_of = |session: &Session| fields_of(t, reg, &session.vars);
     const NOT_EDITABLE: &str = "the register body is not a JSON object or a form";
 
-    // Short password.
+    // Short password (also in the prelude steps that send the password).
     {
         let r = probe_result(2, format!("{name} with password \"a1!\""));
-        let session = fresh(t, reg).await;
-        match body_of(&session) {
-            None => out.push(r.skip(NOT_EDITABLE)),
-            Some(mut b) => {
-                b.set(&fields.password, "a1!");
-                let reply = match with_fields(t, reg, &session, &b) {
-                    Ok(p) => t.send("register.short_password", p).await,
-                    Err(e) => Err(e),
-                };
-                out.push(judge_rejection(r, &reply, &[400, 422], false));
-            }
-        }
+        let pw = fields.password.clone();
+        let alter = |b: &mut body::Fields| b.set(&pw, "a1!");
+        out.push(
+            match altered(
+                t,
+                "register.short_password",
+                reg,
+                &[&fields.password],
+                &alter,
+            )
+            .await
+            {
+                Err(Stop::Setup(e)) => r.setup_failed(&e),
+                Err(Stop::NotEditable) => r.skip(NOT_EDITABLE),
+                Ok((step, session, reply)) => {
+                    judge_rejection(t, step, &session, r, &reply, &[400, 422], false)
+                }
+            },
+        );
     }
 
     // Missing fields: only those the login needs (its identifier and the password);
-    // anything else the service may treat as optional.
+    // anything else the service may treat as optional. Each body is its own attempt,
+    // the field missing from the prelude steps that send it too.
     {
         let session = fresh(t, reg).await;
         let drops = required_fields(t, roles, reg, &fields, &session);
@@ -182,42 +157,45 @@ pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> 
             drops.join(", without ")
         );
         let r = probe_result(3, sent);
-        match body_of(&session) {
-            None => out.push(r.skip(NOT_EDITABLE)),
-            Some(b) => {
-                let mut bodies: Vec<body::Fields> = drops
-                    .iter()
-                    .map(|k| {
-                        let mut b = b.clone();
-                        b.remove(k);
-                        b
-                    })
-                    .collect();
-                bodies.push(b.empty());
-                let mut worst: Option<ProbeResult> = None;
-                let mut gots = Vec::new();
-                for body in &bodies {
-                    let reply = match with_fields(t, reg, &session, body) {
-                        Ok(p) => t.send("register.missing_fields", p).await,
-                        Err(e) => Err(e),
-                    };
-                    let j = judge_rejection(r.clone(), &reply, &[400, 422], false);
-                    gots.push(j.got.clone());
-                    if worst
-                        .as_ref()
-                        .is_none_or(|w| rank(j.outcome) > rank(w.outcome))
-                    {
-                        worst = Some(j);
+        if body_of(&session).is_none() {
+            out.push(r.skip(NOT_EDITABLE));
+        } else {
+            let mut worst: Option<ProbeResult> = None;
+            let mut gots = Vec::new();
+            let all: Vec<&str> = drops.iter().map(String::as_str).collect();
+            let mut cases: Vec<Option<&str>> = drops.iter().map(|d| Some(d.as_str())).collect();
+            cases.push(None);
+            for case in cases {
+                let keys: Vec<&str> = match case {
+                    Some(k) => vec![k],
+                    None => all.clone(),
+                };
+                let alter = |b: &mut body::Fields| match case {
+                    Some(k) => b.remove(k),
+                    None => *b = b.empty(),
+                };
+                let j = match altered(t, "register.missing_fields", reg, &keys, &alter).await {
+                    Err(Stop::Setup(e)) => r.clone().setup_failed(&e),
+                    Err(Stop::NotEditable) => r.clone().skip(NOT_EDITABLE),
+                    Ok((step, session, reply)) => {
+                        judge_rejection(t, step, &session, r.clone(), &reply, &[400, 422], false)
                     }
+                };
+                gots.push(j.got.clone());
+                if worst
+                    .as_ref()
+                    .is_none_or(|w| rank(j.outcome) > rank(w.outcome))
+                {
+                    worst = Some(j);
                 }
-                if let Some(w) = worst {
-                    let outcome = w.outcome;
-                    let mut w = w.judged(outcome, gots.join("; "));
-                    if outcome == Outcome::Pass {
-                        w.note = None;
-                    }
-                    out.push(w);
+            }
+            if let Some(w) = worst {
+                let outcome = w.outcome;
+                let mut w = w.judged(outcome, gots.join("; "));
+                if outcome == Outcome::Pass {
+                    w.note = None;
                 }
+                out.push(w);
             }
         }
     }
@@ -236,7 +214,15 @@ pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> 
                 p.header(CONTENT_TYPE, "application/json").body(half)
             })
             .await;
-        out.push(judge_rejection(r, &reply, &[400, 422], false));
+        out.push(judge_rejection(
+            t,
+            reg,
+            &session,
+            r,
+            &reply,
+            &[400, 422],
+            false,
+        ));
     }
 
     // Content type.
@@ -251,7 +237,15 @@ pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> 
                 p.header(CONTENT_TYPE, "text/plain")
             })
             .await;
-        out.push(judge_rejection(r, &reply, &[415, 400, 422], false));
+        out.push(judge_rejection(
+            t,
+            reg,
+            &session,
+            r,
+            &reply,
+            &[415, 400, 422],
+            false,
+        ));
     }
 
     // Large body.
@@ -267,7 +261,7 @@ pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> 
             Ok(p) => t.send("register.large_body", p).await,
             Err(e) => Err(e),
         };
-        let j = judge_rejection(r, &reply, &[413], false);
+        let j = judge_rejection(t, reg, &session, r, &reply, &[413], false);
         out.push(match &reply {
             Err(_) => j.note(
                 "no answer on a fresh connection: the server closed it instead of answering; a 413 is clearer",
@@ -280,18 +274,7 @@ pub(super) async fn register_probes(t: &Target, roles: &Roles, s: &Settings) -> 
     }
 
     // Passwords over bcrypt's 72 bytes.
-    let session = fresh(t, reg).await;
-    out.push(
-        long_password_probe(
-            t,
-            roles,
-            reg,
-            &fields,
-            session,
-            probe_result(7, String::new()),
-        )
-        .await,
-    );
+    out.push(long_password_probe(t, roles, reg, &fields, probe_result(7, String::new())).await);
     out
 }
 
@@ -331,13 +314,49 @@ async fn fresh(t: &Target, reg: usize) -> Session {
     t.prefix(reg).await.unwrap_or_else(|_| t.fresh())
 }
 
+/// Why an altered registration could not be sent.
+enum Stop {
+    Setup(SetupError),
+    NotEditable,
+}
+
+/// A registration attempt with its body changed by `alter`, and the prelude steps that
+/// send one of `keys` changed alike: the step whose answer decides (register, or the
+/// prelude step that refused the input), the session and that answer.
+async fn altered(
+    t: &Target,
+    probe_id: &str,
+    reg: usize,
+    keys: &[&str],
+    alter: &dyn Fn(&mut body::Fields),
+) -> Result<(usize, Session, Result<Reply, SendError>), Stop> {
+    match attempt(t, probe_id, reg, None, keys, alter).await {
+        Attempt::Setup(e) => Err(Stop::Setup(e)),
+        Attempt::Refused {
+            step,
+            session,
+            reply,
+        } => Ok((step, session, reply)),
+        Attempt::Ready(session) => {
+            let mut b = fields_of(t, reg, &session.vars).ok_or(Stop::NotEditable)?;
+            alter(&mut b);
+            let reply = match with_fields(t, reg, &session, &b) {
+                Ok(p) => t.send(probe_id, p).await,
+                Err(e) => Err(e),
+            };
+            Ok((reg, session, reply))
+        }
+    }
+}
+
 fn rank(o: Outcome) -> u8 {
     match o {
         Outcome::Pass => 0,
         Outcome::Skip => 1,
         Outcome::Warn => 2,
-        Outcome::Error => 3,
-        Outcome::Fail => 4,
+        Outcome::Inconclusive => 3,
+        Outcome::Error => 4,
+        Outcome::Fail => 5,
     }
 }
 
@@ -346,7 +365,6 @@ async fn long_password_probe(
     roles: &Roles,
     reg: usize,
     fields: &Fields,
-    session: Session,
     mut r: ProbeResult,
 ) -> ProbeResult {
     let prefix: String = format!("Lp9-{}", "x".repeat(68));
@@ -354,31 +372,46 @@ async fn long_password_probe(
     r.sent =
         "register with an 81-byte password, then log in with another sharing its first 72 bytes"
             .to_string();
-    let Some(mut b) = fields_of(t, reg, &session.vars) else {
-        return r.skip("the register body is not a JSON object or a form");
-    };
-    b.set(&fields.password, &p1);
-    let reply = match with_fields(t, reg, &session, &b) {
-        Ok(p) => t.send("register.long_password", p).await,
-        Err(e) => Err(e),
+    let pw = fields.password.clone();
+    let alter = |b: &mut body::Fields| b.set(&pw, &p1);
+    let (step, mut session, reply) = match altered(
+        t,
+        "register.long_password",
+        reg,
+        &[&fields.password],
+        &alter,
+    )
+    .await
+    {
+        Err(Stop::Setup(e)) => return r.setup_failed(&e),
+        Err(Stop::NotEditable) => {
+            return r.skip("the register body is not a JSON object or a form")
+        }
+        Ok(x) => x,
     };
     let rep = match reply {
         Err(e) => return r.unsent(&e),
         Ok(rep) => rep,
     };
+    if rep.rate_limited() {
+        return r.limited(&rep);
+    }
     if rep.is_server_error() {
         return r.judged(Outcome::Fail, rep.brief());
     }
-    if rep.is_client_error() {
+    if step != reg || !t.accepts(reg, &session, &rep) {
         return r
             .judged(Outcome::Pass, format!("register: {}", rep.brief()))
             .note("over-long passwords are refused");
     }
+    if t.finish_step(reg, &mut session, &rep).is_err() {
+        return r.skip("the register answer could not be used for the login");
+    }
+    session.replies.push(rep.clone());
     let (Some(login), Some(lf)) = (roles.login, &roles.login_fields) else {
         return r.skip("accepted the long password, and there is no login step to test it");
     };
     // The steps between register and login (none, usually), then the login.
-    let mut session = session;
     for i in reg + 1..login {
         if let Err(e) = t.run_step(i, &mut session).await {
             return r.setup_failed(&e);
@@ -394,7 +427,8 @@ async fn long_password_probe(
     };
     match reply {
         Err(e) => r.unsent(&e),
-        Ok(l) if accepted(t, login, &l) => r
+        Ok(l) if l.rate_limited() => r.limited(&l),
+        Ok(l) if accepted(t, login, &session, &l) => r
             .judged(
                 Outcome::Fail,
                 format!(
@@ -405,9 +439,6 @@ async fn long_password_probe(
             )
             .note("only the first 72 bytes count: reject longer passwords or pre-hash them"),
         Ok(l) if l.is_server_error() => r.judged(Outcome::Fail, l.brief()),
-        Ok(l) if l.status == 429 => r
-            .judged(Outcome::Warn, l.brief())
-            .note("rate-limited before it could be tested"),
         Ok(l) => r
             .judged(
                 Outcome::Pass,

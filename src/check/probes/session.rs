@@ -6,8 +6,10 @@
 //! become the session (fixation); and a state-changing request with the session and a
 //! foreign `Origin` must be refused (CSRF).
 //!
-//! "Refused" is anything the scenario's step would not count as its success and no 5xx:
-//! a 401, a 403, or the redirect to a login page that form-login frameworks answer.
+//! "Refused" is anything the scenario's step would not count as its success (its
+//! `expect`, its `check`s and its extracts, as `run` judges it) and no 5xx: a 401, a
+//! 403, the redirect to a login page that form-login frameworks answer, or a `200 null`
+//! where the step checks `/user/email`. A rate-limited answer is inconclusive.
 
 use reqwest::header::{ORIGIN, REFERER, SET_COOKIE};
 use reqwest::Method;
@@ -30,17 +32,19 @@ struct SessionCookie {
 fn judge_refused(
     t: &Target,
     step: usize,
+    session: &Session,
     r: ProbeResult,
     reply: &Result<Reply, SendError>,
 ) -> ProbeResult {
     match reply {
         Err(e) => r.unsent(e),
+        Ok(rep) if rep.rate_limited() => r.limited(rep),
         Ok(rep) if rep.is_server_error() => r
             .judged(Outcome::Fail, rep.brief())
             .note("a server error: a bad session must be answered with a refusal"),
-        Ok(rep) if accepted(t, step, rep) => r
+        Ok(rep) if accepted(t, step, session, rep) => r
             .judged(Outcome::Fail, rep.brief())
-            .note("accepted: the request should have been refused"),
+            .note("accepted: the step's own expect and checks pass, so the request got through"),
         Ok(rep) => r.judged(Outcome::Pass, rep.brief()),
     }
 }
@@ -210,7 +214,10 @@ pub(super) async fn session_probes(t: &Target, roles: &Roles) -> Vec<ProbeResult
     // Control: the session itself works, or refusing the bad ones proves nothing.
     let control = t.send_step("control", step, &session, |p| p).await;
     match &control {
-        Ok(rep) if accepted(t, step, rep) => {}
+        Ok(rep) if accepted(t, step, &session, rep) => {}
+        Ok(rep) if rep.rate_limited() => {
+            return rows.into_iter().map(|r| r.limited(rep)).collect();
+        }
         Ok(rep) => {
             let why = format!("the valid session itself was refused: {}", rep.brief());
             return rows.into_iter().map(|r| r.skip(why.clone())).collect();
@@ -230,7 +237,7 @@ pub(super) async fn session_probes(t: &Target, roles: &Roles) -> Vec<ProbeResult
             Ok(pr) => t.send(&r.id, pr.cookies(header)).await,
             Err(e) => Err(e),
         };
-        out.push(judge_refused(t, step, r, &reply));
+        out.push(judge_refused(t, step, &session, r, &reply));
     }
 
     // After logout.
@@ -253,7 +260,7 @@ pub(super) async fn session_probes(t: &Target, roles: &Roles) -> Vec<ProbeResult
                             Ok(pr) => t.send(&r.id, pr.cookies(header)).await,
                             Err(e) => Err(e),
                         };
-                        judge_refused(t, step, r, &reply)
+                        judge_refused(t, step, &s, r, &reply)
                     }
                 }
             }
@@ -347,7 +354,8 @@ async fn fixation(
     };
     match reply {
         Err(e) => r.unsent(&e),
-        Ok(rep) if accepted(t, step, &rep) => r
+        Ok(rep) if rep.rate_limited() => r.limited(&rep),
+        Ok(rep) if accepted(t, step, &s, &rep) => r
             .judged(
                 Outcome::Fail,
                 format!("the planted cookie opens the session: {}", rep.brief()),
@@ -403,5 +411,5 @@ async fn csrf(t: &Target, roles: &Roles, login: usize, r: ProbeResult) -> ProbeR
                 .header(REFERER, &format!("{origin}/"))
         })
         .await;
-    judge_refused(t, step, r, &reply)
+    judge_refused(t, step, &session, r, &reply)
 }

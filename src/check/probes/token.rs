@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::{fields_of, judge_rejection, result, step_name, Settings};
 use crate::check::jwt::{self, Jwt};
 use crate::check::roles::Roles;
-use crate::check::target::{SendError, SetupError, Target};
+use crate::check::target::{Reply, SendError, SetupError, Target};
 use crate::check::{Outcome, ProbeResult, Severity};
 
 pub(super) async fn token_probes(t: &Target, roles: &Roles, s: &Settings) -> Vec<ProbeResult> {
@@ -46,13 +46,14 @@ pub(super) async fn token_probes(t: &Target, roles: &Roles, s: &Settings) -> Vec
                 .map_err(Problem::Send),
             Err(e) => Err(Problem::Setup(e.clone())),
         };
-        let control_problem = match control {
-            Ok(r) if t.step(p.step).expect.contains(r.status) => None,
-            Ok(r) => Some(Problem::Refused(format!(
+        let control_problem = match (control, &ctx) {
+            (Ok(r), Ok(session)) if t.accepts(p.step, session, &r) => None,
+            (Ok(r), _) if r.rate_limited() => Some(Problem::Limited(r)),
+            (Ok(r), _) => Some(Problem::Refused(format!(
                 "the valid token itself was refused: {}",
                 r.brief()
             ))),
-            Err(e) => Some(e),
+            (Err(e), _) => Some(e),
         };
         for (case, what) in cases {
             let id = format!("token.{case}[{name}]");
@@ -131,7 +132,7 @@ pub(super) async fn token_probes(t: &Target, roles: &Roles, s: &Settings) -> Vec
                     continue;
                 }
             };
-            out.push(judge_rejection(r, &reply, &[401], true));
+            out.push(judge_rejection(t, p.step, &v, r, &reply, &[401], true));
         }
     }
     out
@@ -142,6 +143,7 @@ enum Problem {
     Setup(SetupError),
     Send(SendError),
     Refused(String),
+    Limited(Reply),
 }
 
 impl Problem {
@@ -150,6 +152,7 @@ impl Problem {
             Problem::Setup(e) => r.setup_failed(e),
             Problem::Send(e) => r.unsent(e),
             Problem::Refused(why) => r.skip(why.clone()),
+            Problem::Limited(rep) => r.limited(rep),
         }
     }
 }
@@ -305,4 +308,55 @@ fn collect_secret_keys(v: &Value, out: &mut Vec<String>) {
         Value::Array(a) => a.iter().for_each(|x| collect_secret_keys(x, out)),
         _ => {}
     }
+}
+
+/// `token.after_logout[step]`: the flow run through its logout step, then the first
+/// token-protected step sent with the token the logout ended (the one the logout sends
+/// in the same header, else the step's own). Rows only when the scenario has a logout
+/// after a token-protected step's login.
+pub(super) async fn after_logout_probes(t: &Target, roles: &Roles) -> Vec<ProbeResult> {
+    let Some(lo) = roles.logout else {
+        return Vec::new();
+    };
+    let Some(p) = roles.protected.iter().find(|p| p.token().is_some()) else {
+        return Vec::new();
+    };
+    let Some((slot, header, _)) = p.token() else {
+        return Vec::new();
+    };
+    let header = header.clone();
+    let name = step_name(t, p.step);
+    let logout_slot = crate::check::roles::header_token(&t.scenario, lo)
+        .filter(|(h, _)| *h == header)
+        .map(|(_, s)| s);
+    let r = result(
+        format!("token.after_logout[{name}]"),
+        Severity::Medium,
+        "the token is refused after logout",
+        format!(
+            "{} {name} with the token after step {} logged it out",
+            t.step(p.step).method,
+            step_name(t, lo)
+        ),
+        "401",
+    );
+    let mut session = match t.prefix(lo + 1).await {
+        Ok(s) => s,
+        Err(e) => return vec![r.setup_failed(&e)],
+    };
+    if let Some(ls) = logout_slot {
+        let value = session.vars.get(ls).cloned().unwrap_or_default();
+        if let Some(x) = session.vars.get_mut(slot) {
+            *x = value;
+        }
+    }
+    let reply = t.send_step(&r.id, p.step, &session, |pr| pr).await;
+    let j = judge_rejection(t, p.step, &session, r, &reply, &[401], false);
+    vec![
+        if j.outcome == Outcome::Fail && !reply.as_ref().is_ok_and(|x| x.is_server_error()) {
+            j.note("the token still works after logout: revoke it (a deny list, or short-lived tokens with server-side sessions)")
+        } else {
+            j
+        },
+    ]
 }

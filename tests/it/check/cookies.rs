@@ -31,12 +31,17 @@ struct CookieFlaws {
     no_csrf_check: bool,
     /// Any session cookie value is accepted.
     any_cookie: bool,
+    /// Not a flaw: the session page answers `200 null` without a session (and
+    /// `{"user": {"email": ...}}` with one), as session endpoints of SPAs do.
+    null_when_signed_out: bool,
 }
 
 struct Site {
     flaws: CookieFlaws,
     users: Mutex<HashMap<String, String>>,
     sessions: Mutex<HashSet<String>>,
+    /// Whose each session is.
+    owners: Mutex<HashMap<String, String>>,
 }
 
 type S = State<Arc<Site>>;
@@ -94,6 +99,9 @@ async fn login(State(site): S, h: HeaderMap, Form(f): Form<HashMap<String, Strin
         _ => format!("{:032x}", rand::random::<u128>()),
     };
     site.sessions.lock().unwrap().insert(id.clone());
+    if let Some(u) = f.get("username") {
+        site.owners.lock().unwrap().insert(id.clone(), u.clone());
+    }
     let mut cookie = format!("sid={id}; Path=/");
     if !site.flaws.no_httponly {
         cookie.push_str("; HttpOnly");
@@ -111,6 +119,15 @@ async fn login(State(site): S, h: HeaderMap, Form(f): Form<HashMap<String, Strin
 }
 
 async fn me(State(site): S, h: HeaderMap) -> Response {
+    if site.flaws.null_when_signed_out {
+        return if signed_in(&site, &h) {
+            let user = sid(&h).and_then(|s| site.owners.lock().unwrap().get(&s).cloned());
+            Json(json!({"user": {"email": format!("{}@example.com", user.unwrap_or_default())}}))
+                .into_response()
+        } else {
+            Json(serde_json::Value::Null).into_response()
+        };
+    }
     if !signed_in(&site, &h) {
         return (StatusCode::FOUND, [("location", "/login")]).into_response();
     }
@@ -148,6 +165,7 @@ async fn site(flaws: CookieFlaws) -> String {
         flaws,
         users: Mutex::new(HashMap::new()),
         sessions: Mutex::new(HashSet::new()),
+        owners: Mutex::new(HashMap::new()),
     });
     let router = Router::new()
         .route("/register", post(register))
@@ -195,7 +213,11 @@ expect = 200
 "#;
 
 async fn check_site(flaws: CookieFlaws) -> CheckReport {
-    let (_dir, scenario) = scenario_file(SCENARIO);
+    check_site_with(flaws, SCENARIO).await
+}
+
+async fn check_site_with(flaws: CookieFlaws, scenario: &str) -> CheckReport {
+    let (_dir, scenario) = scenario_file(scenario);
     let opts = CheckOptions {
         target: Some(site(flaws).await),
         scenario,
@@ -362,4 +384,32 @@ async fn an_optional_register_field_is_not_required() {
         "{p:#?}"
     );
     assert!(!p.sent.contains("email"), "{p:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_page_answering_200_null_is_judged_by_the_steps_checks() {
+    // The session page answers 200 to everyone; the scenario's check on /user/email is
+    // what tells a session from none.
+    let scenario = SCENARIO.replace(
+        "path = \"/me\"\nexpect = 200",
+        "path = \"/me\"\nexpect = 200\ncheck = [{ pointer = \"/user/email\", equals = \"{{user}}@example.com\" }]",
+    );
+    assert_ne!(scenario, SCENARIO);
+    let flaws = CookieFlaws {
+        null_when_signed_out: true,
+        ..Default::default()
+    };
+    let r = check_site_with(flaws, &scenario).await;
+    for id in SESSION_PROBES {
+        assert_eq!(probe(&r, id).outcome, Outcome::Pass, "{:#?}", probe(&r, id));
+    }
+    assert!(probe(&r, "session.none[me]").got.starts_with("200"));
+    // With sessions that outlive logout, the same 200 with the user in it is a failure.
+    let flaws = CookieFlaws {
+        null_when_signed_out: true,
+        logout_keeps_session: true,
+        ..Default::default()
+    };
+    let r = check_site_with(flaws, &scenario).await;
+    assert_outcome(&r, "session.after_logout[me]", Outcome::Fail, "200");
 }

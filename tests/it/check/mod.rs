@@ -8,6 +8,8 @@
 mod connections;
 mod cookies;
 mod leaks;
+mod preludes;
+mod verdicts;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
