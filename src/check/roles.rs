@@ -1,5 +1,3 @@
-//! Over 600 lines: a third is the inference's tests, kept beside the rules they pin down.
-//!
 //! Which scenario step registers, which logs in, which are protected (and by what
 //! credential), which refreshes and which logs out, and which carry the API key.
 //!
