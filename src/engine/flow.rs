@@ -21,6 +21,7 @@ use url::Url;
 
 use super::cookies::{self, Jar};
 use super::transport::http1::{Conn, Http1};
+use super::transport::http2::{H2Conn, H2Request, Http2};
 use super::transport::{self, micros, Times};
 use crate::samples::{Batch, FailureKind, Sample};
 use crate::scenario::{
@@ -40,6 +41,9 @@ pub struct FlowContext {
     pub static_urls: std::sync::OnceLock<Vec<Option<reqwest::Url>>>,
     /// The hyper client for `http://` targets; `None` sends with reqwest (`https://`).
     pub fast: Option<Arc<Http1>>,
+    /// The HTTP/2 client (`--http 2`, or ALPN picked `h2`); when set, it serves instead
+    /// of `fast` and reqwest.
+    pub h2: Option<Arc<Http2>>,
     /// Whether a flow takes a kept-alive connection and gives it back (`--connections
     /// shared`), or opens its own like a new user (`per-flow`).
     pub pool_connections: bool,
@@ -231,6 +235,8 @@ impl FlowContext {
             Some(f) if self.pool_connections => f.take(),
             _ => None,
         };
+        // Per-flow connections under HTTP/2: the flow's own, dropped (closed) at its end.
+        let mut h2_own: Option<Arc<H2Conn>> = None;
         let mut pending = Pending {
             samples: Batch::new(),
             tx,
@@ -244,6 +250,7 @@ impl FlowContext {
                 .run_step(
                     client,
                     &mut conn,
+                    &mut h2_own,
                     i,
                     step,
                     vars,
@@ -318,6 +325,7 @@ impl FlowContext {
         &self,
         client: &reqwest::Client,
         conn: &mut Option<Conn>,
+        h2_own: &mut Option<Arc<H2Conn>>,
         index: usize,
         step: &Step,
         vars: &mut [String],
@@ -338,8 +346,16 @@ impl FlowContext {
         // A new connection per flow: its last request asks the server to close it first,
         // so the TIME_WAIT (and its port) is the server's, not this machine's.
         let last = !self.pool_connections && index + 1 == self.scenario.steps.len();
-        let sent = match &self.fast {
-            Some(fast) => match http1_request(fast, index, step, vars, body, scratch) {
+        let sent = match (&self.h2, &self.fast) {
+            (Some(h2), _) => match h2_request(h2, index, step, vars, body, scratch) {
+                Ok(mut req) => {
+                    add_cookie(&mut req.headers, cookie);
+                    let own = (!self.pool_connections).then_some(h2_own);
+                    h2.exchange(own, req, keep_headers, timer).await.into()
+                }
+                Err(k) => return no_response(Times::default(), k),
+            },
+            (None, Some(fast)) => match http1_request(fast, index, step, vars, body, scratch) {
                 Ok(mut req) => {
                     add_cookie(req.headers_mut(), cookie);
                     fast.exchange(conn, req, keep_headers, last, timer)
@@ -348,7 +364,7 @@ impl FlowContext {
                 }
                 Err(k) => return no_response(Times::default(), k),
             },
-            None => match self.build_request(index, vars, body, scratch) {
+            (None, None) => match self.build_request(index, vars, body, scratch) {
                 Ok(mut req) => {
                     add_cookie(req.headers_mut(), cookie);
                     if last && !req.headers().contains_key(reqwest::header::CONNECTION) {
@@ -469,6 +485,42 @@ fn http1_request(
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;
     Ok(req)
+}
+
+/// Step `index`'s request for the HTTP/2 client, rendered with `vars` (its URI
+/// absolute: scheme and authority go out as pseudo-headers).
+fn h2_request(
+    h2: &Http2,
+    index: usize,
+    step: &Step,
+    vars: &[String],
+    body: &mut Vec<u8>,
+    scratch: &mut String,
+) -> Result<H2Request, FailureKind> {
+    let uri = match h2.static_uri(index) {
+        Some(u) => u,
+        None => {
+            let mut path = String::with_capacity(h2.base.len() + 32);
+            path.push_str(&h2.base);
+            step.path.render_into(vars, &mut path);
+            hyper::Uri::try_from(path).map_err(|_| FailureKind::Request)?
+        }
+    };
+    let headers = render_headers(step, vars, scratch)?;
+    let body = match &step.body {
+        Some(b) => {
+            body.clear();
+            b.render_into(vars, body, scratch);
+            bytes::Bytes::from(std::mem::take(body))
+        }
+        None => bytes::Bytes::new(),
+    };
+    Ok(H2Request {
+        method: step.method.clone(),
+        uri,
+        headers,
+        body,
+    })
 }
 
 /// The step's headers with their variables rendered, and its `basic` credentials.

@@ -111,6 +111,8 @@ pub struct Measured {
     pub usage: Option<Usage>,
     /// When the measured load began (wall clock).
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// The protocol spoken, and HTTP/2's streams, when the run asked for or got HTTP/2.
+    pub http: Option<engine::transport::h2count::HttpSummary>,
 }
 
 /// Stages 4 and 5: the clients and the interrupt, ready to run the calibration and the
@@ -119,6 +121,10 @@ pub struct Load {
     client: reqwest::Client,
     per_flow_client: Option<engine::ClientFactory>,
     fast: Option<Arc<engine::http1::Http1>>,
+    /// The HTTP/2 client, when the run speaks HTTP/2 (see [`h2_client`]).
+    h2: Option<Arc<engine::transport::http2::Http2>>,
+    /// `--http auto` over TLS and the server chose HTTP/1.1 in ALPN.
+    alpn_chose_http1: bool,
     pub base_url: String,
     api_key: String,
     feed: Option<Arc<engine::feed::Feed>>,
@@ -130,6 +136,43 @@ pub struct Load {
     /// What the set-up did to or found about this machine (the descriptor limit raised,
     /// ports short of the planned rate), for the report's configuration.
     pub notes: Vec<String>,
+}
+
+/// The HTTP/2 client under `--http 2`, or `auto` over TLS when the server picks `h2`;
+/// `None` (HTTP/1.1) otherwise, with whether ALPN chose HTTP/1.1.
+async fn h2_client(
+    opts: &RunOptions,
+    prepared: &Prepared,
+    target: &Target,
+) -> Result<(Option<Arc<engine::transport::http2::Http2>>, bool), RunError> {
+    use engine::transport::http2::{H2Setup, Http2};
+    let connections = opts
+        .h2_connections
+        .unwrap_or_else(engine::worker_lanes)
+        .min(prepared.concurrency.max(1));
+    match Http2::for_target(
+        &target.base_url,
+        &prepared.scenario,
+        opts.http,
+        opts.timeout,
+        opts.connect_timeout,
+        connections,
+        target.tls.clone(),
+        engine::transport::local::Sources::new(opts.source_addrs.clone()),
+    )
+    .await
+    {
+        Ok(h2) => Ok((Some(Arc::new(h2)), false)),
+        Err(H2Setup::Http1 { alpn_chose_http1 }) => Ok((None, alpn_chose_http1)),
+        Err(e @ H2Setup::NoH2(_)) => Err(RunError::Unreachable {
+            target: target.base_url.clone(),
+            cause: e.to_string(),
+        }),
+        Err(H2Setup::Unusable) if opts.http == options::HttpVersion::Http2 => Err(
+            RunError::Other(anyhow::anyhow!("--http 2: {} cannot be reached over HTTP/2 (no http:// or https:// host that resolves)", target.base_url)),
+        ),
+        Err(H2Setup::Unusable) => Ok((None, false)),
+    }
 }
 
 /// Descriptors kept free for everything but connections (files, the runtime, the server).
@@ -241,10 +284,13 @@ impl Load {
         )
         .await
         .map(Arc::new);
+        let (h2, alpn_chose_http1) = h2_client(opts, prepared, target).await?;
         Ok(Load {
             client,
             per_flow_client,
             fast,
+            h2,
+            alpn_chose_http1,
             base_url: target.base_url.clone(),
             api_key: target.api_key.clone(),
             feed: prepared.feed.clone(),
@@ -268,6 +314,7 @@ impl Load {
             client: self.client.clone(),
             per_flow_client: self.per_flow_client.clone(),
             fast: self.fast.clone(),
+            h2: self.h2.clone(),
             base_url: self.base_url.clone(),
             api_key: self.api_key.clone(),
             plan,
@@ -279,6 +326,17 @@ impl Load {
             users: self.users.clone(),
             threads: self.threads.clone(),
             shard: opts.shard,
+        }
+    }
+
+    /// The report's protocol figures: HTTP/2's, or HTTP/1.1 when ALPN chose it.
+    fn http_summary(&self) -> Option<engine::transport::h2count::HttpSummary> {
+        match &self.h2 {
+            Some(h2) => Some(h2.summary()),
+            None => self.alpn_chose_http1.then(|| engine::transport::h2count::HttpSummary {
+                protocol: "http/1.1".into(),
+                ..Default::default()
+            }),
         }
     }
 
@@ -323,6 +381,7 @@ impl Load {
                 outcome: cal,
                 usage: None,
                 started_at: chrono::Utc::now(),
+                http: self.http_summary(),
             },
             cal => {
                 // `--start-at`: the calibration is done; wait for the time the generators
@@ -336,6 +395,9 @@ impl Load {
                     }
                 }
                 let started_at = chrono::Utc::now();
+                if let Some(h2) = &self.h2 {
+                    h2.counts.reset();
+                }
                 let cfg = self.engine_config(opts, scenario, prepared.plan.clone(), opts.progress);
                 // A sampler that cannot start (no thread) leaves the run unsampled.
                 let sampler = usage::Sampler::start(self.threads.clone(), sample).ok();
@@ -346,6 +408,7 @@ impl Load {
                     outcome,
                     usage,
                     started_at,
+                    http: self.http_summary(),
                 }
             }
         };
@@ -369,6 +432,7 @@ pub fn report(
         outcome,
         usage,
         started_at,
+        http,
     } = measured;
     let start = crate::shard::Start::of(started_at, opts.start_at);
     let mut notes = notes;
@@ -436,6 +500,7 @@ pub fn report(
     report.summary.dropped_flows = outcome.dropped;
     report.summary.feeder_exhausted_after = outcome.feeder_exhausted;
     report.usage = usage;
+    report.http = http;
     if let Some(cal) = &calibration {
         let cal_report = Report::build(ReportInput {
             stats: &cal.stats,

@@ -1,15 +1,19 @@
 //! The transport: sends one request, already rendered, and reads its whole response,
 //! timed from just before the request is handed to the client (time to first byte,
 //! total, and the connect and TLS handshake times when the request opened a connection).
-//! Two clients: [`http1`], hyper's connection-level HTTP/1.1 client with its own
-//! keep-alive pool, for `http://` and `https://` targets (the hot path), and reqwest for
-//! the rest (`check`, a host that did not resolve up front), with the same TLS config.
+//! Three clients: [`http1`], hyper's connection-level HTTP/1.1 client with its own
+//! keep-alive pool, for `http://` and `https://` targets (the hot path); [`http2`], the
+//! `h2` crate's client, each request a stream on shared or per-flow connections
+//! (`--http 2`, or `auto` when ALPN picks `h2`), with [`h2count`]'s counters; and reqwest
+//! for the rest (`check`, a host that did not resolve up front), with the same TLS config.
 //!
 //! It knows nothing of flows: it renders no template, checks no status, extracts
 //! nothing and records no sample (that is [`super::flow`]'s job), and it never retries a
 //! request once sent.
 
+pub mod h2count;
 pub mod http1;
+pub mod http2;
 pub mod local;
 
 use std::time::{Duration, Instant};
