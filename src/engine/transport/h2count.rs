@@ -31,11 +31,11 @@ pub struct H2Counts {
 }
 
 impl H2Counts {
-    /// Forgets everything but the server's stream limit (the calibration's figures are not
-    /// the measured run's).
+    /// Forgets the streams' figures (the calibration's are not the measured run's); the
+    /// connections opened and the server's stream limit stay, as those connections are
+    /// the ones the run goes on.
     pub fn reset(&self) {
         for c in [
-            &self.connections,
             &self.streams,
             &self.peak_open,
             &self.stream_waits,
@@ -215,6 +215,7 @@ mod tests {
         c.reset();
         assert_eq!(c.summary("h2").peak_open_streams, 1);
         assert_eq!(c.summary("h2").streams, 0);
+        assert_eq!(c.summary("h2").connections, 2);
     }
 
     #[test]
