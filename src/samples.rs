@@ -105,7 +105,10 @@ impl FailureKind {
             FailureKind::Request => "request could not be built".into(),
             FailureKind::GoAway => "the server sent GOAWAY before answering the stream".into(),
             FailureKind::StreamReset(code) => {
-                format!("the server reset the stream (RST_STREAM {})", h2_reason(*code))
+                format!(
+                    "the server reset the stream (RST_STREAM {})",
+                    h2_reason(*code)
+                )
             }
             FailureKind::FlowControl => {
                 "flow-control stall: the server granted no window for the request body".into()

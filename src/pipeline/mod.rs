@@ -333,10 +333,12 @@ impl Load {
     fn http_summary(&self) -> Option<engine::transport::h2count::HttpSummary> {
         match &self.h2 {
             Some(h2) => Some(h2.summary()),
-            None => self.alpn_chose_http1.then(|| engine::transport::h2count::HttpSummary {
-                protocol: "http/1.1".into(),
-                ..Default::default()
-            }),
+            None => self
+                .alpn_chose_http1
+                .then(|| engine::transport::h2count::HttpSummary {
+                    protocol: "http/1.1".into(),
+                    ..Default::default()
+                }),
         }
     }
 

@@ -11,6 +11,7 @@ mod floors;
 mod gate;
 mod hashfit;
 mod html;
+mod http2;
 mod load;
 mod outage;
 mod report;

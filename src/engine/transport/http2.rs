@@ -57,6 +57,8 @@ pub struct H2Conn {
     send: SendRequest<Bytes>,
     slots: Arc<Semaphore>,
     gone: Arc<AtomicBool>,
+    /// Whether this connection's end has been looked at (its `GOAWAY` counted).
+    counted: AtomicBool,
 }
 
 impl H2Conn {
@@ -66,10 +68,25 @@ impl H2Conn {
 
     /// Marks the connection gone; counts a `GOAWAY` the first time `e` says it was one.
     fn retire(&self, e: Option<&h2::Error>, counts: &H2Counts) {
-        let was = self.gone.swap(true, Ordering::Relaxed);
-        if !was && e.is_some_and(|e| e.is_go_away() && e.is_remote()) {
+        self.gone.store(true, Ordering::Relaxed);
+        if e.is_some_and(|e| e.is_go_away() && e.is_remote())
+            && !self.counted.swap(true, Ordering::Relaxed)
+        {
             counts.goaway.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// A connection found gone before a request: whether the server had said `GOAWAY`
+    /// (a graceful one ends the connection once its streams are done, so no request
+    /// sees it fail) is asked of the connection's handle, and counted once.
+    async fn count_end(&self, counts: &H2Counts) {
+        if self.counted.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = self.send.clone().ready().await {
+            self.retire(Some(&e), counts);
+        }
+        self.counted.store(true, Ordering::Relaxed);
     }
 }
 
@@ -325,6 +342,7 @@ impl Http2 {
             send,
             slots: Arc::new(Semaphore::new(max.clamp(1, MAX_SLOTS))),
             gone,
+            counted: AtomicBool::new(false),
         }))
     }
 
@@ -335,8 +353,10 @@ impl Http2 {
         own: Option<&mut Option<Arc<H2Conn>>>,
     ) -> Result<(Arc<H2Conn>, Option<(u64, Option<u64>)>), FailureKind> {
         if let Some(own) = own {
-            if let Some(c) = own.as_ref().filter(|c| c.usable()) {
-                return Ok((c.clone(), None));
+            match own.as_ref() {
+                Some(c) if c.usable() => return Ok((c.clone(), None)),
+                Some(c) => c.count_end(&self.counts).await,
+                None => {}
             }
             let o = self.open().await?;
             *own = Some(o.conn.clone());
@@ -355,6 +375,10 @@ impl Http2 {
         let _opening = slot.opening.lock().await;
         if let Some(c) = current(slot) {
             return Ok((c, None));
+        }
+        let old = slot.conn.lock().ok().and_then(|c| c.clone());
+        if let Some(old) = old {
+            old.count_end(&self.counts).await;
         }
         let o = self.open().await?;
         if let Ok(mut c) = slot.conn.lock() {
@@ -425,7 +449,7 @@ impl Http2 {
                         continue;
                     }
                 };
-                let _open = self.counts.stream();
+                let open = self.counts.stream();
                 if !req.body.is_empty() {
                     send_body(&mut body, req.body.clone(), &mut waiting_for_window)
                         .await
@@ -446,6 +470,7 @@ impl Http2 {
                             refused = true;
                             self.counts.refused_retried.fetch_add(1, Ordering::Relaxed);
                             conn.retire(None, &self.counts);
+                            drop(open);
                             drop(slot);
                             continue;
                         }
@@ -464,7 +489,9 @@ impl Http2 {
                         buf.extend_from_slice(&chunk);
                     }
                 }
+                // The stream is closed (both ends) before its slot is free.
                 drop(recv);
+                drop(open);
                 drop(slot);
                 return Ok(Exchange {
                     ttfb_us,
