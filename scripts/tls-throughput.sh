@@ -36,7 +36,7 @@ PY
 ab_run() {  # $1: extra authbench flags
   rm -rf "$TMP/ab"
   # shellcheck disable=SC2086
-  "${TIME[@]}" taskset -c 0 "$AB" run --target "$URL" --scenario scenarios/health.toml -c "$CONN" \
+  "${TIME[@]}" taskset -c 0 "$AB" run --http 1.1 --target "$URL" --scenario scenarios/health.toml -c "$CONN" \
     --duration "${SECS}s" --calibration 0 --no-progress --out-dir "$TMP/ab" $1 > /dev/null
   python3 - "$TMP/ab" "$TMP/cpu" <<'PY'
 import glob, json, sys

@@ -27,6 +27,19 @@ pub enum Connections {
     PerFlow,
 }
 
+/// The HTTP version requests go over (`--http`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpVersion {
+    /// Over TLS, offer `h2` and `http/1.1` in ALPN and speak what the server picks;
+    /// HTTP/1.1 over `http://`.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only: `h2` in ALPN over TLS, prior knowledge (h2c) over `http://`.
+    Http2,
+}
+
 /// TLS settings of the clients, for `https://` targets (`--insecure`, `--cacert`,
 /// `--cert`/`--key`); built into a rustls config by [`crate::tls::client_config`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -99,6 +112,11 @@ pub struct RunOptions {
     pub plan: Option<crate::plan::Plan>,
     /// Shared connection pool or a new client per flow.
     pub connections: Connections,
+    /// `--http`: HTTP/1.1, HTTP/2, or what ALPN picks.
+    pub http: HttpVersion,
+    /// `--h2-connections`: HTTP/2 connections the flows share under `--connections
+    /// shared`; `None` is one per lane (core).
+    pub h2_connections: Option<usize>,
     /// Local addresses new connections leave from, in turn (`--source-addr`); empty lets
     /// the kernel choose.
     pub source_addrs: Vec<std::net::IpAddr>,
@@ -151,6 +169,8 @@ impl Default for RunOptions {
             hash_mode: crate::password::HashMode::Pool,
             plan: None,
             connections: Connections::Shared,
+            http: HttpVersion::Auto,
+            h2_connections: None,
             source_addrs: Vec::new(),
             save_users: None,
             tls: TlsOptions::default(),

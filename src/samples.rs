@@ -46,6 +46,15 @@ pub enum FailureKind {
     Transport,
     /// The request could not be built (e.g. an extracted value is not a valid header).
     Request,
+    /// HTTP/2: the server sent `GOAWAY` and the request's stream was above its last
+    /// stream id (not processed), or the connection went away with it.
+    GoAway,
+    /// HTTP/2: the server reset the request's stream (`RST_STREAM`, with this reason
+    /// code); a `REFUSED_STREAM` here was refused again after its one retry.
+    StreamReset(u32),
+    /// HTTP/2: the request body waited for flow-control window (the server granted none)
+    /// until the timeout.
+    FlowControl,
     /// A failure read back from a saved report (class and detail as written there).
     Loaded { class: Arc<str>, detail: Arc<str> },
 }
@@ -67,6 +76,9 @@ impl FailureKind {
             FailureKind::Closed { .. } => "closed",
             FailureKind::Transport => "transport",
             FailureKind::Request => "request",
+            FailureKind::GoAway => "goaway",
+            FailureKind::StreamReset(_) => "stream_reset",
+            FailureKind::FlowControl => "flow_control",
         }
     }
 
@@ -100,8 +112,42 @@ impl FailureKind {
             ),
             FailureKind::Transport => "connection broken or invalid HTTP".into(),
             FailureKind::Request => "request could not be built".into(),
+            FailureKind::GoAway => "the server sent GOAWAY before answering the stream".into(),
+            FailureKind::StreamReset(code) => {
+                format!(
+                    "the server reset the stream (RST_STREAM {})",
+                    h2_reason(*code)
+                )
+            }
+            FailureKind::FlowControl => {
+                "flow-control stall: the server granted no window for the request body".into()
+            }
             FailureKind::Loaded { detail, .. } => detail.to_string(),
         }
+    }
+}
+
+/// An HTTP/2 error code's name (RFC 9113 §7), or its number.
+fn h2_reason(code: u32) -> String {
+    const NAMES: [&str; 14] = [
+        "NO_ERROR",
+        "PROTOCOL_ERROR",
+        "INTERNAL_ERROR",
+        "FLOW_CONTROL_ERROR",
+        "SETTINGS_TIMEOUT",
+        "STREAM_CLOSED",
+        "FRAME_SIZE_ERROR",
+        "REFUSED_STREAM",
+        "CANCEL",
+        "COMPRESSION_ERROR",
+        "CONNECT_ERROR",
+        "ENHANCE_YOUR_CALM",
+        "INADEQUATE_SECURITY",
+        "HTTP_1_1_REQUIRED",
+    ];
+    match NAMES.get(code as usize) {
+        Some(n) => n.to_string(),
+        None => format!("0x{code:x}"),
     }
 }
 

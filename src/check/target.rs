@@ -149,6 +149,7 @@ impl Target {
             run_id: format!("{:08x}", rand::random::<u32>()),
             static_urls: Default::default(),
             fast: None,
+            h2: None,
             pool_connections: false,
             max_body: usize::MAX,
         };

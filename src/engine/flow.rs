@@ -15,17 +15,26 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, HeaderValue, COOKIE};
 use tokio::sync::mpsc::Sender;
 use url::Url;
 
-use super::cookies::{self, Jar};
+use super::cookies::Jar;
+use super::request::{
+    add_cookie, h2_request, http1_request, random_alnum, render_headers, uuid_v4,
+};
 use super::transport::http1::{Conn, Http1};
+use super::transport::http2::{H2Conn, Http2};
 use super::transport::{self, micros, Times};
 use crate::samples::{Batch, FailureKind, Sample};
 use crate::scenario::{
     Scenario, Step, SLOT_API_KEY, SLOT_RANDOM, SLOT_RUN_ID, SLOT_SEQ, SLOT_UUID,
 };
+
+/// `check` sends with reqwest too, and names its failures the same way.
+pub use super::transport::classify;
+
+/// `check` checks responses as flows do.
+pub(crate) use super::response::check_with_cookies;
 
 /// What every flow of a run shares.
 pub struct FlowContext {
@@ -40,6 +49,9 @@ pub struct FlowContext {
     pub static_urls: std::sync::OnceLock<Vec<Option<reqwest::Url>>>,
     /// The hyper client for `http://` targets; `None` sends with reqwest (`https://`).
     pub fast: Option<Arc<Http1>>,
+    /// The HTTP/2 client (`--http 2`, or ALPN picked `h2`); when set, it serves instead
+    /// of `fast` and reqwest.
+    pub h2: Option<Arc<Http2>>,
     /// Whether a flow takes a kept-alive connection and gives it back (`--connections
     /// shared`), or opens its own like a new user (`per-flow`).
     pub pool_connections: bool,
@@ -234,6 +246,8 @@ impl FlowContext {
             Some(f) if self.pool_connections => f.take(),
             _ => None,
         };
+        // Per-flow connections under HTTP/2: the flow's own, dropped (closed) at its end.
+        let mut h2_own: Option<Arc<H2Conn>> = None;
         let mut pending = Pending {
             samples: Batch::new(),
             tx,
@@ -247,6 +261,7 @@ impl FlowContext {
                 .run_step(
                     client,
                     &mut conn,
+                    &mut h2_own,
                     i,
                     step,
                     vars,
@@ -322,6 +337,7 @@ impl FlowContext {
         &self,
         client: &reqwest::Client,
         conn: &mut Option<Conn>,
+        h2_own: &mut Option<Arc<H2Conn>>,
         index: usize,
         step: &Step,
         vars: &mut [String],
@@ -342,8 +358,16 @@ impl FlowContext {
         // A new connection per flow: its last request asks the server to close it first,
         // so the TIME_WAIT (and its port) is the server's, not this machine's.
         let last = !self.pool_connections && index + 1 == self.scenario.steps.len();
-        let sent = match &self.fast {
-            Some(fast) => match http1_request(fast, index, step, vars, body, scratch) {
+        let sent = match (&self.h2, &self.fast) {
+            (Some(h2), _) => match h2_request(h2, index, step, vars, body, scratch) {
+                Ok(mut req) => {
+                    add_cookie(&mut req.headers, cookie);
+                    let own = (!self.pool_connections).then_some(h2_own);
+                    h2.exchange(own, req, keep_headers, timer).await.into()
+                }
+                Err(k) => return no_response(Times::default(), k),
+            },
+            (None, Some(fast)) => match http1_request(fast, index, step, vars, body, scratch) {
                 Ok(mut req) => {
                     add_cookie(req.headers_mut(), cookie);
                     fast.exchange(conn, req, keep_headers, last, timer)
@@ -352,7 +376,7 @@ impl FlowContext {
                 }
                 Err(k) => return no_response(Times::default(), k),
             },
-            None => match self.build_request(index, vars, body, scratch) {
+            (None, None) => match self.build_request(index, vars, body, scratch) {
                 Ok(mut req) => {
                     add_cookie(req.headers_mut(), cookie);
                     if last && !req.headers().contains_key(reqwest::header::CONNECTION) {
@@ -438,117 +462,5 @@ impl FlowContext {
             *req.body_mut() = Some(std::mem::take(body).into());
         }
         Ok(req)
-    }
-}
-
-/// Step `index`'s request for hyper's connection-level client (see
-/// [`super::transport::http1`]), rendered with `vars`.
-fn http1_request(
-    fast: &Http1,
-    index: usize,
-    step: &Step,
-    vars: &[String],
-    body: &mut Vec<u8>,
-    scratch: &mut String,
-) -> Result<hyper::Request<http_body_util::Full<bytes::Bytes>>, FailureKind> {
-    let uri = match fast.static_uri(index) {
-        Some(u) => u,
-        None => {
-            let mut path = String::with_capacity(fast.prefix.len() + 32);
-            path.push_str(&fast.prefix);
-            step.path.render_into(vars, &mut path);
-            hyper::Uri::try_from(path).map_err(|_| FailureKind::Request)?
-        }
-    };
-    let headers = render_headers(step, vars, scratch)?;
-    let payload = match &step.body {
-        Some(b) => {
-            body.clear();
-            b.render_into(vars, body, scratch);
-            // Hand the rendered buffer over instead of copying it.
-            bytes::Bytes::from(std::mem::take(body))
-        }
-        None => bytes::Bytes::new(),
-    };
-    // Set the parts in place: the builder moves the whole request through a `Result`
-    // at every call, which showed as copies in the profile.
-    let mut req = hyper::Request::new(http_body_util::Full::new(payload));
-    *req.method_mut() = step.method.clone();
-    *req.uri_mut() = uri;
-    *req.headers_mut() = headers;
-    Ok(req)
-}
-
-/// The step's headers with their variables rendered, and its `basic` credentials.
-fn render_headers(
-    step: &Step,
-    vars: &[String],
-    scratch: &mut String,
-) -> Result<HeaderMap, FailureKind> {
-    let mut headers = HeaderMap::with_capacity(step.headers.len() + 1);
-    for (name, t) in &step.headers {
-        scratch.clear();
-        t.render_into(vars, scratch);
-        let v = HeaderValue::from_str(scratch).map_err(|_| FailureKind::Request)?;
-        headers.insert(name.clone(), v);
-    }
-    if let Some(basic) = &step.basic {
-        use base64::Engine;
-        basic.render_into(vars, scratch);
-        let mut v = String::with_capacity(6 + scratch.len().div_ceil(3) * 4);
-        v.push_str("Basic ");
-        base64::engine::general_purpose::STANDARD.encode_string(scratch.as_bytes(), &mut v);
-        let v = HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
-            .map_err(|_| FailureKind::Request)?;
-        headers.insert(reqwest::header::AUTHORIZATION, v);
-    }
-    Ok(headers)
-}
-
-/// Adds the jar's `Cookie` header, after any the step sets itself.
-fn add_cookie(headers: &mut HeaderMap, jar: Option<HeaderValue>) {
-    if let Some(v) = jar {
-        let merged = cookies::merge(headers.get(COOKIE), v);
-        headers.insert(COOKIE, merged);
-    }
-}
-
-/// `check` sends with reqwest too, and names its failures the same way.
-pub use super::transport::classify;
-
-/// `check` checks responses as flows do.
-pub(crate) use super::response::check_with_cookies;
-
-fn uuid_v4(r: u128) -> String {
-    let b =
-        (r & !(0xF000u128 << 64) | (0x4000u128 << 64)) & !(0xC000u128 << 48) | (0x8000u128 << 48);
-    let h = format!("{b:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
-fn random_alnum(n: usize) -> String {
-    use rand::distributions::{Alphanumeric, DistString};
-    Alphanumeric.sample_string(&mut rand::thread_rng(), n)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uuid_has_version_and_variant() {
-        for r in [0u128, u128::MAX, 0x1234_5678_9abc_def0_1234_5678_9abc_def0] {
-            let u = uuid_v4(r);
-            assert_eq!(u.len(), 36);
-            assert_eq!(&u[14..15], "4", "{u}");
-            assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"), "{u}");
-        }
     }
 }

@@ -26,6 +26,7 @@ pub mod feed;
 pub mod flow;
 mod lanes;
 pub mod metrics;
+mod request;
 mod response;
 pub mod stream;
 pub mod transport;
@@ -54,6 +55,12 @@ pub use lanes::worker_threads_env;
 use lanes::Lanes;
 use transport::micros;
 
+/// How many lanes (current-thread runtimes) a run's flows go on: the default number of
+/// shared HTTP/2 connections.
+pub fn worker_lanes() -> usize {
+    Lanes::default_count()
+}
+
 /// A flow that starts this much after its intended start is counted late.
 pub const LATE_AFTER: Duration = Duration::from_millis(10);
 
@@ -70,6 +77,8 @@ pub struct EngineConfig {
     /// hyper's connection-level client for `http://` targets (the hot path); reqwest
     /// serves when it is `None`.
     pub fast: Option<Arc<http1::Http1>>,
+    /// The HTTP/2 client, when the run speaks HTTP/2; it then serves every request.
+    pub h2: Option<Arc<transport::http2::Http2>>,
     pub base_url: String,
     pub api_key: String,
     pub plan: Plan,
@@ -171,7 +180,7 @@ impl Driver {
         let ok = match &self.per_flow_client {
             // The hot path opens its own connection per flow: a reqwest client per flow
             // only for the targets it does not serve.
-            Some(make) if self.ctx.fast.is_none() => {
+            Some(make) if self.ctx.fast.is_none() && self.ctx.h2.is_none() => {
                 let client = make();
                 self.ctx
                     .run_flow(seq, row, &client, timing, &self.tx, state)
@@ -205,6 +214,7 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
         run_id: random_run_id(),
         static_urls: Default::default(),
         fast: cfg.fast.clone(),
+        h2: cfg.h2.clone(),
         pool_connections: cfg.per_flow_client.is_none(),
         max_body: cfg.max_body,
     });

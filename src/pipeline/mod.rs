@@ -112,6 +112,8 @@ pub struct Measured {
     pub usage: Option<Usage>,
     /// When the measured load began (wall clock).
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// The protocol spoken, and HTTP/2's streams, when the run asked for or got HTTP/2.
+    pub http: Option<engine::transport::h2count::HttpSummary>,
 }
 
 /// Stages 4 and 5: the clients and the interrupt, ready to run the calibration and the
@@ -120,6 +122,10 @@ pub struct Load {
     client: reqwest::Client,
     per_flow_client: Option<engine::ClientFactory>,
     fast: Option<Arc<engine::http1::Http1>>,
+    /// The HTTP/2 client, when the run speaks HTTP/2 (see [`h2_client`]).
+    h2: Option<Arc<engine::transport::http2::Http2>>,
+    /// `--http auto` over TLS and the server chose HTTP/1.1 in ALPN.
+    alpn_chose_http1: bool,
     pub base_url: String,
     api_key: String,
     feed: Option<Arc<engine::feed::Feed>>,
@@ -133,6 +139,43 @@ pub struct Load {
     pub notes: Vec<String>,
     /// `--metrics`: the endpoint and the page it serves.
     metrics: Option<(Arc<engine::metrics::Live>, tokio::task::JoinHandle<()>)>,
+}
+
+/// The HTTP/2 client under `--http 2`, or `auto` over TLS when the server picks `h2`;
+/// `None` (HTTP/1.1) otherwise, with whether ALPN chose HTTP/1.1.
+async fn h2_client(
+    opts: &RunOptions,
+    prepared: &Prepared,
+    target: &Target,
+) -> Result<(Option<Arc<engine::transport::http2::Http2>>, bool), RunError> {
+    use engine::transport::http2::{H2Setup, Http2};
+    let connections = opts
+        .h2_connections
+        .unwrap_or_else(engine::worker_lanes)
+        .min(prepared.concurrency.max(1));
+    match Http2::for_target(
+        &target.base_url,
+        &prepared.scenario,
+        opts.http,
+        opts.timeout,
+        opts.connect_timeout,
+        connections,
+        target.tls.clone(),
+        engine::transport::local::Sources::new(opts.source_addrs.clone()),
+    )
+    .await
+    {
+        Ok(h2) => Ok((Some(Arc::new(h2.with_max_body(opts.max_body))), false)),
+        Err(H2Setup::Http1 { alpn_chose_http1 }) => Ok((None, alpn_chose_http1)),
+        Err(e @ H2Setup::NoH2(_)) => Err(RunError::Unreachable {
+            target: target.base_url.clone(),
+            cause: e.to_string(),
+        }),
+        Err(H2Setup::Unusable) if opts.http == options::HttpVersion::Http2 => Err(
+            RunError::Other(anyhow::anyhow!("--http 2: {} cannot be reached over HTTP/2 (no http:// or https:// host that resolves)", target.base_url)),
+        ),
+        Err(H2Setup::Unusable) => Ok((None, false)),
+    }
 }
 
 /// Descriptors kept free for everything but connections (files, the runtime, the server).
@@ -258,10 +301,13 @@ impl Load {
         )
         .await
         .map(|h| Arc::new(h.with_max_body(opts.max_body)));
+        let (h2, alpn_chose_http1) = h2_client(opts, prepared, target).await?;
         Ok(Load {
             client,
             per_flow_client,
             fast,
+            h2,
+            alpn_chose_http1,
             base_url: target.base_url.clone(),
             api_key: target.api_key.clone(),
             feed: prepared.feed.clone(),
@@ -286,6 +332,7 @@ impl Load {
             client: self.client.clone(),
             per_flow_client: self.per_flow_client.clone(),
             fast: self.fast.clone(),
+            h2: self.h2.clone(),
             base_url: self.base_url.clone(),
             api_key: self.api_key.clone(),
             plan,
@@ -309,6 +356,19 @@ impl Load {
         if let Some((_, task)) = &self.metrics {
             tokio::time::sleep(opts.metrics_linger).await;
             task.abort();
+        }
+    }
+
+    /// The report's protocol figures: HTTP/2's, or HTTP/1.1 when ALPN chose it.
+    fn http_summary(&self) -> Option<engine::transport::h2count::HttpSummary> {
+        match &self.h2 {
+            Some(h2) => Some(h2.summary()),
+            None => self
+                .alpn_chose_http1
+                .then(|| engine::transport::h2count::HttpSummary {
+                    protocol: "http/1.1".into(),
+                    ..Default::default()
+                }),
         }
     }
 
@@ -353,6 +413,7 @@ impl Load {
                 outcome: cal,
                 usage: None,
                 started_at: chrono::Utc::now(),
+                http: self.http_summary(),
             },
             cal => {
                 // `--start-at`: the calibration is done; wait for the time the generators
@@ -366,6 +427,9 @@ impl Load {
                     }
                 }
                 let started_at = chrono::Utc::now();
+                if let Some(h2) = &self.h2 {
+                    h2.counts.reset();
+                }
                 let mut cfg =
                     self.engine_config(opts, scenario, prepared.plan.clone(), opts.progress);
                 cfg.live = self.metrics.as_ref().map(|m| m.0.clone());
@@ -395,6 +459,7 @@ impl Load {
                     outcome,
                     usage,
                     started_at,
+                    http: self.http_summary(),
                 }
             }
         };

@@ -130,6 +130,7 @@ pub fn report(
         outcome,
         usage,
         started_at,
+        http,
     } = measured;
     let start = crate::shard::Start::of(started_at, opts.start_at);
     let mut notes = notes;
@@ -156,6 +157,7 @@ pub fn report(
     report.summary.dropped_flows = outcome.dropped;
     report.summary.feeder_exhausted_after = outcome.feeder_exhausted;
     report.usage = usage;
+    report.http = http;
     if let Some(cal) = &calibration {
         let cal_report = Report::build(ReportInput {
             stats: &cal.stats,

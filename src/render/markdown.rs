@@ -488,6 +488,9 @@ impl Exporter for Markdown {
         for n in &c.notes {
             writeln!(o, "| generator | {n} |")?;
         }
+        if let Some(h) = &r.http {
+            writeln!(o, "| protocol | {} |", h.describe())?;
+        }
         writeln!(o, "| cores | {} |", c.cores)?;
         writeln!(o)?;
         writeln!(o, "---\n")?;

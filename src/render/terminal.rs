@@ -183,6 +183,9 @@ impl Exporter for Terminal {
         for n in &r.config.notes {
             out.push_str(&format!("generator: {n}\n"));
         }
+        if let Some(h) = &r.http {
+            out.push_str(&format!("protocol: {}\n", h.describe()));
+        }
         if let Some(n) = r.summary.feeder_exhausted_after {
             out.push_str(&format!(
                 "feeder exhausted after {n} rows: no flow started after the last unique row; the flows in flight finished.\n"

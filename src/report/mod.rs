@@ -66,6 +66,10 @@ pub struct Report {
     /// run, when sampled (see [`crate::usage`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<crate::usage::Usage>,
+    /// The protocol spoken, with HTTP/2's connections, streams, stream waits, `GOAWAY`s
+    /// and resets; absent for plain HTTP/1.1 runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<crate::engine::transport::h2count::HttpSummary>,
     /// Outage windows (spans where every attempt failed to reach a serving target) and the
     /// availability figures around them (see [`crate::outage`]).
     #[serde(default)]
@@ -392,6 +396,7 @@ impl Report {
             comparison: None,
             diagnosis: None,
             usage: None,
+            http: None,
             timeline: s.timeline.clone(),
             availability: {
                 let mut a = s.availability.clone();

@@ -3,7 +3,8 @@
 //! never compete for executor threads (a busy generator cannot delay the
 //! server's accept loop, nor the reverse), plus a handle to stop it. With a
 //! TLS identity in the config it serves HTTPS through
-//! [`TlsListener`](super::tls::TlsListener), the same app behind it.
+//! [`TlsListener`](super::tls::TlsListener), the same app behind it. HTTP/1.1 and
+//! HTTP/2 both (axum's `http2`: h2 after ALPN, h2c with prior knowledge over TCP).
 //!
 //! Runtime per [`HashMode`]:
 //!

@@ -1,6 +1,7 @@
 //! HTTPS for the reference server: a certificate generated at start ([`TlsIdentity`],
 //! rcgen, for 127.0.0.1 and localhost unless told otherwise) and a listener that does
-//! the TLS handshakes ([`TlsListener`]) in front of the same axum app.
+//! the TLS handshakes ([`TlsListener`]) in front of the same axum app, offering `h2` and
+//! `http/1.1` in ALPN.
 //!
 //! Handshakes run in a task per connection, never in the accept loop, so a slow or
 //! silent client cannot hold up the others; finished connections are handed to
@@ -93,7 +94,9 @@ impl TlsIdentity {
                     .with_single_cert(vec![self.cert.clone()], key)
             })
             .map_err(|e| ServerError::Tls(e.to_string()))?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // HTTP/2 first: axum serves both on the same connection handler (it tells them
+        // apart by the preface), so a client offering h2 gets it.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         config.send_tls13_tickets = 0;
         Ok(Arc::new(config))

@@ -12,6 +12,7 @@ mod floors;
 mod gate;
 mod hashfit;
 mod html;
+mod http2;
 mod load;
 mod metrics;
 mod outage;

@@ -88,6 +88,7 @@ async fn run_engine(
             .unwrap(),
         per_flow_client: None,
         fast: http1,
+        h2: None,
         base_url,
         api_key: String::new(),
         plan: Plan::closed(2, flows),

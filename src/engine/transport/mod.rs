@@ -1,15 +1,19 @@
 //! The transport: sends one request, already rendered, and reads its whole response,
 //! timed from just before the request is handed to the client (time to first byte,
 //! total, and the connect and TLS handshake times when the request opened a connection).
-//! Two clients: [`http1`], hyper's connection-level HTTP/1.1 client with its own
-//! keep-alive pool, for `http://` and `https://` targets (the hot path), and reqwest for
-//! the rest (`check`, a host that did not resolve up front), with the same TLS config.
+//! Three clients: [`http1`], hyper's connection-level HTTP/1.1 client with its own
+//! keep-alive pool, for `http://` and `https://` targets (the hot path); [`http2`], the
+//! `h2` crate's client, each request a stream on shared or per-flow connections
+//! (`--http 2`, or `auto` when ALPN picks `h2`), with [`h2count`]'s counters; and reqwest
+//! for the rest (`check`, a host that did not resolve up front), with the same TLS config.
 //!
 //! It knows nothing of flows: it renders no template, checks no status, extracts
 //! nothing and records no sample (that is [`super::flow`]'s job), and it never retries a
 //! request once sent.
 
+pub mod h2count;
 pub mod http1;
+pub mod http2;
 pub mod local;
 
 use std::time::{Duration, Instant};
@@ -62,7 +66,7 @@ pub struct BoundedBody {
 /// Keeps the first `limit` bytes of the chunks `next` yields and counts the rest, so a
 /// response of any size costs at most `limit` bytes of memory. A body of one chunk within
 /// the limit is kept without a copy.
-struct Keeper {
+pub(crate) struct Keeper {
     limit: usize,
     one: Option<Bytes>,
     many: Vec<u8>,
@@ -72,7 +76,7 @@ struct Keeper {
 }
 
 impl Keeper {
-    fn new(limit: usize) -> Keeper {
+    pub(crate) fn new(limit: usize) -> Keeper {
         Keeper {
             limit,
             one: None,
@@ -83,7 +87,7 @@ impl Keeper {
         }
     }
 
-    fn push(&mut self, data: Bytes) {
+    pub(crate) fn push(&mut self, data: Bytes) {
         self.received += data.len() as u64;
         let room = self.limit - self.kept;
         if data.len() > room {
@@ -105,7 +109,7 @@ impl Keeper {
         }
     }
 
-    fn finish(self) -> BoundedBody {
+    pub(crate) fn finish(self) -> BoundedBody {
         BoundedBody {
             body: match self.one {
                 Some(b) => b,
