@@ -29,7 +29,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -316,16 +315,7 @@ impl Http1 {
                 truncated: read.truncated,
             })
         };
-        let result = {
-            let mut work = std::pin::pin!(work);
-            std::future::poll_fn(|cx| {
-                if let Poll::Ready(r) = work.as_mut().poll(cx) {
-                    return Poll::Ready(r);
-                }
-                timer.as_mut().poll(cx).map(|()| Err(FailureKind::Timeout))
-            })
-            .await
-        };
+        let result = super::before_deadline(work, timer.as_mut()).await;
         Attempt {
             total_us: micros(start.elapsed()),
             connect_us,

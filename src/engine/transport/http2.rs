@@ -22,12 +22,10 @@
 //! not process it), and counted; another reset is [`FailureKind::StreamReset`]; a body
 //! that waited for window until the timeout is [`FailureKind::FlowControl`].
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -514,16 +512,7 @@ impl Http2 {
                 });
             }
         };
-        let result = {
-            let mut work = std::pin::pin!(work);
-            std::future::poll_fn(|cx| {
-                if let Poll::Ready(r) = work.as_mut().poll(cx) {
-                    return Poll::Ready(r);
-                }
-                timer.as_mut().poll(cx).map(|()| Err(FailureKind::Timeout))
-            })
-            .await
-        };
+        let result = super::before_deadline(work, timer.as_mut()).await;
         let result = match result {
             Err(FailureKind::Timeout) if waiting_for_window => Err(FailureKind::FlowControl),
             r => r,

@@ -258,6 +258,23 @@ pub fn classify(e: &reqwest::Error) -> FailureKind {
     }
 }
 
+/// `work`'s result, or a timeout when `timer` fires first (HTTP/1.1 and HTTP/2 exchanges
+/// alike: the timer covers the whole exchange, connecting included). The work is polled
+/// first, so a response that is ready when the timer fires still counts.
+pub(crate) async fn before_deadline<T>(
+    work: impl std::future::Future<Output = Result<T, FailureKind>>,
+    mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+) -> Result<T, FailureKind> {
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(r) = work.as_mut().poll(cx) {
+            return std::task::Poll::Ready(r);
+        }
+        std::future::Future::poll(timer.as_mut(), cx).map(|()| Err(FailureKind::Timeout))
+    })
+    .await
+}
+
 /// A duration in whole µs, saturating.
 pub fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
