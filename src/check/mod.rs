@@ -174,6 +174,9 @@ pub struct CheckReport {
     /// `--insecure`: the server's certificate was not verified (written only when true).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure: bool,
+    /// The HTTP versions the answers came over (`--http`), e.g. `["HTTP/2.0"]`.
+    #[serde(default)]
+    pub http: Vec<String>,
     pub roles: RolesSummary,
     pub summary: CheckSummary,
     pub probes: Vec<ProbeResult>,
@@ -205,6 +208,7 @@ impl CheckReport {
             scenario: meta.scenario,
             bcrypt_cost: meta.bcrypt_cost,
             insecure: meta.insecure,
+            http: meta.http,
             roles: meta.roles,
             summary,
             probes,
@@ -229,6 +233,7 @@ pub struct ReportMeta {
     pub scenario: String,
     pub bcrypt_cost: Option<u32>,
     pub insecure: bool,
+    pub http: Vec<String>,
     pub roles: RolesSummary,
 }
 
@@ -271,6 +276,8 @@ pub struct CheckOptions {
     /// Check the in-process server over HTTPS (`--tls`), trusting its generated
     /// certificate.
     pub server_tls: bool,
+    /// `--http`: the HTTP version the probes go over.
+    pub http: crate::options::HttpVersion,
 }
 
 impl Default for CheckOptions {
@@ -294,6 +301,7 @@ impl Default for CheckOptions {
             rate_limit_wait: target::MAX_RETRY_WAIT,
             tls: crate::options::TlsOptions::default(),
             server_tls: false,
+            http: crate::options::HttpVersion::Auto,
         }
     }
 }
@@ -375,8 +383,17 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
     };
     crate::pipeline::preflight(&base_url, opts.connect_timeout, tls.as_ref()).await?;
 
-    // No idle connection is kept: every request opens its own (see `target`).
-    let client = crate::tls::reqwest_tls(reqwest::Client::builder(), tls.as_ref())
+    // No idle connection is kept: every request opens its own (see `target`); over HTTP/2
+    // requests in flight at once may share one, as streams.
+    let tls = tls.map(|c| crate::tls::with_alpn(&c, opts.http));
+    let builder = crate::tls::reqwest_tls(reqwest::Client::builder(), tls.as_ref());
+    let builder = match opts.http {
+        crate::options::HttpVersion::Http1 => builder.http1_only(),
+        crate::options::HttpVersion::Http2 => builder.http2_prior_knowledge(),
+        // ALPN decides over TLS; HTTP/1.1 over http://.
+        crate::options::HttpVersion::Auto => builder,
+    };
+    let client = builder
         .pool_max_idle_per_host(0)
         // A redirect is an answer to judge (a form login's 302), as `run` sees it.
         .redirect(reqwest::redirect::Policy::none())
@@ -411,6 +428,7 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
             in_process_server: opts.target.is_none(),
             scenario: scenario.source.clone(),
             bcrypt_cost,
+            http: target.protocols(),
             roles: roles.summary(&scenario),
         },
         results,

@@ -23,6 +23,8 @@ pub struct Reply {
     pub elapsed: Duration,
     /// The body was longer than the cap it was read with: `body` holds its start only.
     pub truncated: bool,
+    /// The HTTP version it came over (`HTTP/1.1`, `HTTP/2.0`); empty for [`Reply::none`].
+    pub version: String,
 }
 
 /// The longest wait `check` honours before retrying a rate-limited request once.
@@ -39,6 +41,7 @@ impl Reply {
             body: Vec::new(),
             elapsed: Duration::ZERO,
             truncated: false,
+            version: String::new(),
         }
     }
 

@@ -45,7 +45,12 @@ pub fn terminal(r: &CheckReport, color: bool) -> Vec<u8> {
             }),
         ]);
     }
-    let mut out = format!("authbench check: {} ({})\n", r.target, r.scenario);
+    let mut out = format!(
+        "authbench check: {} ({}{})\n",
+        r.target,
+        r.scenario,
+        over(&r.http)
+    );
     if r.insecure {
         out.push_str(INSECURE);
         out.push('\n');
@@ -97,6 +102,15 @@ fn summary_line(r: &CheckReport) -> String {
     )
 }
 
+/// `, over HTTP/2.0`: the versions the answers came over, when any did.
+fn over(versions: &[String]) -> String {
+    if versions.is_empty() {
+        String::new()
+    } else {
+        format!(", over {}", versions.join(" and "))
+    }
+}
+
 fn cut(s: &str, max: usize) -> String {
     super::target::excerpt(s, max)
 }
@@ -111,7 +125,7 @@ pub fn markdown(r: &CheckReport) -> Vec<u8> {
         m.push_str(&format!("> {INSECURE}\n\n"));
     }
     m.push_str(&format!(
-        "- Target: {}{}\n- Scenario: {}\n- Roles: register `{}`, login `{}`, protected `{}`\n- Generated: {} by {}\n\n",
+        "- Target: {}{}{}\n- Scenario: {}\n- Roles: register `{}`, login `{}`, protected `{}`\n- Generated: {} by {}\n\n",
         r.target,
         if r.in_process_server {
             format!(
@@ -121,6 +135,7 @@ pub fn markdown(r: &CheckReport) -> Vec<u8> {
         } else {
             String::new()
         },
+        over(&r.http),
         r.scenario,
         r.roles.register.as_deref().unwrap_or("–"),
         r.roles.login.as_deref().unwrap_or("–"),

@@ -128,6 +128,8 @@ pub struct Target {
     pub client: reqwest::Client,
     seq: AtomicU64,
     log: Mutex<Vec<Exchange>>,
+    /// The HTTP versions answers came over.
+    protocols: Mutex<std::collections::BTreeSet<String>>,
     /// The longest wait before the one retry of a rate-limited request.
     retry_wait: Duration,
 }
@@ -158,6 +160,7 @@ impl Target {
             flow,
             client,
             seq: AtomicU64::new(0),
+            protocols: Mutex::default(),
             log: Mutex::new(Vec::new()),
             retry_wait: MAX_RETRY_WAIT,
         }
@@ -332,6 +335,12 @@ impl Target {
 
     /// Logs an exchange under `probe_id`; `request` is [`describe`]'s text.
     pub fn record(&self, probe_id: &str, request: String, result: &Result<Reply, SendError>) {
+        if let Ok(reply) = result {
+            self.protocols
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(reply.version.clone());
+        }
         let exchange = match result {
             Ok(reply) => Exchange {
                 probe: probe_id.to_string(),
@@ -483,6 +492,16 @@ impl Target {
         Ok(session)
     }
 
+    /// The HTTP versions the recorded answers came over, e.g. `["HTTP/2.0"]`.
+    pub fn protocols(&self) -> Vec<String> {
+        self.protocols
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     /// Every exchange so far, in the order they ended.
     pub fn exchanges(&self) -> Vec<Exchange> {
         self.log
@@ -554,6 +573,7 @@ pub async fn send_with(
     };
     let mut resp = client.execute(request).await.map_err(transport)?;
     let status = resp.status().as_u16();
+    let version = format!("{:?}", resp.version());
     let headers = resp.headers().clone();
     let mut body = Vec::new();
     let mut truncated = false;
@@ -568,5 +588,6 @@ pub async fn send_with(
         body,
         elapsed: start.elapsed(),
         truncated,
+        version,
     })
 }

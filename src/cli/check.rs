@@ -63,6 +63,7 @@ impl CheckArgs {
         let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         CheckOptions {
             tls: self.target.tls(),
+            http: self.target.http.version(),
             server_tls: self.tls,
             target: self.target.target,
             api_key: self.target.api_key,

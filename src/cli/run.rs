@@ -54,10 +54,6 @@ pub struct RunArgs {
     /// like new users.
     #[arg(long, value_enum, default_value = "shared")]
     pub connections: ConnectionsArg,
-    /// `auto`: over TLS offer h2 and http/1.1 (ALPN) and speak what the server picks,
-    /// HTTP/1.1 over http://; `2`: HTTP/2 only (h2c prior knowledge over http://); `1.1`.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub http: HttpArg,
     /// HTTP/2 connections the flows share under `--connections shared` (default: one per
     /// core); each request is a stream on one of them.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -152,29 +148,6 @@ pub enum ArrivalArg {
 }
 
 /// `--http` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum HttpArg {
-    /// HTTP/2 when a TLS server picks it in ALPN, else HTTP/1.1.
-    Auto,
-    /// HTTP/1.1 only.
-    #[value(name = "1.1")]
-    Http1,
-    /// HTTP/2 only (h2 over TLS, h2c over http://).
-    #[value(name = "2")]
-    Http2,
-}
-
-impl HttpArg {
-    /// The checked option.
-    pub fn version(self) -> crate::options::HttpVersion {
-        match self {
-            HttpArg::Auto => crate::options::HttpVersion::Auto,
-            HttpArg::Http1 => crate::options::HttpVersion::Http1,
-            HttpArg::Http2 => crate::options::HttpVersion::Http2,
-        }
-    }
-}
-
 /// `--connections` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ConnectionsArg {
@@ -299,7 +272,7 @@ impl RunArgs {
                 ConnectionsArg::Shared => Connections::Shared,
                 ConnectionsArg::PerFlow => Connections::PerFlow,
             },
-            http: self.http.version(),
+            http: self.target.http.version(),
             h2_connections: self.h2_connections.map(|n| n as usize),
             source_addrs: self.source_addr.unwrap_or_default(),
             max_body: usize::try_from(self.max_body).unwrap_or(usize::MAX),

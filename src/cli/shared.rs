@@ -42,6 +42,10 @@ pub struct TargetArgs {
     /// https: the client certificate's private key (PEM); needs --cert.
     #[arg(long, value_name = "FILE", requires = "cert")]
     pub key: Option<PathBuf>,
+    /// `auto`: over TLS offer h2 and http/1.1 (ALPN) and speak what the server picks,
+    /// HTTP/1.1 over http://; `2`: HTTP/2 only (h2c prior knowledge over http://); `1.1`.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub http: HttpArg,
 }
 
 impl TargetArgs {
@@ -262,4 +266,28 @@ pub struct SpawnArgs {
     /// How long the spawned service may take to become ready.
     #[arg(long, default_value = "30s", value_parser = crate::units::parse_duration, requires = "spawn")]
     pub ready_timeout: std::time::Duration,
+}
+
+/// `--http` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HttpArg {
+    /// HTTP/2 when a TLS server picks it in ALPN, else HTTP/1.1.
+    Auto,
+    /// HTTP/1.1 only.
+    #[value(name = "1.1")]
+    Http1,
+    /// HTTP/2 only (h2 over TLS, h2c over http://).
+    #[value(name = "2")]
+    Http2,
+}
+
+impl HttpArg {
+    /// The checked option.
+    pub fn version(self) -> crate::options::HttpVersion {
+        match self {
+            HttpArg::Auto => crate::options::HttpVersion::Auto,
+            HttpArg::Http1 => crate::options::HttpVersion::Http1,
+            HttpArg::Http2 => crate::options::HttpVersion::Http2,
+        }
+    }
 }

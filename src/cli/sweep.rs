@@ -83,6 +83,7 @@ pub(super) async fn exec(a: SweepArgs, out: &mut dyn Write, err: &mut dyn Write,
             _ => None,
         },
         param: a.param,
+        http: a.target.http.version(),
         ..crate::sweep::SweepOptions::default()
     };
     let mut progress = |line: &str| {

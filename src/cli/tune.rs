@@ -83,6 +83,7 @@ pub(super) async fn exec(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write, 
         max_cost: a.max_cost,
         allow_weak: a.allow_weak,
         hashes_per_flow: a.hashes_per_flow,
+        http: a.target.http.version(),
         ..crate::sweep::tune::TuneOptions::default()
     };
     let mut progress = |line: &str| {

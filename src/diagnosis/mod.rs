@@ -15,6 +15,7 @@ mod closed;
 mod connect;
 mod resources;
 mod steps;
+mod streams;
 
 use crate::report::Report;
 use crate::scenario::Scenario;
@@ -109,6 +110,7 @@ fn findings(d: &Diagnosis, run: &Report, hints: &StepHints) -> Vec<String> {
     out.extend(steps::finding(d, hints));
     out.extend(resources::server_findings(d, run));
     out.extend(closed::finding(d, run));
+    out.extend(streams::findings(d, run));
     out.extend(tail(d, run));
     out
 }
@@ -122,6 +124,8 @@ pub fn verdict(d: &Diagnosis, run: &Report) -> Verdict {
     let waiting_pct = d.waiting_fraction.map(|w| w * 100.0);
     if !waiting_pct.is_none_or(|w| w >= 20.0) {
         Verdict::KeptUp
+    } else if streams::stream_bound(d, run) {
+        Verdict::StreamLimit
     } else if p < 0.5 {
         Verdict::Idle
     } else if waiting_pct.is_some_and(|w| w < 50.0) {
@@ -158,6 +162,10 @@ fn capacity(d: &Diagnosis, run: &Report) -> String {
     } else {
         format!("at concurrency {c}")
     };
+    let at = match streams::at(run) {
+        Some(s) => format!("{at} ({s})"),
+        None => at,
+    };
     match verdict(d, run) {
         // Only reached when the generator check in `findings` was skipped; say the rest.
         Verdict::GeneratorBound | Verdict::OtherLimit => {
@@ -176,6 +184,7 @@ fn capacity(d: &Diagnosis, run: &Report) -> String {
                 ),
             }
         }
+        Verdict::StreamLimit => streams::capacity(d, run),
         Verdict::KeptUp => {
             format!("Little queueing: {wait_text} {at}; the server kept up with this load.")
         }

@@ -71,6 +71,9 @@ pub enum Verdict {
     MachineCpu,
     /// Fewer requests at once than offered and than the cores: a lock, pool or worker count.
     OtherLimit,
+    /// HTTP/2: the server's stream limit held the requests in flight below the
+    /// concurrency, and they waited for a stream in authbench, not in the server.
+    StreamLimit,
 }
 
 impl Verdict {
@@ -85,6 +88,7 @@ impl Verdict {
             Verdict::Serializes => "serializes its work",
             Verdict::MachineCpu => "machine CPU-bound",
             Verdict::OtherLimit => "limit other than cores",
+            Verdict::StreamLimit => "HTTP/2 stream limit",
         }
     }
 }

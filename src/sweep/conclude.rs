@@ -271,6 +271,7 @@ mod tests {
             verdict: Some(v),
             flow_hash_ms: None,
             floor_ms: None,
+            protocol: None,
             capacity_is_lower_bound: false,
             capacity_if_parallel_flows_per_s: None,
             below_owasp: false,

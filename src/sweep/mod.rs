@@ -192,6 +192,8 @@ pub struct SweepOptions {
     /// Sweep one parameter of an algorithm instead of the bcrypt cost (in-process);
     /// `costs` is then ignored.
     pub param: Option<ParamSweep>,
+    /// `--http`: the HTTP version of every run.
+    pub http: crate::options::HttpVersion,
 }
 
 impl Default for SweepOptions {
@@ -207,6 +209,7 @@ impl Default for SweepOptions {
             hashing_threads: crate::usage::cores(),
             spawn: None,
             param: None,
+            http: crate::options::HttpVersion::Auto,
         }
     }
 }
@@ -309,6 +312,9 @@ pub struct SweepRow {
     /// The rest of a flow's service time: the floor a lower cost cannot remove, ms.
     #[serde(default)]
     pub floor_ms: Option<f64>,
+    /// The protocol the run spoke (`--http`): `http/1.1`, `h2` (ALPN) or `h2c`.
+    #[serde(default)]
+    pub protocol: Option<String>,
     /// The capacity is a lower bound: the load did not saturate the service.
     #[serde(default)]
     pub capacity_is_lower_bound: bool,

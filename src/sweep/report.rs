@@ -221,8 +221,8 @@ pub fn markdown(s: &Sweep, chart: Option<&str>) -> String {
     };
     let _ = writeln!(
         md,
-        "Target: {target}. Scenario `{}`: {} flows per cost, {} at once, {} ms request timeout, {} cores.\n",
-        s.config.scenario, s.config.flows, s.config.concurrency, s.config.timeout_ms, s.config.cores
+        "Target: {target}{}. Scenario `{}`: {} flows per cost, {} at once, {} ms request timeout, {} cores.\n",
+        protocols(s), s.config.scenario, s.config.flows, s.config.concurrency, s.config.timeout_ms, s.config.cores
     );
     if let Some(c) = &s.conclusion {
         let _ = writeln!(md, "**{}**\n", c.text);
@@ -366,4 +366,19 @@ pub fn write_sweep(s: &Sweep, dir: &Path) -> anyhow::Result<Written> {
         files: written,
         png_without_text: !png.had_fonts,
     })
+}
+
+/// `, over h2c`: the protocols the rows spoke, when they are known.
+fn protocols(s: &Sweep) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for p in s.rows.iter().filter_map(|r| r.protocol.as_deref()) {
+        if !seen.contains(&p) {
+            seen.push(p);
+        }
+    }
+    if seen.is_empty() {
+        String::new()
+    } else {
+        format!(", over {}", seen.join(" and "))
+    }
 }

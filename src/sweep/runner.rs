@@ -263,6 +263,7 @@ fn run_options(opts: &SweepOptions, cost: u32) -> RunOptions {
         opts.concurrency,
         (opts.timeout, opts.connect_timeout),
         &opts.scenario,
+        opts.http,
     )
 }
 
@@ -277,8 +278,10 @@ pub(crate) fn in_process_run(
     concurrency: usize,
     (timeout, connect_timeout): (Duration, Duration),
     scenario: &ScenarioSource,
+    http: crate::options::HttpVersion,
 ) -> RunOptions {
     RunOptions {
+        http,
         cost,
         target: None,
         out_dir: None,
@@ -427,6 +430,11 @@ fn row_of(
         cost,
         hash_ms,
         hash_source,
+        protocol: Some(
+            r.http
+                .as_ref()
+                .map_or_else(|| "http/1.1".to_string(), |h| h.protocol.clone()),
+        ),
         flow_p50_ms: lat(r.flow.p50_ms),
         flow_p95_ms: lat(r.flow.p95_ms),
         flow_p99_ms: lat(r.flow.p99_ms),

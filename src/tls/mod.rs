@@ -95,6 +95,27 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
+/// The ALPN protocols a client offers for `version`: `h2` and `http/1.1` for `auto`
+/// (the server picks), one of them otherwise.
+pub fn alpn(version: crate::options::HttpVersion) -> Vec<Vec<u8>> {
+    use crate::options::HttpVersion;
+    match version {
+        HttpVersion::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        HttpVersion::Http1 => vec![b"http/1.1".to_vec()],
+        HttpVersion::Http2 => vec![b"h2".to_vec()],
+    }
+}
+
+/// `config` offering [`alpn`]`(version)`.
+pub fn with_alpn(
+    config: &Arc<ClientConfig>,
+    version: crate::options::HttpVersion,
+) -> Arc<ClientConfig> {
+    let mut c = ClientConfig::clone(config);
+    c.alpn_protocols = alpn(version);
+    Arc::new(c)
+}
+
 /// The client config for a target: `None` for an `http://` target given no TLS flag
 /// (nothing to set up), else [`client_config`]. A flag's bad file is a usage error.
 pub fn for_target(

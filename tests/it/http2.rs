@@ -27,6 +27,9 @@ struct Behaviour {
     reset: Option<fn(u64) -> Option<h2::Reason>>,
     /// How long each answer takes.
     delay: Duration,
+    /// `SETTINGS_INITIAL_WINDOW_SIZE`: how much of a request body may come before the
+    /// server reads it (it never does).
+    window: Option<u32>,
     seen: AtomicU64,
     open: AtomicU64,
     peak: AtomicU64,
@@ -51,6 +54,9 @@ async fn connection(sock: tokio::net::TcpStream, b: Arc<Behaviour>) {
     let mut builder = h2::server::Builder::new();
     if let Some(m) = b.max_streams {
         builder.max_concurrent_streams(m);
+    }
+    if let Some(w) = b.window {
+        builder.initial_window_size(w);
     }
     let Ok(mut conn) = builder.handshake::<_, Bytes>(sock).await else {
         return;
@@ -262,4 +268,132 @@ fn http_flag_values_are_checked() {
     assert_eq!(code, 2, "{err}");
     let (code, _, err) = cli(&["run", "--h2-connections", "0", "--flows", "1"]);
     assert_eq!(code, 2, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_limit_that_holds_the_run_back_is_the_diagnosis_not_the_server() {
+    // One stream at a time on one connection: eight flows offered, one seen by the server.
+    let (addr, b) = h2c_server(Behaviour {
+        max_streams: Some(1),
+        delay: Duration::from_millis(20),
+        ..Behaviour::default()
+    })
+    .await;
+    let o = RunOptions {
+        h2_connections: Some(1),
+        calibration_flows: 5,
+        ..h2c_opts(addr, 48, 8)
+    };
+    let r = report(&o).await;
+    assert_eq!(r.summary.success_rate, 1.0, "{:?}", r.failures);
+    assert_eq!(b.peak.load(Ordering::SeqCst), 1);
+    let d = r.diagnosis.as_ref().expect("a diagnosis");
+    let v = authbench::diagnosis::verdict(d, &r);
+    assert_eq!(
+        v,
+        authbench::diagnosis::Verdict::StreamLimit,
+        "{:#?}",
+        d.findings
+    );
+    assert!(
+        d.findings[0].contains("stream limit") && d.findings[0].contains("at most 1 streams"),
+        "{}",
+        d.findings[0]
+    );
+    assert!(
+        !d.findings.iter().any(|f| f.contains("one at a time")),
+        "a client-side stream queue is not a server that serializes: {:#?}",
+        d.findings
+    );
+
+    // The same delay with no stream limit: the server sees all eight and keeps up.
+    let (addr, _) = h2c_server(Behaviour {
+        delay: Duration::from_millis(20),
+        ..Behaviour::default()
+    })
+    .await;
+    let r = report(&RunOptions {
+        h2_connections: Some(1),
+        calibration_flows: 5,
+        ..h2c_opts(addr, 48, 8)
+    })
+    .await;
+    let d = r.diagnosis.as_ref().expect("a diagnosis");
+    assert_ne!(
+        authbench::diagnosis::verdict(d, &r),
+        authbench::diagnosis::Verdict::StreamLimit,
+        "{:#?}",
+        d.findings
+    );
+    assert!(
+        d.findings[0].contains("as streams on 1 HTTP/2 connection"),
+        "{}",
+        d.findings[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_the_server_never_opens_a_window_for_is_a_flow_control_stall() {
+    // A window of 0: the request's headers go, its body never can.
+    let (addr, _) = h2c_server(Behaviour {
+        window: Some(0),
+        delay: Duration::from_secs(60),
+        ..Behaviour::default()
+    })
+    .await;
+    let o = RunOptions {
+        scenario: RunOptions::default().scenario,
+        api_key: Some("k".into()),
+        timeout: Duration::from_millis(300),
+        ..h2c_opts(addr, 2, 2)
+    };
+    let r = report(&o).await;
+    assert_eq!(r.summary.successful_flows, 0);
+    let classes = failure_classes(&r);
+    assert_eq!(
+        classes,
+        vec!["flow_control".to_string()],
+        "{:?}",
+        r.failures
+    );
+}
+
+#[test]
+fn check_and_sweep_speak_http2_when_told() {
+    let (code, out, err) = cli(&["check", "--http", "2", "--cost", "4", "--no-progress"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.lines().next().unwrap_or("").contains("over HTTP/2.0"),
+        "{out}"
+    );
+    let (code, out, err) = cli(&["check", "--http", "1.1", "--cost", "4", "--no-progress"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.lines().next().unwrap_or("").contains("over HTTP/1.1"),
+        "{out}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (code, out, err) = cli(&[
+        "sweep",
+        "--costs",
+        "4",
+        "--flows",
+        "4",
+        "--http",
+        "2",
+        "--no-progress",
+        "--out-dir",
+        d,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let json = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .unwrap();
+    let sweep: authbench::sweep::Sweep =
+        serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    assert_eq!(sweep.rows[0].protocol.as_deref(), Some("h2c"));
 }

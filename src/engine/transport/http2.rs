@@ -174,17 +174,10 @@ impl Http2 {
                 })
             }
             ("http", HttpVersion::Http2, _) => None,
-            ("https", _, Some(config)) => {
-                let mut config = (*config).clone();
-                config.alpn_protocols = match version {
-                    HttpVersion::Http2 => vec![b"h2".to_vec()],
-                    _ => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-                };
-                Some(Tls {
-                    connector: TlsConnector::from(Arc::new(config)),
-                    name: crate::tls::server_name(&host).ok_or(H2Setup::Unusable)?,
-                })
-            }
+            ("https", _, Some(config)) => Some(Tls {
+                connector: TlsConnector::from(crate::tls::with_alpn(&config, version)),
+                name: crate::tls::server_name(&host).ok_or(H2Setup::Unusable)?,
+            }),
             _ => return Err(H2Setup::Unusable),
         };
         let port = url.port_or_known_default().ok_or(H2Setup::Unusable)?;

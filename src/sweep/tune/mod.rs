@@ -88,6 +88,8 @@ pub struct TuneOptions {
     pub hashing_threads: usize,
     /// Where the probes run.
     pub target: TuneTarget,
+    /// `--http`: the HTTP version of every probe.
+    pub http: crate::options::HttpVersion,
 }
 
 impl Default for TuneOptions {
@@ -105,6 +107,7 @@ impl Default for TuneOptions {
             hashes_per_flow: 2.0,
             hashing_threads: crate::usage::cores(),
             target: TuneTarget::InProcess,
+            http: crate::options::HttpVersion::Auto,
         }
     }
 }
@@ -348,6 +351,7 @@ async fn probe(
         concurrency,
         (opts.timeout, opts.connect_timeout),
         &opts.scenario,
+        opts.http,
     );
     let (report, hash_ms): (Report, Option<f64>) = match &opts.target {
         TuneTarget::InProcess => {
