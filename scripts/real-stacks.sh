@@ -14,6 +14,7 @@
 # | fastapi-users             | fastapi-users 15.0.5 (SQLAlchemy+JWT), uvicorn   |
 # | django-session            | Django 5.2.19: LoginView, login_required, runserver |
 # | oauth2-client-credentials | oidc-provider 9.13.3 (npm), Node's own http server |
+# | fastapi-users-h2 (fastapi-users) | the same app behind nginx (Debian) over TLS with HTTP/2: `run --http 2`, `h2` required in the report |
 #
 # The implementations go into a cache outside the clone that later runs reuse (a fast no-op
 # when it is up to date): a Python venv (scripts/real-stacks/requirements.txt), an npm prefix
@@ -36,7 +37,7 @@ AB=${AB:-${CARGO_TARGET_DIR:-$ROOT/target}/release/authbench}
 case $AB in /*) ;; *) AB=$ROOT/$AB ;; esac
 FLOWS=20
 STACK_TIMEOUT=${REAL_STACKS_TIMEOUT:-150}
-ALL=(fastapi-users django-session oauth2-client-credentials)
+ALL=(fastapi-users django-session oauth2-client-credentials fastapi-users-h2)
 
 fail() { echo "error: real-stacks: $*" >&2; exit 1; }
 
@@ -44,7 +45,14 @@ fail() { echo "error: real-stacks: $*" >&2; exit 1; }
 # One stack, in its own process (the outer part runs `timeout ... "$SELF" --one NAME`).
 # ---------------------------------------------------------------------------------------
 SRV_PID=""
+NGX_PID=""
 stop_server() {
+    if [ -n "$NGX_PID" ]; then
+        kill -TERM -- "-$NGX_PID" 2>/dev/null || true
+        sleep 0.2
+        kill -KILL -- "-$NGX_PID" 2>/dev/null || true
+        NGX_PID=""
+    fi
     [ -n "$SRV_PID" ] || return 0
     kill -TERM -- "-$SRV_PID" 2>/dev/null || true
     for _ in $(seq 50); do
@@ -71,6 +79,42 @@ except OSError:
 os.execvp(sys.argv[1], sys.argv[1:])' "$@" >"$WORK/server.log" 2>&1 </dev/null) &
     SRV_PID=$!
     echo "$SRV_PID" >"$WORK/server.pgid"
+}
+
+# start_nginx_h2 PORT UPSTREAM: nginx (the Debian package) on PORT over TLS with HTTP/2
+# (a certificate made here), proxying to UPSTREAM; its own process group, like the server.
+start_nginx_h2() {
+    local port=$1 upstream=$2 nginx
+    nginx=$(command -v nginx || echo /usr/sbin/nginx)
+    [ -x "$nginx" ] || fail "nginx is needed for the HTTP/2 stack (scripts/setup.sh installs nginx-light)"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+        -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+    mkdir -p "$WORK/nginx"
+    # `listen ... ssl http2` is the spelling every nginx since 1.9.5 knows (1.25.1 added
+    # `http2 on;` and warns about this one, without refusing it).
+    cat >"$WORK/nginx/nginx.conf" <<CONF
+daemon off; worker_processes 1; pid $WORK/nginx/nginx.pid; error_log $WORK/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;
+  uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
+  server {
+    listen 127.0.0.1:$port ssl http2;
+    ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem;
+    location / {
+      proxy_pass $upstream;
+      proxy_http_version 1.1;
+      proxy_set_header Host \$http_host;
+      proxy_set_header Connection "";
+    }
+  }
+}
+CONF
+    ("$PY" -c 'import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])' \
+        "$nginx" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx.log" 2>&1 </dev/null) &
+    NGX_PID=$!
+    echo "$NGX_PID" >"$WORK/nginx.pgid"
 }
 
 free_port() {
@@ -102,7 +146,7 @@ EOF
 }
 
 one_stack() {
-    local name=$1 port url ready env=()
+    local name=$1 port url ready env=() scenario=$1 run_url="" run_args=()
     WORK=$OUT/stacks/$name
     rm -rf "$WORK"; mkdir -p "$WORK"
     trap stop_server EXIT
@@ -112,13 +156,22 @@ one_stack() {
     port=$(free_port)
     url=http://127.0.0.1:$port
     case $name in
-    fastapi-users)
+    fastapi-users | fastapi-users-h2)
         cp "$SRC/fastapi-users/app.py" "$WORK/"
         # The app's JWT secret (its default, not a secret), so `check` can forge an expired token.
         env+=(AUTHBENCH_JWT_SECRET=real-stacks-jwt-signing-key-not-a-secret-0123456789)
         start_server "$WORK" env DATABASE_URL="sqlite+aiosqlite:///$WORK/users.db" \
             "$PY" -m uvicorn app:app --host 127.0.0.1 --port "$port" --no-access-log --log-level warning
         ready=$url/health
+        if [ "$name" = fastapi-users-h2 ]; then
+            # The same app behind a real HTTP/2 server: nginx terminates TLS and speaks h2.
+            scenario=fastapi-users
+            local h2port
+            h2port=$(free_port)
+            start_nginx_h2 "$h2port" "$url"
+            run_url=https://127.0.0.1:$h2port
+            run_args=(--http 2 --insecure)
+        fi
         ;;
     django-session)
         cp -r "$SRC/django/." "$WORK/"
@@ -147,20 +200,39 @@ one_stack() {
         tail -n 30 "$WORK/server.log" >&2 || true
         fail "$name: the server did not start (log: $WORK/server.log)"
     fi
+    if [ -n "$run_url" ]; then
+        local up=0
+        for _ in $(seq 50); do
+            "$PY" -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "${run_url##*:}" 2>/dev/null && up=1 && break
+            sleep 0.1
+        done
+        [ "$up" = 1 ] || { cat "$WORK/nginx.log" "$WORK/nginx/error.log" >&2 2>/dev/null || true; fail "$name: nginx did not start"; }
+        url=$run_url
+    fi
 
     local rc=0
     # shellcheck disable=SC2086 # REAL_STACKS_RUN_ARGS is a list of flags
-    env "${env[@]}" "$AB" run --target "$url" --scenario "scenarios/$name.toml" --flows "$FLOWS" \
-        --no-progress --out-dir "$OUT" ${REAL_STACKS_RUN_ARGS:-} >"$OUT/$name.txt" 2>&1 || rc=$?
+    env "${env[@]}" "$AB" run --target "$url" --scenario "scenarios/$scenario.toml" --flows "$FLOWS" \
+        --no-progress --out-dir "$OUT" "${run_args[@]}" ${REAL_STACKS_RUN_ARGS:-} >"$OUT/$name.txt" 2>&1 || rc=$?
     cat "$OUT/$name.txt"
     if [ "$rc" != 0 ] || ! grep -q '^Success Rate: 100.00%$' "$OUT/$name.txt"; then
         echo "--- the last lines of the $name server's log:" >&2
         tail -n 30 "$WORK/server.log" >&2 || true
         fail "$name: authbench run exited $rc or the success rate is not 100.00% (output: $OUT/$name.txt)"
     fi
+    if [ -n "$run_url" ]; then
+        local json
+        json=$(sed -n 's/^report: \(.*\.json\)$/\1/p' "$OUT/$name.txt" | tail -n 1)
+        "$PY" - "$json" <<'EOF' || fail "$name: the report does not say the run spoke h2 (output: $OUT/$name.txt)"
+import json, sys
+h = json.load(open(sys.argv[1])).get("http") or {}
+print(f"   protocol {h.get('protocol')}: {h.get('connections')} connection(s), {h.get('streams')} streams")
+sys.exit(0 if h.get("protocol") == "h2" and h.get("connections", 0) > 0 else 1)
+EOF
+    fi
     if [ "${REAL_STACKS_CHECK:-0}" = 1 ]; then
         # A conformance and security report of the real implementation; findings are not fatal.
-        env "${env[@]}" "$AB" check --target "$url" --scenario "scenarios/$name.toml" \
+        env "${env[@]}" "$AB" check --target "$url" --scenario "scenarios/$scenario.toml" "${run_args[@]}" \
             --out-dir "$OUT" >"$OUT/$name-check.txt" 2>&1 || true
         cat "$OUT/$name-check.txt"
     fi
@@ -262,13 +334,18 @@ fi
 
 failed=()
 for s in "${STACKS[@]}"; do
-    echo "== real stack: $s (scenarios/$s.toml, $FLOWS flows)"
+    case $s in
+    *-h2) echo "== real stack: $s (scenarios/${s%-h2}.toml, $FLOWS flows, HTTP/2 over TLS through nginx)" ;;
+    *) echo "== real stack: $s (scenarios/$s.toml, $FLOWS flows)" ;;
+    esac
     rc=0
     timeout -k 10 "$STACK_TIMEOUT" "$SELF" --one "$s" || rc=$?
     # A stack killed by timeout could not stop its own server: do it here.
-    if [ -f "$OUT/stacks/$s/server.pgid" ]; then
-        kill -KILL -- "-$(cat "$OUT/stacks/$s/server.pgid")" 2>/dev/null || true
-    fi
+    for g in server nginx; do
+        if [ -f "$OUT/stacks/$s/$g.pgid" ]; then
+            kill -KILL -- "-$(cat "$OUT/stacks/$s/$g.pgid")" 2>/dev/null || true
+        fi
+    done
     if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
         echo "error: real-stacks: $s: did not finish within ${STACK_TIMEOUT} s" >&2
     fi

@@ -36,6 +36,16 @@ if ! command -v ip >/dev/null 2>&1 && ! [ -x /usr/sbin/ip ] && ! [ -x /sbin/ip ]
     fi
 fi
 
+# nginx (Debian's nginx-light), the real HTTP/2 server scripts/real-stacks.sh puts in front
+# of a gallery stack (TLS + h2). Fatal under CI, where that stack runs.
+if ! command -v nginx >/dev/null 2>&1 && ! [ -x /usr/sbin/nginx ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "== installing nginx-light (the HTTP/2 real stack)"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null) \
+            || { echo "error: could not install nginx-light" >&2; [ "${CI:-}" != true ] || exit 1; }
+    fi
+fi
+
 # groff, for the man page test (tests/it/cli.rs renders `authbench man` and fails on any
 # warning). Debian's groff-base; fatal under CI, where the test requires it.
 if ! command -v groff >/dev/null 2>&1; then
