@@ -22,6 +22,17 @@ use tokio::runtime::{Builder, Handle, RuntimeFlavor};
 use tokio::sync::oneshot;
 use tokio::task::{AbortHandle, JoinSet};
 
+thread_local! {
+    /// On a lane's thread: its index and how many lanes its set has.
+    static LANE: std::cell::Cell<Option<(usize, usize)>> = const { std::cell::Cell::new(None) };
+}
+
+/// The lane this thread is (its index, and how many lanes there are); `None` off the lanes
+/// (a test's current-thread runtime, the multi-thread runtime).
+pub(crate) fn current_lane() -> Option<(usize, usize)> {
+    LANE.with(|l| l.get())
+}
+
 /// A set of lanes (the process keeps one for its runs: [`Lanes::for_run`]); dropping them
 /// stops their threads and any task still on them.
 pub struct Lanes {
@@ -44,6 +55,7 @@ impl Lanes {
             std::thread::Builder::new()
                 .name(format!("authbench-lane-{k}"))
                 .spawn(move || {
+                    LANE.with(|l| l.set(Some((k, n))));
                     // Runs the lane's tasks until the lanes are dropped; dropping the
                     // runtime then drops whatever is left on it.
                     let _ = rt.block_on(stopped);
