@@ -274,7 +274,9 @@ impl Http1 {
             let mut sender = match fresh {
                 Ok(c) => c,
                 Err(()) => {
-                    let opened = self.connect().await?;
+                    // Boxed: opening is rare, and its state (TCP, TLS) would
+                    // otherwise make every exchange's future, moved per request, 4x larger.
+                    let opened = Box::pin(self.connect()).await?;
                     connect_us = Some(opened.connect_us);
                     tls_us = opened.tls_us;
                     opened.conn

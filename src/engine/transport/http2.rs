@@ -356,7 +356,11 @@ impl Http2 {
                 Some(c) => c.count_end(&self.counts).await,
                 None => {}
             }
-            let o = self.open().await?;
+            // Boxed, here and below: opening is rare, and its state (TCP, TLS, the h2
+            // handshake) inline would make every exchange's future, moved several times
+            // per request, 11x larger (measured: 7.9 KB, 0.7 KB boxed; memmove was 12% of
+            // the CPU at 8 connections x 32 streams).
+            let o = Box::pin(self.open()).await?;
             *own = Some(o.conn.clone());
             return Ok((o.conn, Some((o.connect_us, o.tls_us))));
         }
@@ -389,7 +393,7 @@ impl Http2 {
         if let Some(old) = old {
             old.count_end(&self.counts).await;
         }
-        let o = self.open().await?;
+        let o = Box::pin(self.open()).await?;
         if let Ok(mut c) = slot.conn.lock() {
             *c = Some(o.conn.clone());
         }
