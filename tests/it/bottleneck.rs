@@ -382,14 +382,14 @@ async fn server_pid_reports_the_cpu_of_a_busy_single_threaded_process() {
         .unwrap();
     let addr = support::delayed_health(20).await;
     let o = RunOptions {
-        server_pid: Some(child.id()),
+        server_pids: vec![child.id()],
         ..support::health_opts(addr, 100, 1)
     };
     let r = support::report(&o).await;
     // An unknown process is a configuration error, before any load.
     let bad = authbench::run(
         &RunOptions {
-            server_pid: Some(999_999_999),
+            server_pids: vec![999_999_999],
             ..support::health_opts(addr, 1, 1)
         },
         std::future::pending(),
