@@ -121,6 +121,9 @@ pub(super) async fn exec(a: SweepArgs, out: &mut dyn Write, err: &mut dyn Write,
     if sweep.partial {
         ui.verdict(err, "interrupted:", "the sweep is partial");
         exit::INTERRUPTED
+    } else if let Some(why) = sweep.nothing_succeeded() {
+        ui.verdict(err, "sweep failed:", &why);
+        exit::FAILURE
     } else {
         exit::OK
     }

@@ -52,7 +52,7 @@ pub fn apply(rows: &mut [SweepRow], fit: &HashFit, hashes_per_flow: f64, cores: 
             _ => None,
         };
         let spawned = matches!(r.hash_source, HashSource::Fitted | HashSource::External);
-        if !spawned {
+        if !spawned || r.failure.is_some() {
             continue;
         }
         // A spawned service's thread count is unknown: its capacity is what it showed,
@@ -121,6 +121,36 @@ pub fn conclude(rows: &[SweepRow], fit: &HashFit) -> Option<Conclusion> {
 
 /// [`conclude`], naming the swept value `what` ("cost", "pbkdf2.iterations").
 pub fn conclude_as(rows: &[SweepRow], fit: &HashFit, what: &str) -> Option<Conclusion> {
+    // Costs at which no flow succeeded come first, and say nothing about capacity.
+    let failed: Vec<String> = rows
+        .iter()
+        .filter_map(|r| Some(format!("{what} {}: {}", r.cost, r.failure.as_deref()?)))
+        .collect();
+    let ok: Vec<SweepRow> = rows.iter().filter(|r| r.failure.is_none()).cloned().collect();
+    if !failed.is_empty() {
+        let head = format!(
+            "{} of {} {what}s had no successful flow, and no capacity or verdict figure ({})",
+            failed.len(),
+            rows.len(),
+            failed.join("; ")
+        );
+        if ok.is_empty() {
+            return Some(Conclusion {
+                verdict: None,
+                crossover_cost: None,
+                text: format!("{head}: fix what failed and sweep again."),
+            });
+        }
+        let rest = conclude_ok(&ok, fit, what)?;
+        return Some(Conclusion {
+            text: format!("{head}. Over the others: {}", rest.text),
+            ..rest
+        });
+    }
+    conclude_ok(rows, fit, what)
+}
+
+fn conclude_ok(rows: &[SweepRow], fit: &HashFit, what: &str) -> Option<Conclusion> {
     let first = rows.first()?;
     let all_same = rows
         .iter()
@@ -275,6 +305,7 @@ mod tests {
             capacity_is_lower_bound: false,
             capacity_if_parallel_flows_per_s: None,
             below_owasp: false,
+            failure: None,
         }
     }
 

@@ -325,6 +325,26 @@ pub struct SweepRow {
     /// Below the OWASP Password Storage Cheat Sheet's minimum for the algorithm.
     #[serde(default)]
     pub below_owasp: bool,
+    /// No flow succeeded at this cost: what failed (the most frequent failure). Such a row
+    /// has no capacity, verdict or what-if figure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+impl Sweep {
+    /// Why the sweep failed as a whole: no cost had a successful flow.
+    pub fn nothing_succeeded(&self) -> Option<String> {
+        if self.rows.is_empty() || self.rows.iter().any(|r| r.failure.is_none()) {
+            return None;
+        }
+        let first = &self.rows[0];
+        Some(format!(
+            "no flow succeeded at any of the {} values swept (at {}: {})",
+            self.rows.len(),
+            first.cost,
+            first.failure.as_deref().unwrap_or_default()
+        ))
+    }
 }
 
 /// How the sweep was set up.
