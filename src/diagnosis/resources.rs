@@ -94,11 +94,10 @@ pub(super) fn server_findings(d: &Diagnosis, run: &Report) -> Vec<String> {
     let concluded = super::cpu::conclusion(d, run).is_some();
     let mut out = Vec::new();
     let mut say = |cpu: f64, source: String| {
+        let offered = !concluded && d.waiting_fraction.is_some_and(|w| w < 0.5);
         out.push(format!(
             "The server used {cpu:.2} cores on average ({source}){}.",
-            if concluded {
-                ""
-            } else if d.waiting_fraction.is_some_and(|w| w < 0.5) {
+            if offered {
                 ": requests queued little, so this reflects the load offered"
             } else {
                 ""

@@ -282,7 +282,7 @@ mod tests {
         assert_eq!(d.queued_steps, vec!["register", "login"]);
         let f = finding(&d, &hints(), false).unwrap();
         assert!(
-            f.starts_with("`register` and `login` wait 80% (400 ms)"),
+            f.starts_with("`register` and `login` wait 80% (400.0 ms)"),
             "{f}"
         );
         assert!(f.contains("`verify` and `profile` do not"), "{f}");

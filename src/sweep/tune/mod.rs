@@ -489,7 +489,10 @@ async fn run_search(
     // No cost met the SLO: the advice needs the hash time, and a spawned service's is
     // fitted over the costs probed, which takes at least three (fit::MIN_COSTS).
     if search.best().is_none() && matches!(opts.target, TuneTarget::Spawn(_)) {
-        let mut extra = (floor..=max).filter(|c| !probes.iter().any(|p: &Probe| p.cost == *c));
+        let extra: Vec<u32> = (floor..=max)
+            .filter(|c| !probes.iter().any(|p: &Probe| p.cost == *c))
+            .collect();
+        let mut extra = extra.into_iter();
         while probes.iter().filter(|p| !p.partial).count() < fit::MIN_COSTS {
             let Some(cost) = extra.next() else { break };
             if *stop.borrow() {
