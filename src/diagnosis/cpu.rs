@@ -26,12 +26,7 @@ fn queued(d: &Diagnosis) -> bool {
 /// The machine's split: (cores, authbench, server, other processes), cores each.
 fn split(run: &Report) -> Option<(usize, f64, f64, f64)> {
     let s = run.usage.as_ref()?.split.as_ref()?;
-    Some((
-        s.cores,
-        s.authbench_cores,
-        s.server_cores?,
-        s.other_cores?,
-    ))
+    Some((s.cores, s.authbench_cores, s.server_cores?, s.other_cores?))
 }
 
 /// Other processes' cores, when they were a material share while requests queued.

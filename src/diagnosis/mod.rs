@@ -180,7 +180,9 @@ fn findings(
         return vec![f];
     }
     let v = d.verdict.unwrap_or(Verdict::NotCalibrated);
-    let mut out: Vec<String> = ratelimit::finding(d, run, calibration).into_iter().collect();
+    let mut out: Vec<String> = ratelimit::finding(d, run, calibration)
+        .into_iter()
+        .collect();
     if v == Verdict::OtherProcesses {
         out.extend(cpu::other_processes(d, run));
     }
@@ -206,7 +208,9 @@ fn uncalibrated_findings(d: &Diagnosis, run: &Report, calibration: Option<&Repor
     if let Some(f) = resources::generator_saturated(run) {
         return vec![f];
     }
-    let mut out: Vec<String> = ratelimit::finding(d, run, calibration).into_iter().collect();
+    let mut out: Vec<String> = ratelimit::finding(d, run, calibration)
+        .into_iter()
+        .collect();
     if cpu::starved(d, run).is_some() {
         out.extend(cpu::other_processes(d, run));
     }
@@ -245,7 +249,10 @@ fn classify(d: &Diagnosis, run: &Report) -> (Verdict, Option<[Verdict; 2]>) {
         return (c.verdict(), None);
     }
     let at = |p: f64| by_parallelism(d, run, p);
-    let (lo, hi) = (at(d.effective_parallelism_low), at(d.effective_parallelism_high));
+    let (lo, hi) = (
+        at(d.effective_parallelism_low),
+        at(d.effective_parallelism_high),
+    );
     if lo == hi {
         (lo, None)
     } else {

@@ -126,7 +126,11 @@ pub fn conclude_as(rows: &[SweepRow], fit: &HashFit, what: &str) -> Option<Concl
         .iter()
         .filter_map(|r| Some(format!("{what} {}: {}", r.cost, r.failure.as_deref()?)))
         .collect();
-    let ok: Vec<SweepRow> = rows.iter().filter(|r| r.failure.is_none()).cloned().collect();
+    let ok: Vec<SweepRow> = rows
+        .iter()
+        .filter(|r| r.failure.is_none())
+        .cloned()
+        .collect();
     if !failed.is_empty() {
         let head = format!(
             "{} of {} {what}s had no successful flow, and no capacity or verdict figure ({})",

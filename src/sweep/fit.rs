@@ -210,7 +210,10 @@ pub fn fit_on(rows: &[(u32, Vec<StepService>)], axis: Axis) -> HashFit {
     // A fast step whose time grew by noise (a 5 ms verify at 8 ms) is not hashing: the
     // hashing steps are those whose fitted hash grows by a material share of the largest
     // growth, not merely by ×1.5.
-    let growth = |s: &StepFit| s.hash_ms(costs.last().copied().unwrap_or(0)) - s.hash_ms(costs.first().copied().unwrap_or(0));
+    let growth = |s: &StepFit| {
+        s.hash_ms(costs.last().copied().unwrap_or(0))
+            - s.hash_ms(costs.first().copied().unwrap_or(0))
+    };
     let largest = steps
         .iter()
         .filter(|s| s.hashing)

@@ -228,7 +228,10 @@ mod tests {
             return;
         }
         let me = std::process::id();
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         let members = tree(&[me]);
         let _ = child.kill();
         let _ = child.wait();

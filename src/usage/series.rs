@@ -137,7 +137,12 @@ impl Series {
         if !targets.server_pids.is_empty() {
             let per: Vec<(f64, Vec<(u32, f64)>)> = looks
                 .iter()
-                .map(|l| (l.t, l.server.iter().map(|m| (m.pid, m.sample.cpu_s)).collect()))
+                .map(|l| {
+                    (
+                        l.t,
+                        l.server.iter().map(|m| (m.pid, m.sample.cpu_s)).collect(),
+                    )
+                })
                 .collect();
             let (cpu, totals) = cumulative(&per);
             s.server = cpu;
@@ -162,7 +167,8 @@ impl Series {
                         cpu_cores: cpu_s / wall,
                     })
                     .collect();
-                processes.sort_by(|a, b| b.cpu_cores.total_cmp(&a.cpu_cores).then(a.pid.cmp(&b.pid)));
+                processes
+                    .sort_by(|a, b| b.cpu_cores.total_cmp(&a.cpu_cores).then(a.pid.cmp(&b.pid)));
                 let last = looks.last().map(|l| &l.server[..]).unwrap_or(&[]);
                 s.usage.server_process = Some(ProcessUsage {
                     pid: targets.server_pids[0],
@@ -295,7 +301,9 @@ impl Series {
 /// look, as one cumulative series, and each member's total. A member counts from its value
 /// at the first look, or from zero when it appears later (it was born during the run, as a
 /// restarted worker is), up to the last value seen (one that exits keeps what it used).
-fn cumulative<K: Hash + Eq + Copy>(looks: &[(f64, Vec<(K, f64)>)]) -> (Vec<(f64, f64)>, HashMap<K, f64>) {
+fn cumulative<K: Hash + Eq + Copy>(
+    looks: &[(f64, Vec<(K, f64)>)],
+) -> (Vec<(f64, f64)>, HashMap<K, f64>) {
     let base: HashMap<K, f64> = looks
         .first()
         .map(|l| l.1.iter().copied().collect())

@@ -95,7 +95,10 @@ async fn lock_around_hashing_once() {
     assert!(local.starts_with("`register` and `login` wait"), "{local}");
     assert!(local.contains("`verify` and `profile` do not"), "{local}");
     assert!(local.contains("password-hashing steps"), "{local}");
-    assert!(local.contains("together run one at a time") || local.contains("run one at a time"), "{local}");
+    assert!(
+        local.contains("together run one at a time") || local.contains("run one at a time"),
+        "{local}"
+    );
     // Per-step effective parallelism: the two locked steps share about one worker.
     let locked: f64 = d.steps[..2].iter().map(|s| s.effective_parallelism).sum();
     assert!((0.6..1.3).contains(&locked), "{d:#?}");

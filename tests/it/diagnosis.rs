@@ -111,9 +111,15 @@ async fn every_figure_in_the_diagnosis_is_in_the_report() {
         ..o
     };
     let r = support::report(&o).await;
-    let d = r.diagnosis.as_ref().expect("findings that need no calibration");
+    let d = r
+        .diagnosis
+        .as_ref()
+        .expect("findings that need no calibration");
     assert!(d.steps.is_empty(), "{d:#?}");
-    assert_eq!(d.verdict, Some(authbench::diagnosis::Verdict::NotCalibrated));
+    assert_eq!(
+        d.verdict,
+        Some(authbench::diagnosis::Verdict::NotCalibrated)
+    );
     assert!(
         d.findings
             .iter()

@@ -35,9 +35,14 @@ fn diagnosis(r: &Report) -> &authbench::diagnosis::Diagnosis {
 
 /// Findings that suggest a lock, a thread or a small pool is in the way.
 fn suggests_a_lock(f: &str) -> bool {
-    ["held across", "a pool or a worker count", "small pool around", "a limit other than CPU"]
-        .iter()
-        .any(|p| f.contains(p))
+    [
+        "held across",
+        "a pool or a worker count",
+        "small pool around",
+        "a limit other than CPU",
+    ]
+    .iter()
+    .any(|p| f.contains(p))
 }
 
 const SIGN_UP_IN: &str = r#"
@@ -153,16 +158,27 @@ async fn a_pre_fork_server_is_counted_whole_and_named_cpu_bound() {
             ..support::health_opts(([127, 0, 0, 1], server.port).into(), 80, 8)
         };
         let r = support::report(&o).await;
-        assert_eq!(r.summary.successful_flows, 80, "run {run}: {:#?}", r.failures);
+        assert_eq!(
+            r.summary.successful_flows, 80,
+            "run {run}: {:#?}",
+            r.failures
+        );
         let d = diagnosis(&r);
-        let p = r.usage.as_ref().and_then(|u| u.server_process.clone()).unwrap();
+        let p = r
+            .usage
+            .as_ref()
+            .and_then(|u| u.server_process.clone())
+            .unwrap();
         // The master and both workers, and the workers did the work.
         assert_eq!(p.processes.len(), 3, "run {run}: {p:#?}");
         let busy: Vec<_> = p.processes.iter().filter(|c| c.cpu_cores > 0.3).collect();
         assert_eq!(busy.len(), 2, "run {run}: {p:#?}");
         assert!(p.cpu_cores > 1.2, "run {run}: {p:#?}");
         assert_eq!(d.verdict, Some(Verdict::UsesCores), "run {run}");
-        assert!(d.findings.iter().any(|f| f.contains("CPU-bound")), "run {run}");
+        assert!(
+            d.findings.iter().any(|f| f.contains("CPU-bound")),
+            "run {run}"
+        );
         assert!(
             !d.findings.iter().any(|f| suggests_a_lock(f)),
             "run {run}: {:#?}",
@@ -340,7 +356,11 @@ fn rate_limited_app() -> Router {
             let window = start.elapsed().as_secs() / 10;
             // The count is (window << 32) | registrations in it.
             let prev = count.load(Ordering::SeqCst);
-            let n = if prev >> 32 == window { prev & 0xffff_ffff } else { 0 };
+            let n = if prev >> 32 == window {
+                prev & 0xffff_ffff
+            } else {
+                0
+            };
             count.store((window << 32) | (n + 1), Ordering::SeqCst);
             if n >= 3 {
                 let mut h = HeaderMap::new();
@@ -388,7 +408,10 @@ async fn rate_limiting_is_its_own_class_and_named_first() {
         assert_eq!(d.verdict, Some(Verdict::RateLimited), "run {run}");
         assert!(d.findings[0].starts_with("Rate limited"), "run {run}");
         assert!(d.findings[0].contains("`signup`"), "run {run}");
-        assert!(d.findings[0].contains("Retry-After values seen: 10"), "run {run}");
+        assert!(
+            d.findings[0].contains("Retry-After values seen: 10"),
+            "run {run}"
+        );
         // The calibration's five sign-ups used up the allowance of three.
         assert!(
             d.findings[0].contains("calibration was itself rate-limited"),
@@ -397,7 +420,9 @@ async fn rate_limiting_is_its_own_class_and_named_first() {
         );
         assert!(!d.findings.iter().any(|f| suggests_a_lock(f)), "run {run}");
         assert!(
-            !d.findings.iter().any(|f| f.contains("lock") || f.contains("pool")),
+            !d.findings
+                .iter()
+                .any(|f| f.contains("lock") || f.contains("pool")),
             "run {run}: {:#?}",
             d.findings
         );
@@ -412,7 +437,11 @@ async fn rate_limiting_is_its_own_class_and_named_first() {
     .await;
     let d = diagnosis(&r);
     assert_eq!(d.calibration_flows, 0);
-    assert!(d.findings[0].starts_with("Rate limited"), "{:#?}", d.findings);
+    assert!(
+        d.findings[0].starts_with("Rate limited"),
+        "{:#?}",
+        d.findings
+    );
 }
 
 #[test]
@@ -444,7 +473,10 @@ fn a_run_in_which_no_flow_succeeded_exits_1() {
     let (code, _, err) = support::cli(&args);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no flow succeeded"), "{err}");
-    assert!(err.contains("unexpected status 503 at `signup` (3×)"), "{err}");
+    assert!(
+        err.contains("unexpected status 503 at `signup` (3×)"),
+        "{err}"
+    );
     // Thresholds decide instead when given.
     args.extend(["--threshold", "failed_flows<=10"]);
     let (code, _, err) = support::cli(&args);

@@ -498,7 +498,10 @@ async fn run_search(
             if *stop.borrow() {
                 return Ok(stopped(&search, probes));
             }
-            progress(&format!("cost {cost}: measured for the hash time (the fit needs {} costs)", fit::MIN_COSTS));
+            progress(&format!(
+                "cost {cost}: measured for the hash time (the fit needs {} costs)",
+                fit::MIN_COSTS
+            ));
             let Some(p) = probe(opts, slos, cost, opts.concurrency, &stop, progress).await? else {
                 return Ok(stopped(&search, probes));
             };
