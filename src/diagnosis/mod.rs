@@ -363,8 +363,10 @@ fn capacity(d: &Diagnosis, run: &Report) -> String {
                 "Requests are processed one at a time: {band} {at}; {wait_text}. The server serializes its work (one worker or one event loop doing CPU-bound work such as hashing inline); more workers or hashing off the event loop would raise capacity, a lower bcrypt cost only hides it.{caveat}"
             )
         }
+        // The machine's CPU is known, the server's is not: who used the cores cannot be
+        // told, so both readings are given (and authbench's share, never more than it used).
         Verdict::MachineCpu => format!(
-            "This machine's CPU was the limit: effective parallelism {p:.1} {at}; {wait_text}. The target runs on this machine (loopback) and its {}: the server is CPU-bound here, and shares the cores with authbench; capacity grows only with cores (or a cheaper hash).",
+            "This machine's CPU was the limit: effective parallelism {p:.1} {at}; {wait_text}. The target runs on this machine (loopback) and its {}: if the server used those cores it is CPU-bound here, and capacity grows only with cores (or a cheaper hash); if other processes did, it was starved of CPU. authbench cannot see the server's CPU: --server-pid (or --scrape) tells which.",
             resources::busy_loopback_machine(run).unwrap_or_default()
         ),
         Verdict::Inconclusive => {
@@ -402,9 +404,13 @@ fn tail(d: &Diagnosis, run: &Report) -> Vec<String> {
             if service_s < timeout_s { "waiting in a queue, not slow work" } else { "slow work itself" }
         ));
     }
+    // Steps with no answered request have no latency under load to compare.
     if let Some(worst) = d
         .steps
         .iter()
+        .zip(&run.steps)
+        .filter(|(_, st)| st.latency.count > 0)
+        .map(|(s, _)| s)
         .max_by(|a, b| a.loaded_p50_ms.total_cmp(&b.loaded_p50_ms))
         .filter(|s| s.loaded_p50_ms > 0.0)
     {
