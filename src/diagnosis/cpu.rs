@@ -116,3 +116,124 @@ impl Conclusion {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::ReportInput;
+    use crate::usage::{CpuSplit, ThreadsUsage, Usage};
+
+    /// A run on a 2-core loopback machine whose flows waited `waiting`, with this split.
+    fn run(authbench: f64, server: f64, others: f64) -> Report {
+        let config = serde_json::from_value(serde_json::json!({
+            "target": "http://127.0.0.1:1", "in_process_server": true, "scenario": "s",
+            "scenario_source": "builtin", "flows_planned": 20, "concurrency": 20,
+            "load_model": "closed", "load": "", "connections": "shared", "timeout_ms": 1000,
+            "connect_timeout_ms": 1000, "cores": 2
+        }))
+        .unwrap();
+        let mut r = Report::build(ReportInput {
+            stats: &crate::stats::Stats::new(&[]),
+            config,
+            wall: std::time::Duration::from_secs(5),
+            partial: false,
+            abandoned: 0,
+            generated_at: chrono::Utc::now(),
+        });
+        r.usage = Some(Usage {
+            wall_s: 5.0,
+            loopback: true,
+            server_threads: Some(ThreadsUsage {
+                threads: 4,
+                cpu_cores: server,
+            }),
+            split: Some(CpuSplit {
+                cores: 2,
+                machine_busy_cores: authbench + server + others,
+                authbench_cores: authbench,
+                server_cores: Some(server),
+                other_cores: Some(others),
+            }),
+            ..Usage::default()
+        });
+        r
+    }
+
+    fn queued(waiting: f64) -> Diagnosis {
+        serde_json::from_value(serde_json::json!({
+            "calibration_flows": 5, "steps": [], "flow_service_time_ms": 100.0,
+            "flow_mean_ms": 100.0 / (1.0 - waiting), "waiting_fraction": waiting,
+            "effective_parallelism": 1.0, "concurrency": 20, "server_cores": 2, "timeouts": 0,
+            "findings": []
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_servers_cpu_concludes() {
+        let d = queued(0.9);
+        let v = |a, s, o| conclusion(&d, &run(a, s, o)).map(|c| c.verdict());
+        // All the cores left to it (2 less authbench's 0.05 and others' 0.05).
+        assert_eq!(v(0.05, 1.8, 0.05), Some(Verdict::UsesCores));
+        assert_eq!(v(0.05, 0.97, 0.05), Some(Verdict::Serializes));
+        assert_eq!(v(0.05, 0.2, 0.05), Some(Verdict::OtherLimit));
+        // 1.4 cores of 1.9: neither; the parallelism decides.
+        assert_eq!(v(0.05, 1.4, 0.05), None);
+        // Little queueing: nothing is concluded from the CPU.
+        assert!(conclusion(&queued(0.3), &run(0.05, 1.8, 0.05)).is_none());
+    }
+
+    #[test]
+    fn a_figure_inside_its_own_noise_is_inconclusive() {
+        // No CPU figures: the parallelism decides, with its band from the calibration.
+        let mut r = run(0.0, 0.0, 0.0);
+        r.usage = None;
+        let mut d = queued(0.9);
+        d.steps = vec![serde_json::from_value(serde_json::json!({
+            "name": "login", "service_time_ms": 100.0, "loaded_p50_ms": 1000.0,
+            "waiting_fraction": 0.9
+        }))
+        .unwrap()];
+        let band = |d: &mut Diagnosis, lo: f64, p: f64, hi: f64| {
+            (
+                d.effective_parallelism_low,
+                d.effective_parallelism,
+                d.effective_parallelism_high,
+            ) = (lo, p, hi);
+            super::super::classify(d, &r)
+        };
+        // 0.45–0.55 straddles the 0.5 between idle and one at a time.
+        assert_eq!(
+            band(&mut d, 0.42, 0.48, 0.55),
+            (
+                Verdict::Inconclusive,
+                Some([Verdict::Idle, Verdict::Serializes])
+            )
+        );
+        assert_eq!(band(&mut d, 0.9, 1.0, 1.1), (Verdict::Serializes, None));
+        // 1.3–1.5 straddles the 1.4 between one at a time and another limit.
+        assert_eq!(
+            band(&mut d, 1.3, 1.4, 1.5),
+            (
+                Verdict::Inconclusive,
+                Some([Verdict::Serializes, Verdict::UsesCores])
+            )
+        );
+    }
+
+    #[test]
+    fn other_processes_starve_the_server_and_no_verdict_is_drawn() {
+        let d = queued(0.9);
+        let r = run(0.02, 0.98, 0.95);
+        assert_eq!(starved(&d, &r), Some(0.95));
+        assert!(conclusion(&d, &r).is_none());
+        let f = other_processes(&d, &r).unwrap();
+        assert!(
+            f.starts_with("Other processes used 0.95 of this machine's 2 cores (48%)"),
+            "{f}"
+        );
+        assert!(f.contains("the server used 0.98"), "{f}");
+        // A quarter of a core on two is not material.
+        assert!(starved(&d, &run(0.02, 0.98, 0.4)).is_none());
+    }
+}
