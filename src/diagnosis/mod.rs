@@ -58,15 +58,17 @@ fn quartiles(st: &StepReport) -> (f64, f64) {
         .unwrap_or((st.latency.p50_ms, st.latency.p50_ms))
 }
 
-/// Compares a run with its calibration. Without a calibration (`--calibration 0`), or
-/// one that measured nothing usable (its flows failed), the diagnosis keeps the findings
-/// that need none (rate limits, other processes, the server's CPU); `None` when there are
+/// Compares a run with its calibration; `first` are findings made elsewhere that come
+/// before all others (outages). Without a calibration (`--calibration 0`), or one that
+/// measured nothing usable (its flows failed), the diagnosis keeps the findings that need
+/// none (`first`, rate limits, other processes, the server's CPU); `None` when there are
 /// none of those either.
 pub fn diagnose(
     calibration: Option<&Report>,
     run: &Report,
     server_cores: Option<usize>,
     hints: &StepHints,
+    first: Vec<String>,
 ) -> Option<Diagnosis> {
     let mut steps = Vec::new();
     let mut flow_service = 0.0;
@@ -145,17 +147,16 @@ pub fn diagnose(
     let (v, between) = classify(&d, run);
     d.verdict = Some(v);
     d.inconclusive_between = between;
-    if calibrated {
+    let rest = if calibrated {
         d.queued_steps = steps::queued(&d);
         d.syn_retransmitted_connects = connect::syn_retransmits(run).0;
-        d.findings = findings(&d, run, hints, calibration);
+        findings(&d, run, hints, calibration)
     } else {
-        d.findings = uncalibrated_findings(&d, run, calibration);
-        if d.findings.is_empty() {
-            return None;
-        }
-    }
-    Some(d)
+        uncalibrated_findings(&d, run, calibration)
+    };
+    d.findings = first;
+    d.findings.extend(rest);
+    (calibrated || !d.findings.is_empty()).then_some(d)
 }
 
 /// `0.47 ms`, `12.3 ms`, `1.234s`.

@@ -173,13 +173,10 @@ pub fn report(
         && (!opts.server_pids.is_empty() || opts.target.is_none());
     let server_cores = here.then(cores);
     let hints = diagnosis::StepHints::of(&prepared.scenario);
-    report.diagnosis = diagnosis::diagnose(cal_report.as_ref(), &report, server_cores, &hints);
     // Outages come first in the diagnosis: they explain the failures before anything else.
-    if let Some(d) = &mut report.diagnosis {
-        let mut f = crate::outage::findings(&report.availability);
-        f.append(&mut d.findings);
-        d.findings = f;
-    }
+    let outages = crate::outage::findings(&report.availability);
+    report.diagnosis =
+        diagnosis::diagnose(cal_report.as_ref(), &report, server_cores, &hints, outages);
     report.thresholds = prepared
         .thresholds
         .iter()
