@@ -378,6 +378,67 @@ fn no_group_left(pid_file: &Path) {
 }
 
 #[test]
+fn tune_spawn_with_an_unreachable_slo_measures_three_costs_and_lists_alternatives() {
+    let _cpu = crate::support::CPU_HEAVY.blocking_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("truth.toml");
+    std::fs::write(&scenario, SCENARIO).unwrap();
+    let pid_file = dir.path().join("pids");
+    let addr = format!("127.0.0.1:{}", dead_port());
+    let out = dir.path().join("reports");
+    // No cost meets 1 ms: the search stops at the floor (4), and the advice needs the hash
+    // time, which the fit takes from three costs.
+    let (code, stdout, err) = cli(&[
+        "tune",
+        "--spawn",
+        &truth_command("serial", &addr, &pid_file),
+        "--target",
+        &format!("http://{addr}"),
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--slo",
+        "flow.p95<1ms",
+        "--allow-weak",
+        "--min-cost",
+        "4",
+        "--max-cost",
+        "8",
+        "--flows",
+        "4",
+        "--concurrency",
+        "2",
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stdout}\n{err}");
+    let json = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .unwrap();
+    let t: authbench::sweep::tune::Tune =
+        serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    assert!(t.recommended.is_none());
+    let costs: std::collections::BTreeSet<u32> = t.probes.iter().map(|p| p.cost).collect();
+    assert!(costs.len() >= 3, "{costs:?}");
+    assert!(!t.advice.is_empty(), "{stdout}");
+    // Each alternative carries a figure.
+    assert!(
+        t.advice
+            .iter()
+            .all(|a| a.chars().any(|c| c.is_ascii_digit())),
+        "{:#?}",
+        t.advice
+    );
+    assert!(
+        !stdout.contains("what would meet it instead:\n\n"),
+        "{stdout}"
+    );
+    no_group_left(&pid_file);
+}
+
+#[test]
 fn tune_spawn_of_the_truth_service_is_confirmed_and_fits_its_hash() {
     let _cpu = crate::support::CPU_HEAVY.blocking_lock();
     let dir = tempfile::tempdir().unwrap();
