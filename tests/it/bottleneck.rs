@@ -95,8 +95,10 @@ async fn lock_around_hashing_once() {
     assert!(local.starts_with("`register` and `login` wait"), "{local}");
     assert!(local.contains("`verify` and `profile` do not"), "{local}");
     assert!(local.contains("password-hashing steps"), "{local}");
+    // A lock: one at a time, or (figures off by a loaded machine) a lock, a thread or a
+    // small pool; never the cores.
     assert!(
-        local.contains("together run one at a time") || local.contains("run one at a time"),
+        local.contains("run one at a time") || local.contains("a lock, a thread or a small pool"),
         "{local}"
     );
     // Per-step effective parallelism: the two locked steps share about one worker.
@@ -371,9 +373,12 @@ async fn a_cpu_bound_server_on_loopback_is_named_cpu_bound() {
     // The whole claim when the server got the cores; when other processes on this shared
     // machine left it about one, parallelism alone looks serialized, and the busy machine
     // is named beside it.
+    // Or, when the parallelism lies inside its own noise at the threshold between the two,
+    // both named as inconclusive.
     assert!(
         f[0].starts_with("This machine's CPU was the limit")
-            || f[0].starts_with("Requests are processed one at a time"),
+            || f[0].starts_with("Requests are processed one at a time")
+            || f[0].starts_with("Inconclusive between"),
         "{f:#?}"
     );
     assert!(f[0].contains("CPU-bound"), "{f:#?}");

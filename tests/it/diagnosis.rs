@@ -116,6 +116,10 @@ async fn every_figure_in_the_diagnosis_is_in_the_report() {
         .as_ref()
         .expect("findings that need no calibration");
     assert!(d.steps.is_empty(), "{d:#?}");
+    // On a loaded machine authbench itself may be short of CPU: then that is all it says.
+    if d.verdict == Some(authbench::diagnosis::Verdict::GeneratorBound) {
+        return;
+    }
     assert_eq!(
         d.verdict,
         Some(authbench::diagnosis::Verdict::NotCalibrated)

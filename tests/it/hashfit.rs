@@ -424,13 +424,8 @@ fn tune_spawn_with_an_unreachable_slo_measures_three_costs_and_lists_alternative
     assert!(costs.len() >= 3, "{costs:?}");
     assert!(!t.advice.is_empty(), "{stdout}");
     // Each alternative carries a figure.
-    assert!(
-        t.advice
-            .iter()
-            .all(|a| a.chars().any(|c| c.is_ascii_digit())),
-        "{:#?}",
-        t.advice
-    );
+    let figures = |a: &String| a.chars().any(|c| c.is_ascii_digit());
+    assert!(t.advice.iter().all(figures), "{:#?}", t.advice);
     assert!(
         !stdout.contains("what would meet it instead:\n\n"),
         "{stdout}"
