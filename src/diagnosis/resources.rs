@@ -121,8 +121,9 @@ pub(super) fn server_findings(d: &Diagnosis, run: &Report) -> Vec<String> {
         say(
             p.cpu_cores,
             format!(
-                "--server-pid {} and its descendants: {} process(es) counted ({}{}), /proc, peak RSS {:.0} MB, up to {} threads{}",
+                "--server-pid {} and {} descendants: {} process(es) counted ({}{}), /proc, peak RSS {:.0} MB, up to {} threads{}",
                 given.join(", --server-pid "),
+                if given.len() > 1 { "their" } else { "its" },
                 p.processes.len(),
                 listed.join(", "),
                 if p.processes.len() > listed.len() { ", …" } else { "" },

@@ -487,3 +487,71 @@ fn a_run_in_which_no_flow_succeeded_exits_1() {
     let (code, _, err) = support::cli(&args);
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn server_pid_may_be_repeated_and_every_process_counted_is_named() {
+    // Two process trees: a shell with a child of its own, and a lone sleep.
+    let mut a = Command::new("sh")
+        .args(["-c", "sleep 30 & wait"])
+        .spawn()
+        .unwrap();
+    let mut b = Command::new("sleep").arg("30").spawn().unwrap();
+    let app = Router::new().route(
+        "/health",
+        get(|| async {
+            support::sleep_ms(20).await;
+            "{}"
+        }),
+    );
+    let addr = support::serve_on_own_thread(app);
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb) = (a.id().to_string(), b.id().to_string());
+    let target = format!("http://{addr}");
+    let out = dir.path().to_str().unwrap();
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/health.toml");
+    let (code, stdout, err) = support::cli(&[
+        "run",
+        "--target",
+        &target,
+        "--flows",
+        "60",
+        "--concurrency",
+        "2",
+        "--server-pid",
+        &pa,
+        "--server-pid",
+        &pb,
+        "--out-dir",
+        out,
+        "--no-progress",
+        "--scenario",
+        scenario,
+    ]);
+    let _ = (a.kill(), b.kill(), a.wait(), b.wait());
+    assert_eq!(code, 0, "{stdout}\n{err}");
+    let json = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .unwrap();
+    let r: Report = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    let p = r.usage.and_then(|u| u.server_process).expect("sampled");
+    assert_eq!(p.pids, vec![a.id(), b.id()]);
+    // sh, its sleep, and the other sleep.
+    let names: Vec<&str> = p.processes.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(p.processes.len(), 3, "{p:#?}");
+    assert_eq!(
+        names.iter().filter(|n| **n == "sleep").count(),
+        2,
+        "{names:?}"
+    );
+    let d = r.diagnosis.expect("calibrated");
+    assert!(
+        d.findings.iter().any(|f| f.contains(&format!(
+            "--server-pid {pa}, --server-pid {pb} and their descendants: 3 process(es) counted"
+        ))),
+        "{:#?}",
+        d.findings
+    );
+}
