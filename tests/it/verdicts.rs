@@ -239,7 +239,9 @@ async fn other_processes_are_named_first_and_without_them_one_at_a_time() {
             d.findings
         );
         assert!(
-            !d.findings.iter().any(|f| f.starts_with("Requests are processed")),
+            !d.findings
+                .iter()
+                .any(|f| f.starts_with("Requests are processed")),
             "run {run}"
         );
         let split = r.usage.as_ref().and_then(|u| u.split.clone()).unwrap();
