@@ -185,6 +185,9 @@ pub struct SweepOptions {
     pub scenario: ScenarioSource,
     /// bcrypt operations per flow (the default scenario: register hashes, login verifies).
     pub hashes_per_flow: f64,
+    /// `--hashes-per-flow` was given: a fitted service's per-hash figure is its hashing per
+    /// flow over this count, not the mean over the hashing steps found.
+    pub hashes_per_flow_given: bool,
     /// Threads that hash at once on the server; the in-process server uses one per core.
     pub hashing_threads: usize,
     /// Start the user's service per cost instead of the in-process server.
@@ -206,6 +209,7 @@ impl Default for SweepOptions {
             connect_timeout: Duration::from_secs(5),
             scenario: ScenarioSource::Builtin,
             hashes_per_flow: 2.0,
+            hashes_per_flow_given: false,
             hashing_threads: crate::usage::cores(),
             spawn: None,
             param: None,

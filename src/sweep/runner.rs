@@ -204,7 +204,14 @@ pub async fn sweep(
             .collect::<Vec<_>>(),
         axis,
     );
-    conclude::apply(&mut rows, &fit, opts.hashes_per_flow, crate::usage::cores());
+    let per_hash = opts.hashes_per_flow_given.then_some(opts.hashes_per_flow);
+    conclude::apply(
+        &mut rows,
+        &fit,
+        opts.hashes_per_flow,
+        per_hash,
+        crate::usage::cores(),
+    );
     let what = opts
         .param
         .as_ref()
