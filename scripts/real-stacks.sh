@@ -15,6 +15,7 @@
 # | django-session            | Django 5.2.19: LoginView, login_required, runserver |
 # | oauth2-client-credentials | oidc-provider 9.13.3 (npm), Node's own http server |
 # | fastapi-users-h2 (fastapi-users) | the same app behind nginx (Debian) over TLS with HTTP/2: `run --http 2`, `h2` required in the report |
+# | fastapi-users-2w (fastapi-users) | the same app under `uvicorn --workers 2`, run with `--server-pid` of uvicorn's master: the report must count both worker processes and the verdict must be CPU-bound (`uses_cores`) |
 #
 # The implementations go into a cache outside the clone that later runs reuse (a fast no-op
 # when it is up to date): a Python venv (scripts/real-stacks/requirements.txt), an npm prefix
@@ -37,7 +38,7 @@ AB=${AB:-${CARGO_TARGET_DIR:-$ROOT/target}/release/authbench}
 case $AB in /*) ;; *) AB=$ROOT/$AB ;; esac
 FLOWS=20
 STACK_TIMEOUT=${REAL_STACKS_TIMEOUT:-150}
-ALL=(fastapi-users django-session oauth2-client-credentials fastapi-users-h2)
+ALL=(fastapi-users django-session oauth2-client-credentials fastapi-users-h2 fastapi-users-2w)
 
 fail() { echo "error: real-stacks: $*" >&2; exit 1; }
 
@@ -146,7 +147,7 @@ EOF
 }
 
 one_stack() {
-    local name=$1 port url ready env=() scenario=$1 run_url="" run_args=()
+    local name=$1 port url ready env=() scenario=$1 run_url="" run_args=() workers=1
     WORK=$OUT/stacks/$name
     rm -rf "$WORK"; mkdir -p "$WORK"
     trap stop_server EXIT
@@ -156,13 +157,35 @@ one_stack() {
     port=$(free_port)
     url=http://127.0.0.1:$port
     case $name in
-    fastapi-users | fastapi-users-h2)
+    fastapi-users | fastapi-users-h2 | fastapi-users-2w)
         cp "$SRC/fastapi-users/app.py" "$WORK/"
         # The app's JWT secret (its default, not a secret), so `check` can forge an expired token.
         env+=(AUTHBENCH_JWT_SECRET=real-stacks-jwt-signing-key-not-a-secret-0123456789)
+        if [ "$name" = fastapi-users-2w ]; then
+            # Two worker processes under uvicorn's master; the tables are made first, so the
+            # two workers' start-ups do not race to create them.
+            scenario=fastapi-users
+            workers=2
+            (cd "$WORK" && DATABASE_URL="sqlite+aiosqlite:///$WORK/users.db" "$PY" -c '
+import asyncio, app
+async def main():
+    async with app.engine.begin() as c:
+        await c.run_sync(app.Base.metadata.create_all)
+asyncio.run(main())')
+        fi
         start_server "$WORK" env DATABASE_URL="sqlite+aiosqlite:///$WORK/users.db" \
-            "$PY" -m uvicorn app:app --host 127.0.0.1 --port "$port" --no-access-log --log-level warning
+            "$PY" -m uvicorn app:app --host 127.0.0.1 --port "$port" --no-access-log --log-level warning \
+            --workers "$workers"
         ready=$url/health
+        if [ "$name" = fastapi-users-2w ]; then
+            # The pid a user has: uvicorn's master (start_server's pid, exec'd through).
+            # Connections opened at once all go to the first worker to wake (its accept loop
+            # takes every pending one), and the other stays idle: measured 0.40 and 0.02
+            # cores with 20 flows at once, which the diagnosis rightly calls one worker's
+            # work. A connection per flow, 4 flows at a time: later connections arrive while
+            # one worker is busy hashing, and the other accepts them.
+            run_args=(--server-pid "$SRV_PID" --connections per-flow --concurrency 4)
+        fi
         if [ "$name" = fastapi-users-h2 ]; then
             # The same app behind a real HTTP/2 server: nginx terminates TLS and speaks h2.
             scenario=fastapi-users
@@ -228,6 +251,22 @@ import json, sys
 h = json.load(open(sys.argv[1])).get("http") or {}
 print(f"   protocol {h.get('protocol')}: {h.get('connections')} connection(s), {h.get('streams')} streams")
 sys.exit(0 if h.get("protocol") == "h2" and h.get("connections", 0) > 0 else 1)
+EOF
+    fi
+    if [ "$name" = fastapi-users-2w ]; then
+        local json
+        json=$(sed -n 's/^report: \(.*\.json\)$/\1/p' "$OUT/$name.txt" | tail -n 1)
+        "$PY" - "$json" <<'EOF' || fail "$name: the diagnosis did not count both workers or did not say CPU-bound (output: $OUT/$name.txt)"
+import json, sys
+r = json.load(open(sys.argv[1]))
+p = (r.get("usage") or {}).get("server_process") or {}
+d = r.get("diagnosis") or {}
+procs = p.get("processes", [])
+busy = [x for x in procs if x["cpu_cores"] >= 0.25]
+listed = ", ".join("%d %s %.2f" % (x["pid"], x["name"], x["cpu_cores"]) for x in procs)
+print(f"   --server-pid {p.get('pid')}: {len(procs)} process(es) counted, {len(busy)} busy ({listed}); "
+      f"server {p.get('cpu_cores', 0):.2f} cores; verdict {d.get('verdict')}")
+sys.exit(0 if len(busy) >= 2 and d.get("verdict") == "uses_cores" else 1)
 EOF
     fi
     if [ "${REAL_STACKS_CHECK:-0}" = 1 ]; then
@@ -336,6 +375,7 @@ failed=()
 for s in "${STACKS[@]}"; do
     case $s in
     *-h2) echo "== real stack: $s (scenarios/${s%-h2}.toml, $FLOWS flows, HTTP/2 over TLS through nginx)" ;;
+    *-2w) echo "== real stack: $s (scenarios/${s%-2w}.toml, $FLOWS flows, 2 uvicorn workers, --server-pid of the master)" ;;
     *) echo "== real stack: $s (scenarios/$s.toml, $FLOWS flows)" ;;
     esac
     rc=0

@@ -127,9 +127,9 @@ pub struct RunOptions {
     /// The in-process server serves HTTPS with a certificate generated at start, which
     /// the run trusts (`--tls`; ignored with an external target).
     pub server_tls: bool,
-    /// A server process on this machine whose CPU, memory and threads are sampled from
-    /// `/proc` during the run (`--server-pid`).
-    pub server_pid: Option<u32>,
+    /// Server processes on this machine whose CPU, memory and threads, with their
+    /// descendants', are sampled from `/proc` during the run (`--server-pid`, repeatable).
+    pub server_pids: Vec<u32>,
     /// A Prometheus text endpoint of the service, scraped during the run (`--scrape`).
     pub scrape: Option<String>,
     /// This generator's share of the load (`--shard I/N`): flows, workers, rates and
@@ -165,7 +165,7 @@ impl Default for RunOptions {
             compare: crate::criteria::CompareOptions::default(),
             junit: None,
             html: None,
-            calibration_flows: 3,
+            calibration_flows: 5,
             hash_mode: crate::password::HashMode::Pool,
             plan: None,
             connections: Connections::Shared,
@@ -175,7 +175,7 @@ impl Default for RunOptions {
             save_users: None,
             tls: TlsOptions::default(),
             server_tls: false,
-            server_pid: None,
+            server_pids: Vec::new(),
             scrape: None,
             shard: None,
             start_at: None,

@@ -29,6 +29,12 @@ pub enum FailureKind {
     Timeout,
     /// A response came with a status the step does not accept.
     Status(u16),
+    /// The server refused the request for its rate: 429, or 503 with `Retry-After`, that
+    /// the step does not accept; `retry_after` is the header's value as sent.
+    RateLimited {
+        status: u16,
+        retry_after: Option<Arc<str>>,
+    },
     /// The body was needed as JSON and is not JSON.
     NotJson,
     /// A value the step extracts is missing (a JSON pointer or a header).
@@ -59,7 +65,23 @@ pub enum FailureKind {
     Loaded { class: Arc<str>, detail: Arc<str> },
 }
 
+/// The failure class of requests the server refused for their rate.
+pub const RATE_LIMITED: &str = "rate_limited";
+
 impl FailureKind {
+    /// The failure for an unaccepted `status`: rate limited when the status says so (429,
+    /// or 503 with `Retry-After`), else [`FailureKind::Status`].
+    pub fn of_status(status: u16, retry_after: Option<&str>) -> FailureKind {
+        if status == 429 || (status == 503 && retry_after.is_some()) {
+            FailureKind::RateLimited {
+                status,
+                retry_after: retry_after.map(|r| r.trim().into()),
+            }
+        } else {
+            FailureKind::Status(status)
+        }
+    }
+
     /// The class of failure, a stable identifier for JSON and thresholds.
     pub fn class(&self) -> &str {
         match self {
@@ -70,6 +92,7 @@ impl FailureKind {
             FailureKind::Descriptors => "descriptors",
             FailureKind::Timeout => "timeout",
             FailureKind::Status(_) => "status",
+            FailureKind::RateLimited { .. } => RATE_LIMITED,
             FailureKind::NotJson | FailureKind::Missing(_) => "bad_body",
             FailureKind::Check(_) => "check",
             FailureKind::BodyTooLarge { .. } => "body_too_large",
@@ -97,6 +120,13 @@ impl FailureKind {
                 .into(),
             FailureKind::Timeout => "no complete response in time".into(),
             FailureKind::Status(c) => format!("unexpected status {c}"),
+            FailureKind::RateLimited {
+                status,
+                retry_after,
+            } => match retry_after {
+                Some(r) => format!("rate limited: status {status}, Retry-After: {r}"),
+                None => format!("rate limited: status {status}, no Retry-After"),
+            },
             FailureKind::NotJson => "body is not JSON".into(),
             FailureKind::Missing(p) => format!("missing {p}"),
             FailureKind::Check(p) => format!("check failed at {p}"),

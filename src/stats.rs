@@ -122,7 +122,10 @@ impl Stats {
                 };
                 s.attempts += 1;
                 s.bytes += bytes;
-                if responded {
+                // A refusal for the rate is not the step's work: its latency would hide
+                // the work's (and the diagnosis's service and waiting times with it).
+                let refused = matches!(failure, Some(FailureKind::RateLimited { .. }));
+                if responded && !refused {
                     record(&mut s.latency, elapsed_us);
                     record(&mut s.ttfb, ttfb_us);
                 }

@@ -11,6 +11,10 @@ use crate::samples::{new_histogram, record};
 /// The most points a timeline keeps.
 pub const MAX_POINTS: usize = 600;
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// One bucket of the timeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Point {
@@ -24,6 +28,9 @@ pub struct Point {
     pub failed: u64,
     /// Failed requests in the bucket.
     pub errors: u64,
+    /// Of those, requests the server refused for their rate (`rate_limited`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rate_limited: u64,
     /// Flow latency (from the intended start) of flows that ended in the bucket, ms. For a
     /// merged bucket, p50 is the completion-weighted mean of the merged p50s and p99 their
     /// maximum (an upper bound).
@@ -108,6 +115,7 @@ fn merge_into(a: &mut Point, b: &Point) {
     a.ok += b.ok;
     a.failed += b.failed;
     a.errors += b.errors;
+    a.rate_limited += b.rate_limited;
     a.usage = match (&a.usage, &b.usage) {
         (Some(x), Some(y)) => Some(x.merge(y)),
         (x, y) => x.or(*y),
@@ -196,8 +204,10 @@ impl TimelineBuilder {
         record(&mut self.latency, latency_us);
     }
 
-    pub fn on_error(&mut self) {
+    /// A failed request; `rate_limited` when the server refused it for its rate.
+    pub fn on_error(&mut self, rate_limited: bool) {
         self.current.errors += 1;
+        self.current.rate_limited += u64::from(rate_limited);
     }
 
     /// Closes the current second; `started_total` is the run's count of started flows.
@@ -243,7 +253,7 @@ mod tests {
         for i in 0..100 {
             b.on_flow(10_000 + i * 100, i % 10 != 0);
         }
-        b.on_error();
+        b.on_error(false);
         b.tick(100);
         b.tick(100); // a stalled second: nothing completes
         b.on_flow(5_000, true);

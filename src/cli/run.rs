@@ -100,8 +100,9 @@ pub struct RunArgs {
     /// Markdown report).
     #[arg(long, value_name = "PATH")]
     pub html: Option<PathBuf>,
-    /// Flows run one at a time first, to measure service times for the diagnosis (0: none).
-    #[arg(long, default_value = "3", value_name = "N")]
+    /// Flows run one at a time first, to measure service times (and their spread) for the
+    /// diagnosis (0: none; the findings that need no calibration are kept).
+    #[arg(long, default_value = "5", value_name = "N")]
     pub calibration: u64,
     /// Where the in-process server hashes: `pool` (a blocking pool sized to the cores) or
     /// `inline` (on its single event-loop thread, as a one-worker async service does).
@@ -115,10 +116,11 @@ pub struct RunArgs {
     /// start, which this run trusts.
     #[arg(long, conflicts_with = "target")]
     pub tls: bool,
-    /// The server's process id on this machine: its CPU, memory and threads are sampled
-    /// from /proc during the run and used by the diagnosis.
+    /// The server's process id on this machine: it and all its descendants (a pre-fork
+    /// server's workers, restarted ones too) are sampled from /proc during the run and used
+    /// by the diagnosis. Repeat it for a server made of several process trees.
     #[arg(long, value_name = "PID", requires = "target")]
-    pub server_pid: Option<u32>,
+    pub server_pid: Vec<u32>,
     /// The service's Prometheus endpoint (e.g. http://127.0.0.1:8000/metrics): its
     /// process CPU, memory and open files are scraped during the run.
     #[arg(long, value_name = "URL")]
@@ -297,7 +299,7 @@ impl RunArgs {
             calibration_flows: self.calibration,
             hash_mode: self.hash_mode.into(),
             save_users: self.save_users,
-            server_pid: self.server_pid,
+            server_pids: self.server_pid,
             scrape: self.scrape,
             shard,
             start_at: self.start_at,
@@ -354,6 +356,9 @@ pub(super) async fn exec(args: RunArgs, out: &mut dyn Write, err: &mut dyn Write
             } else if !result.report.gate_passed() {
                 ui.verdict(err, "gate failed:", &gate_failures(&result.report));
                 exit::GATE
+            } else if let Some(why) = nothing_succeeded(&result.report) {
+                ui.verdict(err, "no flow succeeded:", &why);
+                exit::FAILURE
             } else {
                 exit::OK
             }
@@ -363,6 +368,22 @@ pub(super) async fn exec(args: RunArgs, out: &mut dyn Write, err: &mut dyn Write
             e.exit_code()
         }
     }
+}
+
+/// Why a run in which no flow succeeded fails, unless thresholds or a baseline decide
+/// the exit (they are the user's own definition of failure): the most frequent failure.
+fn nothing_succeeded(r: &Report) -> Option<String> {
+    let decided = !r.thresholds.is_empty() || r.comparison.is_some();
+    if decided || r.summary.successful_flows > 0 {
+        return None;
+    }
+    Some(match r.failures.first() {
+        Some(f) => format!(
+            "{} of {} flows failed; the most frequent failure: {} at `{}` ({}×)",
+            r.summary.failed_flows, r.summary.total_flows, f.detail, f.step, f.count
+        ),
+        None => format!("{} flows ran and none completed", r.summary.total_flows),
+    })
 }
 
 /// One line naming what failed the gate.

@@ -27,9 +27,11 @@ pub struct SweepArgs {
     /// Flows in flight at once [default: all flows at once].
     #[arg(long, short = 'c', value_parser = parse_count)]
     pub concurrency: Option<u64>,
-    /// bcrypt operations per flow, for the capacity estimate (register hashes, login verifies).
-    #[arg(long, default_value = "2")]
-    pub hashes_per_flow: f64,
+    /// bcrypt operations per flow, for the capacity estimate [default: 2, register hashes and
+    /// login verifies]. Given, it also divides a spawned service's fitted hashing per flow
+    /// into the per-hash figure (otherwise: over the hashing steps the fit finds).
+    #[arg(long, value_name = "N")]
+    pub hashes_per_flow: Option<f64>,
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(flatten)]
@@ -69,7 +71,8 @@ pub(super) async fn exec(a: SweepArgs, out: &mut dyn Write, err: &mut dyn Write,
         timeout: a.common.timeouts.timeout,
         connect_timeout: a.common.timeouts.connect(),
         scenario: a.common.scenario.source(),
-        hashes_per_flow: a.hashes_per_flow,
+        hashes_per_flow: a.hashes_per_flow.unwrap_or(2.0),
+        hashes_per_flow_given: a.hashes_per_flow.is_some(),
         spawn: match (a.spawn.spawn, a.target.target) {
             (Some(command), Some(target)) => Some(crate::sweep::spawn::SpawnOptions {
                 command,
@@ -121,6 +124,9 @@ pub(super) async fn exec(a: SweepArgs, out: &mut dyn Write, err: &mut dyn Write,
     if sweep.partial {
         ui.verdict(err, "interrupted:", "the sweep is partial");
         exit::INTERRUPTED
+    } else if let Some(why) = sweep.nothing_succeeded() {
+        ui.verdict(err, "sweep failed:", &why);
+        exit::FAILURE
     } else {
         exit::OK
     }

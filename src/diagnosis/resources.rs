@@ -62,7 +62,7 @@ pub(super) fn idle_cpu_evidence(run: &Report) -> Option<String> {
             .map_or_else(crate::usage::cores, |m| m.cores);
         if p.cpu_cores < MACHINE_BUSY * cores as f64 {
             return Some(format!(
-                "the server process used only {:.2} of this machine's {cores} cores",
+                "the server's processes used only {:.2} of this machine's {cores} cores",
                 p.cpu_cores
             ));
         }
@@ -83,42 +83,50 @@ pub(super) fn idle_cpu_evidence(run: &Report) -> Option<String> {
         .then(|| format!("the service reports {cpu:.2} cores of CPU (process_cpu_seconds_total)"))
 }
 
-/// The server's own CPU (and memory), and what it says while requests queued.
+/// The server's own CPU (and memory) with where the figure comes from (the processes
+/// counted, the in-process server's threads, the scraped endpoint). What it means is the
+/// capacity finding's to say ([`super::cpu`]): this one only states it, so the two never
+/// disagree.
 pub(super) fn server_findings(d: &Diagnosis, run: &Report) -> Vec<String> {
     let Some(u) = run.usage.as_ref() else {
         return Vec::new();
     };
+    let concluded = super::cpu::conclusion(d, run).is_some();
     let mut out = Vec::new();
-    let queued = d.waiting_fraction.is_some_and(|w| w >= 0.5);
-    let mut say = |cpu: f64, source: String, cores: Option<usize>| {
-        let meaning = if !queued {
-            String::new()
-        } else if cores.is_some_and(|n| cpu >= MACHINE_BUSY * n as f64) {
-            format!(
-                ": all {} cores of its machine while requests queued, so it is CPU-bound",
-                cores.unwrap_or(0)
-            )
-        } else if (0.85..=1.15).contains(&cpu) && cores.is_none_or(|n| n >= 2) {
-            format!(": {cpu:.2} of one core while requests queued, so its work runs on one thread at a time (single-threaded), whatever else its threads do")
-        } else if cpu < 0.5 {
-            ": little CPU while requests queued, so it waits on something other than its CPU (a lock, a pool, I/O or a downstream service)".to_string()
-        } else {
-            String::new()
-        };
+    let mut say = |cpu: f64, source: String| {
+        let offered = !concluded && d.waiting_fraction.is_some_and(|w| w < 0.5);
         out.push(format!(
-            "The server process used {cpu:.2} cores on average ({source}){meaning}."
+            "The server used {cpu:.2} cores on average ({source}){}.",
+            if offered {
+                ": requests queued little, so this reflects the load offered"
+            } else {
+                ""
+            }
         ));
     };
+    if let Some(t) = &u.server_threads {
+        say(
+            t.cpu_cores,
+            format!("the in-process server's {} threads", t.threads),
+        );
+    }
     if let Some(p) = &u.server_process {
-        let cores = u
-            .machine
-            .as_ref()
-            .map_or_else(crate::usage::cores, |m| m.cores);
+        let listed: Vec<String> = p
+            .processes
+            .iter()
+            .take(8)
+            .map(|c| format!("{} `{}` {:.2}", c.pid, c.name, c.cpu_cores))
+            .collect();
+        let given: Vec<String> = p.pids.iter().map(|x| x.to_string()).collect();
         say(
             p.cpu_cores,
             format!(
-                "--server-pid {}: /proc, peak RSS {:.0} MB, up to {} threads{}",
-                p.pid,
+                "--server-pid {} and {} descendants: {} process(es) counted ({}{}), /proc, peak RSS {:.0} MB, up to {} threads{}",
+                given.join(", --server-pid "),
+                if given.len() > 1 { "their" } else { "its" },
+                p.processes.len(),
+                listed.join(", "),
+                if p.processes.len() > listed.len() { ", …" } else { "" },
                 p.peak_rss_mb,
                 p.peak_threads,
                 if p.exited {
@@ -127,7 +135,6 @@ pub(super) fn server_findings(d: &Diagnosis, run: &Report) -> Vec<String> {
                     ""
                 }
             ),
-            Some(cores),
         );
     }
     if let Some(s) = &u.scrape {
@@ -139,11 +146,7 @@ pub(super) fn server_findings(d: &Diagnosis, run: &Report) -> Vec<String> {
             if let Some(fds) = s.peak_open_fds {
                 source.push_str(&format!(", up to {fds:.0} open files"));
             }
-            let cores = u
-                .loopback
-                .then(|| u.machine.as_ref().map(|m| m.cores))
-                .flatten();
-            say(cpu, source, cores);
+            say(cpu, source);
         }
     }
     out

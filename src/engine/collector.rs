@@ -215,9 +215,9 @@ fn fold(stats: &mut Stats, timeline: &mut TimelineBuilder, bar: &ProgressBar, s:
             failed_step.is_none(),
         )),
         Sample::Step {
-            failure: Some(_), ..
+            failure: Some(f), ..
         } => {
-            timeline.on_error();
+            timeline.on_error(matches!(f, crate::samples::FailureKind::RateLimited { .. }));
             None
         }
         _ => None,

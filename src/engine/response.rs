@@ -34,7 +34,10 @@ pub(crate) fn check_with_cookies(
     jar: Option<(&Jar, &Url)>,
 ) -> Result<(), FailureKind> {
     if !step.expect.contains(status) {
-        return Err(FailureKind::Status(status));
+        let retry_after = headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok());
+        return Err(FailureKind::of_status(status, retry_after));
     }
     let json: Option<serde_json::Value> = if step.needs_json() {
         Some(serde_json::from_slice(bytes).map_err(|_| FailureKind::NotJson)?)

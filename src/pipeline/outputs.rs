@@ -158,25 +158,25 @@ pub fn report(
     report.summary.feeder_exhausted_after = outcome.feeder_exhausted;
     report.usage = usage;
     report.http = http;
-    if let Some(cal) = &calibration {
-        let cal_report = Report::build(ReportInput {
+    let cal_report = calibration.as_ref().map(|cal| {
+        Report::build(ReportInput {
             stats: &cal.stats,
             config: config.clone(),
             wall: cal.wall,
             partial: false,
             abandoned: 0,
             generated_at: chrono::Utc::now(),
-        });
-        let server_cores = opts.target.is_none().then(cores);
-        let hints = diagnosis::StepHints::of(&prepared.scenario);
-        report.diagnosis = diagnosis::diagnose(&cal_report, &report, server_cores, &hints);
-    }
+        })
+    });
+    // The server's cores are this machine's when it runs here and authbench watches it.
+    let here = report.usage.as_ref().is_some_and(|u| u.loopback)
+        && (!opts.server_pids.is_empty() || opts.target.is_none());
+    let server_cores = here.then(cores);
+    let hints = diagnosis::StepHints::of(&prepared.scenario);
     // Outages come first in the diagnosis: they explain the failures before anything else.
-    if let Some(d) = &mut report.diagnosis {
-        let mut f = crate::outage::findings(&report.availability);
-        f.append(&mut d.findings);
-        d.findings = f;
-    }
+    let outages = crate::outage::findings(&report.availability);
+    report.diagnosis =
+        diagnosis::diagnose(cal_report.as_ref(), &report, server_cores, &hints, outages);
     report.thresholds = prepared
         .thresholds
         .iter()

@@ -44,6 +44,7 @@ pub fn recover(path: &Path) -> Result<Report, String> {
                         ok: i.ok,
                         failed: i.failed,
                         errors: i.errors,
+                        rate_limited: 0,
                         p50_ms: i.p50_ms,
                         p99_ms: i.p99_ms,
                         max_ms: i.max_ms,

@@ -121,7 +121,7 @@ pub fn start_reference_server(cfg: server::ServerConfig) -> Result<ServerHandle,
 /// before any load is sent: the `--server-pid` process exists, the `--scrape` endpoint
 /// answers in Prometheus text format.
 pub async fn sampling(opts: &RunOptions, target: &Target) -> Result<usage::Targets, RunError> {
-    if let Some(pid) = opts.server_pid {
+    for &pid in &opts.server_pids {
         if usage::procfs::process(pid).is_none() {
             return Err(RunError::Config(format!(
                 "--server-pid {pid}: no such process on this machine (its /proc/{pid} cannot be read)"
@@ -149,7 +149,8 @@ pub async fn sampling(opts: &RunOptions, target: &Target) -> Result<usage::Targe
     }
     Ok(usage::Targets {
         loopback: target.server.is_some() || usage::is_loopback(&target.base_url),
-        server_pid: opts.server_pid,
+        server_pids: opts.server_pids.clone(),
+        server_threads: target.server.as_ref().map(|s| s.thread_ids()),
         scrape: opts.scrape.clone(),
         scrape_tls,
     })

@@ -215,24 +215,37 @@ pub fn write_diagnosis(o: &mut String, r: &Report) -> std::fmt::Result {
         writeln!(o, "- {f}")?;
     }
     writeln!(o)?;
+    if d.steps.is_empty() {
+        writeln!(
+            o,
+            "No calibration (--calibration 0, or its flows failed): only the findings that need none.\n"
+        )?;
+        if let Some(u) = &r.usage {
+            writeln!(o, "CPU during the run: {}.\n", crate::usage::describe(u))?;
+        }
+        return Ok(());
+    }
     writeln!(
         o,
-        "Service times come from {} calibration flow(s) run one at a time before the measured run. Effective parallelism = Σ over steps of (requests / wall time × service time), by Little's law.\n",
+        "Service times come from {} calibration flow(s) run one at a time before the measured run (median, and the 25th–75th percentile spread). Effective parallelism = Σ over steps of (requests / wall time × service time), by Little's law; rate-limited requests are left out.\n",
         d.calibration_flows
     )?;
     writeln!(
         o,
-        "| step | service time alone (ms) | median under load (ms) | waiting | effective parallelism |"
+        "| step | service time alone (ms) | spread alone (ms) | median under load (ms) | waiting | waited (ms) | effective parallelism |"
     )?;
-    writeln!(o, "|---|---:|---:|---:|---:|")?;
+    writeln!(o, "|---|---:|---:|---:|---:|---:|---:|")?;
     for s in &d.steps {
         writeln!(
             o,
-            "| {} | {:.1} | {:.1} | {:.0}% | {:.2} |",
+            "| {} | {:.1} | {:.1}–{:.1} | {:.1} | {:.0}% | {:.1} | {:.2} |",
             s.name,
             s.service_time_ms,
+            s.service_p25_ms,
+            s.service_p75_ms,
             s.loaded_p50_ms,
             s.waiting_fraction * 100.0,
+            s.waited_ms,
             s.effective_parallelism
         )?;
     }
@@ -246,7 +259,7 @@ pub fn write_diagnosis(o: &mut String, r: &Report) -> std::fmt::Result {
         .unwrap_or_else(|| "–".into());
     writeln!(
         o,
-        "| **flow** | {:.1} | {mean} (mean) | {waiting} | {:.2} |\n",
+        "| **flow** | {:.1} | | {mean} (mean) | {waiting} | | {:.2} |\n",
         d.flow_service_time_ms, d.effective_parallelism
     )?;
     let cores = d
@@ -255,8 +268,13 @@ pub fn write_diagnosis(o: &mut String, r: &Report) -> std::fmt::Result {
         .unwrap_or_else(|| "unknown (external)".into());
     writeln!(
         o,
-        "Effective parallelism: **{:.2}** at concurrency {}; server cores: {cores}; timeouts: {}.\n",
-        d.effective_parallelism, d.concurrency, d.timeouts
+        "Effective parallelism: **{:.2}** ({:.2}–{:.2}) at concurrency {}; server cores: {cores}; timeouts: {}; verdict: {}.\n",
+        d.effective_parallelism,
+        d.effective_parallelism_low,
+        d.effective_parallelism_high,
+        d.concurrency,
+        d.timeouts,
+        d.verdict.map_or("–", |v| v.short())
     )?;
     if let Some(u) = &r.usage {
         writeln!(o, "CPU during the run: {}.\n", crate::usage::describe(u))?;

@@ -228,7 +228,7 @@ pub struct StepReport {
     pub ok: u64,
     pub failed: u64,
     /// Latency of requests that got a complete response (timeouts and connection errors
-    /// are counted in `failures`, not here).
+    /// are counted in `failures`, not here; nor are `rate_limited` refusals).
     pub latency: LatencySummary,
     /// Time to the response headers of the same requests. For a request that opened a
     /// connection it includes the connect.

@@ -25,7 +25,7 @@
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -52,9 +52,38 @@ pub struct ServerHandle {
     tls: bool,
     stop: Arc<watch::Sender<bool>>,
     thread: Option<JoinHandle<()>>,
+    /// The ids of the threads the server runs on (its own, its runtime's workers and
+    /// hashing pool), added as they start.
+    tids: Tids,
+}
+
+/// Thread ids, shared with whoever samples the server's CPU.
+type Tids = Arc<Mutex<Vec<i32>>>;
+
+/// Adds the calling thread's id to `tids` (Linux; elsewhere there is no id to add).
+fn record_tid(tids: &Tids) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid has no arguments and cannot fail.
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+        if let (Ok(tid), Ok(mut all)) = (i32::try_from(tid), tids.lock()) {
+            if !all.contains(&tid) {
+                all.push(tid);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = tids;
 }
 
 impl ServerHandle {
+    /// The ids of the threads the server has run on so far (more start while it serves:
+    /// read the list when its CPU is summed up), so that a sampler in the same process
+    /// can tell the server's CPU from the rest.
+    pub fn thread_ids(&self) -> Arc<Mutex<Vec<i32>>> {
+        self.tids.clone()
+    }
+
     /// The address actually bound (with the real port when given port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -126,10 +155,13 @@ fn start(
     let (stop, stop_rx) = watch::channel(false);
     let stop = Arc::new(stop);
     let thread_stop = Arc::clone(&stop);
+    let tids: Tids = Arc::default();
+    let thread_tids = tids.clone();
     let thread = std::thread::Builder::new()
         .name("authbench-server".to_owned())
         .spawn(move || {
-            let ready = match prepare(cfg, addr) {
+            record_tid(&thread_tids);
+            let ready = match prepare(cfg, addr, thread_tids) {
                 Ok(ready) => ready,
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -162,6 +194,7 @@ fn start(
             tls,
             stop,
             thread: Some(thread),
+            tids,
         }),
         Ok(Err(e)) => {
             let _ = thread.join();
@@ -184,7 +217,7 @@ struct Prepared {
 /// Everything that can fail at startup, in the order that fails cheapest:
 /// config (before the runtime, whose builder panics on 0 threads), socket,
 /// runtime.
-fn prepare(cfg: ServerConfig, addr: SocketAddr) -> Result<Prepared, ServerError> {
+fn prepare(cfg: ServerConfig, addr: SocketAddr, tids: Tids) -> Result<Prepared, ServerError> {
     let mode = cfg.hash_mode;
     let hash_threads = cfg.hash_threads;
     let tls = cfg.tls.as_ref().map(|t| t.server_config()).transpose()?;
@@ -192,7 +225,7 @@ fn prepare(cfg: ServerConfig, addr: SocketAddr) -> Result<Prepared, ServerError>
     let bind_error = |source| ServerError::Bind { addr, source };
     let listener = std::net::TcpListener::bind(addr).map_err(bind_error)?;
     listener.set_nonblocking(true).map_err(bind_error)?;
-    let runtime = build_runtime(mode, hash_threads).map_err(ServerError::Runtime)?;
+    let runtime = build_runtime(mode, hash_threads, tids).map_err(ServerError::Runtime)?;
     Ok(Prepared {
         runtime,
         listener,
@@ -201,12 +234,14 @@ fn prepare(cfg: ServerConfig, addr: SocketAddr) -> Result<Prepared, ServerError>
     })
 }
 
-fn build_runtime(mode: HashMode, hash_threads: usize) -> std::io::Result<Runtime> {
+fn build_runtime(mode: HashMode, hash_threads: usize, tids: Tids) -> std::io::Result<Runtime> {
     match mode {
+        // Workers and the blocking (hashing) pool both start through this hook.
         HashMode::Pool => Builder::new_multi_thread()
             .worker_threads(POOL_WORKER_THREADS)
             .max_blocking_threads(hash_threads)
             .thread_name("authbench-server-worker")
+            .on_thread_start(move || record_tid(&tids))
             .enable_all()
             .build(),
         HashMode::Inline => Builder::new_current_thread().enable_all().build(),

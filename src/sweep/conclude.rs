@@ -34,10 +34,22 @@ pub(crate) fn saturated(v: Option<Verdict>) -> bool {
 
 /// Fills each row's hash time (fitted, for a spawned service), floor, capacity and what-if
 /// capacity. `cores`: the machine's, for the what-if.
-pub fn apply(rows: &mut [SweepRow], fit: &HashFit, hashes_per_flow: f64, cores: usize) {
+/// `per_hash`: `--hashes-per-flow` as given, which divides a fitted service's hashing per
+/// flow into the per-hash figure (otherwise: the mean over the hashing steps found).
+pub fn apply(
+    rows: &mut [SweepRow],
+    fit: &HashFit,
+    hashes_per_flow: f64,
+    per_hash: Option<f64>,
+    cores: usize,
+) {
     for r in rows.iter_mut() {
         if r.hash_source == HashSource::External {
-            if let Some(h) = fit.hash_ms(r.cost) {
+            let fitted = match per_hash.filter(|n| *n > 0.0) {
+                Some(n) => fit.flow_hash_ms(r.cost).map(|f| f / n),
+                None => fit.hash_ms(r.cost),
+            };
+            if let Some(h) = fitted {
                 r.hash_ms = Some(h);
                 r.hash_source = HashSource::Fitted;
             }
@@ -52,7 +64,7 @@ pub fn apply(rows: &mut [SweepRow], fit: &HashFit, hashes_per_flow: f64, cores: 
             _ => None,
         };
         let spawned = matches!(r.hash_source, HashSource::Fitted | HashSource::External);
-        if !spawned {
+        if !spawned || r.failure.is_some() {
             continue;
         }
         // A spawned service's thread count is unknown: its capacity is what it showed,
@@ -121,6 +133,40 @@ pub fn conclude(rows: &[SweepRow], fit: &HashFit) -> Option<Conclusion> {
 
 /// [`conclude`], naming the swept value `what` ("cost", "pbkdf2.iterations").
 pub fn conclude_as(rows: &[SweepRow], fit: &HashFit, what: &str) -> Option<Conclusion> {
+    // Costs at which no flow succeeded come first, and say nothing about capacity.
+    let failed: Vec<String> = rows
+        .iter()
+        .filter_map(|r| Some(format!("{what} {}: {}", r.cost, r.failure.as_deref()?)))
+        .collect();
+    let ok: Vec<SweepRow> = rows
+        .iter()
+        .filter(|r| r.failure.is_none())
+        .cloned()
+        .collect();
+    if !failed.is_empty() {
+        let head = format!(
+            "{} of {} {what}s had no successful flow, and no capacity or verdict figure ({})",
+            failed.len(),
+            rows.len(),
+            failed.join("; ")
+        );
+        if ok.is_empty() {
+            return Some(Conclusion {
+                verdict: None,
+                crossover_cost: None,
+                text: format!("{head}: fix what failed and sweep again."),
+            });
+        }
+        let rest = conclude_ok(&ok, fit, what)?;
+        return Some(Conclusion {
+            text: format!("{head}. Over the others: {}", rest.text),
+            ..rest
+        });
+    }
+    conclude_ok(rows, fit, what)
+}
+
+fn conclude_ok(rows: &[SweepRow], fit: &HashFit, what: &str) -> Option<Conclusion> {
     let first = rows.first()?;
     let all_same = rows
         .iter()
@@ -275,6 +321,7 @@ mod tests {
             capacity_is_lower_bound: false,
             capacity_if_parallel_flows_per_s: None,
             below_owasp: false,
+            failure: None,
         }
     }
 
@@ -293,7 +340,7 @@ mod tests {
             .iter()
             .map(|r| (r.cost, r.steps.clone()))
             .collect::<Vec<_>>());
-        apply(&mut rows, &f, 2.0, 2);
+        apply(&mut rows, &f, 2.0, None, 2);
         let top = rows.last().unwrap();
         assert_eq!(top.hash_source, HashSource::Fitted);
         assert!((top.hash_ms.unwrap() - 64.0).abs() < 1e-6);
@@ -313,6 +360,14 @@ mod tests {
         );
         assert!(c.text.contains("×2.9"), "{}", c.text);
         assert!(c.text.contains("leaves the floor"), "{}", c.text);
+        // --hashes-per-flow 4 (the service hashes twice per step): the flow's 128 ms of
+        // hashing at cost 10 is four hashes of 32 ms.
+        let mut given: Vec<SweepRow> = (4..=10)
+            .map(|c| row(c, 1.0, Verdict::Serializes, truth))
+            .collect();
+        apply(&mut given, &f, 4.0, Some(4.0), 2);
+        let top = given.last().unwrap();
+        assert!((top.hash_ms.unwrap() - 32.0).abs() < 1e-6, "{top:?}");
     }
 
     #[test]
@@ -323,7 +378,7 @@ mod tests {
             row(5, 1.0, Verdict::Serializes, truth),
         ];
         let f = fit(&[]);
-        apply(&mut rows, &f, 2.0, 2);
+        apply(&mut rows, &f, 2.0, None, 2);
         assert!(rows[0].capacity_is_lower_bound);
         assert!(!rows[1].capacity_is_lower_bound);
         assert_eq!(rows[0].capacity_if_parallel_flows_per_s, None);

@@ -23,6 +23,10 @@ pub const MAX_ERROR: f64 = 0.15;
 /// its time at the lowest.
 const GROWS: f64 = 1.5;
 
+/// A step whose fitted hash grows by less than this share of the largest step's growth
+/// (over the costs swept) grew by noise, not by hashing.
+const NOISE_OF_LARGEST: f64 = 0.1;
+
 /// What the hash time is linear in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -190,17 +194,36 @@ pub fn fit_on(rows: &[(u32, Vec<StepService>)], axis: Axis) -> HashFit {
         })
         .collect();
     let costs: Vec<u32> = usable.iter().map(|(c, _)| *c).collect();
-    let steps: Vec<StepFit> = names
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let pts: Vec<(f64, f64)> = usable
+    let points: Vec<Vec<(f64, f64)>> = (0..names.len())
+        .map(|i| {
+            usable
                 .iter()
                 .map(|(c, s)| (axis.x(*c), s[i].service_ms))
-                .collect();
-            step_fit(name, &pts, axis)
+                .collect()
         })
         .collect();
+    let mut steps: Vec<StepFit> = names
+        .iter()
+        .zip(&points)
+        .map(|(name, pts)| step_fit(name, pts, axis))
+        .collect();
+    // A fast step whose time grew by noise (a 5 ms verify at 8 ms) is not hashing: the
+    // hashing steps are those whose fitted hash grows by a material share of the largest
+    // growth, not merely by ×1.5.
+    let growth = |s: &StepFit| {
+        s.hash_ms(costs.last().copied().unwrap_or(0))
+            - s.hash_ms(costs.first().copied().unwrap_or(0))
+    };
+    let largest = steps
+        .iter()
+        .filter(|s| s.hashing)
+        .map(growth)
+        .fold(0.0, f64::max);
+    for (s, pts) in steps.iter_mut().zip(&points) {
+        if s.hashing && growth(s) < NOISE_OF_LARGEST * largest {
+            *s = flat_fit(&s.name, pts, axis);
+        }
+    }
     let not_measurable = if costs.len() < MIN_COSTS {
         Some(format!(
             "{} cost{} measured; separating the hash from the floor needs at least {MIN_COSTS}",
@@ -233,20 +256,25 @@ pub fn fit_on(rows: &[(u32, Vec<StepService>)], axis: Axis) -> HashFit {
     }
 }
 
-fn step_fit(name: &str, pts: &[(f64, f64)], axis: Axis) -> StepFit {
+/// A step that does not hash: all of its time is floor.
+fn flat_fit(name: &str, pts: &[(f64, f64)], axis: Axis) -> StepFit {
     let mean = if pts.is_empty() {
         0.0
     } else {
         pts.iter().map(|p| p.1).sum::<f64>() / pts.len() as f64
     };
-    let flat = StepFit {
+    StepFit {
         name: name.to_string(),
         hashing: false,
         floor_ms: mean,
         hash_ms_per_2_pow_cost: 0.0,
         rms_error: rms_rel(pts, |_| mean),
         axis,
-    };
+    }
+}
+
+fn step_fit(name: &str, pts: &[(f64, f64)], axis: Axis) -> StepFit {
+    let flat = flat_fit(name, pts, axis);
     let grows = match (pts.first(), pts.last()) {
         (Some(lo), Some(hi)) if pts.len() >= 2 => hi.1 >= GROWS * lo.1,
         _ => false,
@@ -329,6 +357,25 @@ mod tests {
         assert!(f.worst_error() < 1e-9);
         assert!(!f.steps[2].hashing);
         assert!((f.steps[2].floor_ms - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_fast_step_grown_by_noise_is_not_a_hashing_step() {
+        // verify takes ~5 ms and came out at 8 ms at the top cost (noise: ×1.6); register
+        // and login hash ~62 ms at cost 10.
+        let truth = |c: u32| {
+            let hash = 62.0 * 2f64.powi(c as i32 - 10);
+            vec![
+                ("register", 3.0 + hash),
+                ("login", 3.0 + hash),
+                ("verify", if c == 12 { 8.0 } else { 5.0 }),
+            ]
+        };
+        let f = fit(&rows(truth, &[10, 11, 12]));
+        assert!(f.measurable(), "{f:?}");
+        assert!(!f.steps[2].hashing, "{f:?}");
+        assert_eq!(f.hashing().count(), 2);
+        assert!((f.hash_ms(10).unwrap() - 62.0).abs() < 1.0, "{f:?}");
     }
 
     #[test]

@@ -185,6 +185,9 @@ pub struct SweepOptions {
     pub scenario: ScenarioSource,
     /// bcrypt operations per flow (the default scenario: register hashes, login verifies).
     pub hashes_per_flow: f64,
+    /// `--hashes-per-flow` was given: a fitted service's per-hash figure is its hashing per
+    /// flow over this count, not the mean over the hashing steps found.
+    pub hashes_per_flow_given: bool,
     /// Threads that hash at once on the server; the in-process server uses one per core.
     pub hashing_threads: usize,
     /// Start the user's service per cost instead of the in-process server.
@@ -206,6 +209,7 @@ impl Default for SweepOptions {
             connect_timeout: Duration::from_secs(5),
             scenario: ScenarioSource::Builtin,
             hashes_per_flow: 2.0,
+            hashes_per_flow_given: false,
             hashing_threads: crate::usage::cores(),
             spawn: None,
             param: None,
@@ -325,6 +329,26 @@ pub struct SweepRow {
     /// Below the OWASP Password Storage Cheat Sheet's minimum for the algorithm.
     #[serde(default)]
     pub below_owasp: bool,
+    /// No flow succeeded at this cost: what failed (the most frequent failure). Such a row
+    /// has no capacity, verdict or what-if figure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+impl Sweep {
+    /// Why the sweep failed as a whole: no cost had a successful flow.
+    pub fn nothing_succeeded(&self) -> Option<String> {
+        if self.rows.is_empty() || self.rows.iter().any(|r| r.failure.is_none()) {
+            return None;
+        }
+        let first = &self.rows[0];
+        Some(format!(
+            "no flow succeeded at any of the {} values swept (at {}: {})",
+            self.rows.len(),
+            first.cost,
+            first.failure.as_deref().unwrap_or_default()
+        ))
+    }
 }
 
 /// How the sweep was set up.

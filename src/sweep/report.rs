@@ -47,6 +47,9 @@ fn fmt_capacity(row: &SweepRow) -> String {
 
 /// The row's verdict, with the mark on the row where hashing stops being the floor.
 fn fmt_verdict(s: &Sweep, row: &SweepRow) -> String {
+    if row.failure.is_some() {
+        return "failed: no flow succeeded".into();
+    }
     let v = row
         .verdict
         .map_or_else(|| "–".to_string(), |v| v.short().to_string());

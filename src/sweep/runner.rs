@@ -204,7 +204,14 @@ pub async fn sweep(
             .collect::<Vec<_>>(),
         axis,
     );
-    conclude::apply(&mut rows, &fit, opts.hashes_per_flow, crate::usage::cores());
+    let per_hash = opts.hashes_per_flow_given.then_some(opts.hashes_per_flow);
+    conclude::apply(
+        &mut rows,
+        &fit,
+        opts.hashes_per_flow,
+        per_hash,
+        crate::usage::cores(),
+    );
     let what = opts
         .param
         .as_ref()
@@ -425,7 +432,15 @@ fn row_of(
     opts: &SweepOptions,
 ) -> SweepRow {
     let lat = |v: f64| (r.flow.count > 0).then_some(v);
-    let d = r.diagnosis.as_ref();
+    let failure = (r.summary.successful_flows == 0).then(|| match r.failures.first() {
+        Some(f) => format!(
+            "no flow succeeded: {} at `{}` ×{}",
+            f.detail, f.step, f.count
+        ),
+        None => "no flow succeeded".to_string(),
+    });
+    // A cost whose flows all failed has no capacity or verdict to show.
+    let d = r.diagnosis.as_ref().filter(|_| failure.is_none());
     SweepRow {
         cost,
         hash_ms,
@@ -443,6 +458,7 @@ fn row_of(
         total_flows: r.summary.total_flows,
         flows_per_s: r.summary.flows_per_s,
         capacity_flows_per_s: hash_ms
+            .filter(|_| failure.is_none())
             .and_then(|ms| capacity(opts.hashing_threads, opts.hashes_per_flow, ms / 1e3)),
         partial: r.partial,
         steps: d
@@ -465,6 +481,7 @@ fn row_of(
         capacity_is_lower_bound: false,
         capacity_if_parallel_flows_per_s: None,
         below_owasp: false,
+        failure,
     }
 }
 

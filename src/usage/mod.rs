@@ -44,6 +44,12 @@ pub struct Usage {
     pub machine: Option<MachineUsage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_process: Option<ProcessUsage>,
+    /// The in-process reference server's own threads (its runtime and hashing pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_threads: Option<ThreadsUsage>,
+    /// The machine's CPU split between authbench, the server and everything else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<CpuSplit>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scrape: Option<ScrapeUsage>,
 }
@@ -87,16 +93,103 @@ pub struct MachineUsage {
     pub busy_fraction: f64,
 }
 
-/// `--server-pid`: the server process.
+/// `--server-pid`: the server's processes, each PID given and all its descendants (a
+/// pre-fork server's master and workers), looked for again at every look.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessUsage {
+    /// The first PID given.
     pub pid: u32,
-    /// Cores it kept busy on average.
+    /// Every PID given (`--server-pid` may be repeated).
+    #[serde(default)]
+    pub pids: Vec<u32>,
+    /// Cores the processes kept busy on average, together.
     pub cpu_cores: f64,
+    /// Peak of their resident memory added up, MB.
     pub peak_rss_mb: f64,
+    /// Peak of their threads added up.
     pub peak_threads: u64,
-    /// It exited (or vanished) before the run ended: figures stop there.
+    /// Every PID given exited (or vanished) before the run ended: figures stop there.
     pub exited: bool,
+    /// The processes counted, busiest first.
+    #[serde(default)]
+    pub processes: Vec<CountedProcess>,
+}
+
+/// One process counted as the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CountedProcess {
+    pub pid: u32,
+    /// Its command name.
+    pub name: String,
+    /// Cores it kept busy on average over the run.
+    pub cpu_cores: f64,
+}
+
+/// A set of this process's threads (the in-process server's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThreadsUsage {
+    pub threads: usize,
+    /// Cores they kept busy on average.
+    pub cpu_cores: f64,
+}
+
+/// The machine's busy cores over the run, split by who used them. `other_cores` is what
+/// neither authbench's load generation nor the server used: other processes (a build, a
+/// second service), or threads of this process that are neither.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CpuSplit {
+    pub cores: usize,
+    pub machine_busy_cores: f64,
+    pub authbench_cores: f64,
+    /// `None` when the server's CPU is not known (a loopback target without --server-pid).
+    pub server_cores: Option<f64>,
+    /// `None` when it cannot be told from the server's.
+    pub other_cores: Option<f64>,
+}
+
+impl Usage {
+    /// The server's CPU, in cores, and where the figure comes from, when authbench knows it:
+    /// the in-process server's threads, `--server-pid`'s processes, or `--scrape`.
+    pub fn server_cpu(&self) -> Option<(f64, String)> {
+        if let Some(t) = &self.server_threads {
+            return Some((
+                t.cpu_cores,
+                format!("the in-process server's {} threads", t.threads),
+            ));
+        }
+        if let Some(p) = &self.server_process {
+            return Some((p.cpu_cores, process_source(p)));
+        }
+        let s = self.scrape.as_ref()?;
+        Some((s.cpu_cores?, format!("scraped from {}", s.url)))
+    }
+}
+
+/// "--server-pid 41: 3 processes (41 gunicorn, 42 gunicorn 0.98 cores, ...)".
+fn process_source(p: &ProcessUsage) -> String {
+    let pids: Vec<String> = p.pids.iter().map(|x| x.to_string()).collect();
+    let given = if pids.is_empty() {
+        p.pid.to_string()
+    } else {
+        pids.join(", ")
+    };
+    let listed: Vec<String> = p
+        .processes
+        .iter()
+        .take(6)
+        .map(|c| format!("{} {} {:.2} cores", c.pid, c.name, c.cpu_cores))
+        .collect();
+    let more = p.processes.len().saturating_sub(listed.len());
+    format!(
+        "--server-pid {given}: {} process(es) counted: {}{}",
+        p.processes.len(),
+        listed.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )
 }
 
 /// `--scrape`: the service's own figures.
@@ -173,7 +266,11 @@ impl ThreadSet {
 #[derive(Debug, Clone, Default)]
 pub struct Targets {
     pub loopback: bool,
-    pub server_pid: Option<u32>,
+    /// `--server-pid`: these processes and their descendants.
+    pub server_pids: Vec<u32>,
+    /// The in-process server's threads (ids as the server records them while it starts
+    /// threads; read when the run ends).
+    pub server_threads: Option<Arc<Mutex<Vec<i32>>>>,
     pub scrape: Option<String>,
     /// TLS for an `https://` scrape endpoint: the run's settings (`--cacert`, `--insecure`).
     pub scrape_tls: Option<Arc<rustls::ClientConfig>>,
@@ -186,7 +283,7 @@ struct Look {
     t: f64,
     threads: HashMap<i32, procfs::ThreadTimes>,
     machine: Option<(u64, u64, usize)>,
-    server: Option<procfs::ProcessSample>,
+    server: Vec<procfs::Member>,
     scrape: Option<Result<ScrapeSample, String>>,
 }
 
@@ -251,7 +348,13 @@ impl Sampler {
             .and_then(|h| h.join().ok())
             .unwrap_or_default();
         let tids = self.threads.tids();
-        let series = Series::new(&looks, &tids, &self.targets);
+        let server_tids = self
+            .targets
+            .server_threads
+            .as_ref()
+            .and_then(|t| t.lock().ok().map(|t| t.clone()))
+            .unwrap_or_default();
+        let series = Series::new(&looks, &tids, &server_tids, &self.targets);
         for p in &mut timeline.points {
             p.usage = Some(series.point(p.t_s, p.t_s + timeline.bucket_s));
         }
@@ -268,7 +371,11 @@ async fn look(start: Instant, targets: &Targets, client: Option<&reqwest::Client
         t: start.elapsed().as_secs_f64(),
         threads: procfs::own_threads(),
         machine: procfs::machine(),
-        server: targets.server_pid.and_then(procfs::process),
+        server: if targets.server_pids.is_empty() {
+            Vec::new()
+        } else {
+            procfs::tree(&targets.server_pids)
+        },
         scrape,
     }
 }
@@ -299,9 +406,21 @@ pub fn describe(u: &Usage) -> String {
     }
     if let Some(p) = &u.server_process {
         parts.push(format!(
-            "server process {} {:.2} cores, peak RSS {:.1} MB, up to {} threads",
-            p.pid, p.cpu_cores, p.peak_rss_mb, p.peak_threads
+            "server {:.2} cores ({}), peak RSS {:.1} MB, up to {} threads",
+            p.cpu_cores,
+            process_source(p),
+            p.peak_rss_mb,
+            p.peak_threads
         ));
+    }
+    if let Some(t) = &u.server_threads {
+        parts.push(format!(
+            "in-process server {:.2} cores ({} threads)",
+            t.cpu_cores, t.threads
+        ));
+    }
+    if let Some(s) = u.split.as_ref().and_then(|s| Some((s, s.other_cores?))) {
+        parts.push(format!("other processes {:.2} cores", s.1));
     }
     if let Some(s) = &u.scrape {
         let mut t = format!(

@@ -146,6 +146,62 @@ fn parse_process(stat: &str, status: &str) -> Option<ProcessSample> {
     })
 }
 
+/// A process counted as part of the server at one look.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub pid: u32,
+    /// Its command name (`/proc/PID/stat`'s second field).
+    pub name: String,
+    pub sample: ProcessSample,
+}
+
+/// `roots` and all their descendants as they are now (children of children too), from the
+/// parent of every process in `/proc`: a pre-fork server's master and its workers, including
+/// workers it started since the last look. Processes that vanish while being read are left
+/// out.
+pub fn tree(roots: &[u32]) -> Vec<Member> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|t| stat_fields(&t)?.get(1)?.parse::<u32>().ok());
+            if let Some(ppid) = parent {
+                children.entry(ppid).or_default().push(pid);
+            }
+        }
+    }
+    let mut seen: Vec<u32> = Vec::new();
+    let mut todo: Vec<u32> = roots.to_vec();
+    while let Some(pid) = todo.pop() {
+        if seen.contains(&pid) {
+            continue;
+        }
+        seen.push(pid);
+        todo.extend(children.get(&pid).into_iter().flatten());
+    }
+    seen.sort_unstable();
+    seen.into_iter()
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let name = stat
+                .find('(')
+                .zip(stat.rfind(')'))
+                .map(|(a, b)| stat[a + 1..b].to_string())
+                .unwrap_or_default();
+            Some(Member {
+                pid,
+                name,
+                sample: parse_process(&stat, &status)?,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +220,24 @@ mod tests {
     fn parses_proc_stat() {
         let t = "cpu  100 0 50 800 50 0 0 0 7 0\ncpu0 50 0 25 400 25 0 0 0 0 0\ncpu1 50 0 25 400 25 0 0 0 0 0\nintr 1\n";
         assert_eq!(parse_proc_stat(t), Some((150, 1000, 2)));
+    }
+
+    #[test]
+    fn a_tree_holds_the_children_started_since() {
+        if !std::path::Path::new("/proc/self/stat").exists() {
+            return;
+        }
+        let me = std::process::id();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let members = tree(&[me]);
+        let _ = child.kill();
+        let _ = child.wait();
+        let pids: Vec<u32> = members.iter().map(|m| m.pid).collect();
+        assert!(pids.contains(&me) && pids.contains(&child.id()), "{pids:?}");
+        assert!(members.iter().any(|m| m.name == "sleep"), "{members:?}");
     }
 
     #[test]

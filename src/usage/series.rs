@@ -2,10 +2,13 @@
 //! ticks) interpolated between looks, so an average over the whole run or over any
 //! timeline bucket is a difference of two values.
 
-use super::procfs::ProcessSample;
+use std::collections::HashMap;
+use std::hash::Hash;
+
 use super::scrape::ScrapeSample;
 use super::{
-    GeneratorUsage, Look, MachineUsage, ProcessUsage, ScrapeUsage, Targets, Usage, UsagePoint,
+    CountedProcess, CpuSplit, GeneratorUsage, Look, MachineUsage, ProcessUsage, ScrapeUsage,
+    Targets, ThreadsUsage, Usage, UsagePoint,
 };
 
 /// Cumulative counters over time, for averages over any span.
@@ -14,7 +17,10 @@ pub(super) struct Series {
     gen: Vec<(f64, f64)>,
     machine: Vec<(f64, f64, f64)>,
     cores: usize,
-    server: Vec<(f64, ProcessSample)>,
+    /// The server's CPU seconds since the first look (its processes or its threads).
+    server: Vec<(f64, f64)>,
+    /// The server's processes' resident memory, MB.
+    server_rss: Vec<(f64, f64)>,
     scrape: Vec<(f64, ScrapeSample)>,
     pub(super) usage: Usage,
 }
@@ -44,7 +50,12 @@ fn rate(points: &[(f64, f64)], a: f64, b: f64) -> Option<f64> {
 }
 
 impl Series {
-    pub(super) fn new(looks: &[Look], tids: &[i32], targets: &Targets) -> Series {
+    pub(super) fn new(
+        looks: &[Look],
+        tids: &[i32],
+        server_tids: &[i32],
+        targets: &Targets,
+    ) -> Series {
         let base = looks.first();
         // A thread not seen at the first look was born during the run: all its CPU is in it.
         let gen: Vec<(f64, f64)> = looks
@@ -69,10 +80,6 @@ impl Series {
             .iter()
             .find_map(|l| l.machine.map(|m| m.2))
             .unwrap_or_else(crate::usage::cores);
-        let server: Vec<(f64, ProcessSample)> = looks
-            .iter()
-            .filter_map(|l| Some((l.t, l.server?)))
-            .collect();
         let scrape: Vec<(f64, ScrapeSample)> = looks
             .iter()
             .filter_map(|l| Some((l.t, l.scrape.clone()?.ok()?)))
@@ -86,7 +93,8 @@ impl Series {
             gen,
             machine,
             cores,
-            server,
+            server: Vec::new(),
+            server_rss: Vec::new(),
             scrape,
             usage: Usage {
                 wall_s: wall,
@@ -126,21 +134,97 @@ impl Series {
                 });
             }
         }
-        if let Some(pid) = targets.server_pid {
-            let cpu: Vec<(f64, f64)> = s.server.iter().map(|(t, p)| (*t, p.cpu_s)).collect();
-            if let Some(c) = span_of(&cpu) {
+        if !targets.server_pids.is_empty() {
+            let per: Vec<(f64, Vec<(u32, f64)>)> = looks
+                .iter()
+                .map(|l| {
+                    (
+                        l.t,
+                        l.server.iter().map(|m| (m.pid, m.sample.cpu_s)).collect(),
+                    )
+                })
+                .collect();
+            let (cpu, totals) = cumulative(&per);
+            s.server = cpu;
+            s.server_rss = looks
+                .iter()
+                .map(|l| {
+                    let rss: u64 = l.server.iter().map(|m| m.sample.rss_bytes).sum();
+                    (l.t, rss as f64 / 1e6)
+                })
+                .collect();
+            let names: HashMap<u32, &str> = looks
+                .iter()
+                .flat_map(|l| l.server.iter().map(|m| (m.pid, m.name.as_str())))
+                .collect();
+            let seen_any = looks.iter().any(|l| !l.server.is_empty());
+            if let (Some(c), true) = (span_of(&s.server), seen_any && wall > 0.0) {
+                let mut processes: Vec<CountedProcess> = totals
+                    .iter()
+                    .map(|(pid, cpu_s)| CountedProcess {
+                        pid: *pid,
+                        name: names.get(pid).copied().unwrap_or("").to_string(),
+                        cpu_cores: cpu_s / wall,
+                    })
+                    .collect();
+                processes
+                    .sort_by(|a, b| b.cpu_cores.total_cmp(&a.cpu_cores).then(a.pid.cmp(&b.pid)));
+                let last = looks.last().map(|l| &l.server[..]).unwrap_or(&[]);
                 s.usage.server_process = Some(ProcessUsage {
-                    pid,
+                    pid: targets.server_pids[0],
+                    pids: targets.server_pids.clone(),
                     cpu_cores: c,
-                    peak_rss_mb: s
-                        .server
+                    peak_rss_mb: s.server_rss.iter().map(|p| p.1).fold(0.0, f64::max),
+                    peak_threads: looks
                         .iter()
-                        .map(|p| p.1.rss_bytes as f64 / 1e6)
-                        .fold(0.0, f64::max),
-                    peak_threads: s.server.iter().map(|p| p.1.threads).max().unwrap_or(0),
-                    exited: s.server.len() < looks.len(),
+                        .map(|l| l.server.iter().map(|m| m.sample.threads).sum::<u64>())
+                        .max()
+                        .unwrap_or(0),
+                    exited: !targets
+                        .server_pids
+                        .iter()
+                        .any(|p| last.iter().any(|m| m.pid == *p)),
+                    processes,
                 });
             }
+        }
+        if !server_tids.is_empty() {
+            let per: Vec<(f64, Vec<(i32, f64)>)> = looks
+                .iter()
+                .map(|l| {
+                    let v = server_tids
+                        .iter()
+                        .filter_map(|t| Some((*t, l.threads.get(t)?.cpu_s)))
+                        .collect();
+                    (l.t, v)
+                })
+                .collect();
+            let (cpu, _) = cumulative(&per);
+            s.server = cpu;
+            if let (Some(c), true) = (span_of(&s.server), wall > 0.0) {
+                s.usage.server_threads = Some(ThreadsUsage {
+                    threads: server_tids.len(),
+                    cpu_cores: c,
+                });
+            }
+        }
+        if let Some(m) = &s.usage.machine {
+            let authbench = s.usage.generator.as_ref().map_or(0.0, |g| g.cpu_cores);
+            let server = s
+                .usage
+                .server_threads
+                .as_ref()
+                .map(|t| t.cpu_cores)
+                .or_else(|| s.usage.server_process.as_ref().map(|p| p.cpu_cores));
+            // Off this machine the server's CPU is not in the machine's figure at all.
+            let server_here = if targets.loopback { server } else { Some(0.0) };
+            s.usage.split = Some(CpuSplit {
+                cores: m.cores,
+                machine_busy_cores: m.busy_cores,
+                authbench_cores: authbench,
+                server_cores: server,
+                other_cores: server_here.map(|x| (m.busy_cores - authbench - x).max(0.0)),
+            });
         }
         if let Some(url) = &targets.scrape {
             let cpu: Vec<(f64, f64)> = s
@@ -174,7 +258,6 @@ impl Series {
             (Some(x), Some(y)) if y > 0.0 => Some(x / y * self.cores as f64),
             _ => None,
         };
-        let server_cpu: Vec<(f64, f64)> = self.server.iter().map(|(t, p)| (*t, p.cpu_s)).collect();
         let scrape_cpu: Vec<(f64, f64)> = self
             .scrape
             .iter()
@@ -195,13 +278,8 @@ impl Series {
                 .as_ref()
                 .and_then(|_| rate(&self.gen, a, b)),
             machine_cpu: machine,
-            server_cpu: rate(&server_cpu, a, b),
-            server_rss_mb: gauge(
-                self.server
-                    .iter()
-                    .map(|(t, p)| (*t, p.rss_bytes as f64 / 1e6))
-                    .collect(),
-            ),
+            server_cpu: rate(&self.server, a, b),
+            server_rss_mb: gauge(self.server_rss.clone()),
             scrape_cpu: rate(&scrape_cpu, a, b),
             scrape_rss_mb: gauge(
                 self.scrape
@@ -217,6 +295,29 @@ impl Series {
             ),
         }
     }
+}
+
+/// The CPU seconds of a changing set of members (threads or processes) since the first
+/// look, as one cumulative series, and each member's total. A member counts from its value
+/// at the first look, or from zero when it appears later (it was born during the run, as a
+/// restarted worker is), up to the last value seen (one that exits keeps what it used).
+fn cumulative<K: Hash + Eq + Copy>(
+    looks: &[(f64, Vec<(K, f64)>)],
+) -> (Vec<(f64, f64)>, HashMap<K, f64>) {
+    let base: HashMap<K, f64> = looks
+        .first()
+        .map(|l| l.1.iter().copied().collect())
+        .unwrap_or_default();
+    let mut used: HashMap<K, f64> = HashMap::new();
+    let mut out = Vec::with_capacity(looks.len());
+    for (t, members) in looks {
+        for (k, cpu) in members {
+            let b = base.get(k).copied().unwrap_or(0.0);
+            used.insert(*k, (cpu - b).max(0.0));
+        }
+        out.push((*t, used.values().sum()));
+    }
+    (out, used)
 }
 
 /// The average rate of a cumulative counter from its first to its last point.
@@ -235,5 +336,19 @@ mod tests {
         assert_eq!(rate(&pts, 1.0, 2.0), Some(1.0));
         assert_eq!(rate(&pts, 0.5, 1.5), Some(0.75));
         assert_eq!(rate(&pts[..1], 0.0, 1.0), None);
+    }
+
+    #[test]
+    fn members_born_or_gone_during_the_run_keep_their_cpu() {
+        // Worker 2 exits after the second look; worker 3 is born before the third.
+        let looks = vec![
+            (0.0, vec![(1, 10.0), (2, 5.0)]),
+            (1.0, vec![(1, 10.5), (2, 6.0)]),
+            (2.0, vec![(1, 11.0), (3, 0.7)]),
+        ];
+        let (cpu, totals) = cumulative(&looks);
+        assert_eq!(cpu, vec![(0.0, 0.0), (1.0, 1.5), (2.0, 2.7)]);
+        assert_eq!(totals[&2], 1.0);
+        assert_eq!(totals[&3], 0.7);
     }
 }

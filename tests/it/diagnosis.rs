@@ -85,7 +85,14 @@ async fn every_figure_in_the_diagnosis_is_in_the_report() {
     };
     let r = support::report(&o).await;
     let d = r.diagnosis.as_ref().unwrap();
-    assert_eq!(d.calibration_flows, 3);
+    assert_eq!(d.calibration_flows, 5);
+    // Each step's spread is recorded around its median.
+    assert!(d
+        .steps
+        .iter()
+        .all(|s| s.service_p25_ms <= s.service_time_ms && s.service_time_ms <= s.service_p75_ms));
+    assert!(d.effective_parallelism_low <= d.effective_parallelism);
+    assert!(d.effective_parallelism <= d.effective_parallelism_high);
     assert_eq!(d.steps.len(), 4);
     // The calibration flows are not part of the run's figures.
     assert_eq!(r.summary.total_flows, 10);
@@ -97,11 +104,30 @@ async fn every_figure_in_the_diagnosis_is_in_the_report() {
     .unwrap();
     assert!(md.contains("## Diagnosis"));
     assert!(md.contains(&format!("**{:.2}**", d.effective_parallelism)));
-    // No calibration, no diagnosis.
+    // No calibration: only what needs none (here the in-process server's CPU, from its
+    // own threads).
     let o = RunOptions {
         calibration_flows: 0,
         ..o
     };
     let r = support::report(&o).await;
-    assert!(r.diagnosis.is_none());
+    let d = r
+        .diagnosis
+        .as_ref()
+        .expect("findings that need no calibration");
+    assert!(d.steps.is_empty(), "{d:#?}");
+    // On a loaded machine authbench itself may be short of CPU: then that is all it says.
+    if d.verdict == Some(authbench::diagnosis::Verdict::GeneratorBound) {
+        return;
+    }
+    assert_eq!(
+        d.verdict,
+        Some(authbench::diagnosis::Verdict::NotCalibrated)
+    );
+    assert!(
+        d.findings
+            .iter()
+            .any(|f| f.contains("the in-process server's") && f.contains("threads")),
+        "{d:#?}"
+    );
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use authbench::diagnosis::Verdict;
 use authbench::sweep::{HashSource, Sweep};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 
@@ -79,13 +80,28 @@ fn truth_service() {
         .expect("AUTHBENCH_TRUTH_COST")
         .parse()
         .expect("a cost");
-    let serial = std::env::var("AUTHBENCH_TRUTH_MODE").as_deref() == Ok("serial");
-    let lock = serial.then(|| Arc::new(Mutex::new(())));
+    let mode = std::env::var("AUTHBENCH_TRUTH_MODE").unwrap_or_default();
+    let lock = (mode == "serial").then(|| Arc::new(Mutex::new(())));
+    // `limited`: every registration is refused for its rate (429, Retry-After: 10).
+    let limited = mode == "limited";
     let hash = FLOOR_MS + truth_hash_ms(cost);
     let (l1, l2, l3) = (lock.clone(), lock.clone(), lock);
     let app = Router::new()
         .route("/health", get(|| async { "{}" }))
-        .route("/register", post(move || work(hash, l1.clone())))
+        .route(
+            "/register",
+            post(move || {
+                let l1 = l1.clone();
+                async move {
+                    if limited {
+                        let retry = [(axum::http::header::RETRY_AFTER, "10")];
+                        return (axum::http::StatusCode::TOO_MANY_REQUESTS, retry, "{}")
+                            .into_response();
+                    }
+                    work(hash, l1).await.into_response()
+                }
+            }),
+        )
         .route("/login", post(move || work(hash, l2.clone())))
         .route("/profile", get(move || work(OTHER_STEP_MS, l3.clone())));
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -141,6 +157,68 @@ fn sweep_truth(mode: &str, dir: &Path) -> (Sweep, String) {
         "{addr} still accepts"
     );
     (sweep, stdout)
+}
+
+#[test]
+fn a_sweep_in_which_every_cost_is_rate_limited_exits_1_without_capacity_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("truth.toml");
+    std::fs::write(&scenario, SCENARIO).unwrap();
+    let addr = format!("127.0.0.1:{}", dead_port());
+    let exe = std::env::current_exe().unwrap();
+    let cmd = format!(
+        "AUTHBENCH_TRUTH_MODE=limited AUTHBENCH_TRUTH_ADDR={addr} AUTHBENCH_TRUTH_COST={{cost}} \
+         exec '{}' hashfit::truth_service --exact --ignored --test-threads 1 --quiet",
+        exe.display()
+    );
+    let out = dir.path().join("limited");
+    let (code, stdout, err) = cli(&[
+        "sweep",
+        "--costs",
+        "4..=5",
+        "--flows",
+        "4",
+        "--concurrency",
+        "2",
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--spawn",
+        &cmd,
+        "--target",
+        &format!("http://{addr}"),
+        "--out-dir",
+        out.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    assert_eq!(code, 1, "{stdout}\n{err}");
+    assert!(
+        err.contains("no flow succeeded at any of the 2 values swept"),
+        "{err}"
+    );
+    let json = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .unwrap();
+    let sweep: Sweep = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    for r in &sweep.rows {
+        let f = r.failure.as_deref().unwrap_or_default();
+        assert!(
+            f.contains("rate limited: status 429, Retry-After: 10"),
+            "{r:?}"
+        );
+        assert_eq!(r.capacity_flows_per_s, None, "{r:?}");
+        assert_eq!(r.capacity_if_parallel_flows_per_s, None, "{r:?}");
+        assert_eq!(r.verdict, None, "{r:?}");
+    }
+    let c = sweep.conclusion.as_ref().unwrap();
+    assert!(
+        c.text.starts_with("2 of 2 costs had no successful flow"),
+        "{}",
+        c.text
+    );
+    assert!(stdout.contains("failed: no flow succeeded"), "{stdout}");
 }
 
 fn within(got: f64, want: f64, tol: f64) -> bool {
@@ -297,6 +375,62 @@ fn no_group_left(pid_file: &Path) {
         let alive = unsafe { libc::kill(-g, 0) } == 0 && authbench::sweep::spawn::group_alive(g);
         assert!(!alive, "group {g} is still running");
     }
+}
+
+#[test]
+fn tune_spawn_with_an_unreachable_slo_measures_three_costs_and_lists_alternatives() {
+    let _cpu = crate::support::CPU_HEAVY.blocking_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("truth.toml");
+    std::fs::write(&scenario, SCENARIO).unwrap();
+    let pid_file = dir.path().join("pids");
+    let addr = format!("127.0.0.1:{}", dead_port());
+    let out = dir.path().join("reports");
+    // No cost meets 1 ms: the search stops at the floor (4), and the advice needs the hash
+    // time, which the fit takes from three costs.
+    let (code, stdout, err) = cli(&[
+        "tune",
+        "--spawn",
+        &truth_command("serial", &addr, &pid_file),
+        "--target",
+        &format!("http://{addr}"),
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--slo",
+        "flow.p95<1ms",
+        "--allow-weak",
+        "--min-cost",
+        "4",
+        "--max-cost",
+        "8",
+        "--flows",
+        "4",
+        "--concurrency",
+        "2",
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stdout}\n{err}");
+    let json = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .unwrap();
+    let t: authbench::sweep::tune::Tune =
+        serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    assert!(t.recommended.is_none());
+    let costs: std::collections::BTreeSet<u32> = t.probes.iter().map(|p| p.cost).collect();
+    assert!(costs.len() >= 3, "{costs:?}");
+    assert!(!t.advice.is_empty(), "{stdout}");
+    // Each alternative carries a figure.
+    let figures = |a: &String| a.chars().any(|c| c.is_ascii_digit());
+    assert!(t.advice.iter().all(figures), "{:#?}", t.advice);
+    assert!(
+        !stdout.contains("what would meet it instead:\n\n"),
+        "{stdout}"
+    );
+    no_group_left(&pid_file);
 }
 
 #[test]

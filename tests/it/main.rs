@@ -26,3 +26,4 @@ mod support;
 mod sweep;
 mod tls;
 mod truth;
+mod verdicts;

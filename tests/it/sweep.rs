@@ -185,6 +185,43 @@ fn tune_search_none_pass_gives_none_and_advice() {
 }
 
 #[test]
+fn tune_advice_without_a_hash_time_still_lists_alternatives_with_figures() {
+    // A spawned service whose hash time could not be fitted: what it measured at the floor.
+    let slo = Threshold::parse("flow.p95<200ms").unwrap();
+    let p = Probe {
+        cost: 10,
+        hash_ms: None,
+        passed: false,
+        flow_p95_ms: Some(900.0),
+        effective_parallelism: Some(1.0),
+        verdict: Some(authbench::diagnosis::Verdict::Serializes),
+        slos: vec![authbench::report::gate::ThresholdResult {
+            expr: "flow.p95<200ms".into(),
+            observed: Some(900.0),
+            observed_text: "900 ms".into(),
+            passed: false,
+        }],
+        ..Probe::default()
+    };
+    let a = advice(&p, &[slo], 2, 2.0, 20);
+    let all = a.join("\n");
+    assert!(a.len() >= 2, "{all}");
+    assert!(
+        all.contains("the SLO cost 10 does meet here is `flow.p95 ≤ 900 ms`"),
+        "{all}"
+    );
+    assert!(
+        all.contains("about ×4.5 the capacity: 5 instances like this one"),
+        "{all}"
+    );
+    assert!(all.contains("≈ 10 cores where it now has 2"), "{all}");
+    assert!(
+        all.contains("1.0 requests at once (serializes its work)"),
+        "{all}"
+    );
+}
+
+#[test]
 fn tune_search_never_goes_below_10_without_allow_weak() {
     // The SLO is met only at 8 and below: without --allow-weak there is no answer...
     let mut measured = Vec::new();

@@ -486,6 +486,32 @@ async fn run_search(
             return Ok(stopped(&search, probes));
         }
     }
+    // No cost met the SLO: the advice needs the hash time, and a spawned service's is
+    // fitted over the costs probed, which takes at least three (fit::MIN_COSTS).
+    if search.best().is_none() && matches!(opts.target, TuneTarget::Spawn(_)) {
+        let extra: Vec<u32> = (floor..=max)
+            .filter(|c| !probes.iter().any(|p: &Probe| p.cost == *c))
+            .collect();
+        let mut extra = extra.into_iter();
+        while probes.iter().filter(|p| !p.partial).count() < fit::MIN_COSTS {
+            let Some(cost) = extra.next() else { break };
+            if *stop.borrow() {
+                return Ok(stopped(&search, probes));
+            }
+            progress(&format!(
+                "cost {cost}: measured for the hash time (the fit needs {} costs)",
+                fit::MIN_COSTS
+            ));
+            let Some(p) = probe(opts, slos, cost, opts.concurrency, &stop, progress).await? else {
+                return Ok(stopped(&search, probes));
+            };
+            let interrupted = p.partial;
+            probes.push(p);
+            if interrupted {
+                return Ok(stopped(&search, probes));
+            }
+        }
+    }
     // The recommendation is run once more: a pass on the edge by noise shows here.
     let confirmation = match search.best() {
         Some(c) if !*stop.borrow() => {

@@ -110,11 +110,12 @@ pub fn advice(
     concurrency: usize,
 ) -> Vec<String> {
     let mut out = Vec::new();
-    let Some(t) = probe.hash_ms.map(|h| h / 1e3) else {
-        return out;
-    };
-    let Some(cap) = capacity(threads, hashes_per_flow, t) else {
-        return out;
+    let Some((t, cap)) = probe
+        .hash_ms
+        .map(|h| h / 1e3)
+        .and_then(|t| Some((t, capacity(threads, hashes_per_flow, t)?)))
+    else {
+        return measured_advice(probe, slos, threads, concurrency);
     };
     let burst = concurrency as f64 * hashes_per_flow * t / threads as f64;
     out.push(format!(
@@ -171,6 +172,77 @@ pub fn advice(
             }
             _ => {}
         }
+    }
+    out
+}
+
+/// What would meet the SLOs when the hash time is not known: from what `probe` measured
+/// (the SLO it does meet, the what-if with hashing on every core, the instances and cores
+/// the missing factor takes). Never empty.
+fn measured_advice(
+    probe: &Probe,
+    slos: &[Threshold],
+    threads: usize,
+    concurrency: usize,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in probe.slos.iter().filter(|r| !r.passed) {
+        let Some(observed) = r.observed else {
+            out.push(format!(
+                "`{}`: not measured at cost {} ({})",
+                r.expr, probe.cost, r.observed_text
+            ));
+            continue;
+        };
+        // How far off: observed / limit for an upper bound, limit / observed for a floor.
+        let factor = slos.iter().find(|s| s.expr == r.expr).and_then(|s| {
+            let f = match s.op {
+                Op::Lt | Op::Le => observed / s.limit,
+                _ => s.limit / observed,
+            };
+            (f.is_finite() && f > 0.0).then_some(f)
+        });
+        out.push(format!(
+            "`{}`: the SLO cost {} does meet here is {} ({}, observed at concurrency {concurrency})",
+            r.expr,
+            probe.cost,
+            r.expr
+                .split(['<', '>'])
+                .next()
+                .map(|m| format!("`{m} ≤ {}`", r.observed_text))
+                .unwrap_or_else(|| r.observed_text.clone()),
+            r.observed_text
+        ));
+        if let Some(factor) = factor.map(|f| f.max(1.0)) {
+            let instances = factor.ceil();
+            out.push(format!(
+                "`{}`: about ×{factor:.1} the capacity: {instances:.0} instances like this one, or ≈ {:.0} cores where it now has {threads}, or ≈ {:.0} flows in flight per instance instead of {concurrency}",
+                r.expr,
+                (instances * threads as f64).ceil(),
+                (concurrency as f64 / factor).floor().max(1.0)
+            ));
+        }
+    }
+    if let Some(w) = what_if_sentence(probe) {
+        out.push(format!("what-if: {w}"));
+    } else if let (Some(p), Some(v)) = (probe.effective_parallelism, probe.verdict) {
+        out.push(format!(
+            "at cost {} the service worked on {p:.1} requests at once ({}): {}",
+            probe.cost,
+            v.short(),
+            if p < threads as f64 * 0.75 {
+                "hashing on a pool of one thread per core (or more workers) would raise that before any cost change"
+            } else {
+                "it already uses the cores: more cores or instances"
+            }
+        ));
+    }
+    if out.is_empty() {
+        out.push(format!(
+            "cost {} measured no figure to advise from (success rate {:.0}%): fix the failures first",
+            probe.cost,
+            probe.success_rate * 100.0
+        ));
     }
     out
 }
