@@ -102,10 +102,9 @@ async fn lock_around_hashing_once() {
         "{local}"
     );
     // Per-step effective parallelism: the two locked steps share about one worker (not
-    // two: unlocked they would reach ~2 at concurrency 10). A loaded machine stretches the
-    // lock's hold time away from its calibration, hence the width.
+    // two: unlocked they would reach ~2 at concurrency 10).
     let locked: f64 = d.steps[..2].iter().map(|s| s.effective_parallelism).sum();
-    assert!((0.5..1.5).contains(&locked), "{d:#?}");
+    assert!((0.6..1.3).contains(&locked), "{d:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -426,10 +425,10 @@ async fn server_pid_reports_the_cpu_of_a_busy_single_threaded_process() {
         .and_then(|u| u.server_process.clone())
         .expect("sampled");
     eprintln!("{p:?}");
-    // A shell's busy loop: one thread, about one core (less if the machine is shared: at a
-    // load of 7 on 2 cores it fell below 0.4), and one process counted.
+    // A shell's busy loop: one thread, about one core (less if the machine is shared), and
+    // one process counted.
     assert_eq!(p.peak_threads, 1, "{p:?}");
-    assert!((0.1..1.2).contains(&p.cpu_cores), "{p:?}");
+    assert!((0.4..1.2).contains(&p.cpu_cores), "{p:?}");
     assert_eq!(p.processes.len(), 1, "{p:?}");
     assert!(p.peak_rss_mb > 0.0, "{p:?}");
     assert!(r
