@@ -2,6 +2,7 @@
 
 mod bodies;
 mod bottleneck;
+mod capacity;
 mod check;
 mod cli;
 mod connections;
