@@ -21,6 +21,7 @@ pub mod diagnosis;
 pub mod engine;
 pub mod error;
 pub mod gate;
+pub mod mix;
 pub mod options;
 pub mod outage;
 pub mod password;

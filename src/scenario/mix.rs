@@ -80,14 +80,14 @@ pub fn is_mix(text: &str) -> bool {
         .is_ok_and(|t| t.contains_key("mix"))
 }
 
-/// The error of a mix given where one flow is expected (`run`, `check`, `sweep` load one
-/// scenario; only `validate` reads mixes so far).
+/// The error of a mix given where one flow is expected (`check`, `sweep`, `tune`,
+/// `capacity`: only `run` and `validate` take a mix so far).
 pub fn not_a_flow(file: &str) -> ScenarioErrors {
     ScenarioErrors(vec![ScenarioError {
         file: file.to_string(),
         line: 0,
         column: 0,
-        message: "this file is a mix ([[mix]]): `validate` checks it and every scenario it names, but `run` does not run mixes yet; give one of its scenarios".into(),
+        message: "this file is a mix ([[mix]]): `run` and `validate` take a mix, this command needs one scenario (give one of the mix's)".into(),
     }])
 }
 

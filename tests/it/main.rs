@@ -16,6 +16,7 @@ mod html;
 mod http2;
 mod load;
 mod metrics;
+mod mix;
 mod outage;
 mod report;
 mod run;
