@@ -24,10 +24,10 @@ pub async fn capacity(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Capacity, CapacityError> {
     check(opts)?;
-    let scenario = crate::pipeline::load_scenario(&opts.scenario)
+    let (scenario_name, steps) = scenario_steps(&opts.scenario)
         .map_err(|e| CapacityError::Run { rate: 0.0, source: e })?;
     for t in &opts.slo {
-        t.check_steps(&scenario.step_names())
+        t.check_steps(&steps)
             .map_err(|e| CapacityError::Config(format!("--slo: {e}")))?;
     }
     let (tx, rx) = watch::channel(false);
@@ -57,7 +57,7 @@ pub async fn capacity(
                 .clone()
                 .unwrap_or_else(|| "in-process reference server".into()),
             in_process_server: opts.target.is_none(),
-            scenario: scenario.name.clone(),
+            scenario: scenario_name,
             slo: opts.slo_text.clone(),
             start_rate: opts.start_rate,
             max_rate: opts.max_rate,
@@ -73,6 +73,32 @@ pub async fn capacity(
         thresholds,
         partial,
     })
+}
+
+/// The scenario's name and step names; a mix's steps are `scenario:step` (its SLO is the
+/// whole's).
+fn scenario_steps(
+    src: &crate::options::ScenarioSource,
+) -> Result<(String, Vec<String>), crate::error::RunError> {
+    if let crate::options::ScenarioSource::File(p) = src {
+        if crate::mix::is_mix(src) {
+            let m = crate::scenario::mix::load(p)?;
+            let steps = m
+                .parts
+                .iter()
+                .flat_map(|part| {
+                    let name = part.scenario.name.clone();
+                    part.scenario
+                        .step_names()
+                        .into_iter()
+                        .map(move |s| format!("{name}:{s}"))
+                })
+                .collect();
+            return Ok((m.name, steps));
+        }
+    }
+    let s = crate::pipeline::load_scenario(src)?;
+    Ok((s.name.clone(), s.step_names()))
 }
 
 /// Everything that can be wrong before any load.

@@ -1,6 +1,6 @@
 //! One step of a capacity search: a constant open-loop rate held against the target
-//! (through [`crate::run`], so every figure is the run's own), and its verdict: the SLO
-//! met, the rate achieved, the backlog drained.
+//! (through [`crate::run`], or [`crate::mix::run`] for a mix, so every figure is the run's
+//! own), and its verdict: the SLO met, the rate achieved, the backlog drained.
 
 use std::time::Duration;
 
@@ -95,7 +95,7 @@ pub(super) async fn run_step(
             }
         }
     };
-    let result = crate::run(&run_opts, stop_fut)
+    let result = crate::mix::run(&run_opts, stop_fut)
         .await
         .map_err(|source| CapacityError::Run { rate, source })?;
     if *stop.borrow() {

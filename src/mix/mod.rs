@@ -201,12 +201,14 @@ pub async fn run_mix(
     target.shutdown();
     let mut parts = Vec::new();
     for (part, r) in mix.parts.iter().zip(results) {
-        let r = r.map_err(|e| {
-            RunError::Other(anyhow::Error::new(e).context(format!(
+        // The part's own error, so its exit code holds (an unreachable target is 3).
+        let r = r.map_err(|e| match e {
+            RunError::Other(a) => RunError::Other(a.context(format!(
                 "the mix's scenario '{}' ({})",
                 part.scenario.name,
                 part.path.display()
-            )))
+            ))),
+            other => other,
         })?;
         parts.push(MixPart {
             scenario: part.scenario.name.clone(),

@@ -6,10 +6,8 @@
 //! file) and reports every problem at `file:line:col`: a missing file at the `scenario`
 //! value that names it, and the named file's own errors at their own positions.
 //!
-//! The split is smooth weighted round-robin over the flow's `{{seq}}`: within every
-//! `sum(weights)` consecutive flows each scenario gets exactly its weight, so 1,000 flows
-//! at 80/15/5 are 800/150/50, and shards (which stride `{{seq}}`) add up to the same
-//! split. [`split`] gives the exact counts of any total (largest remainder).
+//! [`split`] shares a total out by weight exactly (largest remainder): 1,000 flows at
+//! 80/15/5 are 800/150/50. Running a mix is [`crate::mix`]'s (a floor above).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +17,7 @@ use toml::Spanned;
 
 use super::{line_col, Scenario, ScenarioError, ScenarioErrors};
 
-/// The most a mix's weights may add up to (the round-robin cycle is that long).
+/// The most a mix's weights may add up to.
 pub const MAX_TOTAL_WEIGHT: u64 = 1_000_000;
 
 /// One scenario of a mix.
@@ -40,16 +38,9 @@ pub struct Mix {
     pub description: String,
     pub source: String,
     pub parts: Vec<Part>,
-    /// The round-robin cycle: a part index per position, `sum(weights) / gcd` long.
-    cycle: Vec<usize>,
 }
 
 impl Mix {
-    /// The part flow `seq` runs.
-    pub fn pick(&self, seq: u64) -> usize {
-        self.cycle[(seq % self.cycle.len() as u64) as usize]
-    }
-
     pub fn weights(&self) -> Vec<u64> {
         self.parts.iter().map(|p| p.weight).collect()
     }
@@ -209,48 +200,12 @@ pub fn parse(text: &str, file: &str, dir: &Path) -> Result<Mix, ScenarioErrors> 
     if !errors.is_empty() {
         return Err(ScenarioErrors(errors));
     }
-    let weights: Vec<u64> = parts.iter().map(|p| p.weight).collect();
     Ok(Mix {
         name: raw.name.into_inner(),
         description: raw.description.unwrap_or_default(),
         source: file.to_string(),
-        cycle: cycle(&weights),
         parts,
     })
-}
-
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
-
-/// One cycle of smooth weighted round-robin (nginx's): each position goes to the part
-/// with the highest running credit, which then pays the total. Weights are reduced by
-/// their common divisor first, so 80/15/5 cycles every 20 flows.
-fn cycle(weights: &[u64]) -> Vec<usize> {
-    let g = weights.iter().copied().fold(0, gcd).max(1);
-    let w: Vec<i64> = weights.iter().map(|x| (x / g) as i64).collect();
-    let total: i64 = w.iter().sum();
-    let mut credit = vec![0i64; w.len()];
-    let mut out = Vec::with_capacity(total.max(0) as usize);
-    for _ in 0..total {
-        for (c, wi) in credit.iter_mut().zip(&w) {
-            *c += wi;
-        }
-        // The first of the highest: ties go to the part listed first.
-        let best = (0..w.len())
-            .max_by(|&a, &b| credit[a].cmp(&credit[b]).then(b.cmp(&a)))
-            .unwrap_or(0);
-        credit[best] -= total;
-        out.push(best);
-    }
-    if out.is_empty() {
-        out.push(0);
-    }
-    out
 }
 
 /// `total` split in proportion to `weights`, exactly (largest remainder, ties to the part
@@ -297,29 +252,11 @@ mod tests {
         assert_eq!(m.parts.len(), 2);
         assert_eq!(m.parts[1].scenario.name, "two");
         assert_eq!(m.parts[1].rate, Some(5.0));
-        let mut counts = [0u64; 2];
-        for seq in 0..1000 {
-            counts[m.pick(seq)] += 1;
-        }
-        assert_eq!(counts, [800, 200]);
-        // Four shards, each taking every fourth seq: the same split in all.
-        let mut shards = [0u64; 2];
-        for shard in 0..4u64 {
-            for seq in (shard..1000).step_by(4) {
-                shards[m.pick(seq)] += 1;
-            }
-        }
-        assert_eq!(shards, [800, 200]);
+        assert_eq!(split(&m.weights(), 1000), [800, 200]);
     }
 
     #[test]
-    fn the_round_robin_is_smooth_and_exact_per_cycle() {
-        let c = cycle(&[80, 15, 5]);
-        assert_eq!(c.len(), 20);
-        let count = |i| c.iter().filter(|&&x| x == i).count();
-        assert_eq!((count(0), count(1), count(2)), (16, 3, 1));
-        // Smooth: the heavy part never runs more than a few times in a row.
-        assert!(c.windows(6).all(|w| w.iter().any(|&x| x != 0)), "{c:?}");
+    fn splits_are_exact() {
         assert_eq!(split(&[80, 15, 5], 1000), [800, 150, 50]);
         assert_eq!(split(&[1, 1, 1], 10), [4, 3, 3]);
         assert_eq!(split(&[80, 15, 5], 7).iter().sum::<u64>(), 7);
