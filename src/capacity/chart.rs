@@ -25,7 +25,8 @@ const COLORS: [RGBColor; 6] = [
 ];
 
 fn label(s: &CostSearch) -> String {
-    s.cost.map_or_else(|| "flow".into(), |c| format!("cost {c}"))
+    s.cost
+        .map_or_else(|| "flow".into(), |c| format!("cost {c}"))
 }
 
 /// `(offered, ms, passed)` of a search's steps in rate order, for one statistic.

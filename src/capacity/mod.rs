@@ -300,7 +300,10 @@ mod tests {
         assert_eq!(slo[0].expr, "flow.p99<500ms");
         assert!(matches!(slo[1].metric, Metric::SuccessRate));
         assert!((slo[1].limit - 0.999).abs() < 1e-9);
-        assert!(matches!(slo[2].metric, Metric::Latency { step: Some(_), .. }));
+        assert!(matches!(
+            slo[2].metric,
+            Metric::Latency { step: Some(_), .. }
+        ));
         let e = parse_slo("flow.p99<500").unwrap_err();
         assert!(e.contains("flow.p99<500") && e.contains("unit"), "{e}");
         assert!(parse_slo(" , ").is_err());

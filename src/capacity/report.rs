@@ -76,10 +76,7 @@ fn heading(s: &CostSearch) -> String {
 /// The conclusion of one search, in a sentence.
 pub fn conclusion(s: &CostSearch) -> String {
     let mut t = if s.sustainable_rate > 0.0 {
-        format!(
-            "sustainable rate: {}/s",
-            fmt_rate(s.sustainable_rate)
-        )
+        format!("sustainable rate: {}/s", fmt_rate(s.sustainable_rate))
     } else {
         "no rate tried met the SLO".into()
     };
@@ -209,7 +206,11 @@ pub fn html(c: &Capacity, chart_svg: &str) -> Vec<u8> {
         "<p class=\"verdict\" id=\"sustainable\">Sustainable rate: {}/s (SLO {}){}</p>",
         fmt_rate(c.sustainable_rate),
         esc(&c.config.slo),
-        if c.partial { " (PARTIAL: interrupted)" } else { "" }
+        if c.partial {
+            " (PARTIAL: interrupted)"
+        } else {
+            ""
+        }
     );
     let _ = write!(o, "<div class=\"capacity-chart\">{svg}</div>");
     for s in &c.searches {

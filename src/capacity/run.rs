@@ -11,8 +11,7 @@ use tokio::sync::watch;
 use super::search::{Bounds, End, Next, Search};
 use super::step::{self, StepTarget};
 use super::{
-    Capacity, CapacityConfig, CapacityError, CapacityOptions, CostSearch, SCHEMA,
-    SUSTAIN_FRACTION,
+    Capacity, CapacityConfig, CapacityError, CapacityOptions, CostSearch, SCHEMA, SUSTAIN_FRACTION,
 };
 use crate::sweep::{spawn, SweepError, COST_RANGE};
 
@@ -24,15 +23,18 @@ pub async fn capacity(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Capacity, CapacityError> {
     check(opts)?;
-    let (scenario_name, steps) = scenario_steps(&opts.scenario)
-        .map_err(|e| CapacityError::Run { rate: 0.0, source: e })?;
+    let (scenario_name, steps) =
+        scenario_steps(&opts.scenario).map_err(|e| CapacityError::Run {
+            rate: 0.0,
+            source: e,
+        })?;
     for t in &opts.slo {
         t.check_steps(&steps)
             .map_err(|e| CapacityError::Config(format!("--slo: {e}")))?;
     }
     let (tx, rx) = watch::channel(false);
-    let searches = crate::sweep::drive_with_stop(stop, tx, searches(opts, rx.clone(), progress))
-        .await?;
+    let searches =
+        crate::sweep::drive_with_stop(stop, tx, searches(opts, rx.clone(), progress)).await?;
     let partial = *rx.borrow() || searches.iter().any(|s| s.end == End::Interrupted);
     // The gate reads the weakest cost: a regression at any one of them fails it.
     let worst = searches

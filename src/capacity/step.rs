@@ -29,7 +29,8 @@ pub(super) fn hold_for(opts: &CapacityOptions, rate: f64) -> Duration {
 /// After arrivals stop, how long flows in flight may take to finish: a backlog that
 /// outlasts this means the rate was not sustained.
 fn drain_for(opts: &CapacityOptions, hold: Duration) -> Duration {
-    hold.max(Duration::from_secs(5)).min(opts.timeout + Duration::from_secs(1))
+    hold.max(Duration::from_secs(5))
+        .min(opts.timeout + Duration::from_secs(1))
 }
 
 /// An upper bound on one step's wall time (for the budget), calibration included.
@@ -85,14 +86,15 @@ pub(super) async fn run_step(
     let deadline = step_bound(opts, rate);
     let mut user_stop = stop.clone();
     let stop_fut = async move {
+        let user = async {
+            // The sender gone: nobody can ask to stop any more; the deadline holds.
+            if user_stop.wait_for(|s| *s).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(deadline) => {}
-            r = user_stop.wait_for(|s| *s) => {
-                // The sender gone: nobody can ask to stop any more; the deadline holds.
-                if r.is_err() {
-                    tokio::time::sleep(deadline).await;
-                }
-            }
+            _ = user => {}
         }
     };
     let result = crate::mix::run(&run_opts, stop_fut)

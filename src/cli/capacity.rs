@@ -168,7 +168,11 @@ pub(super) async fn exec(a: CapacityArgs, out: &mut dyn Write, err: &mut dyn Wri
         ui.verdict(err, "interrupted:", "the search is partial");
         exit::INTERRUPTED
     } else if !c.gate_passed() {
-        ui.verdict(err, "FAILED:", "the sustainable rate is below a --threshold");
+        ui.verdict(
+            err,
+            "FAILED:",
+            "the sustainable rate is below a --threshold",
+        );
         exit::GATE
     } else {
         exit::OK

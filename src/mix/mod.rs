@@ -32,8 +32,9 @@ use crate::RunResult;
 pub fn is_mix(src: &ScenarioSource) -> bool {
     match src {
         ScenarioSource::Builtin => false,
-        ScenarioSource::File(p) => std::fs::read_to_string(p)
-            .is_ok_and(|t| crate::scenario::mix::is_mix(&t)),
+        ScenarioSource::File(p) => {
+            std::fs::read_to_string(p).is_ok_and(|t| crate::scenario::mix::is_mix(&t))
+        }
     }
 }
 
@@ -154,9 +155,8 @@ pub async fn run_mix(
         );
     }
     for (i, t) in part_thresholds.iter().enumerate() {
-        crate::gate::parse_all(t, &mix.parts[i].scenario.step_names()).map_err(|e| {
-            RunError::Config(format!("{}: {e}", mix.parts[i].scenario.name))
-        })?;
+        crate::gate::parse_all(t, &mix.parts[i].scenario.step_names())
+            .map_err(|e| RunError::Config(format!("{}: {e}", mix.parts[i].scenario.name)))?;
     }
     let whole_gate = crate::gate::parse_all(&whole_thresholds, &prefixed)
         .map_err(|e| RunError::Config(e.to_string()))?;
@@ -245,7 +245,11 @@ pub fn whole(mix: &Mix, parts: &[MixPart]) -> anyhow::Result<Report> {
     let mut stats_of = Vec::new();
     for p in parts {
         let s = p.report.stats()?;
-        names.extend(s.steps.iter().map(|st| format!("{}:{}", p.scenario, st.name)));
+        names.extend(
+            s.steps
+                .iter()
+                .map(|st| format!("{}:{}", p.scenario, st.name)),
+        );
         stats_of.push(s);
     }
     let mut total = Stats::new(&names);
@@ -323,6 +327,39 @@ async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
     outs.into_iter().flatten().collect()
 }
 
+/// The per-scenario table of a mix run, for the terminal: each scenario's flows, success,
+/// flow latency and throughput, and the whole.
+pub fn scenario_table(r: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    if r.mix.is_empty() {
+        return o;
+    }
+    let _ = writeln!(
+        o,
+        "\n{:<24} {:>6} {:>8} {:>9} {:>10} {:>10} {:>9}",
+        "scenario", "weight", "flows", "success", "p50 ms", "p99 ms", "flows/s"
+    );
+    let row = |o: &mut String, name: &str, weight: String, r: &Report| {
+        let _ = writeln!(
+            o,
+            "{:<24} {:>6} {:>8} {:>8.2}% {:>10.1} {:>10.1} {:>9.2}",
+            name,
+            weight,
+            r.summary.total_flows,
+            r.summary.success_rate * 100.0,
+            r.flow.p50_ms,
+            r.flow.p99_ms,
+            r.summary.flows_per_s
+        );
+    };
+    for p in &r.mix {
+        row(&mut o, &p.scenario, p.weight.to_string(), &p.report);
+    }
+    row(&mut o, "(whole)", String::new(), r);
+    o
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,7 +373,9 @@ mod tests {
                 format!("name = \"s{i}\"\n[[steps]]\nname = \"a\"\npath = \"/a\"\n"),
             )
             .unwrap();
-            text.push_str(&format!("[[mix]]\nscenario = \"s{i}.toml\"\nweight = {w}\n"));
+            text.push_str(&format!(
+                "[[mix]]\nscenario = \"s{i}.toml\"\nweight = {w}\n"
+            ));
         }
         let m = crate::scenario::mix::parse(&text, "m.toml", d.path()).unwrap();
         (d, m)
@@ -370,39 +409,10 @@ mod tests {
         assert_eq!(parts, [vec!["success_rate>=99%"], vec!["flow.p99<500ms"]]);
         assert_eq!(whole, ["flow.p99<1s"]);
         let e = split_thresholds(&m, &["s9:flow.p99<1s".into()]).unwrap_err();
-        assert!(e.to_string().contains("no scenario of the mix is named `s9`"), "{e}");
-    }
-}
-
-/// The per-scenario table of a mix run, for the terminal: each scenario's flows, success,
-/// flow latency and throughput, and the whole.
-pub fn scenario_table(r: &Report) -> String {
-    use std::fmt::Write as _;
-    let mut o = String::new();
-    if r.mix.is_empty() {
-        return o;
-    }
-    let _ = writeln!(
-        o,
-        "\n{:<24} {:>6} {:>8} {:>9} {:>10} {:>10} {:>9}",
-        "scenario", "weight", "flows", "success", "p50 ms", "p99 ms", "flows/s"
-    );
-    let row = |o: &mut String, name: &str, weight: String, r: &Report| {
-        let _ = writeln!(
-            o,
-            "{:<24} {:>6} {:>8} {:>8.2}% {:>10.1} {:>10.1} {:>9.2}",
-            name,
-            weight,
-            r.summary.total_flows,
-            r.summary.success_rate * 100.0,
-            r.flow.p50_ms,
-            r.flow.p99_ms,
-            r.summary.flows_per_s
+        assert!(
+            e.to_string()
+                .contains("no scenario of the mix is named `s9`"),
+            "{e}"
         );
-    };
-    for p in &r.mix {
-        row(&mut o, &p.scenario, p.weight.to_string(), &p.report);
     }
-    row(&mut o, "(whole)", String::new(), r);
-    o
 }

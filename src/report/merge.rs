@@ -137,7 +137,10 @@ fn merge_mix(reports: &[(String, Report)], force: bool) -> anyhow::Result<Vec<su
     if first.is_empty() {
         return Ok(Vec::new());
     }
-    if reports.iter().any(|(_, r)| names(r) != names(&reports[0].1)) {
+    if reports
+        .iter()
+        .any(|(_, r)| names(r) != names(&reports[0].1))
+    {
         bail!("these reports are runs of different mixes: only runs of one mix can be merged");
     }
     let mut out = Vec::new();

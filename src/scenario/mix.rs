@@ -106,7 +106,10 @@ pub fn parse(text: &str, file: &str, dir: &Path) -> Result<Mix, ScenarioErrors> 
     })?;
     let mut errors = Vec::new();
     if raw.mix.get_ref().is_empty() {
-        errors.push(at(raw.mix.span().start, "a mix names at least one scenario".into()));
+        errors.push(at(
+            raw.mix.span().start,
+            "a mix names at least one scenario".into(),
+        ));
     }
     let mut parts = Vec::new();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
@@ -278,9 +281,13 @@ mod tests {
         assert!(e.contains("missing.toml"), "{e}");
         assert!(e.contains("m.toml:9:12: 'bad.toml' has 1 error"), "{e}");
         assert!(e.contains("bad.toml:5:"), "{e}");
-        let e = parse("name = \"m\"\n[[mix]]\nscenario = \"one.toml\"\nwieght = 1\n", "m.toml", d.path())
-            .unwrap_err()
-            .to_string();
+        let e = parse(
+            "name = \"m\"\n[[mix]]\nscenario = \"one.toml\"\nwieght = 1\n",
+            "m.toml",
+            d.path(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("m.toml:"), "{e}");
         assert!(is_mix(text) && !is_mix(ONE) && !is_mix("not toml ["));
     }

@@ -28,8 +28,8 @@ use crate::error::{exit, RunError};
 use crate::options::ScenarioSource;
 
 pub use report::{capacity_note, markdown, terminal_table, write_sweep, Written};
-pub use runner::{measure_hash_ms, sweep};
 pub(crate) use runner::{check_spawn, drive_with_stop, stop_future};
+pub use runner::{measure_hash_ms, sweep};
 
 /// The version of the sweep JSON format.
 /// `/2` added the per-step service times, the hash fit, the per-cost verdict, the

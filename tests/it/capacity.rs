@@ -80,7 +80,10 @@ async fn one_at_a_time_server_has_one_over_its_service_time() {
     assert_within_10pct(&c, 50.0);
     // The diagnosis ran at each step: the server works on about one request at a time.
     let passed = c.searches[0].steps.iter().rev().find(|r| r.passed).unwrap();
-    assert!(passed.effective_parallelism.is_some_and(|p| p < 1.5), "{passed:?}");
+    assert!(
+        passed.effective_parallelism.is_some_and(|p| p < 1.5),
+        "{passed:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,9 @@ fn mix_dir() -> tempfile::TempDir {
     for (name, path) in [("a", "/a"), ("b", "/b"), ("c", "/c")] {
         std::fs::write(
             d.path().join(format!("{name}.toml")),
-            format!("name = \"{name}\"\n[[steps]]\nname = \"get\"\npath = \"{path}\"\nexpect = 200\n"),
+            format!(
+                "name = \"{name}\"\n[[steps]]\nname = \"get\"\npath = \"{path}\"\nexpect = 200\n"
+            ),
         )
         .unwrap();
     }
@@ -128,16 +130,33 @@ fn a_thousand_flows_at_80_15_5_are_800_150_50_and_thresholds_name_a_scenario() {
             )
         })
         .collect();
-    assert!(verdicts.contains(&("a:flow.p99<5s".into(), true)), "{verdicts:?}");
-    assert!(verdicts.contains(&("c:flow.p50<1ms".into(), false)), "{verdicts:?}");
-    assert!(verdicts.contains(&("success_rate>=100%".into(), true)), "{verdicts:?}");
+    assert!(
+        verdicts.contains(&("a:flow.p99<5s".into(), true)),
+        "{verdicts:?}"
+    );
+    assert!(
+        verdicts.contains(&("c:flow.p50<1ms".into(), false)),
+        "{verdicts:?}"
+    );
+    assert!(
+        verdicts.contains(&("success_rate>=100%".into(), true)),
+        "{verdicts:?}"
+    );
     // The whole's flow latency is every scenario's flows together.
     assert_eq!(v["flow"]["count"], 1000);
 
     // A scenario the mix does not have is named in the error, before any load.
     let (code, _, err) = cli(&[
-        "run", "--target", &target, "--scenario", &mix, "-n", "10", "--no-reports",
-        "--threshold", "d:flow.p99<1s",
+        "run",
+        "--target",
+        &target,
+        "--scenario",
+        &mix,
+        "-n",
+        "10",
+        "--no-reports",
+        "--threshold",
+        "d:flow.p99<1s",
     ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no scenario of the mix is named `d`"), "{err}");
@@ -206,12 +225,21 @@ fn validate_locates_problems_of_a_mix_and_of_its_files() {
     .unwrap();
     let (code, out, err) = cli(&["validate", &d.path().join("mix.toml").display().to_string()]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("mix 'abc' of 3 scenarios (a 80, b 15, c 5)"), "{out}");
+    assert!(
+        out.contains("mix 'abc' of 3 scenarios (a 80, b 15, c 5)"),
+        "{out}"
+    );
     let b = broken.display().to_string();
     let (code, _, err) = cli(&["validate", &b]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains(&format!("{b}:6:12: cannot read the scenario")), "{err}");
-    assert!(err.contains(&format!("{b}:9:12: 'bad.toml' has 1 error")), "{err}");
+    assert!(
+        err.contains(&format!("{b}:6:12: cannot read the scenario")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{b}:9:12: 'bad.toml' has 1 error")),
+        "{err}"
+    );
     assert!(err.contains("bad.toml:4:"), "{err}");
     // The shipped mix and its scenarios validate.
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/staging-day.toml");

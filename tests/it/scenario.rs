@@ -357,9 +357,10 @@ async fn login_only_runs_on_the_accounts_save_users_wrote() {
     // A registration run saves its accounts; login-only (a copy next to that file) logs
     // every one of them in against the same server.
     let key = "login-only-key".to_string();
-    let server = authbench::pipeline::start_reference_server(
-        authbench::server::ServerConfig::new(4, key.clone()),
-    )
+    let server = authbench::pipeline::start_reference_server(authbench::server::ServerConfig::new(
+        4,
+        key.clone(),
+    ))
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let users = dir.path().join("login-only-users.csv");
