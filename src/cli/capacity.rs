@@ -46,7 +46,7 @@ pub struct CapacityArgs {
     #[arg(long, default_value = "1000", value_parser = parse_count, value_name = "N")]
     pub max_in_flight: u64,
     /// Flows run alone before each step, for the diagnosis column (0: none).
-    #[arg(long, default_value = "3", value_parser = parse_count, value_name = "N")]
+    #[arg(long, default_value = "3", value_name = "N")]
     pub calibration_flows: u64,
     /// bcrypt cost of the in-process server.
     #[arg(long, default_value = "12", value_parser = clap::value_parser!(u32).range(4..=31), conflicts_with = "costs")]

@@ -7,7 +7,7 @@
 //! flows in flight) are shared out by weight with the largest-remainder rule, so 1,000
 //! flows at 80/15/5 are 800/150/50, and `--shard` then splits each scenario's share
 //! exactly, so shards merged give the same split. A scenario with its own `rate` keeps it.
-//! Every scenario gets at least one worker.
+//! Every scenario gets at least one worker (one per shard under `--shard`).
 //!
 //! Thresholds naming a scenario (`login-only:flow.p99<500ms`) are that scenario's; the
 //! others are the whole's, whose steps are named `scenario:step`. The whole is a
@@ -90,8 +90,9 @@ fn names(mix: &Mix) -> Vec<String> {
     mix.parts.iter().map(|p| p.scenario.name.clone()).collect()
 }
 
-/// Each scenario's share of `plan`.
-fn share_plans(mix: &Mix, plan: &Plan) -> Vec<Plan> {
+/// Each scenario's share of `plan`; each gets at least `min_workers` workers (closed loop)
+/// and flows in flight (open loop): one, or one per shard, which then splits it again.
+fn share_plans(mix: &Mix, plan: &Plan, min_workers: u64) -> Vec<Plan> {
     let weights = mix.weights();
     let total_w: u64 = weights.iter().sum();
     let flows = plan.max_flows.map(|n| split(&weights, n));
@@ -102,7 +103,7 @@ fn share_plans(mix: &Mix, plan: &Plan) -> Vec<Plan> {
             max_in_flight,
         } => LoadModel::Open {
             arrival,
-            max_in_flight: (split(&weights, max_in_flight as u64)[i] as usize).max(1),
+            max_in_flight: (split(&weights, max_in_flight as u64)[i].max(min_workers)) as usize,
         },
     };
     (0..mix.parts.len())
@@ -117,7 +118,7 @@ fn share_plans(mix: &Mix, plan: &Plan) -> Vec<Plan> {
                         (LoadModel::Open { .. }, None) => s.level * share,
                         // Workers: whole numbers, the largest remainder, at least one.
                         (LoadModel::Closed, _) => {
-                            (split(&weights, s.level.round() as u64)[i] as f64).max(1.0)
+                            split(&weights, s.level.round() as u64)[i].max(min_workers) as f64
                         }
                     };
                     crate::plan::Stage { level, ..*s }
@@ -174,7 +175,11 @@ pub async fn run_mix(
     let runs: Vec<_> = mix
         .parts
         .iter()
-        .zip(share_plans(mix, &plan))
+        .zip(share_plans(
+            mix,
+            &plan,
+            opts.shard.map_or(1, |s| s.count.max(1)),
+        ))
         .zip(part_thresholds)
         .map(|((part, plan), thresholds)| {
             let o = RunOptions {
@@ -384,14 +389,18 @@ mod tests {
     #[test]
     fn plans_are_shared_by_weight_exactly() {
         let (_d, m) = mix_of(&[80, 15, 5]);
-        let plans = share_plans(&m, &Plan::closed(20, 1000));
+        let plans = share_plans(&m, &Plan::closed(20, 1000), 1);
         let flows: Vec<u64> = plans.iter().map(|p| p.max_flows.unwrap()).collect();
         assert_eq!(flows, [800, 150, 50]);
         let workers: Vec<f64> = plans.iter().map(|p| p.stages[0].level).collect();
         assert_eq!(workers, [16.0, 3.0, 1.0]);
         // Too few workers to share: each scenario still gets one.
-        let plans = share_plans(&m, &Plan::closed(2, 1000));
+        let plans = share_plans(&m, &Plan::closed(2, 1000), 1);
         assert!(plans.iter().all(|p| p.stages[0].level >= 1.0));
+        // Over 4 shards, each scenario has a worker for every shard.
+        let plans = share_plans(&m, &Plan::closed(20, 1000), 4);
+        let workers: Vec<f64> = plans.iter().map(|p| p.stages[0].level).collect();
+        assert_eq!(workers, [16.0, 4.0, 4.0]);
     }
 
     #[test]

@@ -272,7 +272,7 @@ mod tests {
         write(
             d.path(),
             "bad.toml",
-            "name = \"bad\"\n[[steps]]\nname = \"a\"\npath = \"/a\"\nmethod = \"FETCH!\"\n",
+            "name = \"bad\"\n[[steps]]\nname = \"a\"\npath = \"no-slash\"\n",
         );
         let text = "name = \"m\"\n[[mix]]\nscenario = \"one.toml\"\nweight = 0\n[[mix]]\nscenario = \"missing.toml\"\nweight = 1\n[[mix]]\nscenario = \"bad.toml\"\nweight = 1\n";
         let e = parse(text, "m.toml", d.path()).unwrap_err().to_string();
@@ -280,7 +280,7 @@ mod tests {
         assert!(e.contains("m.toml:6:12: cannot read the scenario"), "{e}");
         assert!(e.contains("missing.toml"), "{e}");
         assert!(e.contains("m.toml:9:12: 'bad.toml' has 1 error"), "{e}");
-        assert!(e.contains("bad.toml:5:"), "{e}");
+        assert!(e.contains("bad.toml:4:"), "{e}");
         let e = parse(
             "name = \"m\"\n[[mix]]\nscenario = \"one.toml\"\nwieght = 1\n",
             "m.toml",

@@ -461,9 +461,6 @@ impl Scenario {
     pub fn load(path: &Path) -> Result<Self, ScenarioErrors> {
         let file = path.display().to_string();
         let text = parse::read_file(path, &file)?;
-        if mix::is_mix(&text) {
-            return Err(mix::not_a_flow(&file));
-        }
         Scenario::parse(&text, &file)
     }
 

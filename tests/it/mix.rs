@@ -167,29 +167,42 @@ fn four_shards_merged_give_the_same_split() {
     let d = mix_dir();
     let target = server();
     let mix = d.path().join("mix.toml").display().to_string();
-    let mut jsons = Vec::new();
-    for i in 0..4 {
-        let out = d.path().join(format!("shard{i}"));
-        let (code, stdout, err) = cli(&[
-            "run",
-            "--target",
-            &target,
-            "--scenario",
-            &mix,
-            "-n",
-            "1000",
-            "-c",
-            "20",
-            "--calibration",
-            "0",
-            "--shard",
-            &format!("{i}/4"),
-            "--out-dir",
-            &out.display().to_string(),
-        ]);
-        assert_eq!(code, 0, "{stdout}\n{err}");
-        jsons.push(json_in(&out).display().to_string());
-    }
+    // The four generators run at once, as shards do, from one planned start (merge checks
+    // that they overlapped).
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(2))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let outs: Vec<PathBuf> = (0..4).map(|i| d.path().join(format!("shard{i}"))).collect();
+    std::thread::scope(|sc| {
+        for (i, out) in outs.iter().enumerate() {
+            let (target, mix, at) = (&target, &mix, &at);
+            sc.spawn(move || {
+                let (code, stdout, err) = cli(&[
+                    "run",
+                    "--target",
+                    target,
+                    "--scenario",
+                    mix,
+                    "-n",
+                    "1000",
+                    "-c",
+                    "20",
+                    "--calibration",
+                    "0",
+                    "--shard",
+                    &format!("{i}/4"),
+                    "--start-at",
+                    at,
+                    "--out-dir",
+                    &out.display().to_string(),
+                ]);
+                assert_eq!(code, 0, "{stdout}\n{err}");
+            });
+        }
+    });
+    let jsons: Vec<String> = outs
+        .iter()
+        .map(|o| json_in(o).display().to_string())
+        .collect();
     let merged = d.path().join("all.json");
     let mut args = vec!["merge"];
     args.extend(jsons.iter().map(String::as_str));
