@@ -64,7 +64,8 @@ pub struct CapacityOptions {
     pub hold: Duration,
     /// ...and long enough to start at least this many measured flows.
     pub hold_flows: u64,
-    /// The whole search stops starting steps once a next step would end past this.
+    /// The whole search starts no step expected to end past this (a step that overloads
+    /// the service may overrun it by its drain time).
     pub max_duration: Duration,
     /// Arrivals beyond this many flows in flight wait (and count from their intended start).
     pub max_in_flight: usize,

@@ -311,7 +311,7 @@ async fn search_at(
             Next::Done(end) => break end,
             Next::Try(r) => r,
         };
-        if budget_start.elapsed() + step::step_bound(opts, rate) > opts.max_duration
+        if budget_start.elapsed() + step::step_expected(opts, rate) > opts.max_duration
             && !steps.is_empty()
         {
             break End::Budget;

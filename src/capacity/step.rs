@@ -33,10 +33,17 @@ fn drain_for(opts: &CapacityOptions, hold: Duration) -> Duration {
         .min(opts.timeout + Duration::from_secs(1))
 }
 
-/// An upper bound on one step's wall time (for the budget), calibration included.
+/// The most one step may take (its deadline), calibration included: past it, the flows
+/// still in flight are cut off and counted as a backlog.
 pub(super) fn step_bound(opts: &CapacityOptions, rate: f64) -> Duration {
     let hold = hold_for(opts, rate);
     calibration_allowance(opts) + opts.warmup + hold + drain_for(opts, hold)
+}
+
+/// What one step is expected to take when it sustains its rate (for the budget): the
+/// warm-up, the hold and a second for the calibration and the last flows.
+pub(super) fn step_expected(opts: &CapacityOptions, rate: f64) -> Duration {
+    opts.warmup + hold_for(opts, rate) + Duration::from_secs(1)
 }
 
 fn calibration_allowance(opts: &CapacityOptions) -> Duration {

@@ -36,11 +36,11 @@ fn opts(addr: std::net::SocketAddr, slo: &str) -> CapacityOptions {
         target: Some(format!("http://{addr}")),
         scenario: support::health(),
         timeout: Duration::from_secs(5),
-        start_rate: 10.0,
-        warmup: Duration::from_millis(500),
-        hold: Duration::from_secs(2),
-        hold_flows: 40,
-        max_duration: Duration::from_secs(40),
+        start_rate: 20.0,
+        warmup: Duration::from_millis(300),
+        hold: Duration::from_millis(1500),
+        hold_flows: 20,
+        max_duration: Duration::from_secs(45),
         calibration_flows: 2,
         ..CapacityOptions::default()
     }
@@ -63,6 +63,8 @@ fn assert_within_10pct(c: &capacity::Capacity, truth: f64) {
         .collect();
     assert_eq!(s.end, End::Converged, "{steps:#?}");
     let found = c.sustainable_rate;
+    // Shown with --nocapture: the figures the search found.
+    eprintln!("found {found:.1}/s, truth {truth:.1}/s: {steps:#?}");
     assert!(
         (found - truth).abs() <= 0.1 * truth,
         "found {found:.1}/s, truth {truth:.1}/s: {steps:#?}"
