@@ -144,6 +144,9 @@ fn a_thousand_flows_at_80_15_5_are_800_150_50_and_thresholds_name_a_scenario() {
     );
     // The whole's flow latency is every scenario's flows together.
     assert_eq!(v["flow"]["count"], 1000);
+    let md = std::fs::read_to_string(json_in(&out).with_extension("md")).unwrap();
+    assert!(md.contains("### Scenarios of the Mix"), "{md}");
+    assert!(md.contains("| c | 5 | 50 | 100.00% |"), "{md}");
 
     // A scenario the mix does not have is named in the error, before any load.
     let (code, _, err) = cli(&[
