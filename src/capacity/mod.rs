@@ -7,7 +7,7 @@
 //! `--spawn` (the sweep's [`crate::sweep::spawn`]).
 //!
 //! This file holds the options, the result (which *is* the JSON format) and the SLO and
-//! gate expressions; [`step`] runs and judges one rate, [`run`] drives the search, and
+//! gate expressions; `step` runs and judges one rate, `run` drives the search, and
 //! [`report`] renders the table, Markdown, HTML and chart. Nothing here prints.
 
 pub mod chart;
@@ -33,7 +33,7 @@ pub use search::End;
 pub const SCHEMA: &str = "authbench.capacity/1";
 
 /// A step sustains its rate when it completes at least this fraction of it (see
-/// [`step::achieved_rate`]): below it the queue grows, whatever the latency says so far.
+/// `step::achieved_rate`): below it the queue grows, whatever the latency says so far.
 pub const SUSTAIN_FRACTION: f64 = 0.95;
 
 /// Options of `authbench capacity`.

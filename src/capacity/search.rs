@@ -1,7 +1,7 @@
 //! The search itself, with no I/O: which rate to try next given the verdicts so far.
 //! Rates grow by a factor until one fails (bracketing), then the bracket is halved on a
 //! log scale (the geometric mean of its ends) until its ends are within the precision.
-//! The driver in [`super::run`] owns the clock and the budget; this only decides.
+//! The driver (`capacity::run`) owns the clock and the budget; this only decides.
 
 /// The bounds and the precision of one search.
 #[derive(Debug, Clone, Copy, PartialEq)]
