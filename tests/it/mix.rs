@@ -262,3 +262,13 @@ fn validate_locates_problems_of_a_mix_and_of_its_files() {
     let (code, out, err) = cli(&["validate", shipped]);
     assert_eq!(code, 0, "{out}\n{err}");
 }
+
+#[test]
+fn check_takes_the_first_scenario_of_a_mix_with_the_roles_it_needs() {
+    // staging-day: login-only has no registration; refresh (listed next) has every role.
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/staging-day.toml");
+    let (code, out, err) = cli(&["check", "--explain-roles", "--scenario", shipped]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("reuse-spent"), "{out}");
+    assert!(!out.contains("login-only"), "{out}");
+}
