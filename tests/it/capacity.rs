@@ -177,3 +177,73 @@ fn bad_slos_and_thresholds_are_usage_errors() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("capacity>=fast"), "{err}");
 }
+
+/// The capacity JSON written into `dir`.
+fn capacity_json(dir: &std::path::Path) -> serde_json::Value {
+    let p = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-capacity.json"))
+        .unwrap();
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+#[test]
+fn costs_run_one_search_each_in_process_and_spawned() {
+    let health = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/health.toml");
+    let common = [
+        "--scenario",
+        health,
+        "--slo",
+        "flow.p99<2s",
+        "--costs",
+        "4,5",
+        "--start-rate",
+        "5",
+        "--max-rate",
+        "10",
+        "--step",
+        "1s",
+        "--step-flows",
+        "5",
+        "--warmup",
+        "200ms",
+        "--calibration-flows",
+        "0",
+        "--max-duration",
+        "60s",
+    ];
+    let port = support::dead_port();
+    let target = format!("http://127.0.0.1:{port}");
+    let spawn = format!(
+        "exec {} serve --addr 127.0.0.1:{port} --cost {{cost}}",
+        env!("CARGO_BIN_EXE_authbench")
+    );
+    for spawned in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().display().to_string();
+        let mut args = vec!["capacity", "--out-dir", &out];
+        args.extend(common);
+        if spawned {
+            args.extend(["--spawn", &spawn, "--target", &target]);
+        }
+        let (code, stdout, err) = support::cli(&args);
+        assert_eq!(code, 0, "{stdout}\n{err}");
+        let v = capacity_json(dir.path());
+        let searches = v["searches"].as_array().unwrap();
+        let costs: Vec<u64> = searches
+            .iter()
+            .map(|s| s["cost"].as_u64().unwrap())
+            .collect();
+        assert_eq!(costs, [4, 5], "{v:#}");
+        assert!(
+            searches
+                .iter()
+                .all(|s| !s["steps"].as_array().unwrap().is_empty()),
+            "{v:#}"
+        );
+        // Measured here only for the in-process server.
+        assert_eq!(searches[0]["hash_ms"].is_number(), !spawned, "{v:#}");
+        assert_eq!(v["config"]["in_process_server"], !spawned);
+    }
+}
