@@ -145,6 +145,19 @@ pub async fn run_mix(
             "--tls with a mix: not supported yet (serve with `authbench serve --tls` and give --target)".into(),
         ));
     }
+    if opts.save_users.is_some() || opts.metrics.is_some() {
+        return Err(RunError::Config(
+            "--save-users and --metrics take one scenario, not a mix: run the scenario alone"
+                .into(),
+        ));
+    }
+    let baseline = match &opts.baseline {
+        Some(p) => Some((
+            crate::report::read(p).map_err(|e| RunError::Config(format!("{e:#}")))?,
+            p.clone(),
+        )),
+        None => None,
+    };
     let (part_thresholds, whole_thresholds) = split_thresholds(mix, &opts.thresholds)?;
     let mut prefixed = Vec::new();
     for p in &mix.parts {
@@ -239,6 +252,14 @@ pub async fn run_mix(
     results.extend(whole_gate.iter().map(|t| t.evaluate(&report)));
     report.thresholds = results;
     report.mix = parts;
+    if let Some((base, path)) = &baseline {
+        report.comparison = Some(crate::gate::compare(
+            base,
+            &report,
+            &path.display().to_string(),
+            opts.compare,
+        ));
+    }
     let files = crate::pipeline::export(opts, &report)?;
     Ok(RunResult { report, files })
 }

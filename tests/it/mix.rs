@@ -148,6 +148,49 @@ fn a_thousand_flows_at_80_15_5_are_800_150_50_and_thresholds_name_a_scenario() {
     assert!(md.contains("### Scenarios of the Mix"), "{md}");
     assert!(md.contains("| c | 5 | 50 | 100.00% |"), "{md}");
 
+    // Compared with that run as a baseline: the whole, step by step (`scenario:step`).
+    let base = json_in(&out).display().to_string();
+    let out2 = d.path().join("out2");
+    let (code, stdout, err) = cli(&[
+        "run",
+        "--target",
+        &target,
+        "--scenario",
+        &mix,
+        "-n",
+        "100",
+        "--calibration",
+        "0",
+        "--baseline",
+        &base,
+        "--out-dir",
+        &out2.display().to_string(),
+    ]);
+    // A regression by noise may fail the gate; the comparison is there either way.
+    assert!(code == 0 || code == 1, "{stdout}\n{err}");
+    let v2 = read(&json_in(&out2));
+    let scopes: Vec<&str> = v2["comparison"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["scope"].as_str().unwrap())
+        .collect();
+    assert!(scopes.contains(&"c:get"), "{scopes:?}");
+    let (code, _, err) = cli(&[
+        "run",
+        "--target",
+        &target,
+        "--scenario",
+        &mix,
+        "-n",
+        "10",
+        "--no-reports",
+        "--save-users",
+        "/dev/null",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a mix"), "{err}");
+
     // A scenario the mix does not have is named in the error, before any load.
     let (code, _, err) = cli(&[
         "run",
