@@ -7,6 +7,8 @@
 #   scripts/real-stacks.sh                   # every stack
 #   scripts/real-stacks.sh django-session    # some stacks (names of scenarios/<name>.toml)
 #   scripts/real-stacks.sh --check [NAME...] # also `authbench check` each one (never fatal)
+#   scripts/real-stacks.sh --capacity [NAME...] # also `authbench capacity` each one (a figure,
+#                                            # never fatal; REAL_STACKS_SLO, REAL_STACKS_CAPACITY_BUDGET)
 #   REAL_STACKS_RUN_ARGS="--connections per-flow" scripts/real-stacks.sh   # extra `run` flags
 #
 # | stack (scenario)          | implementation                                   |
@@ -275,6 +277,15 @@ EOF
             --out-dir "$OUT" >"$OUT/$name-check.txt" 2>&1 || true
         cat "$OUT/$name-check.txt"
     fi
+    if [ "${REAL_STACKS_CAPACITY:-0}" = 1 ]; then
+        # The highest rate the stack sustains within an SLO (bounded by its budget; the
+        # stack's timeout must cover it: REAL_STACKS_TIMEOUT). Not fatal: a figure, not a check.
+        env "${env[@]}" "$AB" capacity --target "$url" --scenario "scenarios/$scenario.toml" "${run_args[@]}" \
+            --slo "${REAL_STACKS_SLO:-flow.p99<2s,success>=99%}" --start-rate 2 --step 4s --step-flows 20 \
+            --max-duration "${REAL_STACKS_CAPACITY_BUDGET:-100s}" --no-progress --out-dir "$OUT" \
+            >"$OUT/$name-capacity.txt" 2>&1 || true
+        cat "$OUT/$name-capacity.txt"
+    fi
 }
 
 # ---------------------------------------------------------------------------------------
@@ -351,6 +362,12 @@ fi
 
 if [ "${1:-}" = --check ]; then
     export REAL_STACKS_CHECK=1
+    shift
+fi
+if [ "${1:-}" = --capacity ]; then
+    # Also `authbench capacity` each stack; give it time: the default timeout becomes 300 s.
+    export REAL_STACKS_CAPACITY=1
+    STACK_TIMEOUT=${REAL_STACKS_TIMEOUT:-300}
     shift
 fi
 STACKS=("$@")

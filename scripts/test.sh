@@ -42,6 +42,10 @@ cargo run --quiet --release -- validate scenarios/*.toml
 echo "== a bcrypt cost sweep writes its table, Markdown, JSON and chart"
 cargo run --quiet --release -- sweep --costs 4..=8 --flows 10 --out-dir target/ci-reports
 
+echo "== a capacity search writes its JSON and chart, and gates on the sustainable rate (bounded: 30 s)"
+cargo run --quiet --release -- capacity --cost 4 --slo 'flow.p99<1s,success>=99%' --start-rate 10 \
+    --step 2s --step-flows 10 --max-duration 30s --threshold 'capacity>=5/s' --no-progress --out-dir target/ci-reports
+
 echo "== the scenario gallery against real implementations: fastapi-users, Django, oidc-provider"
 scripts/real-stacks.sh
 

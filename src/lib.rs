@@ -11,6 +11,7 @@
 //! ([`engine::run`]: workers send samples to a collector that builds [`stats::Stats`]) →
 //! [`pipeline::report`] ([`report::Report`], diagnosis, gate) → [`pipeline::export`].
 
+pub mod capacity;
 pub mod check;
 pub mod cli;
 pub mod color;
@@ -20,6 +21,7 @@ pub mod diagnosis;
 pub mod engine;
 pub mod error;
 pub mod gate;
+pub mod mix;
 pub mod options;
 pub mod outage;
 pub mod password;

@@ -314,9 +314,36 @@ pub struct CheckResult {
     pub files: Vec<PathBuf>,
 }
 
+/// The scenario to check: the one given, or of a mix the first scenario with the roles the
+/// probes need (register, login and a protected step; else login and a protected step;
+/// else the first).
+fn scenario_for_check(src: &ScenarioSource) -> Result<crate::scenario::Scenario, RunError> {
+    use crate::scenario::mix;
+    let ScenarioSource::File(p) = src else {
+        return crate::pipeline::load_scenario(src);
+    };
+    if !std::fs::read_to_string(p).is_ok_and(|t| mix::is_mix(&t)) {
+        return crate::pipeline::load_scenario(src);
+    }
+    let m = mix::load(p)?;
+    let roles: Vec<roles::Roles> = m
+        .parts
+        .iter()
+        .map(|part| roles::Roles::detect(&part.scenario))
+        .collect();
+    let full = |r: &roles::Roles| r.register.is_some() && r.login.is_some();
+    let signs_in = |r: &roles::Roles| r.login.is_some() && !r.protected.is_empty();
+    let pick = roles
+        .iter()
+        .position(|r| full(r) && signs_in(r))
+        .or_else(|| roles.iter().position(signs_in))
+        .unwrap_or(0);
+    Ok(m.parts[pick].scenario.clone())
+}
+
 /// What `check --explain-roles` prints: the roles of the scenario's steps and why.
 pub fn explain_roles(opts: &CheckOptions) -> Result<String, RunError> {
-    let scenario = crate::pipeline::load_scenario(&opts.scenario)?;
+    let scenario = scenario_for_check(&opts.scenario)?;
     Ok(roles::Roles::detect(&scenario).explain_text(&scenario))
 }
 
@@ -333,7 +360,7 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
             "--burst must be at least 1 and --race at least 2".into(),
         ));
     }
-    let scenario = Arc::new(crate::pipeline::load_scenario(&opts.scenario)?);
+    let scenario = Arc::new(scenario_for_check(&opts.scenario)?);
     let jwt_key = match &opts.jwt_private_key {
         Some(path) => {
             Some(jwt::SigningKey::load(path).map_err(|e| RunError::Config(e.to_string()))?)

@@ -4,6 +4,7 @@
 //! stop in this module). [`main_with_args`] is the whole program, so tests run it
 //! in-process with their own argument lists and output buffers.
 
+mod capacity;
 mod check;
 mod compare;
 mod docs;
@@ -24,6 +25,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::color::{self, When};
 use crate::error::exit;
 
+pub use capacity::CapacityArgs;
 pub use check::CheckArgs;
 pub use compare::CompareArgs;
 pub use docs::{CompletionsArgs, ManArgs};
@@ -110,6 +112,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Run the flows once per bcrypt cost: hash time, flow latency, throughput, capacity; table, Markdown, JSON, chart.
     Sweep(SweepArgs),
+    /// Find the highest open-loop rate the service sustains within an SLO (per cost with --costs); table, Markdown, JSON, chart.
+    Capacity(Box<CapacityArgs>),
     /// Find the highest bcrypt cost (never below 10 without --allow-weak) that meets an SLO on this machine.
     Tune(TuneArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
@@ -208,6 +212,7 @@ where
         Command::Check(a) => runtime.block_on(check::exec(a, out, err, ui)),
         Command::Sweep(a) => runtime.block_on(sweep::exec(a, out, err, ui)),
         Command::Tune(a) => runtime.block_on(tune::exec(a, out, err, ui)),
+        Command::Capacity(a) => runtime.block_on(capacity::exec(*a, out, err, ui)),
         Command::Serve(a) => runtime.block_on(serve::exec(a, out, err, ui)),
     }
 }

@@ -333,7 +333,7 @@ pub(super) async fn exec(args: RunArgs, out: &mut dyn Write, err: &mut dyn Write
             }
         });
     };
-    match crate::run(&opts, stop).await {
+    match crate::mix::run(&opts, stop).await {
         Ok(result) => {
             if let Ok(bytes) = (Terminal {
                 color: ui.color_out,
@@ -342,6 +342,7 @@ pub(super) async fn exec(args: RunArgs, out: &mut dyn Write, err: &mut dyn Write
             {
                 let _ = out.write_all(&bytes);
             }
+            let _ = out.write_all(crate::mix::scenario_table(&result.report).as_bytes());
             for f in &result.files {
                 let _ = writeln!(out, "report: {}", f.display());
             }

@@ -20,6 +20,10 @@ pub(super) fn exec(a: &ValidateArgs, out: &mut dyn Write, err: &mut dyn Write, u
     let paths = &a.paths;
     let mut code = exit::OK;
     for p in paths {
+        if std::fs::read_to_string(p).is_ok_and(|t| crate::scenario::mix::is_mix(&t)) {
+            code = code.max(validate_mix(p, out, err, ui));
+            continue;
+        }
         match crate::scenario::Scenario::load(p) {
             Ok(s) => {
                 let _ = writeln!(
@@ -39,4 +43,31 @@ pub(super) fn exec(a: &ValidateArgs, out: &mut dyn Write, err: &mut dyn Write, u
         }
     }
     code
+}
+
+/// A mix: its file and every scenario it names.
+fn validate_mix(p: &std::path::Path, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> u8 {
+    match crate::scenario::mix::load(p) {
+        Ok(m) => {
+            let parts: Vec<String> = m
+                .parts
+                .iter()
+                .map(|part| format!("{} {}", part.scenario.name, part.weight))
+                .collect();
+            let _ = writeln!(
+                out,
+                "ok: {}: mix '{}' of {} scenario{} ({})",
+                p.display(),
+                m.name,
+                m.parts.len(),
+                if m.parts.len() == 1 { "" } else { "s" },
+                parts.join(", ")
+            );
+            exit::OK
+        }
+        Err(e) => {
+            ui.error(err, &e);
+            exit::USAGE
+        }
+    }
 }

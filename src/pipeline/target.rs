@@ -17,7 +17,14 @@ use crate::usage;
 pub fn load_scenario(src: &ScenarioSource) -> Result<Scenario, RunError> {
     Ok(match src {
         ScenarioSource::Builtin => Scenario::builtin(),
-        ScenarioSource::File(p) => Scenario::load(p)?,
+        ScenarioSource::File(p) => {
+            // A mix is run by `crate::mix`, a floor above; a command that needs one flow says so.
+            let file = p.display().to_string();
+            if std::fs::read_to_string(p).is_ok_and(|t| crate::scenario::mix::is_mix(&t)) {
+                return Err(crate::scenario::mix::not_a_flow(&file).into());
+            }
+            Scenario::load(p)?
+        }
     })
 }
 

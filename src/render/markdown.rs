@@ -162,6 +162,38 @@ pub fn write_gate(o: &mut String, r: &Report) -> std::fmt::Result {
 }
 
 /// The "Outages" section, when the run had any: one row per window, then the sentences.
+/// A mix run's scenarios, each with its own figures (nothing for one scenario).
+pub fn write_mix(o: &mut String, r: &Report) -> std::fmt::Result {
+    if r.mix.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        o,
+        "### Scenarios of the Mix
+"
+    )?;
+    writeln!(
+        o,
+        "| scenario | weight | flows | success | flow p50 (ms) | flow p99 (ms) | flows/s |"
+    )?;
+    writeln!(o, "|---|---|---|---|---|---|---|")?;
+    for p in &r.mix {
+        let s = &p.report.summary;
+        writeln!(
+            o,
+            "| {} | {} | {} | {:.2}% | {} | {} | {:.2} |",
+            p.scenario,
+            p.weight,
+            s.total_flows,
+            s.success_rate * 100.0,
+            ms(p.report.flow.p50_ms),
+            ms(p.report.flow.p99_ms),
+            s.flows_per_s
+        )?;
+    }
+    writeln!(o)
+}
+
 pub fn write_outages(o: &mut String, r: &Report) -> std::fmt::Result {
     let a = &r.availability;
     if a.outages.is_empty() {
@@ -420,6 +452,7 @@ impl Exporter for Markdown {
             r.summary.flows_per_s, r.summary.requests_per_s, r.summary.wall_time_s
         )?;
 
+        write_mix(&mut o, r)?;
         write_outages(&mut o, r)?;
         write_connect_ttfb(&mut o, r)?;
         write_gate(&mut o, r)?;

@@ -113,7 +113,7 @@ pub fn merge_named(reports: &[(String, Report)], force: bool) -> anyhow::Result<
     for p in &problems {
         cfg.notes.push(format!("merged with --force: {p}"));
     }
-    let report = Report::build(ReportInput {
+    let mut report = Report::build(ReportInput {
         stats: &stats,
         config: cfg,
         wall: std::time::Duration::from_secs_f64(wall.max(0.0)),
@@ -121,11 +121,41 @@ pub fn merge_named(reports: &[(String, Report)], force: bool) -> anyhow::Result<
         abandoned,
         generated_at: chrono::Utc::now(),
     });
+    report.mix = merge_mix(reports, force)?;
     Ok(Merged {
         report,
         warnings: problems,
         start_skew_ms,
     })
+}
+
+/// A mix's scenarios merged one by one (each input's scenario of that name), when the
+/// inputs are runs of one mix (the same scenarios in the same order).
+fn merge_mix(reports: &[(String, Report)], force: bool) -> anyhow::Result<Vec<super::MixPart>> {
+    let first = &reports[0].1.mix;
+    let names = |r: &Report| -> Vec<String> { r.mix.iter().map(|p| p.scenario.clone()).collect() };
+    if first.is_empty() {
+        return Ok(Vec::new());
+    }
+    if reports
+        .iter()
+        .any(|(_, r)| names(r) != names(&reports[0].1))
+    {
+        bail!("these reports are runs of different mixes: only runs of one mix can be merged");
+    }
+    let mut out = Vec::new();
+    for (i, part) in first.iter().enumerate() {
+        let inputs: Vec<(String, Report)> = reports
+            .iter()
+            .map(|(n, r)| (format!("{n} ({})", part.scenario), r.mix[i].report.clone()))
+            .collect();
+        out.push(super::MixPart {
+            scenario: part.scenario.clone(),
+            weight: part.weight,
+            report: merge_named(&inputs, force)?.report,
+        });
+    }
+    Ok(out)
 }
 
 /// Why `reports` are not the parts of one load (empty: they are).

@@ -83,6 +83,18 @@ pub struct Report {
     /// The full histogram of successful flows from their intended start.
     #[serde(default)]
     pub flow_intended_histogram: String,
+    /// A mix's scenarios, each with its own report (the figures above are then the whole:
+    /// every scenario's flows, its steps named `scenario:step`). Absent for one scenario.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mix: Vec<MixPart>,
+}
+
+/// One scenario of a mix run: its weight and its own report.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MixPart {
+    pub scenario: String,
+    pub weight: u64,
+    pub report: Report,
 }
 
 /// How the run was set up. Never holds the API key.
@@ -407,6 +419,7 @@ impl Report {
             flow_histogram: histogram::encode(&s.flow_ok),
             flow_failed_histogram: histogram::encode(&s.flow_failed),
             flow_intended_histogram: histogram::encode(&s.flow_intended),
+            mix: Vec::new(),
         }
     }
 

@@ -12,6 +12,7 @@
 
 mod compile;
 pub mod feeder;
+pub mod mix;
 mod parse;
 pub mod template;
 mod validate;

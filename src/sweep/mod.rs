@@ -28,6 +28,7 @@ use crate::error::{exit, RunError};
 use crate::options::ScenarioSource;
 
 pub use report::{capacity_note, markdown, terminal_table, write_sweep, Written};
+pub(crate) use runner::{check_spawn, drive_with_stop, stop_future};
 pub use runner::{measure_hash_ms, sweep};
 
 /// The version of the sweep JSON format.

@@ -31,7 +31,7 @@ const FLOORS: &[(&str, &[&str])] = &[
     ("analyses", &["diagnosis", "gate"]),
     ("renderers", &["render"]),
     ("pipeline", &["pipeline", ROOT]),
-    ("commands", &["check", "sweep"]),
+    ("commands", &["check", "sweep", "mix", "capacity"]),
     ("command line", &["cli"]),
 ];
 

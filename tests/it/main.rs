@@ -2,6 +2,7 @@
 
 mod bodies;
 mod bottleneck;
+mod capacity;
 mod check;
 mod cli;
 mod connections;
@@ -15,6 +16,7 @@ mod html;
 mod http2;
 mod load;
 mod metrics;
+mod mix;
 mod outage;
 mod report;
 mod run;

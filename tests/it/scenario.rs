@@ -43,7 +43,12 @@ fn every_shipped_scenario_is_valid() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let p = entry.unwrap().path();
         if p.extension().is_some_and(|e| e == "toml") {
-            Scenario::load(&p).unwrap_or_else(|e| panic!("{e}"));
+            let text = std::fs::read_to_string(&p).unwrap();
+            if authbench::scenario::mix::is_mix(&text) {
+                authbench::scenario::mix::load(&p).unwrap_or_else(|e| panic!("{e}"));
+            } else {
+                Scenario::load(&p).unwrap_or_else(|e| panic!("{e}"));
+            }
             n += 1;
         }
     }
@@ -345,4 +350,51 @@ async fn shipped_scenarios_run_against_the_reference_server() {
             r.report.failures
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_only_runs_on_the_accounts_save_users_wrote() {
+    // A registration run saves its accounts; login-only (a copy next to that file) logs
+    // every one of them in against the same server.
+    let key = "login-only-key".to_string();
+    let server = authbench::pipeline::start_reference_server(authbench::server::ServerConfig::new(
+        4,
+        key.clone(),
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("login-only-users.csv");
+    let base = RunOptions {
+        target: Some(server.base_url()),
+        api_key: Some(key),
+        flows: 12,
+        concurrency: 4,
+        out_dir: None,
+        calibration_flows: 0,
+        ..RunOptions::default()
+    };
+    let o = RunOptions {
+        save_users: Some(users.clone()),
+        ..base.clone()
+    };
+    let r = authbench::run(&o, std::future::pending()).await.unwrap();
+    assert_eq!(r.report.summary.successful_flows, 12);
+    std::fs::copy(
+        scenario_path("login-only.toml"),
+        dir.path().join("login-only.toml"),
+    )
+    .unwrap();
+    let o = RunOptions {
+        scenario: ScenarioSource::File(dir.path().join("login-only.toml")),
+        flows: 24,
+        ..base
+    };
+    let r = authbench::run(&o, std::future::pending()).await.unwrap();
+    server.shutdown();
+    assert_eq!(
+        r.report.summary.successful_flows, 24,
+        "{:#?}",
+        r.report.failures
+    );
+    assert_eq!(r.report.config.scenario, "login-only");
 }
