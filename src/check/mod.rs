@@ -18,6 +18,7 @@ pub mod probes;
 pub mod reply;
 pub mod report;
 pub mod roles;
+mod send;
 pub mod target;
 pub mod timing;
 
@@ -244,6 +245,8 @@ pub struct CheckOptions {
     pub target: Option<String>,
     pub api_key: Option<String>,
     pub scenario: ScenarioSource,
+    /// Variables from outside the file (`--var`, `AUTHBENCH_VAR_*`), by name.
+    pub vars: Vec<(String, String)>,
     /// The target's HS256 secret, to forge an expired but correctly signed token.
     /// Known automatically for the in-process server.
     pub jwt_secret: Option<String>,
@@ -286,6 +289,7 @@ impl Default for CheckOptions {
             target: None,
             api_key: None,
             scenario: ScenarioSource::Builtin,
+            vars: Vec::new(),
             jwt_secret: None,
             jwt_private_key: None,
             jwt_public_key: None,
@@ -316,7 +320,7 @@ pub struct CheckResult {
 
 /// What `check --explain-roles` prints: the roles of the scenario's steps and why.
 pub fn explain_roles(opts: &CheckOptions) -> Result<String, RunError> {
-    let scenario = crate::pipeline::load_scenario(&opts.scenario)?;
+    let scenario = crate::pipeline::load_scenario_with(&opts.scenario, &opts.vars)?;
     Ok(roles::Roles::detect(&scenario).explain_text(&scenario))
 }
 
@@ -333,7 +337,7 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
             "--burst must be at least 1 and --race at least 2".into(),
         ));
     }
-    let scenario = Arc::new(crate::pipeline::load_scenario(&opts.scenario)?);
+    let scenario = Arc::new(crate::pipeline::load_scenario_with(&opts.scenario, &opts.vars)?);
     let jwt_key = match &opts.jwt_private_key {
         Some(path) => {
             Some(jwt::SigningKey::load(path).map_err(|e| RunError::Config(e.to_string()))?)

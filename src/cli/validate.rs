@@ -14,13 +14,16 @@ pub struct ValidateArgs {
     /// Scenario files (TOML).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub vars: super::shared::VarArgs,
 }
 
 pub(super) fn exec(a: &ValidateArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> u8 {
     let paths = &a.paths;
     let mut code = exit::OK;
+    let vars = a.vars.vars();
     for p in paths {
-        match crate::scenario::Scenario::load(p) {
+        match crate::scenario::Scenario::load_with_vars(p, &vars) {
             Ok(s) => {
                 let _ = writeln!(
                     out,

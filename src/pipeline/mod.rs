@@ -24,7 +24,7 @@ pub use outputs::{export, report, run_config};
 use outputs::{serve_metrics, stream_dir};
 pub use recover::recover;
 pub use target::{
-    check_target_url, external_api_key, load_scenario, preflight, random_key, sampling,
+    check_target_url, external_api_key, load_scenario, load_scenario_with, preflight, random_key, sampling,
     start_reference_server, start_reference_server_with_tls, start_target, Target,
 };
 
@@ -53,7 +53,7 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
     if opts.concurrency == 0 {
         return Err(RunError::Config("--concurrency must be at least 1".into()));
     }
-    let scenario = Arc::new(load_scenario(&opts.scenario)?);
+    let scenario = Arc::new(load_scenario_with(&opts.scenario, &opts.vars)?);
     let mut exprs = scenario.thresholds.clone();
     exprs.extend(opts.thresholds.iter().cloned());
     let thresholds = gate::parse_all(&exprs, &scenario.step_names())

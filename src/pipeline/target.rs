@@ -15,9 +15,18 @@ use crate::usage;
 
 /// Loads the scenario an options struct names.
 pub fn load_scenario(src: &ScenarioSource) -> Result<Scenario, RunError> {
+    load_scenario_with(src, &[])
+}
+
+/// Loads the scenario an options struct names, with variables from outside the file
+/// (`--var`, `AUTHBENCH_VAR_*`).
+pub fn load_scenario_with(
+    src: &ScenarioSource,
+    vars: &[(String, String)],
+) -> Result<Scenario, RunError> {
     Ok(match src {
         ScenarioSource::Builtin => Scenario::builtin(),
-        ScenarioSource::File(p) => Scenario::load(p)?,
+        ScenarioSource::File(p) => Scenario::load_with_vars(p, vars)?,
     })
 }
 

@@ -491,6 +491,13 @@ impl Exporter for Markdown {
         if let Some(h) = &r.http {
             writeln!(o, "| protocol | {} |", h.describe())?;
         }
+        if !r.hosts.is_empty() {
+            let hosts = crate::engine::seen::describe_hosts(&r.hosts);
+            writeln!(o, "| hosts | {hosts} |")?;
+        }
+        for t in &r.tokens {
+            writeln!(o, "| token | {} |", t.line())?;
+        }
         writeln!(o, "| cores | {} |", c.cores)?;
         writeln!(o)?;
         writeln!(o, "---\n")?;

@@ -74,6 +74,12 @@ pub struct Report {
     /// availability figures around them (see [`crate::outage`]).
     #[serde(default)]
     pub availability: crate::outage::Availability,
+    /// The hosts the first successful flow's steps went to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<crate::engine::seen::HostSeen>,
+    /// The JWTs the first successful flow's variables held, as seen (not verified).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<crate::engine::claims::TokenFacts>,
     /// How the `*_histogram` fields are encoded: [`histogram::ENCODING`].
     pub histogram_encoding: String,
     /// The full histogram of successful flow durations (microseconds).
@@ -397,6 +403,8 @@ impl Report {
             diagnosis: None,
             usage: None,
             http: None,
+            hosts: Vec::new(),
+            tokens: Vec::new(),
             timeline: s.timeline.clone(),
             availability: {
                 let mut a = s.availability.clone();

@@ -11,6 +11,7 @@
 //! and `compile` (templates to slots, pre-serialized bodies, the runtime types).
 
 mod compile;
+pub mod functions;
 pub mod feeder;
 mod parse;
 pub mod template;
@@ -27,6 +28,7 @@ use reqwest::Method;
 use template::Template;
 
 pub use feeder::{DataOrder, Feeder};
+pub use functions::Func;
 pub use validate::parse_status_pattern;
 
 /// The default scenario, embedded at build time: `run` without `--scenario` uses these bytes.
@@ -41,12 +43,24 @@ pub const BUILTINS: &[(&str, &str)] = &[
     ("run_id", "a random id shared by all flows of one run"),
     ("uuid", "a random UUID (v4) per flow"),
     ("random", "16 random letters and digits per flow"),
+    ("target", "the base URL (--target, or the in-process server's)"),
+    ("target_origin", "the target's scheme://host:port, as an Origin header wants it"),
+    ("pkce_verifier", "a PKCE code verifier per flow (RFC 7636: 43 characters)"),
+    ("pkce_challenge", "the S256 code challenge of pkce_verifier"),
+    ("state", "a random OAuth `state` per flow (22 characters)"),
+    ("nonce", "a random OpenID Connect `nonce` per flow (22 characters)"),
 ];
 pub const SLOT_API_KEY: usize = 0;
 pub const SLOT_SEQ: usize = 1;
 pub const SLOT_RUN_ID: usize = 2;
 pub const SLOT_UUID: usize = 3;
 pub const SLOT_RANDOM: usize = 4;
+pub const SLOT_TARGET: usize = 5;
+pub const SLOT_TARGET_ORIGIN: usize = 6;
+pub const SLOT_PKCE_VERIFIER: usize = 7;
+pub const SLOT_PKCE_CHALLENGE: usize = 8;
+pub const SLOT_STATE: usize = 9;
+pub const SLOT_NONCE: usize = 10;
 
 /// One problem in a scenario file, with its position (1-based line and column).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +224,17 @@ pub enum ExtractSource {
     },
     /// A cookie's value, from the flow's jar after this step's `Set-Cookie` headers.
     Cookie(Arc<str>),
+    /// A claim of the JWT held by an earlier variable, decoded (its signature is not
+    /// checked).
+    Jwt(JwtClaim),
+}
+
+/// `{ jwt = "token", claim = "exp" }`: a claim of the JWT in variable `var`.
+#[derive(Debug, Clone)]
+pub struct JwtClaim {
+    pub var: Arc<str>,
+    pub slot: usize,
+    pub claim: Arc<str>,
 }
 
 /// Stores a value from the response in a variable slot for later steps.
@@ -236,8 +261,11 @@ pub enum Expectation {
 /// A check on the response body.
 #[derive(Debug, Clone)]
 pub struct Check {
+    /// The JSON pointer; for a `jwt` check, a label (`jwt token claim exp`).
     pub pointer: Arc<str>,
     pub expect: Expectation,
+    /// `{ jwt = "token", claim = "exp", ... }`: the value is that claim, not the body's.
+    pub jwt: Option<JwtClaim>,
 }
 
 /// One request of a flow.
@@ -245,7 +273,14 @@ pub struct Check {
 pub struct Step {
     pub name: Arc<str>,
     pub method: Method,
+    /// Appended to the target (empty when the step gives `url`).
     pub path: Template,
+    /// `url = "..."`: an absolute URL instead of `path`, for another host than the
+    /// target. Such a step goes over the general client (per-host pools).
+    pub url: Option<Template>,
+    /// `follow = true`: redirects are followed (up to [`MAX_REDIRECTS`]) and the last
+    /// response is checked.
+    pub follow: bool,
     /// Scenario headers merged with the step's own (the step wins).
     pub headers: Vec<(HeaderName, Template)>,
     pub body: Option<Body>,
@@ -273,15 +308,22 @@ pub enum Role {
     Refresh,
     /// Ends the session or revokes the token.
     Logout,
+    /// Starts an OAuth 2.0 authorization code flow (the request to the authorization
+    /// endpoint, with the PKCE challenge, `state` and `redirect_uri`).
+    Authorize,
+    /// Exchanges an authorization code for tokens (with the PKCE verifier).
+    Token,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 7] = [
         Role::Register,
         Role::Login,
         Role::Protected,
         Role::Refresh,
         Role::Logout,
+        Role::Authorize,
+        Role::Token,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -291,6 +333,8 @@ impl Role {
             Role::Protected => "protected",
             Role::Refresh => "refresh",
             Role::Logout => "logout",
+            Role::Authorize => "authorize",
+            Role::Token => "token",
         }
     }
 
@@ -331,6 +375,9 @@ impl Basic {
         }
     }
 }
+
+/// The most redirects a `follow = true` step follows.
+pub const MAX_REDIRECTS: usize = 10;
 
 /// Think time after a step: fixed (`min == max`) or uniform in `min..=max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,6 +423,12 @@ impl Step {
         })
     }
 
+    /// Whether the step leaves the target's fast clients: another host (`url`) or
+    /// redirects to follow.
+    pub fn general(&self) -> bool {
+        self.url.is_some() || self.follow
+    }
+
     /// Whether a cookie is extracted (the jar is then read after the response).
     pub fn reads_cookies(&self) -> bool {
         self.extract
@@ -392,7 +445,7 @@ impl Step {
 
     /// Whether the response body has to be parsed as JSON for this step.
     pub fn needs_json(&self) -> bool {
-        !self.checks.is_empty()
+        self.checks.iter().any(|c| c.jwt.is_none())
             || self
                 .extract
                 .iter()
@@ -458,15 +511,36 @@ impl Scenario {
 
     /// Reads and compiles a scenario file.
     pub fn load(path: &Path) -> Result<Self, ScenarioErrors> {
+        Scenario::load_with_vars(path, &[])
+    }
+
+    /// Reads and compiles a scenario file with variables given from outside (`--var`,
+    /// `AUTHBENCH_VAR_*`): they define names every template may read, and replace
+    /// `[vars]` entries of the same name.
+    pub fn load_with_vars(path: &Path, vars: &[(String, String)]) -> Result<Self, ScenarioErrors> {
         let file = path.display().to_string();
         let text = parse::read_file(path, &file)?;
-        Scenario::parse(&text, &file)
+        Scenario::parse_with_vars(&text, &file, vars)
     }
 
     /// Parses and compiles scenario text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Self, ScenarioErrors> {
+        Scenario::parse_with_vars(text, file, &[])
+    }
+
+    /// [`Scenario::parse`] with variables given from outside.
+    pub fn parse_with_vars(
+        text: &str,
+        file: &str,
+        vars: &[(String, String)],
+    ) -> Result<Self, ScenarioErrors> {
         let raw = parse::from_str(text, file)?;
-        compile::compile(raw, text, file)
+        compile::compile(raw, text, file, vars)
+    }
+
+    /// Whether a template reads `target`, `target_origin`, `pkce_*`, `state` or `nonce`.
+    pub fn uses_auth_builtins(&self) -> bool {
+        self.builtins_used[SLOT_TARGET..].iter().any(|u| *u)
     }
 
     pub fn step_names(&self) -> Vec<String> {
