@@ -9,7 +9,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE};
 use reqwest::Method;
 use url::Url;
 
-use super::target::{Probe, Reply, SendError, Session, Target, MAX_BODY};
+use super::target::{Probe, Reply, SendError, Session, Target};
 use crate::engine::cookies::Jar;
 use crate::engine::flow::classify;
 use crate::engine::redirect::{becomes_get, redirect_target};
@@ -28,7 +28,7 @@ impl Target {
     ) -> Result<(Reply, Option<Url>), SendError> {
         let follow = self.step(i).follow;
         let mut url = Some(p.request.url().clone());
-        let mut next = p.request.try_clone();
+        let mut next = if follow { p.request.try_clone() } else { None };
         let mut reply = self.send(probe_id, p).await?;
         let mut hops = 0;
         while follow && hops < MAX_REDIRECTS {

@@ -21,12 +21,10 @@ use super::transport::{self, Response, Times};
 use crate::samples::FailureKind;
 use crate::scenario::{Step, MAX_REDIRECTS};
 
-/// A general step's last response, the URL it came from and the hops followed.
+/// A general step's last response and the URL it came from, with the time of every hop.
 pub(super) struct Followed {
     pub times: Times,
     pub result: Result<(Response, Url), FailureKind>,
-    /// Redirects followed (0 when the first response was the last).
-    pub hops: usize,
 }
 
 /// Sends `step` to `url` over `client`, following redirects when the step asks; cookies
@@ -44,14 +42,13 @@ pub(super) async fn send(
     max_body: usize,
 ) -> Followed {
     let mut times = Times::default();
-    let fail = |times: Times, k: FailureKind, hops: usize| Followed {
+    let fail = |times: Times, k: FailureKind| Followed {
         times,
         result: Err(k),
-        hops,
     };
     let mut headers = match render_headers(step, vars, scratch) {
         Ok(h) => h,
-        Err(k) => return fail(times, k, 0),
+        Err(k) => return fail(times, k),
     };
     let mut payload = match &step.body {
         Some(b) => {
@@ -77,7 +74,7 @@ pub(super) async fn send(
         add(&mut times, &sent.times, hops == 0);
         let r = match sent.response {
             Ok(r) => r,
-            Err(k) => return fail(times, k, hops),
+            Err(k) => return fail(times, k),
         };
         if cookies && Jar::sets_cookies(&r.headers) {
             jar.store(&r.headers, &url);
@@ -90,7 +87,6 @@ pub(super) async fn send(
             return Followed {
                 times,
                 result: Ok((r, url)),
-                hops,
             };
         };
         if becomes_get(r.status, &method) {

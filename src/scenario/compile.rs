@@ -242,13 +242,6 @@ impl Compiler<'_> {
             let expect = self.diag.expect(rs.expect.as_ref());
             let follow = self.diag.follow(&rs, &expect);
 
-            let mut checks = Vec::new();
-            for c in &rs.check {
-                if let Some(chk) = self.check(c, &scope) {
-                    checks.push(chk);
-                }
-            }
-
             let mut extract = Vec::new();
             // Claims of a JWT come last: they may read a token this same step extracts.
             let reads_jwt = |v: &Spanned<toml::Value>| {
@@ -272,6 +265,14 @@ impl Compiler<'_> {
                     slot,
                     source,
                 });
+            }
+
+            // Checks run after the extracts, so they may read what this step extracted.
+            let mut checks = Vec::new();
+            for c in &rs.check {
+                if let Some(chk) = self.check(c, &scope) {
+                    checks.push(chk);
+                }
             }
 
             steps.push(Step {

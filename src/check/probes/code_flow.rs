@@ -166,7 +166,9 @@ async fn foreign_redirect_probe(t: &Target, authorize: usize) -> ProbeResult {
             if loc.as_deref().is_some_and(|l| l.starts_with(FOREIGN_REDIRECT)) {
                 r.judged(Outcome::Fail, rep.brief())
                     .note("redirected to an unregistered redirect_uri: codes (or errors) go to whoever names one")
-            } else if rep.is_client_error() || rep.is_success() && !accepted_authorize(t.step(authorize), &rep) {
+            } else if rep.is_client_error()
+                || (rep.is_success() && !accepted_authorize(t.step(authorize), &rep))
+            {
                 r.judged(Outcome::Pass, rep.brief())
             } else {
                 r.judged(Outcome::Warn, rep.brief())

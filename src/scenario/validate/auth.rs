@@ -165,3 +165,54 @@ impl Diagnostics<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::Scenario;
+
+    /// The one error of `step` (the TOML of one step's keys after its name), as text.
+    fn error(step: &str) -> String {
+        let text = format!("name = \"t\"\n[[steps]]\nname = \"a\"\npath = \"/a\"\nextract = {{ token = \"/t\" }}\n[[steps]]\nname = \"s\"\n{step}\n");
+        let e = Scenario::parse(&text, "t.toml").unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        e.to_string()
+    }
+
+    #[test]
+    fn every_new_key_is_validated_at_its_position() {
+        let e = error("path = \"/x\"\nurl = \"http://h/x\"");
+        assert!(e.starts_with("t.toml:9:7: a step gives `path`"), "{e}");
+        let e = error("method = \"GET\"");
+        assert!(e.starts_with("t.toml:7:8: step `s` needs `path"), "{e}");
+        let e = error("url = \"/relative\"");
+        assert!(e.starts_with("t.toml:8:7: url `/relative` must be absolute"), "{e}");
+        let e = error("path = \"/x\"\nfollow = true\nexpect = 302");
+        assert!(e.starts_with("t.toml:10:10: `follow = true` checks the response after"), "{e}");
+        let e = error("path = \"/x?e={{token|shout}}\"");
+        assert!(e.contains("t.toml:8:") && e.contains("unknown function `shout`: known are totp, lower"), "{e}");
+        let e = error("path = \"/x\"\nextract = { exp = { jwt = \"later\", claim = \"exp\" } }");
+        assert!(e.starts_with("t.toml:9:19: extract `exp` reads the JWT in `later`, which is not defined yet"), "{e}");
+        let e = error("path = \"/x\"\ncheck = [{ jwt = \"nope\", claim = \"exp\", exists = true }]");
+        assert!(e.starts_with("t.toml:9:10: this check reads the JWT in `nope`"), "{e}");
+        let e = error("path = \"/x\"\ncheck = [{ pointer = \"/a\", jwt = \"token\", claim = \"exp\", exists = true }]");
+        assert!(e.contains("one of them"), "{e}");
+        let e = error("path = \"/x\"\nextract = { v = { jwt = \"token\" } }");
+        assert!(e.contains("needs `jwt = \"variable\"` and `claim = \"name\"`"), "{e}");
+    }
+
+    #[test]
+    fn new_keys_compile() {
+        let s = Scenario::parse(
+            "name = \"t\"\n[[steps]]\nname = \"a\"\nurl = \"{{target}}/a?s={{state|urlencode}}\"\nfollow = true\nextract = { token = \"/t\", exp = { jwt = \"token\", claim = \"exp\" } }\ncheck = [{ jwt = \"token\", claim = \"iss\", equals = \"x\" }]\n",
+            "t.toml",
+        )
+        .unwrap();
+        let st = &s.steps[0];
+        assert!(st.follow && st.url.is_some() && st.general());
+        // The claim is read after the token it reads, whatever the names' order.
+        let vars: Vec<&str> = st.extract.iter().map(|e| e.var.as_str()).collect();
+        assert_eq!(vars, ["token", "exp"]);
+        assert!(st.checks[0].jwt.is_some());
+        assert!(s.uses_auth_builtins());
+    }
+}
