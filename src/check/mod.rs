@@ -337,7 +337,10 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
             "--burst must be at least 1 and --race at least 2".into(),
         ));
     }
-    let scenario = Arc::new(crate::pipeline::load_scenario_with(&opts.scenario, &opts.vars)?);
+    let scenario = Arc::new(crate::pipeline::load_scenario_with(
+        &opts.scenario,
+        &opts.vars,
+    )?);
     let jwt_key = match &opts.jwt_private_key {
         Some(path) => {
             Some(jwt::SigningKey::load(path).map_err(|e| RunError::Config(e.to_string()))?)

@@ -29,10 +29,10 @@ use crate::scenario::{Scenario, Step};
 
 use super::roles::render_json;
 
-pub use super::send::send_with;
 pub use super::reply::{
     excerpt, redact, Exchange, Reply, DEFAULT_RETRY_WAIT, MAX_BODY, MAX_KEPT_BODY, MAX_RETRY_WAIT,
 };
+pub use super::send::send_with;
 
 /// A request could not be completed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -200,7 +200,9 @@ impl Target {
 
     /// Step `i`'s URL with `vars`.
     pub fn url(&self, i: usize, vars: &[String]) -> Option<Url> {
-        self.flow.step_url(i, vars).map(std::borrow::Cow::into_owned)
+        self.flow
+            .step_url(i, vars)
+            .map(std::borrow::Cow::into_owned)
     }
 
     /// Step `i`'s request with `vars`, as `run` would send it, without cookies.
@@ -390,16 +392,16 @@ impl Target {
     ) -> Result<Reply, SetupError> {
         let name = self.step(i).name.to_string();
         session.requests.push(describe(&p.request));
-        let (reply, at) = self
-            .send_following(probe_id, i, session, p)
-            .await
-            .map_err(|e| match e {
-                SendError::Transport(cause) => SetupError::NoAnswer {
-                    step: name.clone(),
-                    cause,
-                },
-                SendError::Build(_) => SetupError::Build { step: name.clone() },
-            })?;
+        let (reply, at) =
+            self.send_following(probe_id, i, session, p)
+                .await
+                .map_err(|e| match e {
+                    SendError::Transport(cause) => SetupError::NoAnswer {
+                        step: name.clone(),
+                        cause,
+                    },
+                    SendError::Build(_) => SetupError::Build { step: name.clone() },
+                })?;
         self.finish_step_at(i, session, &reply, at)?;
         Ok(reply)
     }

@@ -64,7 +64,10 @@ impl TokenFacts {
             var: var.to_string(),
             alg: header["alg"].as_str().unwrap_or("?").to_string(),
             lifetime_s: num("exp").zip(num("iat")).map(|(e, i)| e - i),
-            issuer: claims.get("iss").and_then(Value::as_str).map(str::to_string),
+            issuer: claims
+                .get("iss")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             audience,
         })
     }

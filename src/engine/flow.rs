@@ -27,8 +27,8 @@ use super::transport::http2::{H2Conn, Http2};
 use super::transport::{self, micros, Times};
 use crate::samples::{Batch, FailureKind, Sample};
 use crate::scenario::{
-    Scenario, Step, SLOT_API_KEY, SLOT_NONCE, SLOT_PKCE_CHALLENGE, SLOT_PKCE_VERIFIER,
-    SLOT_RANDOM, SLOT_RUN_ID, SLOT_SEQ, SLOT_STATE, SLOT_TARGET, SLOT_TARGET_ORIGIN, SLOT_UUID,
+    Scenario, Step, SLOT_API_KEY, SLOT_NONCE, SLOT_PKCE_CHALLENGE, SLOT_PKCE_VERIFIER, SLOT_RANDOM,
+    SLOT_RUN_ID, SLOT_SEQ, SLOT_STATE, SLOT_TARGET, SLOT_TARGET_ORIGIN, SLOT_UUID,
 };
 
 /// `scheme://host:port` of a base URL (what precedes its path), as written.

@@ -28,9 +28,9 @@ pub mod flow;
 mod lanes;
 pub mod metrics;
 pub mod redirect;
-pub mod seen;
 mod request;
 mod response;
+pub mod seen;
 pub mod stream;
 pub mod transport;
 

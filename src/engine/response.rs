@@ -72,7 +72,9 @@ pub(crate) fn check_with_cookies(
                 .as_ref()
                 .and_then(scalar_string)
                 .ok_or_else(|| {
-                    FailureKind::Missing(format!("claim {} of the JWT in `{}`", j.claim, j.var).into())
+                    FailureKind::Missing(
+                        format!("claim {} of the JWT in `{}`", j.claim, j.var).into(),
+                    )
                 })?,
             ExtractSource::Cookie(name) => jar
                 .and_then(|(jar, url)| jar.value(name, url))
@@ -154,10 +156,16 @@ fn check_detail(c: &Check, got: &serde_json::Value, vars: &[String]) -> String {
     let expected = match &c.expect {
         Expectation::Exists => "a value".to_string(),
         Expectation::EqualsJson(want) => shorten(&want.to_string()),
-        Expectation::EqualsStr(t) => shorten(&serde_json::Value::String(t.render(vars)).to_string()),
+        Expectation::EqualsStr(t) => {
+            shorten(&serde_json::Value::String(t.render(vars)).to_string())
+        }
         Expectation::Matches(re) => format!("a match of /{}/", shorten(re.as_str())),
     };
-    format!("{}: expected {expected}, got {}", c.pointer, shorten(&got.to_string()))
+    format!(
+        "{}: expected {expected}, got {}",
+        c.pointer,
+        shorten(&got.to_string())
+    )
 }
 
 /// The most characters of a value a failure shows.
@@ -209,7 +217,9 @@ mod tests {
         let verify = &s.steps[2];
         assert_eq!(
             check_response(verify, 200, &h, b"{\"valid\":false}", &mut vars),
-            Err(FailureKind::Check("/valid: expected true, got false".into()))
+            Err(FailureKind::Check(
+                "/valid: expected true, got false".into()
+            ))
         );
     }
 

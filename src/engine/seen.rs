@@ -49,10 +49,7 @@ pub fn observe(ctx: &FlowContext, vars: &[String]) -> FlowFacts {
         if tokens.iter().any(|t| t.var == ex.var) {
             continue;
         }
-        if let Some(f) = vars
-            .get(ex.slot)
-            .and_then(|v| TokenFacts::of(&ex.var, v))
-        {
+        if let Some(f) = vars.get(ex.slot).and_then(|v| TokenFacts::of(&ex.var, v)) {
             tokens.push(f);
         }
     }

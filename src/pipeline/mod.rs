@@ -24,8 +24,8 @@ pub use outputs::{export, report, run_config};
 use outputs::{serve_metrics, stream_dir};
 pub use recover::recover;
 pub use target::{
-    check_target_url, external_api_key, load_scenario, load_scenario_with, preflight, random_key, sampling,
-    start_reference_server, start_reference_server_with_tls, start_target, Target,
+    check_target_url, external_api_key, load_scenario, load_scenario_with, preflight, random_key,
+    sampling, start_reference_server, start_reference_server_with_tls, start_target, Target,
 };
 
 /// Everything that can be wrong with the configuration, checked before any load is sent.

@@ -245,7 +245,9 @@ impl Compiler<'_> {
             let mut extract = Vec::new();
             // Claims of a JWT come last: they may read a token this same step extracts.
             let reads_jwt = |v: &Spanned<toml::Value>| {
-                v.get_ref().as_table().is_some_and(|t| t.contains_key("jwt"))
+                v.get_ref()
+                    .as_table()
+                    .is_some_and(|t| t.contains_key("jwt"))
             };
             let mut entries: Vec<_> = rs.extract.iter().collect();
             entries.sort_by_key(|(_, v)| reads_jwt(v));

@@ -212,8 +212,16 @@ mod tests {
         ];
         for (t, a, b, c) in rows {
             assert_eq!(totp_at(sha1, t, 30, 8, TotpHash::Sha1), a, "SHA-1 at {t}");
-            assert_eq!(totp_at(sha256, t, 30, 8, TotpHash::Sha256), b, "SHA-256 at {t}");
-            assert_eq!(totp_at(sha512, t, 30, 8, TotpHash::Sha512), c, "SHA-512 at {t}");
+            assert_eq!(
+                totp_at(sha256, t, 30, 8, TotpHash::Sha256),
+                b,
+                "SHA-256 at {t}"
+            );
+            assert_eq!(
+                totp_at(sha512, t, 30, 8, TotpHash::Sha512),
+                c,
+                "SHA-512 at {t}"
+            );
         }
         // Six digits are the last six of the eight.
         assert_eq!(totp_at(sha1, 59, 30, 6, TotpHash::Sha1), 287082);
@@ -260,7 +268,10 @@ mod tests {
         };
         assert_eq!(run(&[Func::Lower], "A.B@Ex"), ">a.b@ex");
         assert_eq!(run(&[Func::Upper], "ab"), ">AB");
-        assert_eq!(run(&[Func::Urlencode], "a b/c?d=é~"), ">a%20b%2Fc%3Fd%3D%C3%A9~");
+        assert_eq!(
+            run(&[Func::Urlencode], "a b/c?d=é~"),
+            ">a%20b%2Fc%3Fd%3D%C3%A9~"
+        );
         assert_eq!(run(&[Func::Base64url], "\u{ff}?>"), ">w78_Pg");
         assert_eq!(
             run(&[Func::Sha256], "abc"),

@@ -11,8 +11,8 @@
 //! and `compile` (templates to slots, pre-serialized bodies, the runtime types).
 
 mod compile;
-pub mod functions;
 pub mod feeder;
+pub mod functions;
 mod parse;
 pub mod template;
 mod validate;
@@ -43,12 +43,24 @@ pub const BUILTINS: &[(&str, &str)] = &[
     ("run_id", "a random id shared by all flows of one run"),
     ("uuid", "a random UUID (v4) per flow"),
     ("random", "16 random letters and digits per flow"),
-    ("target", "the base URL (--target, or the in-process server's)"),
-    ("target_origin", "the target's scheme://host:port, as an Origin header wants it"),
-    ("pkce_verifier", "a PKCE code verifier per flow (RFC 7636: 43 characters)"),
+    (
+        "target",
+        "the base URL (--target, or the in-process server's)",
+    ),
+    (
+        "target_origin",
+        "the target's scheme://host:port, as an Origin header wants it",
+    ),
+    (
+        "pkce_verifier",
+        "a PKCE code verifier per flow (RFC 7636: 43 characters)",
+    ),
     ("pkce_challenge", "the S256 code challenge of pkce_verifier"),
     ("state", "a random OAuth `state` per flow (22 characters)"),
-    ("nonce", "a random OpenID Connect `nonce` per flow (22 characters)"),
+    (
+        "nonce",
+        "a random OpenID Connect `nonce` per flow (22 characters)",
+    ),
 ];
 pub const SLOT_API_KEY: usize = 0;
 pub const SLOT_SEQ: usize = 1;

@@ -159,10 +159,7 @@ fn function(name: &str, offset: usize) -> Result<Func, TemplateError> {
     ident(name, offset, "function name")?;
     Func::parse(name).ok_or_else(|| TemplateError {
         offset,
-        message: format!(
-            "unknown function `{name}`: known are {}",
-            Func::names()
-        ),
+        message: format!("unknown function `{name}`: known are {}", Func::names()),
     })
 }
 
@@ -282,7 +279,10 @@ mod tests {
         let RawSegment::Var(v) = &raw[1] else {
             panic!("{raw:?}")
         };
-        assert_eq!((v.name.as_str(), v.offset, v.funcs.as_slice()), ("s", 9, &[Func::Totp][..]));
+        assert_eq!(
+            (v.name.as_str(), v.offset, v.funcs.as_slice()),
+            ("s", 9, &[Func::Totp][..])
+        );
         let RawSegment::Var(v) = &raw[3] else {
             panic!("{raw:?}")
         };
@@ -291,10 +291,18 @@ mod tests {
         let out = t.render(&["!".into(), "A B".into()]);
         assert_eq!(out, "aba%20b");
         let e = parse("x{{v|nope}}").unwrap_err();
-        assert!(e.message.contains("unknown function `nope`"), "{}", e.message);
+        assert!(
+            e.message.contains("unknown function `nope`"),
+            "{}",
+            e.message
+        );
         assert_eq!(e.offset, 5);
         let e = parse("{{frob(v)}}").unwrap_err();
-        assert!(e.message.contains("unknown function `frob`"), "{}", e.message);
+        assert!(
+            e.message.contains("unknown function `frob`"),
+            "{}",
+            e.message
+        );
         assert!(parse("{{totp(v}}").is_err());
         assert!(parse("{{v|}}").is_err());
     }

@@ -65,7 +65,13 @@ fn rand_u64() -> u64 {
 
 async fn token(State(p): State<P>, Form(f): Form<HashMap<String, String>>) -> Response {
     let get = |k: &str| f.get(k).cloned().unwrap_or_default();
-    let bad = |why: &str| (StatusCode::BAD_REQUEST, Json(json!({ "error": "invalid_grant", "why": why }))).into_response();
+    let bad = |why: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "invalid_grant", "why": why })),
+        )
+            .into_response()
+    };
     let entry = {
         let mut codes = p.codes.lock().unwrap();
         match p.broken {
@@ -105,7 +111,11 @@ async fn me(h: HeaderMap) -> Response {
         .unwrap_or("");
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     v.set_audience(&["spa"]);
-    match jsonwebtoken::decode::<serde_json::Value>(token, &jsonwebtoken::DecodingKey::from_secret(SECRET), &v) {
+    match jsonwebtoken::decode::<serde_json::Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(SECRET),
+        &v,
+    ) {
         Ok(t) => Json(json!({ "sub": t.claims["sub"] })).into_response(),
         Err(_) => StatusCode::UNAUTHORIZED.into_response(),
     }

@@ -33,7 +33,10 @@ fn opts(addr: SocketAddr, text: &str, vars: &[(&str, String)]) -> (tempfile::Tem
     let o = RunOptions {
         target: Some(format!("http://{addr}")),
         scenario,
-        vars: vars.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        vars: vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
         flows: 4,
         concurrency: 2,
         timeout: Duration::from_secs(10),
@@ -190,7 +193,12 @@ async fn redirects_are_followed_as_browsers_follow_them() {
     );
     let r = support::report(&o).await;
     assert_eq!(r.summary.successful_flows, 0);
-    assert_eq!(r.failures[0].detail, "unexpected status 302", "{}", failures(&r));
+    assert_eq!(
+        r.failures[0].detail,
+        "unexpected status 302",
+        "{}",
+        failures(&r)
+    );
 }
 
 fn numbers() -> Router {
@@ -259,7 +267,11 @@ fn vars_come_from_the_flag_and_the_environment_and_validate_names_them() {
         .env("AUTHBENCH_VAR_idp", "http://127.0.0.1:1")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

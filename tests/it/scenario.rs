@@ -314,7 +314,10 @@ async fn failed_checks_and_missing_fields_count_under_their_step() {
     assert_eq!(reg.failures["check"], 5, "{:#?}", r.report.failures);
     // The failure says what was expected (the flow's email) and what came.
     let d = &r.report.failures[0].detail;
-    assert!(d.starts_with("check failed at /user/email: expected \""), "{d}");
+    assert!(
+        d.starts_with("check failed at /user/email: expected \""),
+        "{d}"
+    );
     assert!(d.ends_with(", got \"other@x.y\""), "{d}");
 
     // register-token extracts /access_token and /user/id; the id is missing: bad body.

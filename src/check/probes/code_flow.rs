@@ -79,7 +79,12 @@ pub(super) async fn code_flow_probes(t: &Target) -> Vec<ProbeResult> {
         format!("the token step with redirect_uri={FOREIGN_REDIRECT}"),
         "refused (4xx): the code was issued for another redirect_uri",
     );
-    out.push(altered_token(t, token, redirect, |f| f.set("redirect_uri", FOREIGN_REDIRECT)).await);
+    out.push(
+        altered_token(t, token, redirect, |f| {
+            f.set("redirect_uri", FOREIGN_REDIRECT)
+        })
+        .await,
+    );
     out.push(reuse_probe(t, token).await);
     out.push(foreign_redirect_probe(t, authorize).await);
     out.push(state_probe(t, authorize, token).await);
@@ -163,7 +168,10 @@ async fn foreign_redirect_probe(t: &Target, authorize: usize) -> ProbeResult {
         Ok(rep) if rep.rate_limited() => r.limited(&rep),
         Ok(rep) => {
             let loc = location(&rep);
-            if loc.as_deref().is_some_and(|l| l.starts_with(FOREIGN_REDIRECT)) {
+            if loc
+                .as_deref()
+                .is_some_and(|l| l.starts_with(FOREIGN_REDIRECT))
+            {
                 r.judged(Outcome::Fail, rep.brief())
                     .note("redirected to an unregistered redirect_uri: codes (or errors) go to whoever names one")
             } else if rep.is_client_error()
@@ -197,13 +205,17 @@ async fn state_probe(t: &Target, authorize: usize, token: usize) -> ProbeResult 
         Ok(s) => s,
         Err(e) => return r.setup_failed(&e),
     };
-    let sent = t.url(authorize, &session.vars).and_then(|u| query(&u, "state"));
+    let sent = t
+        .url(authorize, &session.vars)
+        .and_then(|u| query(&u, "state"));
     let Some(sent) = sent else {
         return r.skip("the authorize step sends no `state`");
     };
     let back = session.replies.iter().find_map(|rep| {
         let loc = location(rep)?;
-        let u = Url::parse(&loc).or_else(|_| Url::parse("http://x/")?.join(&loc)).ok()?;
+        let u = Url::parse(&loc)
+            .or_else(|_| Url::parse("http://x/")?.join(&loc))
+            .ok()?;
         query(&u, "code").map(|_| query(&u, "state"))
     });
     match back {
@@ -235,7 +247,11 @@ fn with_query(url: &Url, key: &str, value: &str) -> Url {
     let pairs: Vec<(String, String)> = url
         .query_pairs()
         .map(|(k, v)| {
-            let v = if k == key { value.to_string() } else { v.into_owned() };
+            let v = if k == key {
+                value.to_string()
+            } else {
+                v.into_owned()
+            };
             (k.into_owned(), v)
         })
         .collect();

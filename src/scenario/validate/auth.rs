@@ -71,7 +71,10 @@ impl Diagnostics<'_> {
         };
         let follow = *f.get_ref();
         if follow && expect.0.iter().all(|&(lo, hi)| lo >= 300 && hi <= 399) {
-            let at = rs.expect.as_ref().map_or(f.span().start, |e| e.span().start);
+            let at = rs
+                .expect
+                .as_ref()
+                .map_or(f.span().start, |e| e.span().start);
             self.err(
                 at,
                 format!("`follow = true` checks the response after the redirects, which is never a redirect: `expect = {expect}` cannot pass (drop `follow` to check the redirect itself, and extract its `location` header)"),
@@ -89,7 +92,10 @@ impl Diagnostics<'_> {
         table: &toml::value::Table,
         names: &BTreeMap<String, usize>,
     ) -> Option<JwtClaim> {
-        if let Some(bad) = table.keys().find(|k| !["jwt", "claim"].contains(&k.as_str())) {
+        if let Some(bad) = table
+            .keys()
+            .find(|k| !["jwt", "claim"].contains(&k.as_str()))
+        {
             self.err(
                 at,
                 format!("unknown key `{bad}` in {what}: a claim is read with {{ jwt = \"variable\", claim = \"name\" }}"),
@@ -185,19 +191,41 @@ mod tests {
         let e = error("method = \"GET\"");
         assert!(e.starts_with("t.toml:7:8: step `s` needs `path"), "{e}");
         let e = error("url = \"/relative\"");
-        assert!(e.starts_with("t.toml:8:7: url `/relative` must be absolute"), "{e}");
+        assert!(
+            e.starts_with("t.toml:8:7: url `/relative` must be absolute"),
+            "{e}"
+        );
         let e = error("path = \"/x\"\nfollow = true\nexpect = 302");
-        assert!(e.starts_with("t.toml:10:10: `follow = true` checks the response after"), "{e}");
+        assert!(
+            e.starts_with("t.toml:10:10: `follow = true` checks the response after"),
+            "{e}"
+        );
         let e = error("path = \"/x?e={{token|shout}}\"");
-        assert!(e.contains("t.toml:8:") && e.contains("unknown function `shout`: known are totp, lower"), "{e}");
+        assert!(
+            e.contains("t.toml:8:")
+                && e.contains("unknown function `shout`: known are totp, lower"),
+            "{e}"
+        );
         let e = error("path = \"/x\"\nextract = { exp = { jwt = \"later\", claim = \"exp\" } }");
-        assert!(e.starts_with("t.toml:9:19: extract `exp` reads the JWT in `later`, which is not defined yet"), "{e}");
-        let e = error("path = \"/x\"\ncheck = [{ jwt = \"nope\", claim = \"exp\", exists = true }]");
-        assert!(e.starts_with("t.toml:9:10: this check reads the JWT in `nope`"), "{e}");
+        assert!(
+            e.starts_with(
+                "t.toml:9:19: extract `exp` reads the JWT in `later`, which is not defined yet"
+            ),
+            "{e}"
+        );
+        let e =
+            error("path = \"/x\"\ncheck = [{ jwt = \"nope\", claim = \"exp\", exists = true }]");
+        assert!(
+            e.starts_with("t.toml:9:10: this check reads the JWT in `nope`"),
+            "{e}"
+        );
         let e = error("path = \"/x\"\ncheck = [{ pointer = \"/a\", jwt = \"token\", claim = \"exp\", exists = true }]");
         assert!(e.contains("one of them"), "{e}");
         let e = error("path = \"/x\"\nextract = { v = { jwt = \"token\" } }");
-        assert!(e.contains("needs `jwt = \"variable\"` and `claim = \"name\"`"), "{e}");
+        assert!(
+            e.contains("needs `jwt = \"variable\"` and `claim = \"name\"`"),
+            "{e}"
+        );
     }
 
     #[test]
