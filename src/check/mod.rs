@@ -392,6 +392,9 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
 
     // No idle connection is kept: every request opens its own (see `target`); over HTTP/2
     // requests in flight at once may share one, as streams.
+    // Steps on other hosts (`url`, redirects followed) get the TLS flags too.
+    let other_hosts = scenario.steps.iter().any(|s| s.general());
+    let tls = crate::tls::for_other_hosts(tls, &opts.tls, other_hosts)?;
     let tls = tls.map(|c| crate::tls::with_alpn(&c, opts.http));
     let builder = crate::tls::reqwest_tls(reqwest::Client::builder(), tls.as_ref());
     let builder = match opts.http {

@@ -3,8 +3,9 @@
 //! on a claim; and the facts a report shows about a flow's tokens (algorithm, lifetime
 //! `exp - iat`, issuer, audience).
 //!
-//! Nothing here verifies a token: a load test reads what the service issued; `authbench
-//! check` is where forged and expired tokens are tried.
+//! A token is verified only when the scenario gives its HMAC key (`key = "..."`): a
+//! load test reads what the service issued; `authbench check` is where forged and
+//! expired tokens are tried.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -26,6 +27,26 @@ pub fn decode(token: &str) -> Option<(Value, Value)> {
             .filter(Value::is_object)
     };
     Some((json(h)?, json(p)?))
+}
+
+/// Whether `token`'s HMAC signature (HS256, HS384 or HS512, as its header says)
+/// verifies with `key`. Only the signature: expiry and audience are claims to check.
+pub fn verifies(token: &str, key: &[u8]) -> bool {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+    let Ok(header) = jsonwebtoken::decode_header(token) else {
+        return false;
+    };
+    if !matches!(
+        header.alg,
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+    ) {
+        return false;
+    }
+    let mut v = Validation::new(header.alg);
+    v.validate_exp = false;
+    v.validate_aud = false;
+    v.required_spec_claims.clear();
+    jsonwebtoken::decode::<Value>(token, &DecodingKey::from_secret(key), &v).is_ok()
 }
 
 /// What a report says about the tokens of one variable, as the first flow saw them.
@@ -124,6 +145,15 @@ mod tests {
         let f = TokenFacts::of("t", &token(r#"{"alg":"HS256"}"#, r#"{"sub":"x"}"#)).unwrap();
         assert!(f.line().contains("not stated"), "{}", f.line());
         assert_eq!(TokenFacts::of("t", "opaque-token"), None);
+        let signed = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &serde_json::json!({ "sub": "x" }),
+            &jsonwebtoken::EncodingKey::from_secret(b"k1"),
+        )
+        .unwrap();
+        assert!(verifies(&signed, b"k1"));
+        assert!(!verifies(&signed, b"k2"));
+        assert!(!verifies(&t, b"k1"));
         assert_eq!(decode("a.b.c"), None);
     }
 }

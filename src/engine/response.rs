@@ -68,7 +68,7 @@ pub(crate) fn check_with_cookies(
                         FailureKind::Missing(format!("a match of the regex of `{}`", ex.var).into())
                     })?
             }
-            ExtractSource::Jwt(j) => claim_of(vars, j)
+            ExtractSource::Jwt(j) => claim_of(vars, j)?
                 .as_ref()
                 .and_then(scalar_string)
                 .ok_or_else(|| {
@@ -91,7 +91,7 @@ pub(crate) fn check_with_cookies(
         let claim;
         let found = match &c.jwt {
             Some(j) => {
-                claim = claim_of(vars, j);
+                claim = claim_of(vars, j)?;
                 claim.as_ref()
             }
             None => json.as_ref().and_then(|j| j.pointer(&c.pointer)),
@@ -118,11 +118,25 @@ pub(crate) fn check_with_cookies(
     Ok(())
 }
 
-/// The claim `j` of the JWT held in its variable (decoded, not verified).
-fn claim_of(vars: &[String], j: &JwtClaim) -> Option<serde_json::Value> {
-    let token = vars.get(j.slot)?;
-    let (_, mut claims) = super::claims::decode(token)?;
-    claims.get_mut(&*j.claim).map(serde_json::Value::take)
+/// The claim `j` of the JWT held in its variable: decoded, and its signature verified
+/// when `j` has a key (a signature that does not verify fails the step as a check).
+fn claim_of(vars: &[String], j: &JwtClaim) -> Result<Option<serde_json::Value>, FailureKind> {
+    let Some(token) = vars.get(j.slot) else {
+        return Ok(None);
+    };
+    if let Some(key) = &j.key {
+        if !super::claims::verifies(token, key.as_bytes()) {
+            let what = format!(
+                "jwt {}: the signature does not verify with the given key",
+                j.var
+            );
+            return Err(FailureKind::Check(what.into()));
+        }
+    }
+    let Some((_, mut claims)) = super::claims::decode(token) else {
+        return Ok(None);
+    };
+    Ok(claims.get_mut(&*j.claim).map(serde_json::Value::take))
 }
 
 /// Whether `v` equals the rendered text `want`, compared as `v`'s JSON type: a string

@@ -252,15 +252,10 @@ impl Load {
         };
         let concurrency = prepared.concurrency;
         let (timeout, connect_timeout) = (opts.timeout, opts.connect_timeout);
-        // Steps on other hosts (`url`) go over reqwest: they get the run's TLS flags and
-        // roots even when the target itself is plain http.
-        let tls = match &target.tls {
-            None if prepared.scenario.steps.iter().any(|s| s.url.is_some()) => Some(
-                crate::tls::client_config(&opts.tls, &[])
-                    .map_err(|e| RunError::Config(e.to_string()))?,
-            ),
-            t => t.clone(),
-        };
+        // Steps on other hosts (`url`, redirects followed) go over reqwest: they get the
+        // run's TLS flags and roots even when the target itself is plain http.
+        let other_hosts = prepared.scenario.steps.iter().any(|s| s.general());
+        let tls = crate::tls::for_other_hosts(target.tls.clone(), &opts.tls, other_hosts)?;
         // reqwest leaves from one address: the first (the hot path takes them in turn).
         let local_address = opts.source_addrs.first().copied();
         let build_client = move |pool: usize| {

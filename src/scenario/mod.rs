@@ -248,6 +248,17 @@ pub struct JwtClaim {
     pub var: Arc<str>,
     pub slot: usize,
     pub claim: Arc<str>,
+    /// `key = "..."`: the HMAC secret the token's signature must verify with; without
+    /// it the token is decoded, not verified.
+    pub key: Option<Arc<str>>,
+}
+
+impl JwtClaim {
+    /// The same claim, verified with `key` when one is given.
+    pub fn with_key(mut self, key: Option<&str>) -> Self {
+        self.key = key.map(Arc::from);
+        self
+    }
 }
 
 /// Stores a value from the response in a variable slot for later steps.

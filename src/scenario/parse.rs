@@ -140,6 +140,9 @@ pub(super) struct RawCheck {
     pub(super) jwt: Option<String>,
     #[serde(default)]
     pub(super) claim: Option<String>,
+    /// The HMAC secret the `jwt`'s signature must verify with (HS256, HS384, HS512).
+    #[serde(default)]
+    pub(super) key: Option<String>,
     #[serde(default)]
     pub(super) exists: Option<bool>,
     #[serde(default)]

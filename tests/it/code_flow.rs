@@ -136,6 +136,11 @@ async fn provider(broken: bool) -> SocketAddr {
 
 /// The flow, with the verifier the token step sends as `verifier`.
 fn scenario(verifier: &str) -> String {
+    keyed(verifier, "code-flow-test-secret")
+}
+
+/// The flow, the access token's signature verified with `key`.
+fn keyed(verifier: &str, key: &str) -> String {
     format!(
         r#"
 name = "code-flow"
@@ -153,7 +158,7 @@ path = "/token"
 form = {{ grant_type = "authorization_code", code = "{{{{code}}}}", redirect_uri = "{{{{redirect_uri}}}}", code_verifier = "{verifier}", client_id = "spa" }}
 extract = {{ token = "/access_token", exp = {{ jwt = "token", claim = "exp" }} }}
 check = [
-  {{ jwt = "token", claim = "sub", equals = "u1" }},
+  {{ jwt = "token", claim = "sub", equals = "u1", key = "{key}" }},
   {{ jwt = "token", claim = "exp", equals = "{{{{exp}}}}" }},
   {{ pointer = "/id", equals = "42" }},
 ]
@@ -208,6 +213,15 @@ async fn pkce_pairs_pass_a_provider_that_recomputes_s256_and_the_token_line_is_r
     assert_eq!(r.summary.successful_flows, 0);
     assert_eq!(r.failures[0].step, "token");
     assert_eq!(r.failures[0].detail, "unexpected status 400");
+
+    // A key the token was not signed with: the claim is not trusted.
+    let (_d, o) = run_opts(addr, &keyed("{{pkce_verifier}}", "another-key"));
+    let r = support::report(&o).await;
+    assert_eq!(r.summary.successful_flows, 0);
+    assert_eq!(
+        r.failures[0].detail,
+        "check failed at jwt token: the signature does not verify with the given key"
+    );
 }
 
 async fn code_probes(broken: bool) -> Vec<(String, Outcome)> {

@@ -94,11 +94,11 @@ impl Diagnostics<'_> {
     ) -> Option<JwtClaim> {
         if let Some(bad) = table
             .keys()
-            .find(|k| !["jwt", "claim"].contains(&k.as_str()))
+            .find(|k| !["jwt", "claim", "key"].contains(&k.as_str()))
         {
             self.err(
                 at,
-                format!("unknown key `{bad}` in {what}: a claim is read with {{ jwt = \"variable\", claim = \"name\" }}"),
+                format!("unknown key `{bad}` in {what}: a claim is read with {{ jwt = \"variable\", claim = \"name\" }} (and `key` to verify an HS256 signature)"),
             );
             return None;
         }
@@ -110,7 +110,19 @@ impl Diagnostics<'_> {
             );
             return None;
         };
+        let key = match table.get("key") {
+            None => None,
+            Some(toml::Value::String(k)) if !k.is_empty() => Some(k.as_str()),
+            Some(_) => {
+                self.err(
+                    at,
+                    format!("`key` in {what} must be the HMAC secret, a non-empty string"),
+                );
+                return None;
+            }
+        };
         self.jwt_claim(at, what, var, claim, names)
+            .map(|j| j.with_key(key))
     }
 
     /// The JWT variable `var` and its `claim`, checked against the names in scope.
@@ -137,6 +149,7 @@ impl Diagnostics<'_> {
             var: var.into(),
             slot,
             claim: claim.into(),
+            key: None,
         })
     }
 
@@ -154,7 +167,8 @@ impl Diagnostics<'_> {
             (None, Some(var), Some(claim)) => {
                 let j = self
                     .jwt_claim(at, "this check", var, claim, names)
-                    .ok_or(())?;
+                    .ok_or(())?
+                    .with_key(rc.key.as_deref());
                 Ok((format!("jwt {var} claim {claim}").into(), Some(j)))
             }
             (None, Some(_), None) => {
