@@ -123,6 +123,7 @@ fn no_response(times: Times, k: FailureKind) -> (Times, StepOutcome) {
         StepOutcome {
             responded: false,
             failure: Some(k),
+            redirects: 0,
         },
     )
 }
@@ -134,6 +135,7 @@ fn responded(times: Times, failure: Option<FailureKind>) -> (Times, StepOutcome)
         StepOutcome {
             responded: true,
             failure,
+            redirects: 0,
         },
     )
 }
@@ -142,6 +144,8 @@ fn responded(times: Times, failure: Option<FailureKind>) -> (Times, StepOutcome)
 struct StepOutcome {
     responded: bool,
     failure: Option<FailureKind>,
+    /// Redirects followed (`follow = true` steps only).
+    redirects: u64,
 }
 
 /// What a worker reuses from one flow to the next: the variable table, scratch buffers,
@@ -320,6 +324,10 @@ impl FlowContext {
                 if let Some(us) = t.tls_us {
                     pending.samples.push(Sample::Tls { step: i, us });
                 }
+                if outcome.redirects > 0 {
+                    let hops = outcome.redirects;
+                    pending.samples.push(Sample::Redirects { step: i, hops });
+                }
                 if let Some(FailureKind::Closed { reused, .. }) = outcome.failure {
                     pending.samples.push(Sample::Closed {
                         step: i,
@@ -485,19 +493,23 @@ impl FlowContext {
             self.max_body,
         )
         .await;
+        let hops = f.hops as u64;
+        let with_hops = |(t, mut o): (Times, StepOutcome)| {
+            o.redirects = hops;
+            (t, o)
+        };
         let (r, url) = match f.result {
             Ok(r) => r,
-            Err(k) => return no_response(f.times, k),
+            Err(k) => return with_hops(no_response(f.times, k)),
         };
         if r.truncated && step.reads_body() {
             let limit = u64::try_from(self.max_body).unwrap_or(u64::MAX);
-            return responded(f.times, Some(FailureKind::BodyTooLarge { limit }));
+            let too_large = Some(FailureKind::BodyTooLarge { limit });
+            return with_hops(responded(f.times, too_large));
         }
         let jar_view = cookies.then_some((&*jar, &url));
-        responded(
-            f.times,
-            check_with_cookies(step, r.status, &r.headers, &r.body, vars, jar_view).err(),
-        )
+        let failure = check_with_cookies(step, r.status, &r.headers, &r.body, vars, jar_view);
+        with_hops(responded(f.times, failure.err()))
     }
 
     /// Per step, its URL when its path (or `url`) has no variable, parsed once per run.

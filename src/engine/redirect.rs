@@ -25,6 +25,8 @@ use crate::scenario::{Step, MAX_REDIRECTS};
 pub(super) struct Followed {
     pub times: Times,
     pub result: Result<(Response, Url), FailureKind>,
+    /// Redirects followed (0 when the first response was the last).
+    pub hops: usize,
 }
 
 /// Sends `step` to `url` over `client`, following redirects when the step asks; cookies
@@ -42,13 +44,14 @@ pub(super) async fn send(
     max_body: usize,
 ) -> Followed {
     let mut times = Times::default();
-    let fail = |times: Times, k: FailureKind| Followed {
+    let fail = |times: Times, k: FailureKind, hops: usize| Followed {
         times,
         result: Err(k),
+        hops,
     };
     let mut headers = match render_headers(step, vars, scratch) {
         Ok(h) => h,
-        Err(k) => return fail(times, k),
+        Err(k) => return fail(times, k, 0),
     };
     let mut payload = match &step.body {
         Some(b) => {
@@ -74,7 +77,7 @@ pub(super) async fn send(
         add(&mut times, &sent.times, hops == 0);
         let r = match sent.response {
             Ok(r) => r,
-            Err(k) => return fail(times, k),
+            Err(k) => return fail(times, k, hops),
         };
         if cookies && Jar::sets_cookies(&r.headers) {
             jar.store(&r.headers, &url);
@@ -87,6 +90,7 @@ pub(super) async fn send(
             return Followed {
                 times,
                 result: Ok((r, url)),
+                hops,
             };
         };
         if becomes_get(r.status, &method) {

@@ -255,6 +255,9 @@ pub struct StepReport {
     /// kept up to `--max-body`; the rest is read and dropped).
     #[serde(default)]
     pub bytes_received: u64,
+    /// Redirects followed by the step's requests (`follow = true`), counted in its time.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub redirects: u64,
     /// Requests whose connection the server closed without answering (`closed` failures):
     /// how long the connection had been idle, and how long the request waited for the close.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -390,6 +393,7 @@ impl Report {
                         failures: by_class,
                         closed: ClosedSummary::of(st),
                         bytes_received: st.bytes,
+                        redirects: st.redirects,
                         histogram: histogram::encode(&st.latency),
                         ttfb_histogram: histogram::encode(&st.ttfb),
                         connect_histogram: histogram::encode(&st.connect),
@@ -427,6 +431,7 @@ impl Report {
             st.attempts = rep.requests;
             st.ok = rep.ok;
             st.bytes = rep.bytes_received;
+            st.redirects = rep.redirects;
             st.latency = histogram::decode(&rep.histogram)
                 .with_context(|| format!("the histogram of step '{}'", rep.name))?;
             if !rep.ttfb_histogram.is_empty() {
@@ -587,4 +592,8 @@ pub fn read(path: &std::path::Path) -> anyhow::Result<Report> {
     }
     serde_json::from_value(value)
         .with_context(|| format!("'{}' is not a complete authbench report", path.display()))
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

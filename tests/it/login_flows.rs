@@ -184,6 +184,10 @@ async fn redirects_are_followed_as_browsers_follow_them() {
     let (_d, o) = opts(addr, &text, &[]);
     let r = support::report(&o).await;
     assert_eq!(r.summary.successful_flows, 4, "{}", failures(&r));
+    // Each hop is counted, per step: one per redirect step, ten for the chain.
+    let hops = |name: &str| r.steps.iter().find(|s| s.name == name).unwrap().redirects;
+    assert_eq!((hops("s0-303"), hops("ten"), hops("away")), (4, 40, 4));
+    assert_eq!(hops("unfollowed"), 0);
 
     // An eleventh redirect is not followed: the step sees a 302.
     let (_d, o) = opts(
