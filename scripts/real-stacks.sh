@@ -16,6 +16,8 @@
 # | fastapi-users             | fastapi-users 15.0.5 (SQLAlchemy+JWT), uvicorn   |
 # | django-session            | Django 5.2.19: LoginView, login_required, runserver |
 # | oauth2-client-credentials | oidc-provider 9.13.3 (npm), Node's own http server |
+# | oauth2-authorization-code | oidc-provider 9.13.3 (npm): code flow with PKCE, its dev login and consent pages |
+# | django-otp                | Django 5.2.19 with django-otp 1.7.5: password, then a TOTP second factor |
 # | fastapi-users-h2 (fastapi-users) | the same app behind nginx (Debian) over TLS with HTTP/2: `run --http 2`, `h2` required in the report |
 # | fastapi-users-2w (fastapi-users) | the same app under `uvicorn --workers 2`, run with `--server-pid` of uvicorn's master: the report must count both worker processes and the verdict must be CPU-bound (`uses_cores`) |
 #
@@ -40,7 +42,7 @@ AB=${AB:-${CARGO_TARGET_DIR:-$ROOT/target}/release/authbench}
 case $AB in /*) ;; *) AB=$ROOT/$AB ;; esac
 FLOWS=20
 STACK_TIMEOUT=${REAL_STACKS_TIMEOUT:-150}
-ALL=(fastapi-users django-session oauth2-client-credentials fastapi-users-h2 fastapi-users-2w)
+ALL=(fastapi-users django-session oauth2-client-credentials fastapi-users-h2 fastapi-users-2w oauth2-authorization-code django-otp)
 
 fail() { echo "error: real-stacks: $*" >&2; exit 1; }
 
@@ -198,7 +200,7 @@ asyncio.run(main())')
             run_args=(--http 2 --insecure)
         fi
         ;;
-    django-session)
+    django-session | django-otp)
         cp -r "$SRC/django/." "$WORK/"
         cp "$(django_db_path)" "$WORK/db.sqlite3"
         start_server "$WORK" env REALSTACK_DB="$WORK/db.sqlite3" \
@@ -216,6 +218,14 @@ asyncio.run(main())')
         secret=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24) + "+/%:")')
         env+=(AUTHBENCH_API_KEY="$secret")
         start_server "$WORK" env PORT="$port" CLIENT_ID=authbench-cc CLIENT_SECRET="$secret" node server.mjs
+        ready=$url/.well-known/openid-configuration
+        ;;
+    oauth2-authorization-code)
+        cp "$SRC/oidc-provider/code-flow.mjs" "$WORK/"
+        ln -s "$NPM_PREFIX/node_modules" "$WORK/node_modules"
+        # The public client and its redirect_uri, as the scenario's [vars] have them.
+        start_server "$WORK" env PORT="$port" CLIENT_ID=authbench-spa REDIRECT_URI=http://127.0.0.1:9/cb \
+            node code-flow.mjs
         ready=$url/.well-known/openid-configuration
         ;;
     *) fail "unknown stack '$name' (known: ${ALL[*]})" ;;
@@ -296,10 +306,10 @@ stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 install_python() {
     local stamp
     stamp="$(python3 -c 'import sys; print(sys.version.split()[0])') $(sha256sum <"$SRC/requirements.txt")"
-    if stamp_ok "$VENV/.authbench-stamp" "$stamp" && "$PY" -c 'import fastapi_users, django, uvicorn' 2>/dev/null; then
+    if stamp_ok "$VENV/.authbench-stamp" "$stamp" && "$PY" -c 'import fastapi_users, django, django_otp, uvicorn' 2>/dev/null; then
         return
     fi
-    echo "== real stacks: installing fastapi-users, Django and uvicorn into $VENV"
+    echo "== real stacks: installing fastapi-users, Django, django-otp and uvicorn into $VENV"
     rm -rf "$VENV"
     python3 -m venv "$VENV"
     "$PY" -m pip install --quiet --disable-pip-version-check --no-input -r "$SRC/requirements.txt"
@@ -321,11 +331,11 @@ install_node() {
 }
 
 # Django's database with the users of scenarios/django-session-users.csv, made once per
-# version of the project, the users and the venv (hashing 20 passwords with Django's default
-# PBKDF2 takes ~10 s); each run works on a copy.
+# version of the project, the users and the venv (hashing 50 passwords with Django's default
+# PBKDF2 takes ~25 s); each run works on a copy.
 django_db_path() {
     local key
-    key=$(cat "$VENV/.authbench-stamp" "$ROOT/scenarios/django-session-users.csv" \
+    key=$(cat "$VENV/.authbench-stamp" "$ROOT/scenarios/django-session-users.csv" "$ROOT/scenarios/django-otp-users.csv" \
         $(find "$SRC/django" -type f -name '*.py' -o -type f -name '*.html' | LC_ALL=C sort) | sha256sum | cut -c1-16)
     echo "$CACHE/django-db/$key.sqlite3"
 }
@@ -339,7 +349,9 @@ install_django_db() {
     rm -f "$CACHE"/django-db/*.sqlite3 "$CACHE"/django-db/*.tmp
     tmp=$db.tmp
     (cd "$SRC/django" && PYTHONDONTWRITEBYTECODE=1 REALSTACK_DB="$tmp" "$PY" manage.py migrate --verbosity 0 \
-        && PYTHONDONTWRITEBYTECODE=1 REALSTACK_DB="$tmp" "$PY" manage.py make_users "$ROOT/scenarios/django-session-users.csv" >/dev/null)
+        && PYTHONDONTWRITEBYTECODE=1 REALSTACK_DB="$tmp" "$PY" manage.py make_users "$ROOT/scenarios/django-session-users.csv" >/dev/null \
+        && PYTHONDONTWRITEBYTECODE=1 REALSTACK_DB="$tmp" "$PY" manage.py make_users "$ROOT/scenarios/django-otp-users.csv" >/dev/null \
+        && PYTHONDONTWRITEBYTECODE=1 REALSTACK_DB="$tmp" "$PY" manage.py make_otp_devices "$ROOT/scenarios/django-otp-users.csv" >/dev/null)
     mv "$tmp" "$db"
 }
 

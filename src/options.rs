@@ -84,6 +84,8 @@ pub struct RunOptions {
     pub algorithm: Option<crate::password::Algorithm>,
     /// The flow definition.
     pub scenario: ScenarioSource,
+    /// Variables from outside the file (`--var`, `AUTHBENCH_VAR_*`), by name.
+    pub vars: Vec<(String, String)>,
     /// Directory for the report files; `None` writes none.
     pub out_dir: Option<PathBuf>,
     /// Show a progress bar (only ever on a terminal).
@@ -156,6 +158,7 @@ impl Default for RunOptions {
             cost: 12,
             algorithm: None,
             scenario: ScenarioSource::Builtin,
+            vars: Vec::new(),
             out_dir: Some(PathBuf::from("reports")),
             progress: false,
             color: false,

@@ -223,6 +223,8 @@ pub enum Sample {
     /// A connection probe, made while the target refused connections (closed loop: one
     /// worker probes with back-off while the others wait). An attempt, not a flow.
     Probe { ok: bool },
+    /// A `follow = true` step followed `hops` redirects (sent only when it followed any).
+    Redirects { step: usize, hops: u64 },
     /// That new connection's TLS handshake took `us` (`https://` targets).
     Tls { step: usize, us: u64 },
     /// A whole flow finished: all its steps succeeded, or one failed and ended it.

@@ -34,6 +34,8 @@ pub struct StepStats {
     pub closed: ClosedTimes,
     /// Response body bytes received (kept or not).
     pub bytes: u64,
+    /// Redirects followed (`follow = true` steps).
+    pub redirects: u64,
 }
 
 /// Times around connections the server closed without answering (sums and maxima, so
@@ -96,6 +98,7 @@ impl Stats {
                     failures: BTreeMap::new(),
                     closed: ClosedTimes::default(),
                     bytes: 0,
+                    redirects: 0,
                 })
                 .collect(),
             flow_ok: new_histogram(),
@@ -179,6 +182,11 @@ impl Stats {
                     });
                 }
             }
+            Sample::Redirects { step, hops } => {
+                if let Some(s) = self.steps.get_mut(step) {
+                    s.redirects += hops;
+                }
+            }
             // Counted by the collector's outage tracker, not here.
             Sample::Probe { .. } => {}
         }
@@ -197,6 +205,7 @@ impl Stats {
             s.failures.clear();
             s.closed = ClosedTimes::default();
             s.bytes = 0;
+            s.redirects = 0;
         }
         self.flow_ok.reset();
         self.flow_failed.reset();
@@ -236,6 +245,7 @@ impl Stats {
             }
             a.closed.add(&b.closed);
             a.bytes += b.bytes;
+            a.redirects += b.redirects;
         }
         let _ = self.flow_ok.add(&other.flow_ok);
         let _ = self.flow_failed.add(&other.flow_failed);

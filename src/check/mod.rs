@@ -18,6 +18,7 @@ pub mod probes;
 pub mod reply;
 pub mod report;
 pub mod roles;
+mod send;
 pub mod target;
 pub mod timing;
 
@@ -244,6 +245,8 @@ pub struct CheckOptions {
     pub target: Option<String>,
     pub api_key: Option<String>,
     pub scenario: ScenarioSource,
+    /// Variables from outside the file (`--var`, `AUTHBENCH_VAR_*`), by name.
+    pub vars: Vec<(String, String)>,
     /// The target's HS256 secret, to forge an expired but correctly signed token.
     /// Known automatically for the in-process server.
     pub jwt_secret: Option<String>,
@@ -286,6 +289,7 @@ impl Default for CheckOptions {
             target: None,
             api_key: None,
             scenario: ScenarioSource::Builtin,
+            vars: Vec::new(),
             jwt_secret: None,
             jwt_private_key: None,
             jwt_public_key: None,
@@ -317,15 +321,18 @@ pub struct CheckResult {
 /// The scenario to check: the one given, or of a mix the first scenario with the roles the
 /// probes need (register, login and a protected step; else login and a protected step;
 /// else the first).
-fn scenario_for_check(src: &ScenarioSource) -> Result<crate::scenario::Scenario, RunError> {
+fn scenario_for_check(
+    src: &ScenarioSource,
+    vars: &[(String, String)],
+) -> Result<crate::scenario::Scenario, RunError> {
     use crate::scenario::mix;
     let ScenarioSource::File(p) = src else {
-        return crate::pipeline::load_scenario(src);
+        return crate::pipeline::load_scenario_with(src, vars);
     };
     if !std::fs::read_to_string(p).is_ok_and(|t| mix::is_mix(&t)) {
-        return crate::pipeline::load_scenario(src);
+        return crate::pipeline::load_scenario_with(src, vars);
     }
-    let m = mix::load(p)?;
+    let m = mix::load_with_vars(p, vars)?;
     let roles: Vec<roles::Roles> = m
         .parts
         .iter()
@@ -343,7 +350,7 @@ fn scenario_for_check(src: &ScenarioSource) -> Result<crate::scenario::Scenario,
 
 /// What `check --explain-roles` prints: the roles of the scenario's steps and why.
 pub fn explain_roles(opts: &CheckOptions) -> Result<String, RunError> {
-    let scenario = scenario_for_check(&opts.scenario)?;
+    let scenario = scenario_for_check(&opts.scenario, &opts.vars)?;
     Ok(roles::Roles::detect(&scenario).explain_text(&scenario))
 }
 
@@ -360,7 +367,7 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
             "--burst must be at least 1 and --race at least 2".into(),
         ));
     }
-    let scenario = Arc::new(scenario_for_check(&opts.scenario)?);
+    let scenario = Arc::new(scenario_for_check(&opts.scenario, &opts.vars)?);
     let jwt_key = match &opts.jwt_private_key {
         Some(path) => {
             Some(jwt::SigningKey::load(path).map_err(|e| RunError::Config(e.to_string()))?)
@@ -412,6 +419,9 @@ pub async fn check(opts: &CheckOptions) -> Result<CheckResult, RunError> {
 
     // No idle connection is kept: every request opens its own (see `target`); over HTTP/2
     // requests in flight at once may share one, as streams.
+    // Steps on other hosts (`url`, redirects followed) get the TLS flags too.
+    let other_hosts = scenario.steps.iter().any(|s| s.general());
+    let tls = crate::tls::for_other_hosts(tls, &opts.tls, other_hosts)?;
     let tls = tls.map(|c| crate::tls::with_alpn(&c, opts.http));
     let builder = crate::tls::reqwest_tls(reqwest::Client::builder(), tls.as_ref());
     let builder = match opts.http {

@@ -443,7 +443,11 @@ fn is_login_path(st: &Step) -> bool {
 }
 
 fn path_has(st: &Step, words: &[&str]) -> bool {
-    let path = st.path.render(&[]).to_ascii_lowercase();
+    let path = match &st.url {
+        Some(u) => u.render(&[]),
+        None => st.path.render(&[]),
+    }
+    .to_ascii_lowercase();
     words.iter().any(|w| path.contains(w))
 }
 

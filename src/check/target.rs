@@ -16,7 +16,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::header::{
     HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, COOKIE, ORIGIN,
@@ -24,7 +24,7 @@ use reqwest::header::{
 use url::Url;
 
 use crate::engine::cookies::{self, Jar};
-use crate::engine::flow::{check_with_cookies, classify, FlowContext};
+use crate::engine::flow::{check_with_cookies, FlowContext};
 use crate::scenario::{Scenario, Step};
 
 use super::roles::render_json;
@@ -32,6 +32,7 @@ use super::roles::render_json;
 pub use super::reply::{
     excerpt, redact, Exchange, Reply, DEFAULT_RETRY_WAIT, MAX_BODY, MAX_KEPT_BODY, MAX_RETRY_WAIT,
 };
+pub use super::send::send_with;
 
 /// A request could not be completed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -199,8 +200,9 @@ impl Target {
 
     /// Step `i`'s URL with `vars`.
     pub fn url(&self, i: usize, vars: &[String]) -> Option<Url> {
-        let path = self.scenario.steps.get(i)?.path.render(vars);
-        Url::parse(&format!("{}{path}", self.flow.base_url)).ok()
+        self.flow
+            .step_url(i, vars)
+            .map(std::borrow::Cow::into_owned)
     }
 
     /// Step `i`'s request with `vars`, as `run` would send it, without cookies.
@@ -390,14 +392,17 @@ impl Target {
     ) -> Result<Reply, SetupError> {
         let name = self.step(i).name.to_string();
         session.requests.push(describe(&p.request));
-        let reply = self.send(probe_id, p).await.map_err(|e| match e {
-            SendError::Transport(cause) => SetupError::NoAnswer {
-                step: name.clone(),
-                cause,
-            },
-            SendError::Build(_) => SetupError::Build { step: name.clone() },
-        })?;
-        self.finish_step(i, session, &reply)?;
+        let (reply, at) =
+            self.send_following(probe_id, i, session, p)
+                .await
+                .map_err(|e| match e {
+                    SendError::Transport(cause) => SetupError::NoAnswer {
+                        step: name.clone(),
+                        cause,
+                    },
+                    SendError::Build(_) => SetupError::Build { step: name.clone() },
+                })?;
+        self.finish_step_at(i, session, &reply, at)?;
         Ok(reply)
     }
 
@@ -409,9 +414,21 @@ impl Target {
         session: &mut Session,
         reply: &Reply,
     ) -> Result<(), SetupError> {
+        let url = self.url(i, &session.vars);
+        self.finish_step_at(i, session, reply, url)
+    }
+
+    /// [`Target::finish_step`] for an answer that came from `url` (the last hop of a
+    /// step that follows redirects).
+    pub fn finish_step_at(
+        &self,
+        i: usize,
+        session: &mut Session,
+        reply: &Reply,
+        url: Option<Url>,
+    ) -> Result<(), SetupError> {
         let step = self.step(i);
         let name = step.name.to_string();
-        let url = self.url(i, &session.vars);
         if let Some(u) = &url {
             if self.scenario.cookies && Jar::sets_cookies(&reply.headers) {
                 session.jar.store(&reply.headers, u);
@@ -540,54 +557,4 @@ pub fn describe(req: &reqwest::Request) -> String {
     } else {
         format!("{} {path} [{}]", req.method(), creds.join("; "))
     }
-}
-
-/// The causes of a transport error, innermost last, without the URL reqwest puts first.
-fn cause_chain(e: &reqwest::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    if parts.is_empty() {
-        e.to_string()
-    } else {
-        parts.join(": ")
-    }
-}
-
-/// Sends with `client` and reads at most `cap` bytes of the body (the rest is read and
-/// dropped, and the reply says it was cut).
-pub async fn send_with(
-    client: &reqwest::Client,
-    request: reqwest::Request,
-    cap: usize,
-) -> Result<Reply, SendError> {
-    let start = Instant::now();
-    let transport = |e: reqwest::Error| {
-        SendError::Transport(format!("{} ({})", classify(&e).detail(), cause_chain(&e)))
-    };
-    let mut resp = client.execute(request).await.map_err(transport)?;
-    let status = resp.status().as_u16();
-    let version = format!("{:?}", resp.version());
-    let headers = resp.headers().clone();
-    let mut body = Vec::new();
-    let mut truncated = false;
-    while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-        let room = cap.saturating_sub(body.len());
-        truncated |= chunk.len() > room;
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-    }
-    Ok(Reply {
-        status,
-        headers,
-        body,
-        elapsed: start.elapsed(),
-        truncated,
-        version,
-    })
 }

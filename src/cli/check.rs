@@ -68,6 +68,7 @@ impl CheckArgs {
             target: self.target.target,
             api_key: self.target.api_key,
             scenario: self.common.scenario.source(),
+            vars: self.common.scenario.vars.vars(),
             jwt_secret: self.jwt_secret,
             jwt_private_key: self.jwt_private_key,
             jwt_public_key: self.jwt_public_key,

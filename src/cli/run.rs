@@ -289,6 +289,7 @@ impl RunArgs {
             api_key: self.target.api_key,
             cost: self.cost,
             scenario: self.common.scenario.source(),
+            vars: self.common.scenario.vars.vars(),
             out_dir: self.common.output.dir(),
             progress: true,
             thresholds: self.thresholds,

@@ -77,6 +77,73 @@ pub struct ScenarioArgs {
     /// Scenario file (TOML) [default: the built-in scenarios/pyairtable.toml].
     #[arg(long, short = 's', value_name = "PATH")]
     pub scenario: Option<PathBuf>,
+    #[command(flatten)]
+    pub vars: VarArgs,
+}
+
+/// Variables given from outside the scenario file.
+#[derive(Debug, Args, Default)]
+pub struct VarArgs {
+    /// Define a variable every template may read as {{NAME}} (repeatable); replaces a
+    /// [vars] entry of that name. AUTHBENCH_VAR_NAME=VALUE in the environment does the
+    /// same; the flag wins.
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub var: Vec<(String, String)>,
+}
+
+impl VarArgs {
+    /// The `AUTHBENCH_VAR_*` environment, then `--var` (a later one of the same name wins).
+    pub fn vars(&self) -> Vec<(String, String)> {
+        merge_vars(
+            std::env::vars().filter_map(|(k, v)| {
+                let name = k.strip_prefix(VAR_ENV_PREFIX)?;
+                (valid_var_name(name) && !builtin(name)).then(|| (name.to_string(), v))
+            }),
+            self.var.iter().cloned(),
+        )
+    }
+}
+
+/// The environment form of `--var NAME=VALUE`: `AUTHBENCH_VAR_NAME=VALUE`.
+pub const VAR_ENV_PREFIX: &str = "AUTHBENCH_VAR_";
+
+fn valid_var_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn builtin(name: &str) -> bool {
+    crate::scenario::BUILTINS.iter().any(|(b, _)| *b == name)
+}
+
+/// `env` then `flags`, one entry per name, the last given winning.
+fn merge_vars(
+    env: impl Iterator<Item = (String, String)>,
+    flags: impl Iterator<Item = (String, String)>,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, v) in env.chain(flags) {
+        out.retain(|(n, _)| *n != k);
+        out.push((k, v));
+    }
+    out
+}
+
+/// `NAME=VALUE` of `--var`: the name in letters, digits and `_`, the value anything.
+pub fn parse_var(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))?;
+    if !valid_var_name(name) {
+        return Err(format!(
+            "`{name}` is not a variable name: use letters, digits and `_`"
+        ));
+    }
+    if builtin(name) {
+        return Err(format!(
+            "`{name}` is a built-in variable: authbench sets it (see scenarios/README.md)"
+        ));
+    }
+    Ok((name.to_string(), value.to_string()))
 }
 
 impl ScenarioArgs {
@@ -289,5 +356,30 @@ impl HttpArg {
             HttpArg::Http1 => crate::options::HttpVersion::Http1,
             HttpArg::Http2 => crate::options::HttpVersion::Http2,
         }
+    }
+}
+
+#[cfg(test)]
+mod var_tests {
+    use super::*;
+
+    #[test]
+    fn vars_parse_and_the_flag_wins_over_the_environment() {
+        assert_eq!(
+            parse_var("idp=https://h/a=b").unwrap(),
+            ("idp".to_string(), "https://h/a=b".to_string())
+        );
+        assert_eq!(parse_var("e=").unwrap(), ("e".to_string(), String::new()));
+        assert!(parse_var("novalue").unwrap_err().contains("NAME=VALUE"));
+        assert!(parse_var("a-b=1")
+            .unwrap_err()
+            .contains("not a variable name"));
+        assert!(parse_var("target=x").unwrap_err().contains("built-in"));
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let merged = merge_vars(
+            [pair("a", "env"), pair("b", "env")].into_iter(),
+            [pair("a", "flag"), pair("a", "flag2")].into_iter(),
+        );
+        assert_eq!(merged, [pair("b", "env"), pair("a", "flag2")]);
     }
 }

@@ -14,17 +14,20 @@ pub struct ValidateArgs {
     /// Scenario files (TOML).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub vars: super::shared::VarArgs,
 }
 
 pub(super) fn exec(a: &ValidateArgs, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> u8 {
     let paths = &a.paths;
     let mut code = exit::OK;
+    let vars = a.vars.vars();
     for p in paths {
         if std::fs::read_to_string(p).is_ok_and(|t| crate::scenario::mix::is_mix(&t)) {
-            code = code.max(validate_mix(p, out, err, ui));
+            code = code.max(validate_mix(p, &vars, out, err, ui));
             continue;
         }
-        match crate::scenario::Scenario::load(p) {
+        match crate::scenario::Scenario::load_with_vars(p, &vars) {
             Ok(s) => {
                 let _ = writeln!(
                     out,
@@ -46,8 +49,14 @@ pub(super) fn exec(a: &ValidateArgs, out: &mut dyn Write, err: &mut dyn Write, u
 }
 
 /// A mix: its file and every scenario it names.
-fn validate_mix(p: &std::path::Path, out: &mut dyn Write, err: &mut dyn Write, ui: Ui) -> u8 {
-    match crate::scenario::mix::load(p) {
+fn validate_mix(
+    p: &std::path::Path,
+    vars: &[(String, String)],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    ui: Ui,
+) -> u8 {
+    match crate::scenario::mix::load_with_vars(p, vars) {
         Ok(m) => {
             let parts: Vec<String> = m
                 .parts

@@ -27,8 +27,18 @@ use super::transport::http2::{H2Conn, Http2};
 use super::transport::{self, micros, Times};
 use crate::samples::{Batch, FailureKind, Sample};
 use crate::scenario::{
-    Scenario, Step, SLOT_API_KEY, SLOT_RANDOM, SLOT_RUN_ID, SLOT_SEQ, SLOT_UUID,
+    Scenario, Step, SLOT_API_KEY, SLOT_NONCE, SLOT_PKCE_CHALLENGE, SLOT_PKCE_VERIFIER, SLOT_RANDOM,
+    SLOT_RUN_ID, SLOT_SEQ, SLOT_STATE, SLOT_TARGET, SLOT_TARGET_ORIGIN, SLOT_UUID,
 };
+
+/// `scheme://host:port` of a base URL (what precedes its path), as written.
+pub(crate) fn origin_of(base: &str) -> &str {
+    let after = base.find("://").map_or(0, |i| i + 3);
+    match base[after..].find('/') {
+        Some(i) => &base[..after + i],
+        None => base,
+    }
+}
 
 /// `check` sends with reqwest too, and names its failures the same way.
 pub use super::transport::classify;
@@ -113,6 +123,7 @@ fn no_response(times: Times, k: FailureKind) -> (Times, StepOutcome) {
         StepOutcome {
             responded: false,
             failure: Some(k),
+            redirects: 0,
         },
     )
 }
@@ -124,6 +135,7 @@ fn responded(times: Times, failure: Option<FailureKind>) -> (Times, StepOutcome)
         StepOutcome {
             responded: true,
             failure,
+            redirects: 0,
         },
     )
 }
@@ -132,6 +144,8 @@ fn responded(times: Times, failure: Option<FailureKind>) -> (Times, StepOutcome)
 struct StepOutcome {
     responded: bool,
     failure: Option<FailureKind>,
+    /// Redirects followed (`follow = true` steps only).
+    redirects: u64,
 }
 
 /// What a worker reuses from one flow to the next: the variable table, scratch buffers,
@@ -207,6 +221,9 @@ impl FlowContext {
         if used(SLOT_RANDOM) {
             vars[SLOT_RANDOM] = random_alnum(16);
         }
+        if self.scenario.uses_auth_builtins() {
+            self.fill_auth_builtins(vars);
+        }
         if let (Some(d), Some(row)) = (&self.scenario.data, row) {
             for (i, (_, slot)) in d.columns().enumerate() {
                 vars[slot].push_str(d.feeder.value(row, i));
@@ -214,6 +231,29 @@ impl FlowContext {
         }
         for (slot, t) in &self.scenario.vars {
             vars[*slot] = t.render(vars);
+        }
+    }
+
+    /// The target and the per-flow auth primitives (PKCE, `state`, `nonce`), the ones some
+    /// template reads.
+    fn fill_auth_builtins(&self, vars: &mut [String]) {
+        use crate::scenario::functions;
+        let used = |slot: usize| self.scenario.builtins_used.get(slot) == Some(&true);
+        if used(SLOT_TARGET) {
+            vars[SLOT_TARGET].push_str(&self.base_url);
+        }
+        if used(SLOT_TARGET_ORIGIN) {
+            vars[SLOT_TARGET_ORIGIN].push_str(origin_of(&self.base_url));
+        }
+        if used(SLOT_PKCE_VERIFIER) || used(SLOT_PKCE_CHALLENGE) {
+            vars[SLOT_PKCE_VERIFIER] = functions::pkce_verifier();
+            vars[SLOT_PKCE_CHALLENGE] = functions::pkce_challenge(&vars[SLOT_PKCE_VERIFIER]);
+        }
+        if used(SLOT_STATE) {
+            vars[SLOT_STATE] = functions::random_token(16);
+        }
+        if used(SLOT_NONCE) {
+            vars[SLOT_NONCE] = functions::random_token(16);
         }
     }
 
@@ -284,6 +324,10 @@ impl FlowContext {
                 if let Some(us) = t.tls_us {
                     pending.samples.push(Sample::Tls { step: i, us });
                 }
+                if outcome.redirects > 0 {
+                    let hops = outcome.redirects;
+                    pending.samples.push(Sample::Redirects { step: i, hops });
+                }
                 if let Some(FailureKind::Closed { reused, .. }) = outcome.failure {
                     pending.samples.push(Sample::Closed {
                         step: i,
@@ -346,9 +390,14 @@ impl FlowContext {
         jar: &mut Jar,
         timer: Pin<&mut tokio::time::Sleep>,
     ) -> (Times, StepOutcome) {
+        let cookies = self.scenario.cookies;
+        if step.general() {
+            return self
+                .run_general_step(client, index, step, vars, body, scratch, jar)
+                .await;
+        }
         // Build everything before the clock starts: templates, headers, body and cookies
         // are the harness's work, not the server's.
-        let cookies = self.scenario.cookies;
         // The response headers are kept (moved, not copied) when the jar may need them.
         let keep_headers = step.needs_headers() || cookies;
         let cookie = match jar.is_empty() {
@@ -415,29 +464,85 @@ impl FlowContext {
         )
     }
 
-    /// Per step, its URL when its path has no variable, parsed once per run.
+    /// A step on another host or following redirects: over the general client, hop by
+    /// hop (see [`super::redirect`]), then checked like any step.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_general_step(
+        &self,
+        client: &reqwest::Client,
+        index: usize,
+        step: &Step,
+        vars: &mut [String],
+        body: &mut Vec<u8>,
+        scratch: &mut String,
+        jar: &mut Jar,
+    ) -> (Times, StepOutcome) {
+        let Some(url) = self.step_url(index, vars).map(Cow::into_owned) else {
+            return no_response(Times::default(), FailureKind::Request);
+        };
+        let cookies = self.scenario.cookies;
+        let f = super::redirect::send(
+            client,
+            step,
+            url,
+            vars,
+            body,
+            scratch,
+            jar,
+            cookies,
+            self.max_body,
+        )
+        .await;
+        let hops = f.hops as u64;
+        let with_hops = |(t, mut o): (Times, StepOutcome)| {
+            o.redirects = hops;
+            (t, o)
+        };
+        let (r, url) = match f.result {
+            Ok(r) => r,
+            Err(k) => return with_hops(no_response(f.times, k)),
+        };
+        if r.truncated && step.reads_body() {
+            let limit = u64::try_from(self.max_body).unwrap_or(u64::MAX);
+            let too_large = Some(FailureKind::BodyTooLarge { limit });
+            return with_hops(responded(f.times, too_large));
+        }
+        let jar_view = cookies.then_some((&*jar, &url));
+        let failure = check_with_cookies(step, r.status, &r.headers, &r.body, vars, jar_view);
+        with_hops(responded(f.times, failure.err()))
+    }
+
+    /// Per step, its URL when its path (or `url`) has no variable, parsed once per run.
     fn static_urls(&self) -> &[Option<Url>] {
         self.static_urls.get_or_init(|| {
             self.scenario
                 .steps
                 .iter()
-                .map(|s| {
-                    let path = s.path.constant()?;
-                    reqwest::Url::parse(&format!("{}{path}", self.base_url)).ok()
+                .map(|s| match &s.url {
+                    Some(u) => reqwest::Url::parse(&u.constant()?).ok(),
+                    None => {
+                        let path = s.path.constant()?;
+                        reqwest::Url::parse(&format!("{}{path}", self.base_url)).ok()
+                    }
                 })
                 .collect()
         })
     }
 
     /// Step `index`'s URL with `vars`: the cached one when its path is constant.
-    fn step_url(&self, index: usize, vars: &[String]) -> Option<Cow<'_, Url>> {
+    pub(crate) fn step_url(&self, index: usize, vars: &[String]) -> Option<Cow<'_, Url>> {
         if let Some(u) = self.static_urls().get(index).and_then(Option::as_ref) {
             return Some(Cow::Borrowed(u));
         }
         let step = self.scenario.steps.get(index)?;
         let mut url = String::with_capacity(self.base_url.len() + 32);
-        url.push_str(&self.base_url);
-        step.path.render_into(vars, &mut url);
+        match &step.url {
+            Some(u) => u.render_into(vars, &mut url),
+            None => {
+                url.push_str(&self.base_url);
+                step.path.render_into(vars, &mut url);
+            }
+        }
         Url::parse(&url).ok().map(Cow::Owned)
     }
 

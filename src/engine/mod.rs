@@ -20,14 +20,17 @@
 //! Memory is bounded by the number of flows in flight, never by the number of flows run.
 
 pub mod breaker;
+pub mod claims;
 mod collector;
 pub mod cookies;
 pub mod feed;
 pub mod flow;
 mod lanes;
 pub mod metrics;
+pub mod redirect;
 mod request;
 mod response;
+pub mod seen;
 pub mod stream;
 pub mod transport;
 
@@ -121,6 +124,8 @@ pub struct EngineOutcome {
     pub feeder_exhausted: Option<u64>,
     /// Why the results were not (or not wholly) streamed to disk, when they were asked to be.
     pub stream_note: Option<String>,
+    /// Hosts and tokens of the first successful flow.
+    pub facts: Option<seen::FlowFacts>,
 }
 
 /// Counters shared by the driver and its flows.
@@ -131,6 +136,8 @@ struct Shared {
     started: AtomicU64,
     late: AtomicU64,
     dropped: AtomicU64,
+    /// Set by the first flow that succeeds.
+    facts: std::sync::OnceLock<seen::FlowFacts>,
 }
 
 struct Driver {
@@ -194,6 +201,12 @@ impl Driver {
         };
         if let (Some(FlowEnd::Ok), Some(users)) = (ok, &self.users) {
             users.save(state.vars());
+        }
+        if ok == Some(FlowEnd::Ok) && self.shared.facts.get().is_none() {
+            let _ = self
+                .shared
+                .facts
+                .set(seen::observe(&self.ctx, state.vars()));
         }
         ok
     }
@@ -340,6 +353,7 @@ pub async fn run(cfg: EngineConfig, stop: impl Future<Output = ()>) -> EngineOut
         dropped: shared.dropped.load(Ordering::Relaxed),
         feeder_exhausted: feed.and_then(|f| f.exhausted_after()),
         stream_note,
+        facts: shared.facts.get().cloned(),
     }
 }
 

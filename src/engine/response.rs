@@ -8,7 +8,7 @@ use url::Url;
 
 use super::cookies::Jar;
 use crate::samples::FailureKind;
-use crate::scenario::{Expectation, ExtractSource, Step};
+use crate::scenario::{Check, Expectation, ExtractSource, JwtClaim, Step};
 
 /// Checks status, extracts values and runs the step's checks (without a cookie jar: a
 /// cookie to extract is missing). Only tests call it now: `check` keeps a jar too.
@@ -71,6 +71,14 @@ pub(crate) fn check_with_cookies(
                         FailureKind::Missing(format!("a match of the regex of `{}`", ex.var).into())
                     })?
             }
+            ExtractSource::Jwt(j) => claim_of(vars, j)?
+                .as_ref()
+                .and_then(scalar_string)
+                .ok_or_else(|| {
+                    FailureKind::Missing(
+                        format!("claim {} of the JWT in `{}`", j.claim, j.var).into(),
+                    )
+                })?,
             ExtractSource::Cookie(name) => jar
                 .and_then(|(jar, url)| jar.value(name, url))
                 .map(str::to_string)
@@ -83,13 +91,22 @@ pub(crate) fn check_with_cookies(
         }
     }
     for c in &step.checks {
-        let found = json.as_ref().and_then(|j| j.pointer(&c.pointer));
-        let pass = match (&c.expect, found) {
-            (_, None) => return Err(FailureKind::Missing(c.pointer.clone())),
-            (Expectation::Exists, Some(_)) => true,
-            (Expectation::EqualsJson(want), Some(v)) => v == want,
-            (Expectation::EqualsStr(t), Some(v)) => v.as_str() == Some(t.render(vars).as_str()),
-            (Expectation::Matches(re), Some(v)) => match v {
+        let claim;
+        let found = match &c.jwt {
+            Some(j) => {
+                claim = claim_of(vars, j)?;
+                claim.as_ref()
+            }
+            None => json.as_ref().and_then(|j| j.pointer(&c.pointer)),
+        };
+        let Some(v) = found else {
+            return Err(FailureKind::Missing(c.pointer.clone()));
+        };
+        let pass = match &c.expect {
+            Expectation::Exists => true,
+            Expectation::EqualsJson(want) => same_json(v, want),
+            Expectation::EqualsStr(t) => equals_text(v, &t.render(vars)),
+            Expectation::Matches(re) => match v {
                 serde_json::Value::String(s) => re.is_match(s),
                 serde_json::Value::Number(_) | serde_json::Value::Bool(_) => {
                     re.is_match(&v.to_string())
@@ -98,10 +115,84 @@ pub(crate) fn check_with_cookies(
             },
         };
         if !pass {
-            return Err(FailureKind::Check(c.pointer.clone()));
+            return Err(FailureKind::Check(check_detail(c, v, vars).into()));
         }
     }
     Ok(())
+}
+
+/// The claim `j` of the JWT held in its variable: decoded, and its signature verified
+/// when `j` has a key (a signature that does not verify fails the step as a check).
+fn claim_of(vars: &[String], j: &JwtClaim) -> Result<Option<serde_json::Value>, FailureKind> {
+    let Some(token) = vars.get(j.slot) else {
+        return Ok(None);
+    };
+    if let Some(key) = &j.key {
+        if !super::claims::verifies(token, key.as_bytes()) {
+            let what = format!(
+                "jwt {}: the signature does not verify with the given key",
+                j.var
+            );
+            return Err(FailureKind::Check(what.into()));
+        }
+    }
+    let Some((_, mut claims)) = super::claims::decode(token) else {
+        return Ok(None);
+    };
+    Ok(claims.get_mut(&*j.claim).map(serde_json::Value::take))
+}
+
+/// Whether `v` equals the rendered text `want`, compared as `v`'s JSON type: a string
+/// as it is, a number by value (`42` equals "42" and "42.0"), `true` equals "true",
+/// `null` equals "null".
+pub(crate) fn equals_text(v: &serde_json::Value, want: &str) -> bool {
+    use serde_json::Value as J;
+    match v {
+        J::String(s) => s == want,
+        J::Number(n) => {
+            n.to_string() == want
+                || matches!((n.as_f64(), want.trim().parse::<f64>()), (Some(a), Ok(b)) if a == b)
+        }
+        J::Bool(b) => want.trim() == if *b { "true" } else { "false" },
+        J::Null => want.trim() == "null",
+        J::Array(_) | J::Object(_) => false,
+    }
+}
+
+/// JSON equality where numbers compare by value (`1` equals `1.0`).
+fn same_json(v: &serde_json::Value, want: &serde_json::Value) -> bool {
+    match (v.as_f64(), want.as_f64()) {
+        (Some(a), Some(b)) if v.is_number() && want.is_number() => a == b,
+        _ => v == want,
+    }
+}
+
+/// `/id: expected "42", got 41`: what a failed check wanted and what it found, each
+/// shortened to [`SHOWN`] characters.
+fn check_detail(c: &Check, got: &serde_json::Value, vars: &[String]) -> String {
+    let expected = match &c.expect {
+        Expectation::Exists => "a value".to_string(),
+        Expectation::EqualsJson(want) => shorten(&want.to_string()),
+        Expectation::EqualsStr(t) => {
+            shorten(&serde_json::Value::String(t.render(vars)).to_string())
+        }
+        Expectation::Matches(re) => format!("a match of /{}/", shorten(re.as_str())),
+    };
+    format!(
+        "{}: expected {expected}, got {}",
+        c.pointer,
+        shorten(&got.to_string())
+    )
+}
+
+/// The most characters of a value a failure shows.
+const SHOWN: usize = 40;
+
+fn shorten(s: &str) -> String {
+    match s.char_indices().nth(SHOWN) {
+        None => s.to_string(),
+        Some((i, _)) => format!("{}…", &s[..i]),
+    }
 }
 
 /// The text of a JSON scalar (strings without quotes); objects, arrays and null are not
@@ -143,7 +234,9 @@ mod tests {
         let verify = &s.steps[2];
         assert_eq!(
             check_response(verify, 200, &h, b"{\"valid\":false}", &mut vars),
-            Err(FailureKind::Check("/valid".into()))
+            Err(FailureKind::Check(
+                "/valid: expected true, got false".into()
+            ))
         );
     }
 

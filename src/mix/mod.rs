@@ -45,7 +45,7 @@ pub async fn run(
 ) -> Result<RunResult, RunError> {
     match &opts.scenario {
         ScenarioSource::File(p) if is_mix(&opts.scenario) => {
-            let mix = crate::scenario::mix::load(p)?;
+            let mix = crate::scenario::mix::load_with_vars(p, &opts.vars)?;
             run_mix(opts, &mix, stop).await
         }
         _ => crate::run(opts, stop).await,

@@ -24,8 +24,8 @@ pub use outputs::{export, report, run_config};
 use outputs::{serve_metrics, stream_dir};
 pub use recover::recover;
 pub use target::{
-    check_target_url, external_api_key, load_scenario, preflight, random_key, sampling,
-    start_reference_server, start_reference_server_with_tls, start_target, Target,
+    check_target_url, external_api_key, load_scenario, load_scenario_with, preflight, random_key,
+    sampling, start_reference_server, start_reference_server_with_tls, start_target, Target,
 };
 
 /// Everything that can be wrong with the configuration, checked before any load is sent.
@@ -53,7 +53,7 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
     if opts.concurrency == 0 {
         return Err(RunError::Config("--concurrency must be at least 1".into()));
     }
-    let scenario = Arc::new(load_scenario(&opts.scenario)?);
+    let scenario = Arc::new(load_scenario_with(&opts.scenario, &opts.vars)?);
     let mut exprs = scenario.thresholds.clone();
     exprs.extend(opts.thresholds.iter().cloned());
     let thresholds = gate::parse_all(&exprs, &scenario.step_names())
@@ -252,7 +252,10 @@ impl Load {
         };
         let concurrency = prepared.concurrency;
         let (timeout, connect_timeout) = (opts.timeout, opts.connect_timeout);
-        let tls = target.tls.clone();
+        // Steps on other hosts (`url`, redirects followed) go over reqwest: they get the
+        // run's TLS flags and roots even when the target itself is plain http.
+        let other_hosts = prepared.scenario.steps.iter().any(|s| s.general());
+        let tls = crate::tls::for_other_hosts(target.tls.clone(), &opts.tls, other_hosts)?;
         // reqwest leaves from one address: the first (the hot path takes them in turn).
         let local_address = opts.source_addrs.first().copied();
         let build_client = move |pool: usize| {

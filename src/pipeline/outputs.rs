@@ -158,6 +158,10 @@ pub fn report(
     report.summary.feeder_exhausted_after = outcome.feeder_exhausted;
     report.usage = usage;
     report.http = http;
+    if let Some(f) = &outcome.facts {
+        report.hosts = f.hosts.clone();
+        report.tokens = f.tokens.clone();
+    }
     let cal_report = calibration.as_ref().map(|cal| {
         Report::build(ReportInput {
             stats: &cal.stats,

@@ -15,6 +15,15 @@ use crate::usage;
 
 /// Loads the scenario an options struct names.
 pub fn load_scenario(src: &ScenarioSource) -> Result<Scenario, RunError> {
+    load_scenario_with(src, &[])
+}
+
+/// Loads the scenario an options struct names, with variables from outside the file
+/// (`--var`, `AUTHBENCH_VAR_*`).
+pub fn load_scenario_with(
+    src: &ScenarioSource,
+    vars: &[(String, String)],
+) -> Result<Scenario, RunError> {
     Ok(match src {
         ScenarioSource::Builtin => Scenario::builtin(),
         ScenarioSource::File(p) => {
@@ -23,7 +32,7 @@ pub fn load_scenario(src: &ScenarioSource) -> Result<Scenario, RunError> {
             if std::fs::read_to_string(p).is_ok_and(|t| crate::scenario::mix::is_mix(&t)) {
                 return Err(crate::scenario::mix::not_a_flow(&file).into());
             }
-            Scenario::load(p)?
+            Scenario::load_with_vars(p, vars)?
         }
     })
 }

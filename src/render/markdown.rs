@@ -542,6 +542,16 @@ impl Exporter for Markdown {
         if let Some(h) = &r.http {
             writeln!(o, "| protocol | {} |", h.describe())?;
         }
+        if !r.hosts.is_empty() {
+            let hosts = crate::engine::seen::describe_hosts(&r.hosts);
+            writeln!(o, "| hosts | {hosts} |")?;
+        }
+        for t in &r.tokens {
+            writeln!(o, "| token | {} |", t.line())?;
+        }
+        if let Some(line) = redirects_line(r) {
+            writeln!(o, "| redirects followed | {line} |")?;
+        }
         writeln!(o, "| cores | {} |", c.cores)?;
         writeln!(o)?;
         writeln!(o, "---\n")?;
@@ -555,4 +565,19 @@ impl Exporter for Markdown {
         writeln!(o, "**Status**: {status}")?;
         Ok(o.into_bytes())
     }
+}
+
+/// `login 40 (2.0 per request), authorize 20 (1.0 per request)`: the redirects the
+/// `follow = true` steps followed; `None` when none was.
+pub fn redirects_line(r: &Report) -> Option<String> {
+    let parts: Vec<String> = r
+        .steps
+        .iter()
+        .filter(|s| s.redirects > 0)
+        .map(|s| {
+            let per = s.redirects as f64 / s.requests.max(1) as f64;
+            format!("{} {} ({per:.1} per request)", s.name, s.redirects)
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
 }

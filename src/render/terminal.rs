@@ -186,6 +186,16 @@ impl Exporter for Terminal {
         if let Some(h) = &r.http {
             out.push_str(&format!("protocol: {}\n", h.describe()));
         }
+        if !r.hosts.is_empty() {
+            let hosts = crate::engine::seen::describe_hosts(&r.hosts);
+            out.push_str(&format!("hosts: {hosts}\n"));
+        }
+        for t in &r.tokens {
+            out.push_str(&format!("token: {}\n", t.line()));
+        }
+        if let Some(line) = crate::render::markdown::redirects_line(r) {
+            out.push_str(&format!("redirects followed: {line}\n"));
+        }
         if let Some(n) = r.summary.feeder_exhausted_after {
             out.push_str(&format!(
                 "feeder exhausted after {n} rows: no flow started after the last unique row; the flows in flight finished.\n"

@@ -74,6 +74,12 @@ pub struct Report {
     /// availability figures around them (see [`crate::outage`]).
     #[serde(default)]
     pub availability: crate::outage::Availability,
+    /// The hosts the first successful flow's steps went to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<crate::engine::seen::HostSeen>,
+    /// The JWTs the first successful flow's variables held, as seen (not verified).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<crate::engine::claims::TokenFacts>,
     /// How the `*_histogram` fields are encoded: [`histogram::ENCODING`].
     pub histogram_encoding: String,
     /// The full histogram of successful flow durations (microseconds).
@@ -261,6 +267,9 @@ pub struct StepReport {
     /// kept up to `--max-body`; the rest is read and dropped).
     #[serde(default)]
     pub bytes_received: u64,
+    /// Redirects followed by the step's requests (`follow = true`), counted in its time.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub redirects: u64,
     /// Requests whose connection the server closed without answering (`closed` failures):
     /// how long the connection had been idle, and how long the request waited for the close.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -396,6 +405,7 @@ impl Report {
                         failures: by_class,
                         closed: ClosedSummary::of(st),
                         bytes_received: st.bytes,
+                        redirects: st.redirects,
                         histogram: histogram::encode(&st.latency),
                         ttfb_histogram: histogram::encode(&st.ttfb),
                         connect_histogram: histogram::encode(&st.connect),
@@ -409,6 +419,8 @@ impl Report {
             diagnosis: None,
             usage: None,
             http: None,
+            hosts: Vec::new(),
+            tokens: Vec::new(),
             timeline: s.timeline.clone(),
             availability: {
                 let mut a = s.availability.clone();
@@ -432,6 +444,7 @@ impl Report {
             st.attempts = rep.requests;
             st.ok = rep.ok;
             st.bytes = rep.bytes_received;
+            st.redirects = rep.redirects;
             st.latency = histogram::decode(&rep.histogram)
                 .with_context(|| format!("the histogram of step '{}'", rep.name))?;
             if !rep.ttfb_histogram.is_empty() {
@@ -592,4 +605,8 @@ pub fn read(path: &std::path::Path) -> anyhow::Result<Report> {
     }
     serde_json::from_value(value)
         .with_context(|| format!("'{}' is not a complete authbench report", path.display()))
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

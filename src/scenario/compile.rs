@@ -17,7 +17,7 @@ use toml::Spanned;
 
 use super::parse::{RawCheck, RawScenario, RawStep};
 use super::template::{self, Template};
-use super::validate::{CheckSpec, Diagnostics};
+use super::validate::{CheckSpec, Diagnostics, StepTarget};
 use super::{
     Basic, Body, Check, Data, Expectation, Extract, FormPart, JsonPart, Scenario, ScenarioErrors,
     Step, BUILTINS, SLOT_API_KEY,
@@ -28,8 +28,10 @@ pub(super) fn compile(
     raw: RawScenario,
     text: &str,
     file: &str,
+    external: &[(String, String)],
 ) -> Result<Scenario, ScenarioErrors> {
     let mut c = Compiler {
+        external,
         diag: Diagnostics::new(text, file),
         file,
         uses_api_key: false,
@@ -42,6 +44,9 @@ pub(super) fn compile(
 
 struct Compiler<'a> {
     diag: Diagnostics<'a>,
+    /// `--var NAME=VALUE` and `AUTHBENCH_VAR_NAME`: they define variables, and win over
+    /// a `[vars]` entry of the same name.
+    external: &'a [(String, String)],
     file: &'a str,
     /// Set when any template reads `{{api_key}}`.
     uses_api_key: bool,
@@ -116,12 +121,21 @@ impl Compiler<'_> {
                 first_slot,
             })
         });
+        let mut vars = Vec::new();
+        let mut var_names = Vec::new();
+        // Variables from the command line that the file does not define: constant per run.
+        for (k, v) in self.external {
+            let in_file = raw.vars.keys().any(|f| f.get_ref() == k);
+            if in_file || scope.names.contains_key(k) {
+                continue;
+            }
+            vars.push((slot_count, Template::literal(v.clone())));
+            scope.names.insert(k.clone(), slot_count);
+            slot_count += 1;
+        }
         let vars_scope = Scope {
             names: scope.names.clone(),
         };
-
-        let mut vars = Vec::new();
-        let mut var_names = Vec::new();
         for (k, v) in &raw.vars {
             if data
                 .as_ref()
@@ -139,9 +153,12 @@ impl Compiler<'_> {
             if !self.diag.var_name(k, &builtin_scope.names) {
                 continue;
             }
-            // Per-flow variables read only built-ins and columns, so their order never
-            // matters.
-            if let Some(t) = self.template(v.get_ref(), &v.span(), &vars_scope) {
+            // Per-flow variables read only built-ins, columns and `--var`s, so their order
+            // never matters. A `--var` of the same name replaces the file's value.
+            let given = self.external.iter().find(|(n, _)| n == k.get_ref());
+            if let Some((_, value)) = given {
+                vars.push((slot_count, Template::literal(value.clone())));
+            } else if let Some(t) = self.template(v.get_ref(), &v.span(), &vars_scope) {
                 vars.push((slot_count, t));
             }
             var_names.push((k.get_ref().clone(), slot_count));
@@ -167,10 +184,16 @@ impl Compiler<'_> {
             let name = self.diag.step_name(&rs.name, &mut seen_names);
             let method = self.diag.method(rs.method.as_ref());
 
-            self.diag.path(&rs.path);
-            let path = self
-                .template(rs.path.get_ref(), &rs.path.span(), &scope)
-                .unwrap_or_default();
+            let (mut path, mut url) = (Template::default(), None);
+            match self.diag.step_target(&rs) {
+                Some(StepTarget::Path(p)) => {
+                    path = self
+                        .template(p.get_ref(), &p.span(), &scope)
+                        .unwrap_or_default();
+                }
+                Some(StepTarget::Url(u)) => url = self.template(u.get_ref(), &u.span(), &scope),
+                None => {}
+            }
 
             let mut headers: Vec<(HeaderName, Template)> = default_headers.clone();
             for (k, v) in &rs.headers {
@@ -217,17 +240,22 @@ impl Compiler<'_> {
             });
 
             let expect = self.diag.expect(rs.expect.as_ref());
-
-            let mut checks = Vec::new();
-            for c in &rs.check {
-                if let Some(chk) = self.check(c, &scope) {
-                    checks.push(chk);
-                }
-            }
+            let follow = self.diag.follow(&rs, &expect);
 
             let mut extract = Vec::new();
-            for (k, v) in &rs.extract {
-                let Some(source) = self.diag.extract(k, v, &builtin_scope.names, cookies) else {
+            // Claims of a JWT come last: they may read a token this same step extracts.
+            let reads_jwt = |v: &Spanned<toml::Value>| {
+                v.get_ref()
+                    .as_table()
+                    .is_some_and(|t| t.contains_key("jwt"))
+            };
+            let mut entries: Vec<_> = rs.extract.iter().collect();
+            entries.sort_by_key(|(_, v)| reads_jwt(v));
+            for (k, v) in entries {
+                let Some(source) =
+                    self.diag
+                        .extract(k, v, &builtin_scope.names, cookies, &scope.names)
+                else {
                     continue;
                 };
                 let slot = *scope.names.entry(k.get_ref().clone()).or_insert_with(|| {
@@ -241,10 +269,20 @@ impl Compiler<'_> {
                 });
             }
 
+            // Checks run after the extracts, so they may read what this step extracted.
+            let mut checks = Vec::new();
+            for c in &rs.check {
+                if let Some(chk) = self.check(c, &scope) {
+                    checks.push(chk);
+                }
+            }
+
             steps.push(Step {
                 name: name.into(),
                 method,
                 path,
+                url,
+                follow,
                 headers,
                 body,
                 expect,
@@ -367,6 +405,7 @@ impl Compiler<'_> {
     }
 
     fn check(&mut self, c: &Spanned<RawCheck>, scope: &Scope) -> Option<Check> {
+        let (pointer, jwt) = self.diag.check_subject(c, &scope.names).ok()?;
         let expect = match self.diag.check(c)? {
             CheckSpec::Ready(e) => e,
             CheckSpec::Equals(toml::Value::String(s)) => {
@@ -375,8 +414,9 @@ impl Compiler<'_> {
             CheckSpec::Equals(v) => Expectation::EqualsJson(toml_to_json(v)),
         };
         Some(Check {
-            pointer: c.get_ref().pointer.as_str().into(),
+            pointer,
             expect,
+            jwt,
         })
     }
 

@@ -84,13 +84,29 @@ pub fn not_a_flow(file: &str) -> ScenarioErrors {
 
 /// Reads a mix file and every scenario it names.
 pub fn load(path: &Path) -> Result<Mix, ScenarioErrors> {
+    load_with_vars(path, &[])
+}
+
+/// [`load`] with variables given from outside (`--var`, `AUTHBENCH_VAR_*`), for every
+/// scenario of the mix.
+pub fn load_with_vars(path: &Path, vars: &[(String, String)]) -> Result<Mix, ScenarioErrors> {
     let file = path.display().to_string();
     let text = super::parse::read_file(path, &file)?;
-    parse(&text, &file, path.parent().unwrap_or(Path::new("")))
+    parse_with_vars(&text, &file, path.parent().unwrap_or(Path::new("")), vars)
 }
 
 /// Parses mix text; `file` names it in errors, `dir` is where its paths are relative to.
 pub fn parse(text: &str, file: &str, dir: &Path) -> Result<Mix, ScenarioErrors> {
+    parse_with_vars(text, file, dir, &[])
+}
+
+/// [`parse`] with variables given from outside.
+pub fn parse_with_vars(
+    text: &str,
+    file: &str,
+    dir: &Path,
+    vars: &[(String, String)],
+) -> Result<Mix, ScenarioErrors> {
     let at = |offset: usize, message: String| {
         let (line, column) = line_col(text, offset);
         ScenarioError {
@@ -166,7 +182,7 @@ pub fn parse(text: &str, file: &str, dir: &Path) -> Result<Mix, ScenarioErrors> 
             ));
             continue;
         }
-        match Scenario::parse(&scenario_text, &path.display().to_string()) {
+        match Scenario::parse_with_vars(&scenario_text, &path.display().to_string(), vars) {
             Ok(s) => {
                 if let Some(prev) = seen.insert(s.name.clone(), parts.len()) {
                     let _ = prev;

@@ -12,6 +12,8 @@
 
 mod compile;
 pub mod feeder;
+pub mod functions;
+mod keys;
 pub mod mix;
 mod parse;
 pub mod template;
@@ -20,7 +22,6 @@ mod validate;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use reqwest::header::HeaderName;
 use reqwest::Method;
@@ -28,6 +29,8 @@ use reqwest::Method;
 use template::Template;
 
 pub use feeder::{DataOrder, Feeder};
+pub use functions::Func;
+pub use keys::{Basic, Role, Think};
 pub use validate::parse_status_pattern;
 
 /// The default scenario, embedded at build time: `run` without `--scenario` uses these bytes.
@@ -42,12 +45,36 @@ pub const BUILTINS: &[(&str, &str)] = &[
     ("run_id", "a random id shared by all flows of one run"),
     ("uuid", "a random UUID (v4) per flow"),
     ("random", "16 random letters and digits per flow"),
+    (
+        "target",
+        "the base URL (--target, or the in-process server's)",
+    ),
+    (
+        "target_origin",
+        "the target's scheme://host:port, as an Origin header wants it",
+    ),
+    (
+        "pkce_verifier",
+        "a PKCE code verifier per flow (RFC 7636: 43 characters)",
+    ),
+    ("pkce_challenge", "the S256 code challenge of pkce_verifier"),
+    ("state", "a random OAuth `state` per flow (22 characters)"),
+    (
+        "nonce",
+        "a random OpenID Connect `nonce` per flow (22 characters)",
+    ),
 ];
 pub const SLOT_API_KEY: usize = 0;
 pub const SLOT_SEQ: usize = 1;
 pub const SLOT_RUN_ID: usize = 2;
 pub const SLOT_UUID: usize = 3;
 pub const SLOT_RANDOM: usize = 4;
+pub const SLOT_TARGET: usize = 5;
+pub const SLOT_TARGET_ORIGIN: usize = 6;
+pub const SLOT_PKCE_VERIFIER: usize = 7;
+pub const SLOT_PKCE_CHALLENGE: usize = 8;
+pub const SLOT_STATE: usize = 9;
+pub const SLOT_NONCE: usize = 10;
 
 /// One problem in a scenario file, with its position (1-based line and column).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +238,28 @@ pub enum ExtractSource {
     },
     /// A cookie's value, from the flow's jar after this step's `Set-Cookie` headers.
     Cookie(Arc<str>),
+    /// A claim of the JWT held by an earlier variable, decoded (its signature is not
+    /// checked).
+    Jwt(JwtClaim),
+}
+
+/// `{ jwt = "token", claim = "exp" }`: a claim of the JWT in variable `var`.
+#[derive(Debug, Clone)]
+pub struct JwtClaim {
+    pub var: Arc<str>,
+    pub slot: usize,
+    pub claim: Arc<str>,
+    /// `key = "..."`: the HMAC secret the token's signature must verify with; without
+    /// it the token is decoded, not verified.
+    pub key: Option<Arc<str>>,
+}
+
+impl JwtClaim {
+    /// The same claim, verified with `key` when one is given.
+    pub fn with_key(mut self, key: Option<&str>) -> Self {
+        self.key = key.map(Arc::from);
+        self
+    }
 }
 
 /// Stores a value from the response in a variable slot for later steps.
@@ -237,8 +286,11 @@ pub enum Expectation {
 /// A check on the response body.
 #[derive(Debug, Clone)]
 pub struct Check {
+    /// The JSON pointer; for a `jwt` check, a label (`jwt token claim exp`).
     pub pointer: Arc<str>,
     pub expect: Expectation,
+    /// `{ jwt = "token", claim = "exp", ... }`: the value is that claim, not the body's.
+    pub jwt: Option<JwtClaim>,
 }
 
 /// One request of a flow.
@@ -246,7 +298,14 @@ pub struct Check {
 pub struct Step {
     pub name: Arc<str>,
     pub method: Method,
+    /// Appended to the target (empty when the step gives `url`).
     pub path: Template,
+    /// `url = "..."`: an absolute URL instead of `path`, for another host than the
+    /// target. Such a step goes over the general client (per-host pools).
+    pub url: Option<Template>,
+    /// `follow = true`: redirects are followed (up to [`MAX_REDIRECTS`]) and the last
+    /// response is checked.
+    pub follow: bool,
     /// Scenario headers merged with the step's own (the step wins).
     pub headers: Vec<(HeaderName, Template)>,
     pub body: Option<Body>,
@@ -261,106 +320,8 @@ pub struct Step {
     pub role: Option<Role>,
 }
 
-/// What a step does for the account, as `authbench check` needs to know. `run` ignores it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// Creates the account.
-    Register,
-    /// Exchanges credentials for a token or a session.
-    Login,
-    /// Needs the token or session the login gave.
-    Protected,
-    /// Exchanges a refresh token for a new access token.
-    Refresh,
-    /// Ends the session or revokes the token.
-    Logout,
-}
-
-impl Role {
-    pub const ALL: [Role; 5] = [
-        Role::Register,
-        Role::Login,
-        Role::Protected,
-        Role::Refresh,
-        Role::Logout,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Register => "register",
-            Role::Login => "login",
-            Role::Protected => "protected",
-            Role::Refresh => "refresh",
-            Role::Logout => "logout",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-}
-
-/// `basic = { user, password, encode }`: HTTP Basic credentials.
-#[derive(Debug, Clone)]
-pub struct Basic {
-    pub user: Template,
-    pub password: Template,
-    /// `encode = "form"`: OAuth 2.0 client credentials (RFC 6749 section 2.3.1), whose
-    /// client id and secret are each form-urlencoded before they are joined with `:` and
-    /// base64-encoded. Plain HTTP Basic (RFC 7617) sends them as they are.
-    pub form_encoded: bool,
-}
-
-impl Basic {
-    /// `user:password` into `out` (cleared), each form-urlencoded first when
-    /// [`Basic::form_encoded`]. Plain credentials render straight into `out`; only the
-    /// form-encoded ones need a buffer of their own.
-    pub fn render_into(&self, vars: &[String], out: &mut String) {
-        out.clear();
-        let mut part = String::new();
-        for (i, t) in [&self.user, &self.password].into_iter().enumerate() {
-            if i == 1 {
-                out.push(':');
-            }
-            if self.form_encoded {
-                part.clear();
-                t.render_into(vars, &mut part);
-                out.extend(form_urlencoded::byte_serialize(part.as_bytes()));
-            } else {
-                t.render_into(vars, out);
-            }
-        }
-    }
-}
-
-/// Think time after a step: fixed (`min == max`) or uniform in `min..=max`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Think {
-    pub min: Duration,
-    pub max: Duration,
-}
-
-impl Think {
-    /// One pause, drawn uniformly from the range.
-    pub fn sample(&self) -> Duration {
-        if self.max <= self.min {
-            return self.min;
-        }
-        use rand::Rng;
-        rand::thread_rng().gen_range(self.min..=self.max)
-    }
-}
-
-impl fmt::Display for Think {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = |d: Duration| format!("{}ms", d.as_millis());
-        if self.min == self.max {
-            f.write_str(&d(self.min))
-        } else {
-            write!(f, "{}-{}", d(self.min), d(self.max))
-        }
-    }
-}
+/// The most redirects a `follow = true` step follows.
+pub const MAX_REDIRECTS: usize = 10;
 
 impl Step {
     /// Whether a response header is extracted (headers are copied only then).
@@ -375,6 +336,12 @@ impl Step {
                     }
             )
         })
+    }
+
+    /// Whether the step leaves the target's fast clients: another host (`url`) or
+    /// redirects to follow.
+    pub fn general(&self) -> bool {
+        self.url.is_some() || self.follow
     }
 
     /// Whether a cookie is extracted (the jar is then read after the response).
@@ -393,7 +360,7 @@ impl Step {
 
     /// Whether the response body has to be parsed as JSON for this step.
     pub fn needs_json(&self) -> bool {
-        !self.checks.is_empty()
+        self.checks.iter().any(|c| c.jwt.is_none())
             || self
                 .extract
                 .iter()
@@ -459,15 +426,36 @@ impl Scenario {
 
     /// Reads and compiles a scenario file.
     pub fn load(path: &Path) -> Result<Self, ScenarioErrors> {
+        Scenario::load_with_vars(path, &[])
+    }
+
+    /// Reads and compiles a scenario file with variables given from outside (`--var`,
+    /// `AUTHBENCH_VAR_*`): they define names every template may read, and replace
+    /// `[vars]` entries of the same name.
+    pub fn load_with_vars(path: &Path, vars: &[(String, String)]) -> Result<Self, ScenarioErrors> {
         let file = path.display().to_string();
         let text = parse::read_file(path, &file)?;
-        Scenario::parse(&text, &file)
+        Scenario::parse_with_vars(&text, &file, vars)
     }
 
     /// Parses and compiles scenario text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Self, ScenarioErrors> {
+        Scenario::parse_with_vars(text, file, &[])
+    }
+
+    /// [`Scenario::parse`] with variables given from outside.
+    pub fn parse_with_vars(
+        text: &str,
+        file: &str,
+        vars: &[(String, String)],
+    ) -> Result<Self, ScenarioErrors> {
         let raw = parse::from_str(text, file)?;
-        compile::compile(raw, text, file)
+        compile::compile(raw, text, file, vars)
+    }
+
+    /// Whether a template reads `target`, `target_origin`, `pkce_*`, `state` or `nonce`.
+    pub fn uses_auth_builtins(&self) -> bool {
+        self.builtins_used[SLOT_TARGET..].iter().any(|u| *u)
     }
 
     pub fn step_names(&self) -> Vec<String> {

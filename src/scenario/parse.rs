@@ -86,7 +86,15 @@ pub(super) struct RawStep {
     pub(super) name: Spanned<String>,
     #[serde(default)]
     pub(super) method: Option<Spanned<String>>,
-    pub(super) path: Spanned<String>,
+    /// Appended to the target; a step gives this or `url`, checked by `validate`.
+    #[serde(default)]
+    pub(super) path: Option<Spanned<String>>,
+    /// An absolute URL (a template), for a step on another host than the target.
+    #[serde(default)]
+    pub(super) url: Option<Spanned<String>>,
+    /// Follow redirects (up to 10) and check the last response.
+    #[serde(default)]
+    pub(super) follow: Option<Spanned<bool>>,
     #[serde(default)]
     pub(super) headers: BTreeMap<Spanned<String>, Spanned<String>>,
     #[serde(default)]
@@ -124,7 +132,17 @@ pub(super) enum RawExpect {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCheck {
-    pub(super) pointer: String,
+    /// A JSON pointer into the body; a check gives this or `jwt` (with `claim`).
+    #[serde(default)]
+    pub(super) pointer: Option<String>,
+    /// A variable holding a JWT whose claim is checked.
+    #[serde(default)]
+    pub(super) jwt: Option<String>,
+    #[serde(default)]
+    pub(super) claim: Option<String>,
+    /// The HMAC secret the `jwt`'s signature must verify with (HS256, HS384, HS512).
+    #[serde(default)]
+    pub(super) key: Option<String>,
     #[serde(default)]
     pub(super) exists: Option<bool>,
     #[serde(default)]

@@ -3,8 +3,13 @@
 //! A template is a list of literal and variable segments; variables are resolved to slot
 //! indices at load time, so rendering on the hot path is a single pass of `push_str` with
 //! no parsing, hashing or lookups.
+//!
+//! A variable may go through functions (`{{email|lower}}`, `{{totp(secret)}}`, see
+//! [`super::functions`]); only such segments cost more than a copy.
 
 use std::fmt;
+
+use super::functions::{self, Func};
 
 /// One piece of a parsed template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +18,8 @@ pub enum Segment {
     Lit(String),
     /// The value of the variable in this slot of the flow's variable table.
     Var(usize),
+    /// The value of the variable in this slot, through these functions in order.
+    Call(usize, Box<[Func]>),
 }
 
 /// A parsed template: literal text and variable slots.
@@ -40,6 +47,8 @@ pub struct VarRef {
     pub name: String,
     /// Byte offset of the name inside the template string.
     pub offset: usize,
+    /// Functions applied to the value, in order (`{{x|lower}}`, `{{totp(x)}}`).
+    pub funcs: Vec<Func>,
 }
 
 /// The raw shape of a template: literal pieces and variable names, unresolved.
@@ -67,31 +76,8 @@ pub fn parse(s: &str) -> Result<Vec<RawSegment>, TemplateError> {
             });
         };
         let raw = &after[..close];
-        let name = raw.trim();
-        let lead = raw.len() - raw.trim_start().len();
-        let name_offset = base + open + 2 + lead;
-        if name.is_empty() {
-            return Err(TemplateError {
-                offset: base + open,
-                message: "empty variable name in `{{}}`".into(),
-            });
-        }
-        if let Some(bad) = name
-            .char_indices()
-            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_'))
-        {
-            return Err(TemplateError {
-                offset: name_offset + bad.0,
-                message: format!(
-                    "invalid character {:?} in variable name `{name}`: names use letters, digits and `_`",
-                    bad.1
-                ),
-            });
-        }
-        out.push(RawSegment::Var(VarRef {
-            name: name.to_string(),
-            offset: name_offset,
-        }));
+        let inner = base + open + 2;
+        out.push(RawSegment::Var(expression(raw, inner)?));
         let consumed = open + 2 + close + 2;
         base += consumed;
         rest = &rest[consumed..];
@@ -100,6 +86,81 @@ pub fn parse(s: &str) -> Result<Vec<RawSegment>, TemplateError> {
         out.push(RawSegment::Lit(rest.to_string()));
     }
     Ok(out)
+}
+
+/// Checks that `s` (at `offset`) is a variable name.
+fn ident(s: &str, offset: usize, what: &str) -> Result<(), TemplateError> {
+    if s.is_empty() {
+        return Err(TemplateError {
+            offset,
+            message: format!("empty {what} in `{{{{}}}}`"),
+        });
+    }
+    match s
+        .char_indices()
+        .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_'))
+    {
+        None => Ok(()),
+        Some((i, c)) => Err(TemplateError {
+            offset: offset + i,
+            message: format!(
+                "invalid character {c:?} in {what} `{s}`: names use letters, digits and `_`"
+            ),
+        }),
+    }
+}
+
+/// The inside of `{{...}}` (at `offset` in the template): `name`, `name|f|g` or
+/// `f(name)|g`.
+fn expression(raw: &str, offset: usize) -> Result<VarRef, TemplateError> {
+    let mut pieces = raw.split('|');
+    let head = pieces.next().unwrap_or("");
+    let mut at = offset + head.len() + 1;
+    let lead = head.len() - head.trim_start().len();
+    let head_at = offset + lead;
+    let head = head.trim();
+    if head.is_empty() && !raw.contains('|') {
+        return Err(TemplateError {
+            offset: offset.saturating_sub(2),
+            message: "empty variable name in `{{}}`".into(),
+        });
+    }
+    let mut funcs = Vec::new();
+    let (name, name_at) = match head.split_once('(') {
+        Some((f, rest)) => {
+            let Some(arg) = rest.strip_suffix(')') else {
+                return Err(TemplateError {
+                    offset: head_at,
+                    message: format!("`{head}`: a function call is written `f(name)`"),
+                });
+            };
+            let f = f.trim();
+            funcs.push(function(f, head_at)?);
+            let arg_at = head_at + head.len() - rest.len() + (arg.len() - arg.trim_start().len());
+            (arg.trim(), arg_at)
+        }
+        None => (head, head_at),
+    };
+    ident(name, name_at, "variable name")?;
+    for p in pieces {
+        let lead = p.len() - p.trim_start().len();
+        funcs.push(function(p.trim(), at + lead)?);
+        at += p.len() + 1;
+    }
+    Ok(VarRef {
+        name: name.to_string(),
+        offset: name_at,
+        funcs,
+    })
+}
+
+/// The function called `name` (at `offset`), or an error listing the known ones.
+fn function(name: &str, offset: usize) -> Result<Func, TemplateError> {
+    ident(name, offset, "function name")?;
+    Func::parse(name).ok_or_else(|| TemplateError {
+        offset,
+        message: format!("unknown function `{name}`: known are {}", Func::names()),
+    })
 }
 
 impl Template {
@@ -113,7 +174,13 @@ impl Template {
         for seg in raw {
             match seg {
                 RawSegment::Lit(s) => segments.push(Segment::Lit(s.clone())),
-                RawSegment::Var(v) => segments.push(Segment::Var(slot(&v.name).ok_or(v)?)),
+                RawSegment::Var(v) => {
+                    let i = slot(&v.name).ok_or(v)?;
+                    segments.push(match v.funcs.is_empty() {
+                        true => Segment::Var(i),
+                        false => Segment::Call(i, v.funcs.clone().into_boxed_slice()),
+                    });
+                }
             }
         }
         Ok(Template { segments })
@@ -133,6 +200,11 @@ impl Template {
             match seg {
                 Segment::Lit(s) => out.push_str(s),
                 Segment::Var(i) => out.push_str(vars.get(*i).map(String::as_str).unwrap_or("")),
+                Segment::Call(i, funcs) => functions::apply_chain(
+                    funcs,
+                    vars.get(*i).map(String::as_str).unwrap_or(""),
+                    out,
+                ),
             }
         }
     }
@@ -154,7 +226,7 @@ impl Template {
     /// Slots this template reads.
     pub fn slots(&self) -> impl Iterator<Item = usize> + '_ {
         self.segments.iter().filter_map(|s| match s {
-            Segment::Var(i) => Some(*i),
+            Segment::Var(i) | Segment::Call(i, _) => Some(*i),
             Segment::Lit(_) => None,
         })
     }
@@ -199,6 +271,40 @@ mod tests {
         let raw = parse("ab{{  zz}}").unwrap();
         let err = Template::resolve(&raw, |_| None).unwrap_err();
         assert_eq!((err.name.as_str(), err.offset), ("zz", 6));
+    }
+
+    #[test]
+    fn functions_parse_in_both_forms_and_chain() {
+        let raw = parse("a{{ totp(s) }}b{{e|lower|urlencode}}").unwrap();
+        let RawSegment::Var(v) = &raw[1] else {
+            panic!("{raw:?}")
+        };
+        assert_eq!(
+            (v.name.as_str(), v.offset, v.funcs.as_slice()),
+            ("s", 9, &[Func::Totp][..])
+        );
+        let RawSegment::Var(v) = &raw[3] else {
+            panic!("{raw:?}")
+        };
+        assert_eq!(v.funcs, [Func::Lower, Func::Urlencode]);
+        let t = Template::resolve(&raw, |n| (n == "e").then_some(1).or(Some(0))).unwrap();
+        let out = t.render(&["!".into(), "A B".into()]);
+        assert_eq!(out, "aba%20b");
+        let e = parse("x{{v|nope}}").unwrap_err();
+        assert!(
+            e.message.contains("unknown function `nope`"),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.offset, 5);
+        let e = parse("{{frob(v)}}").unwrap_err();
+        assert!(
+            e.message.contains("unknown function `frob`"),
+            "{}",
+            e.message
+        );
+        assert!(parse("{{totp(v}}").is_err());
+        assert!(parse("{{v|}}").is_err());
     }
 
     #[test]

@@ -17,8 +17,11 @@ use super::parse::{RawCheck, RawExpect, RawStep};
 use super::template::{RawSegment, TemplateError, VarRef};
 use super::{line_col, Expectation, ScenarioError, ScenarioErrors, StatusSet};
 
+mod auth;
 mod data;
 mod step;
+
+pub(super) use auth::StepTarget;
 
 /// The problems found so far in one scenario text.
 pub(super) struct Diagnostics<'a> {
@@ -289,13 +292,11 @@ impl<'a> Diagnostics<'a> {
     pub(super) fn check<'r>(&mut self, c: &'r Spanned<RawCheck>) -> Option<CheckSpec<'r>> {
         let at = c.span().start;
         let rc = c.get_ref();
-        if !(rc.pointer.is_empty() || rc.pointer.starts_with('/')) {
+        let pointer = rc.pointer.as_deref().unwrap_or("");
+        if !(pointer.is_empty() || pointer.starts_with('/')) {
             self.err(
                 at,
-                format!(
-                    "`{}` is not a JSON pointer: it must be empty or start with `/`",
-                    rc.pointer
-                ),
+                format!("`{pointer}` is not a JSON pointer: it must be empty or start with `/`"),
             );
             return None;
         }

@@ -131,6 +131,22 @@ pub fn for_target(
         .map_err(|e| crate::error::RunError::Config(e.to_string()))
 }
 
+/// The general client's config when steps may go to other hosts than the target (a
+/// step's `url`, a redirect followed): the target's, else the one the TLS flags make
+/// (system roots), so an `https://` host is reachable from a plain-http target.
+pub fn for_other_hosts(
+    target: Option<Arc<ClientConfig>>,
+    opts: &TlsOptions,
+    other_hosts: bool,
+) -> Result<Option<Arc<ClientConfig>>, crate::error::RunError> {
+    match target {
+        None if other_hosts => client_config(opts, &[])
+            .map(Some)
+            .map_err(|e| crate::error::RunError::Config(e.to_string())),
+        t => Ok(t),
+    }
+}
+
 /// Hands reqwest the same TLS config as the hot path, when there is one.
 pub fn reqwest_tls(
     builder: reqwest::ClientBuilder,

@@ -317,7 +317,13 @@ async fn failed_checks_and_missing_fields_count_under_their_step() {
     let r = authbench::run(&base, std::future::pending()).await.unwrap();
     let reg = &r.report.steps[0];
     assert_eq!(reg.failures["check"], 5, "{:#?}", r.report.failures);
-    assert_eq!(r.report.failures[0].detail, "check failed at /user/email");
+    // The failure says what was expected (the flow's email) and what came.
+    let d = &r.report.failures[0].detail;
+    assert!(
+        d.starts_with("check failed at /user/email: expected \""),
+        "{d}"
+    );
+    assert!(d.ends_with(", got \"other@x.y\""), "{d}");
 
     // register-token extracts /access_token and /user/id; the id is missing: bad body.
     let o = RunOptions {

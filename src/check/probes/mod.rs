@@ -15,6 +15,7 @@
 //! Each family lives in its own file, named after the prefix of its probe ids.
 
 mod apikey;
+mod code_flow;
 mod errors;
 mod leaks;
 mod login;
@@ -166,6 +167,7 @@ pub async fn run_all(t: &Target, roles: &Roles, s: &Settings) -> Vec<ProbeResult
     out.extend(token::token_probes(t, roles, s).await);
     out.extend(token::after_logout_probes(t, roles).await);
     out.extend(session::session_probes(t, roles).await);
+    out.extend(code_flow::code_flow_probes(t).await);
     out.extend(register::register_probes(t, roles, s).await);
     out.extend(login::login_probes(t, roles).await);
     out.extend(token::token_content_probes(t, roles).await);

@@ -13,7 +13,7 @@ use super::Diagnostics;
 use crate::scenario::{ExtractSource, Role, Think};
 
 /// The keys an `extract` table may hold.
-const EXTRACT_KEYS: &[&str] = &["header", "regex", "group", "cookie"];
+const EXTRACT_KEYS: &[&str] = &["header", "regex", "group", "cookie", "jwt", "claim"];
 
 impl Diagnostics<'_> {
     /// An `[steps.extract]` entry: its variable name and where the value comes from.
@@ -24,6 +24,7 @@ impl Diagnostics<'_> {
         v: &Spanned<toml::Value>,
         builtins: &BTreeMap<String, usize>,
         cookies: bool,
+        scope: &BTreeMap<String, usize>,
     ) -> Option<ExtractSource> {
         if !self.ident(k) {
             return None;
@@ -57,7 +58,7 @@ impl Diagnostics<'_> {
         if let Some(bad) = table.keys().find(|k| !EXTRACT_KEYS.contains(&k.as_str())) {
             self.err(
                 at,
-                format!("unknown key `{bad}` in extract `{name}`: expected `header`, `regex`, `group` or `cookie`"),
+                format!("unknown key `{bad}` in extract `{name}`: expected `header`, `regex`, `group`, `cookie` or `jwt` with `claim`"),
             );
             return None;
         }
@@ -88,6 +89,12 @@ impl Diagnostics<'_> {
         };
         if let Some(c) = cookie {
             return self.extract_cookie(name, &c, at, table.len(), cookies);
+        }
+        if table.contains_key("jwt") || table.contains_key("claim") {
+            let what = format!("extract `{name}`");
+            return self
+                .jwt_source(at, &what, table, scope)
+                .map(ExtractSource::Jwt);
         }
         let header = match header {
             Some(h) => match HeaderName::from_bytes(h.as_bytes()) {

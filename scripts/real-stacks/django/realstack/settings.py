@@ -1,7 +1,9 @@
-"""A minimal Django project: django.contrib.auth's session login, nothing else.
+"""A minimal Django project: django.contrib.auth's session login, and django-otp's TOTP
+second factor.
 
 Django does all the auth: LoginView (CSRF-protected form, default password hasher, session
-cookie), login_required, the session middleware. Only loopback hosts are allowed; the
+cookie), login_required, the session middleware; django-otp (its TOTP device, its LoginView
+and OTPTokenForm, otp_required, its middleware) the second factor. Only loopback hosts are allowed; the
 database is a SQLite file in the working directory (REALSTACK_DB), made by `migrate`.
 """
 import os
@@ -16,6 +18,8 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "realstack",
 ]
 MIDDLEWARE = [
@@ -24,7 +28,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
 ]
+OTP_LOGIN_URL = "/otp/login/"
 ROOT_URLCONF = "realstack.urls"
 TEMPLATES = [
     {

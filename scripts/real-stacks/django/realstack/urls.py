@@ -2,6 +2,8 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, JsonResponse
 from django.urls import path
+from django_otp.decorators import otp_required
+from django_otp.views import LoginView as OTPLoginView
 
 
 @login_required
@@ -11,6 +13,14 @@ def profile(request):
     return JsonResponse({"username": request.user.get_username(), "authenticated": True})
 
 
+@otp_required
+def otp_profile(request):
+    # Only a session verified by a second factor gets here; otp_required redirects the rest.
+    return JsonResponse(
+        {"username": request.user.get_username(), "verified": request.user.is_verified()}
+    )
+
+
 def health(request):
     return HttpResponse("ok")
 
@@ -18,5 +28,7 @@ def health(request):
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/profile/", profile, name="profile"),
+    path("otp/login/", OTPLoginView.as_view(template_name="otp/login.html"), name="otp-login"),
+    path("otp/profile/", otp_profile, name="otp-profile"),
     path("health", health),
 ]
