@@ -1,6 +1,7 @@
 //! Baseline comparison: per step and per flow, p50/p95/p99/mean latency, success rate and
 //! throughput of a new report against a base one, with absolute and relative deltas and a
-//! verdict per row. A change counts as a regression only past the tolerance.
+//! verdict per row. A change counts as a regression only past the tolerance. Two mixes are
+//! also compared scenario by scenario (`scenario:flow`).
 
 use super::{CompareOptions, CompareRow, Comparison, Stat, Verdict};
 use crate::report::Report;
@@ -99,27 +100,63 @@ fn latency_rows(
     }
 }
 
-/// Compares `new` with `base`, step by step (matched by name) and for the whole flow.
-pub fn compare(base: &Report, new: &Report, base_name: &str, o: CompareOptions) -> Comparison {
-    let mut rows = Vec::new();
-    latency_rows("flow", Some(&base.flow), Some(&new.flow), &o, &mut rows);
-    let rate = |r: &Report| (r.summary.total_flows > 0).then_some(r.summary.success_rate);
+/// The flow's latency, success rate and throughput under `scope`; a side that is absent
+/// (a scenario one mix does not have) gives "no data" rows.
+fn flow_rows(
+    scope: &str,
+    base: Option<&Report>,
+    new: Option<&Report>,
+    o: &CompareOptions,
+    rows: &mut Vec<CompareRow>,
+) {
+    latency_rows(scope, base.map(|r| &r.flow), new.map(|r| &r.flow), o, rows);
+    let rate = |r: Option<&Report>| {
+        r.filter(|r| r.summary.total_flows > 0)
+            .map(|r| r.summary.success_rate)
+    };
     rows.push(row(
-        "flow",
+        scope,
         "success_rate",
         rate(base),
         rate(new),
         Better::Higher,
-        &o,
+        o,
     ));
+    let tput = |r: Option<&Report>| r.map(|r| r.summary.flows_per_s);
     rows.push(row(
-        "flow",
+        scope,
         "flows_per_s",
-        Some(base.summary.flows_per_s),
-        Some(new.summary.flows_per_s),
+        tput(base),
+        tput(new),
         Better::Higher,
-        &o,
+        o,
     ));
+}
+
+/// A mix's scenario's own report, by name.
+fn part<'a>(r: &'a Report, name: &str) -> Option<&'a Report> {
+    r.mix.iter().find(|p| p.scenario == name).map(|p| &p.report)
+}
+
+/// Compares `new` with `base`, step by step (matched by name) and for the whole flow.
+/// When both are mixes, each scenario's flow too, as `scenario:flow` (matched by scenario
+/// name; its steps are already the whole's `scenario:step`); a scenario only one side has
+/// gives "no data" rows.
+pub fn compare(base: &Report, new: &Report, base_name: &str, o: CompareOptions) -> Comparison {
+    let mut rows = Vec::new();
+    flow_rows("flow", Some(base), Some(new), &o, &mut rows);
+    if !base.mix.is_empty() && !new.mix.is_empty() {
+        let mut names: Vec<&str> = new.mix.iter().map(|p| p.scenario.as_str()).collect();
+        for p in &base.mix {
+            if !names.contains(&p.scenario.as_str()) {
+                names.push(&p.scenario);
+            }
+        }
+        for name in names {
+            let scope = format!("{name}:flow");
+            flow_rows(&scope, part(base, name), part(new, name), &o, &mut rows);
+        }
+    }
     let mut names: Vec<&str> = new.steps.iter().map(|s| s.name.as_str()).collect();
     for s in &base.steps {
         if !names.contains(&s.name.as_str()) {

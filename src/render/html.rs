@@ -2,7 +2,8 @@
 //! script, no network fetch: a Content-Security-Policy forbids any), readable offline.
 //! It shows the "Final Performance Metrics" block and the verdict, the thresholds, latency by
 //! percentile per step and per flow (both clocks in open loop), latency and throughput
-//! over time, the per-step table, failures, the diagnosis and the configuration.
+//! over time, the per-step table, a mix's scenarios (each with its own figures), failures,
+//! the diagnosis and the configuration.
 //!
 //! It also owns what every HTML page shares: `page` (head, CSP, style, render check)
 //! and `esc`. Other commands' pages live with their commands (`check::report::html`,
@@ -185,6 +186,72 @@ fn latency_row(o: &mut String, name: &str, requests: String, ok: String, l: &Lat
     );
 }
 
+/// A mix run's scenarios, each with its own figures (nothing for one scenario): a summary
+/// row per scenario, as in the Markdown, then its flow and steps at p50/p95/p99.
+fn mix_section(o: &mut String, r: &Report) {
+    if r.mix.is_empty() {
+        return;
+    }
+    let c = |l: &LatencySummary, v: f64| {
+        if l.count == 0 {
+            "–".to_string()
+        } else {
+            format!("{v:.1}")
+        }
+    };
+    let p3 = |l: &LatencySummary| {
+        format!(
+            "<td>{}</td><td>{}</td><td>{}</td>",
+            c(l, l.p50_ms),
+            c(l, l.p95_ms),
+            c(l, l.p99_ms)
+        )
+    };
+    o.push_str("<h2>Scenarios of the Mix</h2><table id=\"mix\"><tr><th>scenario</th><th>weight</th><th>flows</th><th>success</th><th>flows/s</th><th>flow p50 (ms)</th><th>flow p95 (ms)</th><th>flow p99 (ms)</th></tr>");
+    for p in &r.mix {
+        let s = &p.report.summary;
+        let _ = write!(
+            o,
+            "<tr data-scenario=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{:.2}%</td><td>{:.2}</td>{}</tr>",
+            esc(&p.scenario),
+            esc(&p.scenario),
+            p.weight,
+            s.total_flows,
+            s.success_rate * 100.0,
+            s.flows_per_s,
+            p3(&p.report.flow)
+        );
+    }
+    o.push_str("</table>");
+    for p in &r.mix {
+        let _ = write!(
+            o,
+            "<h3>{}</h3><table class=\"mix-scenario\" data-scenario=\"{}\"><tr><th>step</th><th>requests</th><th>ok</th><th>p50 (ms)</th><th>p95 (ms)</th><th>p99 (ms)</th></tr>",
+            esc(&p.scenario),
+            esc(&p.scenario)
+        );
+        for s in &p.report.steps {
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td>{}</tr>",
+                esc(&s.name),
+                s.requests,
+                s.ok,
+                p3(&s.latency)
+            );
+        }
+        let f = &p.report.flow;
+        let _ = write!(
+            o,
+            "<tr><td>flow</td><td>{}</td><td>{}</td>{}</tr></table>",
+            p.report.summary.total_flows,
+            p.report.summary.successful_flows,
+            p3(f)
+        );
+    }
+    o.push_str("<p class=\"note\">Each scenario's own figures; the tables above are the whole (every scenario's flows, steps named <code>scenario:step</code>).</p>");
+}
+
 const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:980px;color:#222;padding:0 1rem}h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}pre.block{background:#f6f8fa;padding:1rem;border-radius:6px;font-size:1rem}table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}td,th{border:1px solid #ddd;padding:.3rem .6rem;text-align:right}td:first-child,th:first-child{text-align:left}.pass{color:#1a7f37}.fail{color:#cf222e}.verdict{font-size:1.05rem}.partial{background:#fff8c5;padding:.6rem;border:1px solid #d4a72c;border-radius:6px}svg.chart{max-width:100%;height:auto;background:#fff}.note{color:#555;font-size:.9rem}td.crossover{font-weight:bold;background:#fff8c5}";
 
 /// Inline check used by the browser test: counts drawn chart elements and records errors.
@@ -364,6 +431,8 @@ impl Exporter for Html {
             r.summary.dropped_flows,
             r.summary.warmup_flows
         );
+
+        mix_section(&mut o, r);
 
         o.push_str("<h2>Failures</h2>");
         if r.failures.is_empty() {

@@ -161,7 +161,6 @@ pub fn write_gate(o: &mut String, r: &Report) -> std::fmt::Result {
     Ok(())
 }
 
-/// The "Outages" section, when the run had any: one row per window, then the sentences.
 /// A mix run's scenarios, each with its own figures (nothing for one scenario).
 pub fn write_mix(o: &mut String, r: &Report) -> std::fmt::Result {
     if r.mix.is_empty() {
@@ -194,6 +193,7 @@ pub fn write_mix(o: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(o)
 }
 
+/// The "Outages" section, when the run had any: one row per window, then the sentences.
 pub fn write_outages(o: &mut String, r: &Report) -> std::fmt::Result {
     let a = &r.availability;
     if a.outages.is_empty() {

@@ -46,7 +46,7 @@ impl Verdict {
 /// One compared figure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompareRow {
-    /// `flow` or a step name.
+    /// `flow`, a step name, or a mix's scenario's flow (`scenario:flow`).
     pub scope: String,
     /// `p50_ms`, `p95_ms`, `p99_ms`, `mean_ms`, `success_rate`, `flows_per_s`.
     pub metric: String,

@@ -12,6 +12,7 @@ pub mod diagnosis;
 pub mod gate;
 pub mod histogram;
 pub mod merge;
+mod saved;
 
 pub use config::RunConfig;
 
@@ -21,6 +22,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 pub use closed::ClosedSummary;
+pub use saved::read;
 
 use crate::samples::{FailureKind, LatencySummary};
 use crate::stats::Stats;
@@ -491,28 +493,6 @@ impl Report {
         line.push('.');
         line
     }
-}
-
-/// Reads a saved JSON report (a run's, or a merge's), checking its schema version.
-pub fn read(path: &std::path::Path) -> anyhow::Result<Report> {
-    use anyhow::Context;
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("could not read the report '{}'", path.display()))?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
-        .with_context(|| format!("'{}' is not JSON", path.display()))?;
-    let schema = value
-        .get("schema")
-        .and_then(|s| s.as_str())
-        .unwrap_or("none");
-    if schema != SCHEMA {
-        anyhow::bail!(
-            "'{}' has schema '{schema}'; this authbench reads '{}'",
-            path.display(),
-            SCHEMA
-        );
-    }
-    serde_json::from_value(value)
-        .with_context(|| format!("'{}' is not a complete authbench report", path.display()))
 }
 
 fn is_zero(n: &u64) -> bool {

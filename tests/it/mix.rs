@@ -147,6 +147,33 @@ fn a_thousand_flows_at_80_15_5_are_800_150_50_and_thresholds_name_a_scenario() {
     let md = std::fs::read_to_string(json_in(&out).with_extension("md")).unwrap();
     assert!(md.contains("### Scenarios of the Mix"), "{md}");
     assert!(md.contains("| c | 5 | 50 | 100.00% |"), "{md}");
+    // The HTML too: a row per scenario, then each scenario's flow and steps.
+    let html = std::fs::read_to_string(json_in(&out).with_extension("html")).unwrap();
+    assert!(html.contains("<h2>Scenarios of the Mix</h2>"), "{html}");
+    for (name, weight, flows) in [("a", 80, 800), ("b", 15, 150), ("c", 5, 50)] {
+        let part = v["mix"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["scenario"] == name)
+            .unwrap();
+        let row = format!(
+            "<tr data-scenario=\"{name}\"><td>{name}</td><td>{weight}</td><td>{flows}</td><td>100.00%</td><td>{:.2}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td></tr>",
+            part["report"]["summary"]["flows_per_s"].as_f64().unwrap(),
+            part["report"]["flow"]["p50_ms"].as_f64().unwrap(),
+            part["report"]["flow"]["p95_ms"].as_f64().unwrap(),
+            part["report"]["flow"]["p99_ms"].as_f64().unwrap(),
+        );
+        assert!(html.contains(&row), "{row}\n{html}");
+        let step = &part["report"]["steps"][0]["latency"];
+        let steps = format!(
+            "<h3>{name}</h3><table class=\"mix-scenario\" data-scenario=\"{name}\"><tr><th>step</th><th>requests</th><th>ok</th><th>p50 (ms)</th><th>p95 (ms)</th><th>p99 (ms)</th></tr><tr><td>get</td><td>{flows}</td><td>{flows}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td></tr><tr><td>flow</td><td>{flows}</td><td>{flows}</td>",
+            step["p50_ms"].as_f64().unwrap(),
+            step["p95_ms"].as_f64().unwrap(),
+            step["p99_ms"].as_f64().unwrap(),
+        );
+        assert!(html.contains(&steps), "{steps}\n{html}");
+    }
 
     // Compared with that run as a baseline: the whole, step by step (`scenario:step`).
     let base = json_in(&out).display().to_string();
@@ -176,6 +203,8 @@ fn a_thousand_flows_at_80_15_5_are_800_150_50_and_thresholds_name_a_scenario() {
         .map(|r| r["scope"].as_str().unwrap())
         .collect();
     assert!(scopes.contains(&"c:get"), "{scopes:?}");
+    // and scenario by scenario.
+    assert!(scopes.contains(&"c:flow"), "{scopes:?}");
     let (code, _, err) = cli(&[
         "run",
         "--target",
@@ -206,6 +235,110 @@ fn a_thousand_flows_at_80_15_5_are_800_150_50_and_thresholds_name_a_scenario() {
     ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no scenario of the mix is named `d`"), "{err}");
+}
+
+#[test]
+fn compare_finds_and_names_a_regression_in_one_scenario_of_a_mix() {
+    let d = mix_dir();
+    let target = server();
+    let mix = d.path().join("mix.toml").display().to_string();
+    let out = d.path().join("out");
+    let (code, stdout, err) = cli(&[
+        "run",
+        "--target",
+        &target,
+        "--scenario",
+        &mix,
+        "-n",
+        "200",
+        "-c",
+        "4",
+        "--calibration",
+        "0",
+        "--out-dir",
+        &out.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{err}");
+    let base = json_in(&out);
+    // The new report: `c`'s flows ten times slower, `b` gone; the whole and `a` unchanged.
+    let mut v = read(&base);
+    let parts = v["mix"].as_array_mut().unwrap();
+    for p in parts.iter_mut() {
+        if p["scenario"] == "c" {
+            let f = &mut p["report"]["flow"];
+            for k in ["p50_ms", "p95_ms", "p99_ms", "mean_ms"] {
+                f[k] = serde_json::json!(f[k].as_f64().unwrap() * 10.0 + 100.0);
+            }
+        }
+    }
+    parts.retain(|p| p["scenario"] != "b");
+    let new = d.path().join("new.json");
+    std::fs::write(&new, serde_json::to_vec(&v).unwrap()).unwrap();
+    let cmp = d.path().join("cmp.json");
+    let (code, stdout, err) = cli(&[
+        "compare",
+        &base.display().to_string(),
+        &new.display().to_string(),
+        "--json",
+        &cmp.display().to_string(),
+    ]);
+    assert_eq!(code, 1, "{stdout}\n{err}");
+    let rows = read(&cmp)["rows"].as_array().unwrap().clone();
+    let named = |verdict: &str| -> Vec<String> {
+        rows.iter()
+            .filter(|r| r["verdict"] == verdict)
+            .map(|r| {
+                format!(
+                    "{}.{}",
+                    r["scope"].as_str().unwrap(),
+                    r["metric"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        named("regression"),
+        [
+            "c:flow.p50_ms",
+            "c:flow.p95_ms",
+            "c:flow.p99_ms",
+            "c:flow.mean_ms"
+        ],
+        "{stdout}"
+    );
+    // The scenario the new report lacks is noted, not compared.
+    let b: Vec<&serde_json::Value> = rows.iter().filter(|r| r["scope"] == "b:flow").collect();
+    assert_eq!(b.len(), 6, "{rows:?}");
+    assert!(
+        b.iter()
+            .all(|r| r["verdict"] == "no_data" && r["new"].is_null()),
+        "{b:?}"
+    );
+    assert!(rows
+        .iter()
+        .any(|r| r["scope"] == "a:flow" && r["verdict"] == "unchanged"));
+    assert!(stdout.contains("c:flow"), "{stdout}");
+
+    // Reversed, `b` is the scenario only the new report has, and `c` got faster.
+    let (code, stdout, err) = cli(&[
+        "compare",
+        &new.display().to_string(),
+        &base.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{err}");
+    assert!(stdout.contains("b:flow"), "{stdout}");
+
+    // One report a mix and the other not: the whole only, no crash.
+    v.as_object_mut().unwrap().remove("mix");
+    let whole = d.path().join("whole.json");
+    std::fs::write(&whole, serde_json::to_vec(&v).unwrap()).unwrap();
+    let (code, stdout, err) = cli(&[
+        "compare",
+        &base.display().to_string(),
+        &whole.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{err}");
+    assert!(!stdout.contains(":flow"), "{stdout}");
 }
 
 #[test]
