@@ -50,6 +50,8 @@ pub struct CapacityOptions {
     pub tls: TlsOptions,
     pub http: HttpVersion,
     pub scenario: ScenarioSource,
+    /// `--var` / `AUTHBENCH_VAR_*`: variables for every template of the scenario.
+    pub vars: Vec<(String, String)>,
     pub timeout: Duration,
     pub connect_timeout: Duration,
     /// The first rate offered, flows/s.
@@ -92,6 +94,7 @@ impl Default for CapacityOptions {
             tls: TlsOptions::default(),
             http: HttpVersion::Auto,
             scenario: ScenarioSource::Builtin,
+            vars: Vec::new(),
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             start_rate: 1.0,

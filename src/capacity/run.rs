@@ -24,7 +24,7 @@ pub async fn capacity(
 ) -> Result<Capacity, CapacityError> {
     check(opts)?;
     let (scenario_name, steps) =
-        scenario_steps(&opts.scenario).map_err(|e| CapacityError::Run {
+        scenario_steps(&opts.scenario, &opts.vars).map_err(|e| CapacityError::Run {
             rate: 0.0,
             source: e,
         })?;
@@ -81,10 +81,11 @@ pub async fn capacity(
 /// whole's).
 fn scenario_steps(
     src: &crate::options::ScenarioSource,
+    vars: &[(String, String)],
 ) -> Result<(String, Vec<String>), crate::error::RunError> {
     if let crate::options::ScenarioSource::File(p) = src {
         if crate::mix::is_mix(src) {
-            let m = crate::scenario::mix::load(p)?;
+            let m = crate::scenario::mix::load_with_vars(p, vars)?;
             let steps = m
                 .parts
                 .iter()
@@ -99,7 +100,7 @@ fn scenario_steps(
             return Ok((m.name, steps));
         }
     }
-    let s = crate::pipeline::load_scenario(src)?;
+    let s = crate::pipeline::load_scenario_with(src, vars)?;
     Ok((s.name.clone(), s.step_names()))
 }
 

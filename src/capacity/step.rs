@@ -59,6 +59,7 @@ fn run_options(opts: &CapacityOptions, target: &StepTarget, rate: f64) -> RunOpt
         tls: target.tls.clone(),
         http: opts.http,
         scenario: opts.scenario.clone(),
+        vars: opts.vars.clone(),
         timeout: opts.timeout,
         connect_timeout: opts.connect_timeout.min(opts.timeout),
         out_dir: None,

@@ -120,6 +120,7 @@ pub(super) async fn exec(a: CapacityArgs, out: &mut dyn Write, err: &mut dyn Wri
         tls,
         http: a.target.http.version(),
         scenario: a.common.scenario.source(),
+        vars: a.common.scenario.vars.vars(),
         timeout: a.common.timeouts.timeout,
         connect_timeout: a.common.timeouts.connect(),
         start_rate: a.start_rate,

@@ -71,6 +71,7 @@ pub(super) async fn exec(a: SweepArgs, out: &mut dyn Write, err: &mut dyn Write,
         timeout: a.common.timeouts.timeout,
         connect_timeout: a.common.timeouts.connect(),
         scenario: a.common.scenario.source(),
+        vars: a.common.scenario.vars.vars(),
         hashes_per_flow: a.hashes_per_flow.unwrap_or(2.0),
         hashes_per_flow_given: a.hashes_per_flow.is_some(),
         spawn: match (a.spawn.spawn, a.target.target) {

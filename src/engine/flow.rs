@@ -160,6 +160,8 @@ pub struct FlowState {
     timer: Pin<Box<tokio::time::Sleep>>,
     /// Emptied at each flow's start and end: cookies never pass from flow to flow.
     jar: Jar,
+    /// The hosts this flow's followed redirects reached; emptied at each flow's start.
+    reached: super::seen::Reached,
 }
 
 impl FlowState {
@@ -174,6 +176,7 @@ impl FlowState {
             // Not armed until the first request resets it.
             timer: Box::pin(tokio::time::sleep(Duration::from_secs(86_400 * 365))),
             jar: Jar::default(),
+            reached: Default::default(),
         }
     }
 
@@ -181,6 +184,11 @@ impl FlowState {
     /// extracted values).
     pub fn vars(&self) -> &[String] {
         &self.vars
+    }
+
+    /// The hosts the last flow's followed redirects reached.
+    pub fn reached(&self) -> &super::seen::Reached {
+        &self.reached
     }
 }
 
@@ -278,10 +286,12 @@ impl FlowContext {
             scratch,
             timer,
             jar,
+            reached,
         } = state;
         self.fill_vars(seq, row, vars);
         // A flow cut off by an interrupt may have left cookies behind.
         jar.clear();
+        reached.clear();
         let mut conn: Option<Conn> = match &self.fast {
             Some(f) if self.pool_connections => f.take(),
             _ => None,
@@ -307,7 +317,7 @@ impl FlowContext {
                     vars,
                     body,
                     scratch,
-                    jar,
+                    (jar, reached),
                     timer.as_mut(),
                 )
                 .await;
@@ -387,13 +397,13 @@ impl FlowContext {
         vars: &mut [String],
         body: &mut Vec<u8>,
         scratch: &mut String,
-        jar: &mut Jar,
+        (jar, reached): (&mut Jar, &mut super::seen::Reached),
         timer: Pin<&mut tokio::time::Sleep>,
     ) -> (Times, StepOutcome) {
         let cookies = self.scenario.cookies;
         if step.general() {
             return self
-                .run_general_step(client, index, step, vars, body, scratch, jar)
+                .run_general_step(client, index, step, vars, body, scratch, (jar, reached))
                 .await;
         }
         // Build everything before the clock starts: templates, headers, body and cookies
@@ -475,7 +485,7 @@ impl FlowContext {
         vars: &mut [String],
         body: &mut Vec<u8>,
         scratch: &mut String,
-        jar: &mut Jar,
+        (jar, reached): (&mut Jar, &mut super::seen::Reached),
     ) -> (Times, StepOutcome) {
         let Some(url) = self.step_url(index, vars).map(Cow::into_owned) else {
             return no_response(Times::default(), FailureKind::Request);
@@ -483,12 +493,12 @@ impl FlowContext {
         let cookies = self.scenario.cookies;
         let f = super::redirect::send(
             client,
-            step,
+            (index, step),
             url,
             vars,
             body,
             scratch,
-            jar,
+            (jar, reached),
             cookies,
             self.max_body,
         )

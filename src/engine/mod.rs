@@ -206,7 +206,7 @@ impl Driver {
             let _ = self
                 .shared
                 .facts
-                .set(seen::observe(&self.ctx, state.vars()));
+                .set(seen::observe(&self.ctx, state.vars(), state.reached()));
         }
         ok
     }

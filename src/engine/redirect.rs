@@ -17,6 +17,7 @@ use url::Url;
 
 use super::cookies::Jar;
 use super::request::{add_cookie, render_headers};
+use super::seen::Reached;
 use super::transport::{self, Response, Times};
 use crate::samples::FailureKind;
 use crate::scenario::{Step, MAX_REDIRECTS};
@@ -29,17 +30,18 @@ pub(super) struct Followed {
     pub hops: usize,
 }
 
-/// Sends `step` to `url` over `client`, following redirects when the step asks; cookies
-/// go to and come from `jar` when `cookies` is on.
+/// Sends `step` (number `index`) to `url` over `client`, following redirects when the
+/// step asks and noting in `reached` the host each hop went to; cookies go to and come
+/// from `jar` when `cookies` is on.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn send(
     client: &reqwest::Client,
-    step: &Step,
+    (index, step): (usize, &Step),
     url: Url,
     vars: &[String],
     body: &mut Vec<u8>,
     scratch: &mut String,
-    jar: &mut Jar,
+    (jar, reached): (&mut Jar, &mut Reached),
     cookies: bool,
     max_body: usize,
 ) -> Followed {
@@ -102,6 +104,7 @@ pub(super) async fn send(
         if next.origin() != url.origin() {
             strip_credentials(&mut headers);
         }
+        reached.record(index, &next);
         url = next;
         hops += 1;
     }

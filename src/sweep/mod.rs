@@ -184,6 +184,8 @@ pub struct SweepOptions {
     pub connect_timeout: Duration,
     /// The flow definition.
     pub scenario: ScenarioSource,
+    /// `--var` / `AUTHBENCH_VAR_*`: variables for every template of the scenario.
+    pub vars: Vec<(String, String)>,
     /// bcrypt operations per flow (the default scenario: register hashes, login verifies).
     pub hashes_per_flow: f64,
     /// `--hashes-per-flow` was given: a fitted service's per-hash figure is its hashing per
@@ -209,6 +211,7 @@ impl Default for SweepOptions {
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             scenario: ScenarioSource::Builtin,
+            vars: Vec::new(),
             hashes_per_flow: 2.0,
             hashes_per_flow_given: false,
             hashing_threads: crate::usage::cores(),

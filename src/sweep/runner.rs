@@ -167,10 +167,13 @@ pub async fn sweep(
         Some(p) => p.values.clone(),
         None => opts.costs.clone(),
     };
-    let scenario = crate::pipeline::load_scenario(&opts.scenario).map_err(|e| SweepError::Run {
-        cost: values[0],
-        source: e,
-    })?;
+    let scenario =
+        crate::pipeline::load_scenario_with(&opts.scenario, &opts.vars).map_err(|e| {
+            SweepError::Run {
+                cost: values[0],
+                source: e,
+            }
+        })?;
     let config = SweepConfig {
         costs: values.clone(),
         param: opts.param.as_ref().map(|p| p.label()),
@@ -269,7 +272,7 @@ fn run_options(opts: &SweepOptions, cost: u32) -> RunOptions {
         opts.flows,
         opts.concurrency,
         (opts.timeout, opts.connect_timeout),
-        &opts.scenario,
+        (&opts.scenario, &opts.vars),
         opts.http,
     )
 }
@@ -284,7 +287,7 @@ pub(crate) fn in_process_run(
     flows: u64,
     concurrency: usize,
     (timeout, connect_timeout): (Duration, Duration),
-    scenario: &ScenarioSource,
+    (scenario, vars): (&ScenarioSource, &[(String, String)]),
     http: crate::options::HttpVersion,
 ) -> RunOptions {
     RunOptions {
@@ -297,6 +300,7 @@ pub(crate) fn in_process_run(
         timeout,
         connect_timeout: connect_timeout.min(timeout),
         scenario: scenario.clone(),
+        vars: vars.to_vec(),
         progress: false,
         calibration_flows: CALIBRATION_FLOWS,
         ..RunOptions::default()

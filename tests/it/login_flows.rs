@@ -1,7 +1,8 @@
 //! Browser-style flows over real sockets against axum servers written here: one flow
 //! across two hosts (127.0.0.1 and 127.0.0.2, cookies kept apart by domain), redirects
 //! of each status code followed on request, checks that compare numbers as numbers and
-//! say what they expected, and variables from `--var` and `AUTHBENCH_VAR_*`.
+//! say what they expected, and variables from `--var` and `AUTHBENCH_VAR_*` (taken by
+//! every command that sends requests: run, check, sweep, tune, capacity).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -188,6 +189,21 @@ async fn redirects_are_followed_as_browsers_follow_them() {
     let hops = |name: &str| r.steps.iter().find(|s| s.name == name).unwrap().redirects;
     assert_eq!((hops("s0-303"), hops("ten"), hops("away")), (4, 40, 4));
     assert_eq!(hops("unfollowed"), 0);
+    // The host the redirect led to is one the flow touched, reached by the step `away`.
+    let origins: Vec<&str> = r.hosts.iter().map(|h| h.origin.as_str()).collect();
+    let away = format!("http://{other}");
+    assert_eq!(
+        origins,
+        [format!("http://{addr}"), away.clone()],
+        "{:#?}",
+        r.hosts
+    );
+    assert_eq!(r.hosts[1].steps, ["away"]);
+    assert!(
+        r.hosts[0].steps.iter().any(|s| s == "away"),
+        "{:#?}",
+        r.hosts
+    );
 
     // An eleventh redirect is not followed: the step sees a 302.
     let (_d, o) = opts(
@@ -292,4 +308,107 @@ fn a_var_replaces_the_files_value() {
         table[*slot] = t.render(&table);
     }
     assert_eq!(s.steps[0].path.render(&table), "/b/x y");
+}
+
+/// A health flow that sends `{{realm}}`: it does not load without `--var realm=...`.
+const REALM_HEALTH: &str = r#"
+name = "realm-health"
+[[steps]]
+name = "health"
+path = "/health"
+headers = { X-Realm = "{{realm}}" }
+expect = 200
+"#;
+
+/// Runs `args` (a command against the in-process server) without the variable, which
+/// must fail naming it, then with `--var realm=r`, which must pass.
+fn needs_realm(args: &[&str]) {
+    let (code, out, err) = support::cli(args);
+    assert_ne!(code, 0, "{args:?}: {out}{err}");
+    assert!(
+        err.contains("undefined variable `realm`"),
+        "{args:?}: {err}"
+    );
+    let mut with = args.to_vec();
+    with.extend(["--var", "realm=r"]);
+    let (code, out, err) = support::cli(&with);
+    assert_eq!(code, 0, "{args:?}: {out}{err}");
+}
+
+#[test]
+fn sweep_takes_vars() {
+    let (_d, src) = support::scenario_file(REALM_HEALTH);
+    let authbench::options::ScenarioSource::File(p) = src else {
+        unreachable!()
+    };
+    let p = p.to_str().unwrap();
+    needs_realm(&[
+        "sweep",
+        "-s",
+        p,
+        "--costs",
+        "4..=5",
+        "--flows",
+        "2",
+        "--no-reports",
+    ]);
+}
+
+#[test]
+fn tune_takes_vars() {
+    let (_d, src) = support::scenario_file(REALM_HEALTH);
+    let authbench::options::ScenarioSource::File(p) = src else {
+        unreachable!()
+    };
+    let p = p.to_str().unwrap();
+    needs_realm(&[
+        "tune",
+        "-s",
+        p,
+        "--slo",
+        "flow.p95<10s",
+        "--min-cost",
+        "4",
+        "--max-cost",
+        "4",
+        "--allow-weak",
+        "--flows",
+        "2",
+        "--concurrency",
+        "2",
+        "--no-reports",
+    ]);
+}
+
+#[test]
+fn capacity_takes_vars() {
+    let (_d, src) = support::scenario_file(REALM_HEALTH);
+    let authbench::options::ScenarioSource::File(p) = src else {
+        unreachable!()
+    };
+    let p = p.to_str().unwrap();
+    needs_realm(&[
+        "capacity",
+        "-s",
+        p,
+        "--cost",
+        "4",
+        "--slo",
+        "flow.p99<5s,success>=99%",
+        "--start-rate",
+        "5",
+        "--max-rate",
+        "10",
+        "--step",
+        "1s",
+        "--step-flows",
+        "5",
+        "--warmup",
+        "200ms",
+        "--calibration-flows",
+        "0",
+        "--max-duration",
+        "30s",
+        "--no-reports",
+    ]);
 }

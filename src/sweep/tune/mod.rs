@@ -80,6 +80,8 @@ pub struct TuneOptions {
     /// TCP connect timeout (capped at `timeout`).
     pub connect_timeout: Duration,
     pub scenario: ScenarioSource,
+    /// `--var` / `AUTHBENCH_VAR_*`: variables for every template of the scenario.
+    pub vars: Vec<(String, String)>,
     pub min_cost: u32,
     pub max_cost: u32,
     /// Allow recommending a cost below [`OWASP_MIN_COST`](crate::sweep::OWASP_MIN_COST).
@@ -101,6 +103,7 @@ impl Default for TuneOptions {
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             scenario: ScenarioSource::Builtin,
+            vars: Vec::new(),
             min_cost: 4,
             max_cost: 14,
             allow_weak: false,
@@ -209,7 +212,8 @@ pub async fn tune(
         TuneTarget::Spawn(sp) => check_spawn(sp)?,
         TuneTarget::Running { target, .. } => check_target(target)?,
     }
-    let scenario = crate::pipeline::load_scenario(&opts.scenario).map_err(SweepError::Prepare)?;
+    let scenario = crate::pipeline::load_scenario_with(&opts.scenario, &opts.vars)
+        .map_err(SweepError::Prepare)?;
     let slos = crate::gate::parse_all(&opts.slos, &scenario.step_names())
         .map_err(|e| SweepError::Config(e.to_string()))?;
     let (tx, rx) = watch::channel(false);
@@ -350,7 +354,7 @@ async fn probe(
         opts.flows,
         concurrency,
         (opts.timeout, opts.connect_timeout),
-        &opts.scenario,
+        (&opts.scenario, &opts.vars),
         opts.http,
     );
     let (report, hash_ms): (Report, Option<f64>) = match &opts.target {
