@@ -547,7 +547,7 @@ impl Exporter for Markdown {
             writeln!(o, "| hosts | {hosts} |")?;
         }
         for t in &r.tokens {
-            writeln!(o, "| token | {} |", t.line())?;
+            writeln!(o, "| JWT | {} |", t.line())?;
         }
         if let Some(line) = redirects_line(r) {
             writeln!(o, "| redirects followed | {line} |")?;

@@ -191,7 +191,7 @@ impl Exporter for Terminal {
             out.push_str(&format!("hosts: {hosts}\n"));
         }
         for t in &r.tokens {
-            out.push_str(&format!("token: {}\n", t.line()));
+            out.push_str(&format!("jwt {}\n", t.line()));
         }
         if let Some(line) = crate::render::markdown::redirects_line(r) {
             out.push_str(&format!("redirects followed: {line}\n"));

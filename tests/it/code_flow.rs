@@ -203,7 +203,9 @@ async fn pkce_pairs_pass_a_provider_that_recomputes_s256_and_the_token_line_is_r
     )
     .unwrap();
     assert!(
-        md.contains("| token | token: HS256, lifetime 24h (86400 s), issuer http://provider, audience spa |"),
+        md.contains(
+            "| JWT | token: HS256, lifetime 24h (86400 s), issuer http://provider, audience spa |"
+        ),
         "{md}"
     );
 
