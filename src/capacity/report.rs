@@ -236,44 +236,18 @@ pub fn html(c: &Capacity, chart_svg: &str) -> Vec<u8> {
     page(&format!("Capacity: {}", c.config.scenario), &o)
 }
 
-/// What [`write_capacity`] wrote.
-pub struct Written {
-    pub files: Vec<std::path::PathBuf>,
-    /// No system font was found: the PNG has no text.
-    pub png_without_text: bool,
-}
+pub use crate::sweep::report::Written;
 
 /// Writes the Markdown, JSON, SVG, PNG and HTML of a search into `dir`.
 pub fn write_capacity(c: &Capacity, dir: &Path) -> anyhow::Result<Written> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("could not create the report directory '{}'", dir.display()))?;
-    let stem = crate::sweep::report::unique_stem(
+    let json = serde_json::to_vec_pretty(c).context("could not serialize the capacity result")?;
+    crate::sweep::report::write_charted(
         dir,
         &c.generated_at,
         "capacity",
-        &["md", "json", "svg", "png", "html"],
-    );
-    let path = |ext: &str| stem.with_extension(ext);
-    let svg = chart::svg(c)?;
-    let png = crate::sweep::chart::png(&svg)?;
-    let svg_name = path("svg")
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned());
-    let json = serde_json::to_vec_pretty(c).context("could not serialize the capacity result")?;
-    let files = vec![
-        (path("md"), markdown(c, svg_name.as_deref()).into_bytes()),
-        (path("json"), json),
-        (path("svg"), svg.clone().into_bytes()),
-        (path("png"), png.bytes),
-        (path("html"), html(c, &svg)),
-    ];
-    let mut written = Vec::new();
-    for (p, bytes) in files {
-        crate::render::write_file(&p, &bytes)?;
-        written.push(p);
-    }
-    Ok(Written {
-        files: written,
-        png_without_text: !png.had_fonts,
-    })
+        chart::svg(c)?,
+        |svg_name| markdown(c, svg_name),
+        json,
+        |svg| html(c, svg),
+    )
 }

@@ -328,7 +328,7 @@ pub(crate) fn unique_stem(dir: &Path, generated_at: &str, kind: &str, exts: &[&s
     dir.join(base)
 }
 
-/// What [`write_sweep`] wrote.
+/// What [`write_charted`] wrote (a sweep's or a capacity search's files).
 #[derive(Debug, Clone)]
 pub struct Written {
     pub files: Vec<PathBuf>,
@@ -338,27 +338,49 @@ pub struct Written {
 
 /// Writes `<dir>/<stamp>-sweep.{md,json,svg,png,html}`.
 pub fn write_sweep(s: &Sweep, dir: &Path) -> anyhow::Result<Written> {
+    let json = serde_json::to_vec_pretty(s).context("could not serialize the sweep")?;
+    write_charted(
+        dir,
+        &s.generated_at,
+        "sweep",
+        chart::svg(s)?,
+        |svg_name| markdown(s, svg_name),
+        json,
+        |svg| html(s, svg),
+    )
+}
+
+/// Writes a charted result (a sweep's, a capacity search's) as
+/// `<dir>/<stamp>-<kind>.{md,json,svg,png,html}`: its Markdown (given the SVG's file name
+/// to link), its JSON, the chart as SVG and PNG, and its HTML (given the SVG to embed).
+pub fn write_charted(
+    dir: &Path,
+    generated_at: &str,
+    kind: &str,
+    svg: String,
+    markdown: impl FnOnce(Option<&str>) -> String,
+    json: Vec<u8>,
+    html: impl FnOnce(&str) -> Vec<u8>,
+) -> anyhow::Result<Written> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("could not create the report directory '{}'", dir.display()))?;
     let stem = unique_stem(
         dir,
-        &s.generated_at,
-        "sweep",
+        generated_at,
+        kind,
         &["md", "json", "svg", "png", "html"],
     );
     let path = |ext: &str| stem.with_extension(ext);
-    let svg = chart::svg(s)?;
     let png = chart::png(&svg)?;
     let svg_name = path("svg")
         .file_name()
         .map(|n| n.to_string_lossy().into_owned());
-    let json = serde_json::to_vec_pretty(s).context("could not serialize the sweep")?;
     let files = vec![
-        (path("md"), markdown(s, svg_name.as_deref()).into_bytes()),
+        (path("md"), markdown(svg_name.as_deref()).into_bytes()),
         (path("json"), json),
         (path("svg"), svg.clone().into_bytes()),
         (path("png"), png.bytes),
-        (path("html"), html(s, &svg)),
+        (path("html"), html(&svg)),
     ];
     let mut written = Vec::new();
     for (p, bytes) in files {
