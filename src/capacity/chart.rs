@@ -80,13 +80,7 @@ pub fn svg(c: &Capacity) -> anyhow::Result<String> {
             .configure_mesh()
             .x_desc("offered rate (flows/s)")
             .y_desc("flow latency from the intended start (ms, log scale)")
-            .y_label_formatter(&|v| {
-                if *v >= 1.0 {
-                    format!("{v:.0}")
-                } else {
-                    format!("{v:.2}")
-                }
-            })
+            .y_label_formatter(&crate::sweep::chart::ms_label)
             .light_line_style(WHITE.mix(0.0))
             .label_style((FONT, 13))
             .axis_desc_style((FONT, 14))

@@ -181,7 +181,8 @@ impl CapacityThreshold {
 pub enum CapacityError {
     #[error("{0}")]
     Config(String),
-    #[error("the step at {rate:.2} flows/s failed")]
+    /// A run failed: the step at `rate` (0: setting the search up, before any step).
+    #[error("{}", run_context(*rate))]
     Run {
         rate: f64,
         #[source]
@@ -192,12 +193,24 @@ pub enum CapacityError {
 }
 
 impl CapacityError {
+    /// The process exit code: a run's own (an unreachable target, a bad scenario), or a
+    /// usage error.
     pub fn exit_code(&self) -> u8 {
         match self {
             CapacityError::Config(_) => exit::USAGE,
             CapacityError::Run { source, .. } => source.exit_code(),
             CapacityError::Sweep(e) => e.exit_code(),
         }
+    }
+}
+
+/// Where a failed run stood: its step's rate, or the set-up before any step (the cause,
+/// an unreachable target or a missing `--api-key`, follows in the error chain).
+fn run_context(rate: f64) -> String {
+    if rate > 0.0 {
+        format!("the step at {rate:.2} flows/s")
+    } else {
+        "setting the search up".into()
     }
 }
 

@@ -151,14 +151,7 @@ pub(super) async fn exec(a: CapacityArgs, out: &mut dyn Write, err: &mut dyn Wri
     let _ = write!(out, "{}", crate::capacity::terminal_table(&c));
     if let Some(dir) = a.common.output.dir() {
         match crate::capacity::write_capacity(&c, &dir) {
-            Ok(w) => {
-                for f in &w.files {
-                    let _ = writeln!(out, "report: {}", f.display());
-                }
-                if w.png_without_text {
-                    ui.warning(err, "no system font found, the PNG has no text (scripts/setup.sh installs fonts-dejavu-core)");
-                }
-            }
+            Ok(w) => super::shared::written(&w, out, err, ui),
             Err(e) => {
                 ui.error(err, e.as_ref());
                 return exit::FAILURE;

@@ -288,6 +288,24 @@ impl ToleranceArgs {
 }
 
 /// Commands that fail with an error message and a code.
+/// Lists the files a sweep or a capacity search wrote, and warns when its PNG has no text.
+pub(super) fn written(
+    w: &crate::sweep::report::Written,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    ui: Ui,
+) {
+    for f in &w.files {
+        let _ = writeln!(out, "report: {}", f.display());
+    }
+    if w.png_without_text {
+        ui.warning(
+            err,
+            "no system font found, the PNG has no text (scripts/setup.sh installs fonts-dejavu-core)",
+        );
+    }
+}
+
 pub(super) struct CmdError(pub(super) u8, pub(super) anyhow::Error);
 
 pub(super) fn report_errors(r: Result<u8, CmdError>, err: &mut dyn Write, ui: Ui) -> u8 {

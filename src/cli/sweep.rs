@@ -109,14 +109,7 @@ pub(super) async fn exec(a: SweepArgs, out: &mut dyn Write, err: &mut dyn Write,
     };
     match written {
         Ok(None) => {}
-        Ok(Some(w)) => {
-            for f in &w.files {
-                let _ = writeln!(out, "report: {}", f.display());
-            }
-            if w.png_without_text {
-                ui.warning(err, "no system font found, the PNG has no text (scripts/setup.sh installs fonts-dejavu-core)");
-            }
-        }
+        Ok(Some(w)) => super::shared::written(&w, out, err, ui),
         Err(e) => {
             ui.error(err, e.as_ref());
             return exit::FAILURE;

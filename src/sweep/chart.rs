@@ -74,6 +74,15 @@ fn cost_label(x: &f64) -> String {
     }
 }
 
+/// A latency axis label, ms: whole above 1, two decimals below (the log scale's low end).
+pub(crate) fn ms_label(v: &f64) -> String {
+    if *v >= 1.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
 fn draw_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow::anyhow!("could not draw the sweep chart: {e}")
 }
@@ -147,13 +156,7 @@ where
                 cost_label(v)
             }
         })
-        .y_label_formatter(&|v| {
-            if *v >= 1.0 {
-                format!("{v:.0}")
-            } else {
-                format!("{v:.2}")
-            }
-        })
+        .y_label_formatter(&ms_label)
         .light_line_style(WHITE.mix(0.0))
         .label_style((FONT, 13))
         .axis_desc_style((FONT, 14))
